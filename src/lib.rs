@@ -1,0 +1,11 @@
+//! hotline: a multilingual 24/7 telephone hotline.
+//!
+//! See `docs/architecture.md` for the map of the code.
+
+pub mod flow;
+pub mod language;
+pub mod media;
+pub mod metrics;
+pub mod prompts;
+pub mod sdp;
+pub mod sip;

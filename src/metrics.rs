@@ -1,0 +1,273 @@
+//! Every Prometheus metric the service exports, in one place.
+//!
+//! Names and labels are part of the external contract (see `docs/metrics.md`).
+//! Label values are always bounded sets: stages, outcomes, language codes, queue
+//! names from the flow files, SIP method names (unknown ones become `other`) and
+//! response codes. Caller numbers and call ids are never labels.
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Wait-time buckets (seconds): fine around the usual service-level thresholds
+/// (10, 20, 30, 60 s) and wide enough for pandemic-style waits of an hour and more.
+pub const WAIT_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0,
+    900.0, 1200.0, 1800.0, 2700.0, 3600.0, 5400.0, 7200.0,
+];
+
+/// SIP methods that get their own label value; anything else is counted as `other`.
+const KNOWN_METHODS: &[&str] = &[
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "UPDATE", "PRACK",
+    "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH",
+];
+
+/// The registry and every metric. Cheap to share behind an `Arc`.
+pub struct Metrics {
+    registry: Registry,
+    pub calls_active: IntGaugeVec,
+    pub calls_total: IntCounterVec,
+    pub language_selected_total: IntCounterVec,
+    pub queue_waiting: IntGaugeVec,
+    pub queue_oldest_wait_seconds: GaugeVec,
+    pub queue_estimated_wait_seconds: GaugeVec,
+    pub queue_wait_seconds: HistogramVec,
+    pub queue_answered_total: IntCounterVec,
+    pub queue_abandoned_total: IntCounterVec,
+    pub agents: IntGaugeVec,
+    pub sip_requests_total: IntCounterVec,
+    pub sip_responses_total: IntCounterVec,
+    pub flow_reloads_total: IntCounterVec,
+    /// Messages that could not be parsed (answered 400 or dropped), by what happened.
+    pub sip_malformed_total: IntCounterVec,
+}
+
+/// Outcomes of `hotline_calls_total`.
+pub mod outcome {
+    pub const ANSWERED: &str = "answered";
+    pub const ABANDONED_IVR: &str = "abandoned_ivr";
+    pub const ABANDONED_QUEUE: &str = "abandoned_queue";
+    pub const TIMED_OUT: &str = "timed_out";
+    pub const CLOSED: &str = "closed";
+    pub const REJECTED: &str = "rejected";
+    pub const FAILED: &str = "failed";
+    pub const ALL: [&str; 7] = [
+        ANSWERED,
+        ABANDONED_IVR,
+        ABANDONED_QUEUE,
+        TIMED_OUT,
+        CLOSED,
+        REJECTED,
+        FAILED,
+    ];
+}
+
+/// Stages of `hotline_calls_active`.
+pub mod stage {
+    pub const IVR: &str = "ivr";
+    pub const QUEUE: &str = "queue";
+    pub const AGENT: &str = "agent";
+    pub const ALL: [&str; 3] = [IVR, QUEUE, AGENT];
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        macro_rules! reg {
+            ($m:expr) => {{
+                let m = $m.expect("metric definitions are static and valid");
+                registry
+                    .register(Box::new(m.clone()))
+                    .expect("metric names are unique");
+                m
+            }};
+        }
+        let calls_active = reg!(IntGaugeVec::new(
+            Opts::new("hotline_calls_active", "Calls in progress, by stage"),
+            &["stage"]
+        ));
+        let calls_total = reg!(IntCounterVec::new(
+            Opts::new("hotline_calls_total", "Calls ended, by outcome"),
+            &["outcome"]
+        ));
+        let language_selected_total = reg!(IntCounterVec::new(
+            Opts::new(
+                "hotline_language_selected_total",
+                "Languages chosen by callers"
+            ),
+            &["language"]
+        ));
+        let queue_waiting = reg!(IntGaugeVec::new(
+            Opts::new("hotline_queue_waiting", "Callers waiting in each queue"),
+            &["queue"]
+        ));
+        let queue_oldest_wait_seconds = reg!(GaugeVec::new(
+            Opts::new(
+                "hotline_queue_oldest_wait_seconds",
+                "How long the longest-waiting caller in each queue has waited"
+            ),
+            &["queue"]
+        ));
+        let queue_estimated_wait_seconds = reg!(GaugeVec::new(
+            Opts::new(
+                "hotline_queue_estimated_wait_seconds",
+                "Estimated wait for a caller joining each queue now"
+            ),
+            &["queue"]
+        ));
+        let queue_wait_seconds = reg!(HistogramVec::new(
+            HistogramOpts::new(
+                "hotline_queue_wait_seconds",
+                "Time callers spent waiting in a queue, by how the wait ended"
+            )
+            .buckets(WAIT_BUCKETS.to_vec()),
+            &["queue", "language", "outcome"]
+        ));
+        let queue_answered_total = reg!(IntCounterVec::new(
+            Opts::new(
+                "hotline_queue_answered_total",
+                "Queued callers connected to an agent"
+            ),
+            &["queue", "language"]
+        ));
+        let queue_abandoned_total = reg!(IntCounterVec::new(
+            Opts::new(
+                "hotline_queue_abandoned_total",
+                "Queued callers who hung up before reaching an agent"
+            ),
+            &["queue", "language"]
+        ));
+        let agents = reg!(IntGaugeVec::new(
+            Opts::new("hotline_agents", "Agents by skill and state"),
+            &["skill", "state"]
+        ));
+        let sip_requests_total = reg!(IntCounterVec::new(
+            Opts::new("hotline_sip_requests_total", "SIP requests received, by method"),
+            &["method"]
+        ));
+        let sip_responses_total = reg!(IntCounterVec::new(
+            Opts::new("hotline_sip_responses_total", "SIP responses sent, by status code"),
+            &["code"]
+        ));
+        let flow_reloads_total = reg!(IntCounterVec::new(
+            Opts::new("hotline_flow_reloads_total", "Flow set reloads, by result"),
+            &["result"]
+        ));
+        let sip_malformed_total = reg!(IntCounterVec::new(
+            Opts::new(
+                "hotline_sip_malformed_total",
+                "SIP messages that could not be parsed, by what was done with them"
+            ),
+            &["action"]
+        ));
+
+        // Pre-create the bounded label sets so that dashboards see zeros, not gaps.
+        for s in stage::ALL {
+            calls_active.with_label_values(&[s]);
+        }
+        for o in outcome::ALL {
+            calls_total.with_label_values(&[o]);
+        }
+        for l in crate::language::Language::ALL {
+            language_selected_total.with_label_values(&[l.code()]);
+        }
+        for r in ["ok", "error"] {
+            flow_reloads_total.with_label_values(&[r]);
+        }
+        for a in ["answered_400", "dropped"] {
+            sip_malformed_total.with_label_values(&[a]);
+        }
+
+        Metrics {
+            registry,
+            calls_active,
+            calls_total,
+            language_selected_total,
+            queue_waiting,
+            queue_oldest_wait_seconds,
+            queue_estimated_wait_seconds,
+            queue_wait_seconds,
+            queue_answered_total,
+            queue_abandoned_total,
+            agents,
+            sip_requests_total,
+            sip_responses_total,
+            flow_reloads_total,
+            sip_malformed_total,
+        }
+    }
+
+    /// Counts one SIP request received. Unknown methods share the label `other`
+    /// so that a scanner cannot grow the label set.
+    pub fn sip_request(&self, method: &str) {
+        let label = KNOWN_METHODS
+            .iter()
+            .find(|m| m.eq_ignore_ascii_case(method))
+            .copied()
+            .unwrap_or("other");
+        self.sip_requests_total.with_label_values(&[label]).inc();
+    }
+
+    /// Counts one SIP response sent.
+    pub fn sip_response(&self, code: u16) {
+        let mut buf = [0u8; 3];
+        let label = if (100..=699).contains(&code) {
+            buf[0] = b'0' + (code / 100) as u8;
+            buf[1] = b'0' + (code / 10 % 10) as u8;
+            buf[2] = b'0' + (code % 10) as u8;
+            std::str::from_utf8(&buf).unwrap_or("other")
+        } else {
+            "other"
+        };
+        self.sip_responses_total.with_label_values(&[label]).inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::with_capacity(16 * 1024);
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "metrics encoding failed");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_names_are_exported() {
+        let m = Metrics::new();
+        m.sip_request("INVITE");
+        m.sip_request("FOOBAR");
+        m.sip_response(200);
+        m.queue_wait_seconds
+            .with_label_values(&["general", "en", "answered"])
+            .observe(12.0);
+        let text = m.render();
+        for name in [
+            "hotline_calls_active",
+            "hotline_calls_total",
+            "hotline_language_selected_total",
+            "hotline_queue_wait_seconds_bucket",
+            "hotline_sip_requests_total{method=\"INVITE\"} 1",
+            "hotline_sip_requests_total{method=\"other\"} 1",
+            "hotline_sip_responses_total{code=\"200\"} 1",
+            "hotline_flow_reloads_total",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+        for le in ["le=\"10\"", "le=\"20\"", "le=\"30\"", "le=\"60\"", "le=\"3600\""] {
+            assert!(text.contains(le), "missing bucket {le}");
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! SIP: the wire layer in front of `rsip`, RFC 3261 transactions and dialogs, and
+//! the endpoint core that the call logic talks to.
+//!
+//! Everything here is sans-IO: input is bytes with a source address and an
+//! explicit `now`; output is polled (`poll_transmit`, `poll_event`,
+//! `poll_timeout`). The tokio shell in `crate::server` owns the sockets and clocks.
+
+pub mod endpoint;
+
+pub use endpoint::{
+    CallKey, EndReason, EndpointConfig, IncomingCall, SipEndpoint, SipEvent, Transmit, Transport,
+};
