@@ -52,8 +52,12 @@ pub mod outcome {
     pub const CLOSED: &str = "closed";
     pub const REJECTED: &str = "rejected";
     pub const FAILED: &str = "failed";
-    pub const ALL: [&str; 7] = [
+    /// Served by the IVR alone: the flow reached its end (information given,
+    /// goodbye said) without a queue. An addition to the contract's list.
+    pub const COMPLETED: &str = "completed";
+    pub const ALL: [&str; 8] = [
         ANSWERED,
+        COMPLETED,
         ABANDONED_IVR,
         ABANDONED_QUEUE,
         TIMED_OUT,
