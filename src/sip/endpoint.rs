@@ -10,6 +10,23 @@
 //! BYE 200 (then `CallEnded`), unknown dialog 481, unsupported method 405 + Allow,
 //! malformed 400 (or drop), INFO `application/dtmf-relay` 200 (then `Dtmf`),
 //! retransmissions. It counts requests received and responses sent in `Metrics`.
+//!
+//! Choices worth knowing:
+//! - The 2xx to an INVITE is repeated by this core (RFC 3261 13.3.1.4) at T1,
+//!   2T1, ... capped at T2; after 64*T1 without ACK the call ends with
+//!   `AckTimeout` and is sent a BYE. `hangup` before the ACK waits for it.
+//! - In-dialog requests we send (BYE) go to the address the INVITE came from
+//!   (symmetric signalling: works behind NAT and reuses the TCP connection);
+//!   their Request-URI and Route headers follow the dialog (RFC 3261 12.2.1.1).
+//! - INFO: `application/dtmf-relay` and `application/dtmf` → 200 (+ `Dtmf`),
+//!   no body → 200, any other body → 415 with Accept.
+//! - Known but unsupported methods (REGISTER, SUBSCRIBE, ...) → 405 with Allow;
+//!   unknown method tokens → 501 with Allow (RFC 4475 3.1.1.2).
+//! - A re-INVITE while an earlier INVITE is unfinished → 500 with Retry-After
+//!   (RFC 3261 14.2). Any `Require` → 420 (we support no extensions).
+//! - Bounds: `max_calls` calls (then 503 + Retry-After), 4*max_calls+64 server
+//!   and max_calls+64 client transactions, output queues of 8*max_calls+1024.
+//!   The shell drains `poll_transmit`/`poll_event` after every call in.
 
 use super::dialog::{Dialog, DialogId};
 use super::dtmf_relay;
@@ -507,7 +524,7 @@ impl SipEndpoint {
             }
             // RFC 3261 15: no BYE before the ACK (or before we give up on it).
             CallState::Answered => c.bye_after_ack = true,
-            CallState::Confirmed => self.send_bye(now, call, EndReason::LocalBye),
+            CallState::Confirmed => self.send_bye(now, call, Some(EndReason::LocalBye)),
             CallState::Ending => {}
         }
     }
@@ -811,7 +828,7 @@ impl SipEndpoint {
             self.push_event(SipEvent::Confirmed { call });
         }
         if bye {
-            self.send_bye(now, call, EndReason::LocalBye);
+            self.send_bye(now, call, Some(EndReason::LocalBye));
         }
     }
 
@@ -962,15 +979,8 @@ impl SipEndpoint {
                 call,
                 reason: EndReason::AckTimeout,
             });
-            self.send_bye(now, call, EndReason::AckTimeout);
             // The call layer already has its Ended; the BYE runs detached.
-            if let Some(entry) = self
-                .clients
-                .values_mut()
-                .find(|e| e.call.map(|x| x.0) == Some(call))
-            {
-                entry.call = None;
-            }
+            self.send_bye(now, call, None);
             self.remove_call(now, call);
             return;
         }
@@ -1019,7 +1029,9 @@ impl SipEndpoint {
         self.reschedule_call(call);
     }
 
-    fn send_bye(&mut self, now: Instant, call: CallKey, reason: EndReason) {
+    /// Sends BYE in a client transaction; `report` is the `Ended` reason to
+    /// emit when it finishes (None when the call layer was already told).
+    fn send_bye(&mut self, now: Instant, call: CallKey, report: Option<EndReason>) {
         let branch = format!("{MAGIC_COOKIE}{:016x}", rand::random::<u64>());
         let user_agent = self.config.user_agent.clone();
         let local = self.config.local_addr;
@@ -1041,7 +1053,10 @@ impl SipEndpoint {
         if self.clients.len() >= self.max_clients() {
             // No room to track the BYE: send once and end now.
             self.push_transmit(peer, bytes);
-            self.finish_call(call, reason);
+            match report {
+                Some(reason) => self.finish_call(call, reason),
+                None => self.forget_call(call),
+            }
             return;
         }
         let tx = NonInviteClient::new(
@@ -1055,7 +1070,7 @@ impl SipEndpoint {
             ClientEntry {
                 tx,
                 peer,
-                call: Some((call, reason)),
+                call: report.map(|r| (call, r)),
                 wake: None,
             },
         );
@@ -1071,10 +1086,21 @@ impl SipEndpoint {
         }
     }
 
-    /// Drops a call, answering a still-open re-INVITE so its transaction ends.
+    /// Drops a call, answering any INVITE still open on it (the initial one or
+    /// a re-INVITE) with 487 so that no transaction is left without an end.
     fn remove_call(&mut self, now: Instant, call: CallKey) {
-        let reinvite = self.calls.get_mut(&call).and_then(|c| c.reinvite.take());
-        if let Some((key, reply, _)) = reinvite {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let mut open = Vec::new();
+        if let Some((key, reply, _)) = c.reinvite.take() {
+            open.push((key, reply));
+        }
+        if c.state == CallState::Offered {
+            open.push((c.invite_key.clone(), c.invite_reply.clone()));
+        }
+        for (key, reply) in open {
+            // A transaction that already has its final response ignores this.
             self.respond(now, &key, &reply, Answer::code(487));
         }
         self.forget_call(call);

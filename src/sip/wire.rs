@@ -343,7 +343,8 @@ fn check_mandatory(msg: &Message) -> Result<(), (u16, String)> {
 }
 
 fn reject_msg(msg: Message, code: u16, reason: String) -> Decoded {
-    if msg.status().is_some() {
+    // Responses and ACKs are never answered (RFC 3261 17.1.1.3, 18.3).
+    if msg.status().is_some() || msg.method() == Some(&Method::Ack) {
         return Decoded::Drop { reason };
     }
     match Essentials::from_message(&msg) {

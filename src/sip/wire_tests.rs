@@ -255,3 +255,12 @@ fn stream_framer_errors() {
         Some(&b"OPTIONS sip:a@b SIP/2.0\r\n\r\n"[..])
     );
 }
+
+#[test]
+fn malformed_ack_is_never_answered() {
+    let text = b"ACK sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:x@y>;tag=1\r\nTo: <sip:a@b>;tag=2\r\nCall-ID: c1\r\nCSeq: 1 ACK\r\nContent-Length: 40\r\n\r\n";
+    assert!(matches!(
+        decode(text, Framing::Datagram, MAX),
+        Decoded::Drop { .. }
+    ));
+}
