@@ -793,3 +793,102 @@ fn hangup_all_and_tcp() {
     assert_eq!(ended, 2);
     assert_eq!(h.ep.call_count(), 0);
 }
+
+#[test]
+fn rfc4475_messages_get_the_expected_answers() {
+    let cases: &[(&str, &[u8], Option<&str>)] = &[
+        // To already has a tag: an in-dialog request for a dialog we do not know.
+        (
+            "wsinv",
+            include_bytes!("fixtures/rfc4475/wsinv.sip"),
+            Some("481"),
+        ),
+        (
+            "esc01",
+            include_bytes!("fixtures/rfc4475/esc01.sip"),
+            Some("100"),
+        ),
+        (
+            "escnull",
+            include_bytes!("fixtures/rfc4475/escnull.sip"),
+            Some("405"),
+        ),
+        (
+            "intmeth",
+            include_bytes!("fixtures/rfc4475/intmeth.sip"),
+            Some("501"),
+        ),
+        (
+            "ncl",
+            include_bytes!("fixtures/rfc4475/ncl.sip"),
+            Some("400"),
+        ),
+        (
+            "clerr",
+            include_bytes!("fixtures/rfc4475/clerr.sip"),
+            Some("400"),
+        ),
+        (
+            "mcl01",
+            include_bytes!("fixtures/rfc4475/mcl01.sip"),
+            Some("400"),
+        ),
+        (
+            "unkscm",
+            include_bytes!("fixtures/rfc4475/unkscm.sip"),
+            Some("416"),
+        ),
+        (
+            "badvers",
+            include_bytes!("fixtures/rfc4475/badvers.sip"),
+            Some("505"),
+        ),
+        ("insuf", include_bytes!("fixtures/rfc4475/insuf.sip"), None),
+        (
+            "lwsruri",
+            include_bytes!("fixtures/rfc4475/lwsruri.sip"),
+            Some("400"),
+        ),
+        (
+            "lwsstart",
+            include_bytes!("fixtures/rfc4475/lwsstart.sip"),
+            Some("400"),
+        ),
+        (
+            "trws",
+            include_bytes!("fixtures/rfc4475/trws.sip"),
+            Some("400"),
+        ),
+        (
+            "mismatch01",
+            include_bytes!("fixtures/rfc4475/mismatch01.sip"),
+            Some("400"),
+        ),
+        (
+            "scalarlg",
+            include_bytes!("fixtures/rfc4475/scalarlg.sip"),
+            Some("400"),
+        ),
+    ];
+    for (name, bytes, code) in cases {
+        let mut h = Harness::new(10);
+        h.ep.handle_input(
+            h.t0,
+            Transport::Udp,
+            "192.0.2.200:5060".parse().unwrap(),
+            bytes,
+        );
+        let sent = h.sent();
+        let got = sent.first().map(|s| s.get(8..11).unwrap_or("").to_string());
+        assert_eq!(got.as_deref(), *code, "{name}");
+        if *name == "intmeth" {
+            assert!(sent[0].contains("\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO\r\n"));
+        }
+        if *name == "esc01" {
+            let c = h.incoming();
+            assert_eq!(c.dialled, "sips:user@example.com");
+            assert_eq!(c.from_user, "I have spaces");
+            assert!(c.offer.is_some());
+        }
+    }
+}
