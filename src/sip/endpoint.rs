@@ -391,10 +391,7 @@ impl SipEndpoint {
                     .with_label_values(&["answered_400"])
                     .inc();
                 let reply = Reply::new(&essentials, source, transport, Some(&new_tag()));
-                let answer = Answer::code(code).header(
-                    "Warning",
-                    format!("399 hotline \"{}\"", reason.replace('"', "'")),
-                );
+                let answer = Answer::code(code).header("Warning", warning(&reason));
                 self.send_stateless(&reply, answer);
             }
             Decoded::Message(msg) => match msg.start {
@@ -985,7 +982,7 @@ impl SipEndpoint {
             return;
         }
         if now >= p.next {
-            p.interval = (p.interval * 2).min(t2);
+            p.interval = p.interval.saturating_mul(2).min(t2);
             p.next = now + p.interval;
             let (peer, bytes) = (c.invite_reply.peer, p.bytes.clone());
             self.push_transmit(peer, bytes);
@@ -1275,6 +1272,22 @@ impl SipEndpoint {
             c.wake = wake;
         }
     }
+}
+
+/// A `Warning` value; the text may come from the peer, so it is kept to
+/// printable characters and no quotes.
+fn warning(text: &str) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| {
+            if c.is_control() || c == '"' || c == '\\' {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    format!("399 hotline \"{clean}\"")
 }
 
 /// A fresh tag for To/From (RFC 3261 19.3: at least 32 bits of randomness).
