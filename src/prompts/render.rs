@@ -34,7 +34,13 @@ pub const MAX_TEXT_CHARS: usize = 4_000;
 const TARGET_PEAK: f64 = 0.7 * i16::MAX as f64;
 /// Part of every manifest source hash: changing how audio is post-processed
 /// must re-render everything.
-const PIPELINE: &str = "pcm16/8000/mono/peak-3dB/v1";
+const PIPELINE: &str = "pcm16/8000/mono/peak-3dB/trim-50ms/v1";
+/// Silence kept before and after speech, in samples (50 ms). The synthesiser
+/// pads with about 350 ms; trimmed, announcements built from pieces ("you are
+/// number" + "five" + "in the queue") flow like one sentence.
+const EDGE_SILENCE: usize = 400;
+/// Below this fraction of the peak (about -46 dB) a sample counts as silence.
+const SILENCE_FRACTION: f64 = 0.005;
 const INSTALL_HINT: &str = "install it with: apt-get install espeak-ng";
 
 /// What to render and how.
@@ -356,8 +362,9 @@ fn synthesise_prompt(
             language,
         });
     }
-    let duration = Duration::from_secs_f64(samples.len() as f64 / f64::from(OUTPUT_RATE));
-    Ok((encode_wav(&samples), duration))
+    let speech = trim_silence(&samples);
+    let duration = Duration::from_secs_f64(speech.len() as f64 / f64::from(OUTPUT_RATE));
+    Ok((encode_wav(speech), duration))
 }
 
 /// Ids become file names: no separators, no hidden or parent entries.
@@ -590,6 +597,21 @@ fn normalise_peak(samples: &mut [i16]) -> bool {
         *s = clamp_i16(f64::from(*s) * gain);
     }
     true
+}
+
+/// Drops leading and trailing silence, keeping [`EDGE_SILENCE`] of it.
+fn trim_silence(samples: &[i16]) -> &[i16] {
+    let threshold = TARGET_PEAK * SILENCE_FRACTION;
+    let loud = |s: &i16| f64::from(*s).abs() > threshold;
+    let (Some(first), Some(last)) = (
+        samples.iter().position(loud),
+        samples.iter().rposition(loud),
+    ) else {
+        return samples;
+    };
+    let start = first.saturating_sub(EDGE_SILENCE);
+    let end = last.saturating_add(1 + EDGE_SILENCE).min(samples.len());
+    samples.get(start..end).unwrap_or(samples)
 }
 
 fn clamp_i16(x: f64) -> i16 {
@@ -905,6 +927,20 @@ mod tests {
         let mut silence = vec![0, 3, -2, 0];
         assert!(!normalise_peak(&mut silence));
         assert!(!normalise_peak(&mut []));
+    }
+
+    #[test]
+    fn silence_is_trimmed_to_a_short_margin() {
+        let mut padded = vec![0i16; 3_000];
+        padded.extend(sine(500.0, 8_000, 0.5, 20_000.0));
+        padded.extend(vec![10i16; 3_000]); // faint noise counts as silence
+        let speech = trim_silence(&padded);
+        assert_eq!(speech.len(), 4_000 + 2 * EDGE_SILENCE - 1);
+        assert!(speech[EDGE_SILENCE + 1] != 0);
+        // Nothing to trim: unchanged; nothing loud at all: unchanged too.
+        let tone = sine(500.0, 8_000, 0.1, 20_000.0);
+        assert_eq!(trim_silence(&tone).len(), tone.len());
+        assert_eq!(trim_silence(&[0, 0, 0]).len(), 3);
     }
 
     // --- espeak-ng command -------------------------------------------------
