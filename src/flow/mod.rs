@@ -8,6 +8,11 @@
 //!   `handle_timeout`, `poll_timeout`, `poll_action`: events in, actions out, time
 //!   passed in. The same engine serves live calls and `flows simulate`.
 
+pub mod duration;
+pub mod plural;
+pub mod schedule;
+pub mod yaml;
+
 use crate::language::Language;
 use crate::prompts::Catalogue;
 use std::fmt;
@@ -89,12 +94,21 @@ pub enum FlowEvent {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FlowAction {
-    Play { play_id: u64, prompts: Vec<PromptRef> },
+    Play {
+        play_id: u64,
+        prompts: Vec<PromptRef>,
+    },
     StopPlayback,
     LanguageSelected(Language),
-    Queue { queue: String },
-    Transfer { target: String },
-    Hangup { reason: String },
+    Queue {
+        queue: String,
+    },
+    Transfer {
+        target: String,
+    },
+    Hangup {
+        reason: String,
+    },
 }
 
 /// One call's walk through a flow.
