@@ -336,7 +336,7 @@ impl FlowRun {
 
     fn queue_name(&self) -> Option<String> {
         match self.current_kind()? {
-            StepKind::Queue(q) => Some(q.queue.clone()),
+            StepKind::Queue(q) => Some(self.queue_for(&q.queue)),
             _ => None,
         }
     }
@@ -379,6 +379,14 @@ impl FlowRun {
 
     fn current_language(&self) -> Language {
         self.language.unwrap_or(self.set.default_language)
+    }
+
+    /// A queue name with `{lang}` filled in with the current language.
+    fn queue_for(&self, name: &str) -> String {
+        name.replace(
+            super::load::LANG_PLACEHOLDER,
+            self.current_language().code(),
+        )
     }
 
     fn set_language(&mut self, l: Language) {
@@ -464,7 +472,13 @@ impl FlowRun {
                 self.go(edge);
             }
             StepKind::Queue(q) => {
-                let def = self.set.queues.get(&q.queue);
+                let queue = self.queue_for(&q.queue);
+                let escalate_to = q
+                    .escalate
+                    .as_ref()
+                    .map(|e| self.queue_for(&e.queue))
+                    .filter(|e| *e != queue);
+                let def = self.set.queues.get(&queue);
                 let options = QueueOptions {
                     skills: def.map(|d| d.skills.clone()).unwrap_or_default(),
                     language: self.language,
@@ -472,13 +486,13 @@ impl FlowRun {
                     max_wait: q.max_wait.or(def.and_then(|d| d.max_wait)),
                     max_waiting: def.and_then(|d| d.max_waiting),
                     announce_every: q.announce_every,
-                    escalate_after: q.escalate.as_ref().map(|e| e.after),
-                    escalate_to: q.escalate.as_ref().map(|e| e.queue.clone()),
+                    escalate_after: escalate_to
+                        .as_ref()
+                        .and(q.escalate.as_ref())
+                        .map(|e| e.after),
+                    escalate_to,
                 };
-                self.emit(FlowAction::Queue {
-                    queue: q.queue.clone(),
-                    options,
-                });
+                self.emit(FlowAction::Queue { queue, options });
                 self.wait = Wait::Queue;
             }
             StepKind::Goto(t) => self.go(Edge::Step(t.index)),
@@ -566,9 +580,11 @@ impl FlowRun {
                 }
                 digits.parse().ok()
             }
-            NumberSource::Waiting(q) => Some(u64::from(env.queue_state(q).waiting)),
+            NumberSource::Waiting(q) => {
+                Some(u64::from(env.queue_state(&self.queue_for(q)).waiting))
+            }
             NumberSource::WaitMinutes(q) => {
-                let secs = env.queue_state(q).estimated_wait.as_secs();
+                let secs = env.queue_state(&self.queue_for(q)).estimated_wait.as_secs();
                 Some(secs.div_ceil(60).max(1))
             }
             NumberSource::AgentsReady(s) => Some(u64::from(env.agents_ready(s))),
@@ -608,10 +624,10 @@ impl FlowRun {
                 super::schedule::norwegian_holiday(local.date_naive()).is_some() == *want
             }
             Condition::QueueWaiting { queue, bounds, .. } => {
-                bounds.holds(env.queue_state(queue).waiting)
+                bounds.holds(env.queue_state(&self.queue_for(queue)).waiting)
             }
             Condition::EstimatedWait { queue, bounds, .. } => {
-                bounds.holds(env.queue_state(queue).estimated_wait)
+                bounds.holds(env.queue_state(&self.queue_for(queue)).estimated_wait)
             }
             Condition::AgentsReady { skill, bounds } => bounds.holds(env.agents_ready(skill)),
         }

@@ -326,6 +326,28 @@ pub fn language(cx: &mut Cx, node: &Node) -> Option<Language> {
     }
 }
 
+/// The placeholder a queue name may hold, filled with the caller's language code
+/// (`advice_{lang}` → `advice_en`), so one step queues each language apart.
+pub const LANG_PLACEHOLDER: &str = "{lang}";
+
+/// A queue name, possibly with `{lang}`.
+pub fn queue_ref(cx: &mut Cx, node: &Node) -> Option<String> {
+    let s = text(cx, node, "queue name")?;
+    let plain = s.replace(LANG_PLACEHOLDER, "x");
+    if plain.len() > 100
+        || !plain
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        cx.err(
+            node.pos,
+            format!("queue name `{s}` may use only letters, digits, `_`, `-`, `.` and `{LANG_PLACEHOLDER}`"),
+        );
+        return None;
+    }
+    Some(s)
+}
+
 fn target(cx: &mut Cx, node: &Node) -> Option<Target> {
     let label = name(cx, node, "step id")?;
     Some(Target {
@@ -860,7 +882,11 @@ fn number_source(cx: &mut Cx, node: &Node) -> Option<NumberSource> {
         return None;
     }
     let (key, _, value) = f.entries.first()?;
-    let arg = name(cx, value, key)?;
+    let arg = if key == "waiting" || key == "wait_minutes" {
+        queue_ref(cx, value)?
+    } else {
+        name(cx, value, key)?
+    };
     Some(match key.as_str() {
         "var" => NumberSource::Var(arg),
         "waiting" => NumberSource::Waiting(arg),
@@ -1249,7 +1275,7 @@ fn condition(cx: &mut Cx, node: &Node, depth: usize) -> Option<Condition> {
                     None
                 })?;
                 Condition::QueueWaiting {
-                    queue: name(cx, queue_node, "queue name")?,
+                    queue: queue_ref(cx, queue_node)?,
                     origin: cx.origin(queue_node.pos),
                     bounds: count_bounds(cx, &g, v)?,
                 }
@@ -1273,7 +1299,7 @@ fn condition(cx: &mut Cx, node: &Node, depth: usize) -> Option<Condition> {
                     return None;
                 }
                 Condition::EstimatedWait {
-                    queue: name(cx, queue_node, "queue name")?,
+                    queue: queue_ref(cx, queue_node)?,
                     origin: cx.origin(queue_node.pos),
                     bounds,
                 }
@@ -1336,7 +1362,7 @@ fn count_bounds(cx: &mut Cx, g: &Fields, node: &Node) -> Option<Bounds<u32>> {
 fn parse_queue_step(cx: &mut Cx, node: &Node) -> Option<QueueStep> {
     if node.as_map().is_none() {
         return Some(QueueStep {
-            queue: name(cx, node, "queue name")?,
+            queue: queue_ref(cx, node)?,
             queue_origin: cx.origin(node.pos),
             priority: 0,
             max_wait: None,
@@ -1367,7 +1393,7 @@ fn parse_queue_step(cx: &mut Cx, node: &Node) -> Option<QueueStep> {
         return None;
     };
     let mut q = QueueStep {
-        queue: name(cx, to, "queue name")?,
+        queue: queue_ref(cx, to)?,
         queue_origin: cx.origin(to.pos),
         priority: 0,
         max_wait: None,
@@ -1394,7 +1420,7 @@ fn parse_queue_step(cx: &mut Cx, node: &Node) -> Option<QueueStep> {
         };
         q.escalate = Some(Escalation {
             after: duration_in(cx, after, "escalate after", &ESCALATE_AFTER)?,
-            queue: name(cx, to, "queue name")?,
+            queue: queue_ref(cx, to)?,
             origin: cx.origin(to.pos),
         });
     }

@@ -26,6 +26,15 @@ pub enum QueueOutcome {
 }
 
 impl QueueOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueOutcome::Answered => "answered",
+            QueueOutcome::Timeout => "timeout",
+            QueueOutcome::Full => "full",
+            QueueOutcome::NoAgents => "no_agents",
+        }
+    }
+
     pub fn parse(text: &str) -> Option<QueueOutcome> {
         match text {
             "answered" => Some(QueueOutcome::Answered),
@@ -379,7 +388,7 @@ impl fmt::Display for SimulationReport {
                         writeln!(f, "{t}      queued to {queue} ({detail})")?
                     }
                 }
-                SimLine::QueueOutcome(o) => writeln!(f, "{t}      queue outcome: {o:?}")?,
+                SimLine::QueueOutcome(o) => writeln!(f, "{t}      queue outcome: {}", o.as_str())?,
                 SimLine::Transfer { target, succeeded } => writeln!(
                     f,
                     "{t}      transfer to {target}: {}",

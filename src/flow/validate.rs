@@ -215,13 +215,9 @@ fn check_flow(ck: &mut Checker, flow: &mut Flow, flow_names: &BTreeMap<String, u
                 }
             }
             StepKind::Queue(q) => {
-                if !ck.parsed_queues.contains(&q.queue) {
-                    ck.err(q.queue_origin, format!("unknown queue `{}`", q.queue));
-                }
+                check_queue(ck, &q.queue, q.queue_origin, &langs);
                 if let Some(e) = &q.escalate {
-                    if !ck.parsed_queues.contains(&e.queue) {
-                        ck.err(e.origin, format!("unknown queue `{}`", e.queue));
-                    }
+                    check_queue(ck, &e.queue, e.origin, &langs);
                 }
                 for t in [&mut q.on_timeout, &mut q.on_full, &mut q.on_no_agents]
                     .into_iter()
@@ -251,6 +247,23 @@ fn check_flow(ck: &mut Checker, flow: &mut Flow, flow_names: &BTreeMap<String, u
             }
             StepKind::Return | StepKind::Hangup { .. } => {}
         }
+    }
+}
+
+/// A queue reference, checked for every language when it holds `{lang}`.
+fn check_queue(ck: &mut Checker, queue: &str, origin: Origin, langs: &[Language]) {
+    if queue.contains(super::load::LANG_PLACEHOLDER) {
+        for l in langs {
+            let expanded = queue.replace(super::load::LANG_PLACEHOLDER, l.code());
+            if !ck.parsed_queues.contains(&expanded) {
+                ck.err(
+                    origin,
+                    format!("unknown queue `{expanded}` (`{queue}` in {l})"),
+                );
+            }
+        }
+    } else if !ck.parsed_queues.contains(queue) {
+        ck.err(origin, format!("unknown queue `{queue}`"));
     }
 }
 
@@ -300,9 +313,7 @@ fn check_condition(ck: &mut Checker, c: &Condition, langs: &[Language], flow: &s
         }
         Condition::QueueWaiting { queue, origin, .. }
         | Condition::EstimatedWait { queue, origin, .. } => {
-            if !ck.parsed_queues.contains(queue) {
-                ck.err(*origin, format!("unknown queue `{queue}`"));
-            }
+            check_queue(ck, queue, *origin, langs);
         }
         Condition::Digits { .. }
         | Condition::Caller(_)
@@ -383,9 +394,7 @@ fn check_items(ck: &mut Checker, items: &[PlayItem], langs: &[Language], flow: &
                         }
                     }
                     NumberSource::Waiting(q) | NumberSource::WaitMinutes(q) => {
-                        if !ck.parsed_queues.contains(q) {
-                            ck.err(*origin, format!("unknown queue `{q}`"));
-                        }
+                        check_queue(ck, q, *origin, langs);
                     }
                     NumberSource::AgentsReady(_) => {}
                 }
