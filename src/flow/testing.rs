@@ -387,19 +387,18 @@ fn parse_expect(cx: &mut Cx, node: &Node) -> Option<Expect> {
     Some(e)
 }
 
-/// Whether `expected` appears in `seen` in order (other entries may come between).
+/// The first of `expected` not found in `seen` in order (other entries may come
+/// between), or `None` when all are.
 fn subsequence<'a>(
     expected: &'a [String],
     seen: &[String],
     matches: impl Fn(&str, &str) -> bool,
 ) -> Option<&'a str> {
     let mut it = seen.iter();
-    for want in expected {
-        if !it.any(|s| matches(want, s)) {
-            return Some(want);
-        }
-    }
-    None
+    expected
+        .iter()
+        .find(|want| !it.any(|s| matches(want, s)))
+        .map(String::as_str)
 }
 
 fn compare(expect: &Expect, sim: &SimulationReport) -> Vec<String> {

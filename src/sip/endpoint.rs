@@ -92,7 +92,10 @@ pub enum SipEvent {
     /// The dialog ended.
     Ended { call: CallKey, reason: EndReason },
     /// A re-INVITE with a new offer (or none): reply with `answer_reoffer`.
-    ReOffer { call: CallKey, offer: Option<String> },
+    ReOffer {
+        call: CallKey,
+        offer: Option<String>,
+    },
     /// A digit from SIP INFO `application/dtmf-relay` (already answered 200).
     Dtmf { call: CallKey, digit: char },
 }
