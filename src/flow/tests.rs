@@ -818,3 +818,48 @@ fn flow_tests_report_failures_at_the_case() {
     assert!(text.contains("ok    right"), "{text}");
     assert!(text.contains("1 passed, 1 failed"), "{text}");
 }
+
+#[test]
+fn check_and_run_tests_read_a_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(
+        d.join("hotline.yaml"),
+        "entries: { default: main }\nflows:\n  main:\n    languages: [nb, en]\n    steps:\n      - play: welcome\n      - hangup: done\n",
+    )
+    .expect("write");
+    std::fs::write(d.join("prompts.yaml"), catalogue(&["welcome"])).expect("write");
+    std::fs::write(
+        d.join("hotline.test.yaml"),
+        "tests:\n  - name: says welcome\n    expect: { prompts: [welcome@nb], reason: done }\n",
+    )
+    .expect("write");
+    // No audio yet: an error per offered language, and the set does not load.
+    let diags = check(d);
+    let shown: Vec<String> = diags.iter().map(|x| x.to_string()).collect();
+    let file = d.join("hotline.yaml");
+    assert_eq!(
+        shown,
+        [format!(
+            "{}:6:15: prompt `welcome` has no audio in nb, en (audio/<lang>/welcome.wav), which flow `main` offers",
+            file.display()
+        )]
+    );
+    assert!(FlowSet::load(d).is_err());
+    assert!(format_report(&diags).ends_with("1 error(s), 0 warning(s)\n"));
+    assert!(!run_tests(d).passed());
+    for l in ["nb", "en"] {
+        std::fs::create_dir_all(d.join("audio").join(l)).expect("mkdir");
+        std::fs::write(d.join("audio").join(l).join("welcome.wav"), b"").expect("write");
+    }
+    assert!(check(d).is_empty());
+    let set = FlowSet::load(d).expect("loads");
+    assert_eq!(set.entry_for("123"), Some("main"));
+    let report = run_tests(d);
+    assert!(report.passed(), "{report}");
+    // A missing catalogue is named.
+    std::fs::remove_file(d.join("prompts.yaml")).expect("rm");
+    assert!(check(d)
+        .iter()
+        .any(|x| x.file.ends_with("prompts.yaml") && x.message.starts_with("prompt catalogue:")));
+}
