@@ -26,7 +26,7 @@ pub mod validate;
 pub mod yaml;
 
 pub use engine::{Awaiting, FlowEnd, FlowRun, TraceEntry};
-pub use simulate::{simulate, QueueOutcome, SimulateOptions, SimulationReport};
+pub use simulate::{parse_digits, simulate, QueueOutcome, SimulateOptions, SimulationReport};
 pub use testing::{run_tests, TestReport};
 
 use crate::language::Language;

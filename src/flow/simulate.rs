@@ -67,6 +67,25 @@ pub struct SimulateOptions {
     pub prompt_durations: bool,
 }
 
+/// Reads `--digits` as written on the command line: `2,1` or `,3,1234#` (an
+/// empty item is silence at that wait).
+pub fn parse_digits(text: &str) -> Result<Vec<String>, String> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    let items: Vec<String> = text.split(',').map(|s| s.trim().to_string()).collect();
+    if items.len() > 1000 {
+        return Err("more than 1000 digit items".into());
+    }
+    match items.iter().find(|i| {
+        !i.chars()
+            .all(|c| c.is_ascii_digit() || c == '*' || c == '#')
+    }) {
+        Some(bad) => Err(format!("digits `{bad}` may hold only 0-9, * and #")),
+        None => Ok(items),
+    }
+}
+
 impl Default for SimulateOptions {
     fn default() -> Self {
         SimulateOptions {
@@ -406,5 +425,21 @@ impl fmt::Display for SimulationReport {
             writeln!(f, "unused input: {}", self.unused_digits.join(","))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits_from_the_command_line() {
+        assert_eq!(
+            parse_digits("2,1"),
+            Ok(vec!["2".to_string(), "1".to_string()])
+        );
+        assert_eq!(parse_digits(",3"), Ok(vec![String::new(), "3".to_string()]));
+        assert_eq!(parse_digits(""), Ok(vec![]));
+        assert!(parse_digits("1,x").is_err());
     }
 }
