@@ -73,15 +73,28 @@ struct SimulateArgs {
     /// Entry flow to walk
     #[arg(long)]
     flow: String,
-    /// Digits the caller presses, comma-separated (e.g. 2,1)
-    #[arg(long, value_delimiter = ',')]
-    digits: Vec<String>,
+    /// What the caller presses at each wait, comma-separated; an empty item is
+    /// silence (e.g. `2,1` or `,3`)
+    #[arg(long, default_value = "")]
+    digits: String,
     /// Wall-clock time of the call (RFC 3339) [default: now]
     #[arg(long)]
     at: Option<String>,
     /// Caller number
     #[arg(long)]
     caller: Option<String>,
+    /// Dialled number
+    #[arg(long)]
+    dialled: Option<String>,
+    /// Queue state QUEUE=WAITING[:WAIT], e.g. advice_en=12:8m (repeatable)
+    #[arg(long = "queue")]
+    queues: Vec<String>,
+    /// Agents ready SKILL=N, e.g. en=3 (repeatable)
+    #[arg(long)]
+    agents_ready: Vec<String>,
+    /// Outcome of each queue step in turn: answered, timeout, full, no_agents
+    #[arg(long = "queue-outcome")]
+    queue_outcomes: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -93,6 +106,9 @@ enum PromptsCommand {
         /// Render even prompts whose text has not changed.
         #[arg(long)]
         force: bool,
+        /// Render only this prompt id (every language).
+        #[arg(long)]
+        only: Option<String>,
     },
 }
 
@@ -101,8 +117,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Flows(cmd) => hotline::cli::flows(cmd.into()),
-        Command::Prompts(PromptsCommand::Render { dir, force }) => {
-            hotline::cli::render_prompts(&dir.unwrap_or_else(default_flows), force)
+        Command::Prompts(PromptsCommand::Render { dir, force, only }) => {
+            hotline::cli::render_prompts(&dir.unwrap_or_else(default_flows), force, only)
         }
     }
 }
@@ -120,13 +136,19 @@ impl From<FlowsCommand> for hotline::cli::FlowsCommand {
             FlowsCommand::Test { dir } => hotline::cli::FlowsCommand::Test {
                 dir: dir.unwrap_or_else(default_flows),
             },
-            FlowsCommand::Simulate(a) => hotline::cli::FlowsCommand::Simulate {
-                dir: a.dir.unwrap_or_else(default_flows),
-                flow: a.flow,
-                digits: a.digits,
-                at: a.at,
-                caller: a.caller,
-            },
+            FlowsCommand::Simulate(a) => {
+                hotline::cli::FlowsCommand::Simulate(hotline::cli::SimulateArgs {
+                    dir: a.dir.unwrap_or_else(default_flows),
+                    flow: a.flow,
+                    digits: a.digits,
+                    at: a.at,
+                    caller: a.caller,
+                    dialled: a.dialled,
+                    queues: a.queues,
+                    agents_ready: a.agents_ready,
+                    queue_outcomes: a.queue_outcomes,
+                })
+            }
         }
     }
 }

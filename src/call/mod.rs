@@ -530,11 +530,11 @@ impl<M: MediaControl> CallManager<M> {
                         .with_label_values(&[language.code()])
                         .inc();
                 }
-                FlowAction::Queue { queue } => {
+                FlowAction::Queue { queue, .. } => {
                     // Queues arrive with agent routing; until then a queue step
                     // behaves as "no agents" so the flow's own exit is taken.
                     tracing::info!(call = key.0, queue = %queue, "queue requested: no agents available");
-                    call.flow.handle_event(now, FlowEvent::NoAgents, &LiveEnv);
+                    call.flow.handle_event(now, FlowEvent::QueueNoAgents, &LiveEnv);
                 }
                 FlowAction::Transfer { target } => {
                     tracing::warn!(call = key.0, target = %target, "transfer not available: ending call");

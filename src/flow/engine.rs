@@ -546,8 +546,27 @@ impl FlowRun {
                     let Some(n) = self.number(source, env) else {
                         continue;
                     };
-                    let n = n.min(*max);
+                    let mut n = n.min(*max);
                     let language = self.current_language();
+                    // An estimate is said "about N": round it up to the next
+                    // number the recordings can say, never down (never promise
+                    // a shorter wait than expected).
+                    if matches!(source, NumberSource::WaitMinutes(_)) {
+                        let catalogue = &self.set.catalogue;
+                        let sayable = |m: u64| {
+                            catalogue.text(&format!("{prompt}.{m}"), language).is_some()
+                                || (catalogue.text(&format!("{numbers}.{m}"), language).is_some()
+                                    && catalogue
+                                        .text(
+                                            &format!("{prompt}.{}", plural::category(language, m)),
+                                            language,
+                                        )
+                                        .is_some())
+                        };
+                        if let Some(m) = (n..=*max).find(|&m| sayable(m)) {
+                            n = m;
+                        }
+                    }
                     let whole = format!("{prompt}.{n}");
                     if self.set.catalogue.text(&whole, language).is_some() {
                         out.push(PromptRef {

@@ -398,8 +398,21 @@ fn check_items(ck: &mut Checker, items: &[PlayItem], langs: &[Language], flow: &
                     }
                     NumberSource::AgentsReady(_) => {}
                 }
+                // Estimates round up to the next sayable number, so only the
+                // largest must be sayable for every value to have a form.
+                let rounds_up = matches!(source, NumberSource::WaitMinutes(_));
                 for l in langs {
-                    let missing = missing_count_forms(ck.cx, prompt, numbers, *max, *l);
+                    let missing = if rounds_up {
+                        missing_count_forms(ck.cx, prompt, numbers, *max, *l)
+                            .into_iter()
+                            .filter(|id| {
+                                id.ends_with(&format!(".{max}"))
+                                    || id.ends_with(&format!(".{}", plural::category(*l, *max)))
+                            })
+                            .collect()
+                    } else {
+                        missing_count_forms(ck.cx, prompt, numbers, *max, *l)
+                    };
                     if !missing.is_empty() {
                         let shown: Vec<&str> = missing.iter().take(6).map(String::as_str).collect();
                         let more = missing.len().saturating_sub(shown.len());

@@ -130,7 +130,7 @@ async fn run_connection(
             break;
         }
         loop {
-            match framer.next_message() {
+            match framer.pop() {
                 Ok(Some(data)) => {
                     if events.send(TcpEvent::Message { peer, data }).await.is_err() {
                         break 'read;

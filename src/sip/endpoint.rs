@@ -455,6 +455,19 @@ impl SipEndpoint {
     }
 
     /// Sends a final error response (e.g. 488, 480, 503) to the INVITE.
+    /// Sends 180 Ringing (the caller hears ringback until `answer`).
+    pub fn ring(&mut self, now: Instant, call: CallKey) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        if c.state != CallState::Offered {
+            return;
+        }
+        let (key, reply) = (c.invite_key.clone(), c.invite_reply.clone());
+        let contact = self.contact(reply.peer.transport);
+        self.respond(now, &key, &reply, Answer::code(180).header("Contact", contact));
+    }
+
     pub fn reject(&mut self, now: Instant, call: CallKey, code: u16) {
         let Some(c) = self.calls.get(&call) else {
             return;
@@ -992,11 +1005,15 @@ impl SipEndpoint {
 
     // ---- helpers --------------------------------------------------------
 
-    fn ok_with_sdp<'a>(&self, transport: Transport, sdp: &'a str) -> Answer<'a> {
-        let contact = match transport {
+    fn contact(&self, transport: Transport) -> String {
+        match transport {
             Transport::Udp => format!("<sip:{}>", self.config.local_addr),
             Transport::Tcp => format!("<sip:{};transport=tcp>", self.config.local_addr),
-        };
+        }
+    }
+
+    fn ok_with_sdp<'a>(&self, transport: Transport, sdp: &'a str) -> Answer<'a> {
+        let contact = self.contact(transport);
         Answer {
             code: 200,
             headers: vec![("Contact", contact), ("Allow", ALLOW.to_string())],
