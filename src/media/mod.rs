@@ -5,8 +5,8 @@
 //! - `PromptLibrary::load(dir, &Catalogue)` once at start: every `audio/<lang>/<id>.wav`
 //!   decoded, converted to 8 kHz mono, pre-encoded to PCMU and PCMA, shared as
 //!   `Arc<Clip>`.
-//! - `MediaEngine::start(config, metrics)` spawns the pacer (one task for all calls)
-//!   and returns the handle plus the event receiver.
+//! - `MediaEngine::start(config, metrics)` spawns the pacer (one thread for all
+//!   calls, sub-ms clock) and returns the handle plus the event receiver.
 //! - per call: `open` binds an RTP socket from the port range and starts sending
 //!   comfort silence; `play` queues clips; `stop` cuts playback (barge-in);
 //!   `update` applies a re-INVITE; `close` releases the socket at once.

@@ -11,11 +11,24 @@ use crate::sip::CallKey;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Frames one stream may send in one wake-up when the pacer is late; older ones
 /// are skipped (as if lost) so that a stall does not turn into a burst.
 pub const MAX_CATCH_UP: u64 = 3;
+/// Streams are spread over this many phases of the 20 ms frame, one slot
+/// (1 ms) apart, so that each wake-up sends a small share of all streams instead
+/// of one burst whose tail arrives late.
+pub const SLOTS: u64 = 20;
+
+fn frame_nanos() -> u64 {
+    u64::try_from(FRAME_DURATION.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn slot_nanos() -> u64 {
+    frame_nanos() / SLOTS
+}
+
 /// Plays queued per call; more are refused.
 pub const MAX_QUEUED_PLAYS: usize = 16;
 /// Clips per play; the rest are cut off.
@@ -69,6 +82,8 @@ struct Stream<S> {
     /// Where media really comes from, when that differs from the SDP (NAT).
     latched: Option<SocketAddr>,
     sink: S,
+    /// Offset of this stream's grid from the epoch, a whole number of slots.
+    phase: u64,
     ssrc: u32,
     sequence: u16,
     timestamp: u32,
@@ -182,6 +197,7 @@ pub struct Pacer<S> {
     streams: Vec<Stream<S>>,
     index: HashMap<CallKey, usize>,
     events: Events,
+    next_slot: u64,
 }
 
 impl<S> Pacer<S> {
@@ -192,22 +208,24 @@ impl<S> Pacer<S> {
             streams: Vec::new(),
             index: HashMap::new(),
             events: Events::default(),
+            next_slot: 0,
         }
     }
 
-    fn tick_index(&self, now: Instant) -> u64 {
-        let nanos = now.saturating_duration_since(self.epoch).as_nanos();
-        u64::try_from(nanos / FRAME_DURATION.as_nanos()).unwrap_or(u64::MAX)
+    fn elapsed_nanos(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
-    fn grid_time(&self, tick: u64) -> Instant {
-        let nanos = u64::try_from(FRAME_DURATION.as_nanos()).unwrap_or(u64::MAX);
-        self.epoch + std::time::Duration::from_nanos(nanos.saturating_mul(tick))
+    /// Index of the last 20 ms grid point of a phase at or before `now`.
+    fn tick_index(&self, now: Instant, phase: u64) -> u64 {
+        self.elapsed_nanos(now).saturating_sub(phase) / frame_nanos()
     }
 
-    /// When `tick` should next be called: the next grid point after `now`.
+    /// When `tick` should next be called: the next slot boundary after `now`.
     pub fn next_deadline(&self, now: Instant) -> Instant {
-        self.grid_time(self.tick_index(now).saturating_add(1))
+        let slot = slot_nanos();
+        let next = (self.elapsed_nanos(now) / slot).saturating_add(1);
+        self.epoch + Duration::from_nanos(next.saturating_mul(slot))
     }
 
     pub fn len(&self) -> usize {
@@ -238,6 +256,8 @@ impl<S> Pacer<S> {
         sink: S,
     ) -> Option<S> {
         let previous = self.close(call);
+        let phase = self.next_slot * slot_nanos();
+        self.next_slot = (self.next_slot + 1) % SLOTS;
         let stream = Stream {
             call,
             params,
@@ -246,7 +266,8 @@ impl<S> Pacer<S> {
             ssrc: init.ssrc,
             sequence: init.sequence,
             timestamp: init.timestamp,
-            next_tick: self.tick_index(now).saturating_add(1),
+            phase,
+            next_tick: self.tick_index(now, phase).saturating_add(1),
             marker: true,
             plays: VecDeque::new(),
             packet: [0; PACKET_LEN],
@@ -331,13 +352,14 @@ impl<S> Pacer<S> {
     where
         F: FnMut(&S, SocketAddr, &[u8]) -> SendResult,
     {
-        let now_tick = self.tick_index(now);
+        let elapsed = self.elapsed_nanos(now);
         let mut stats = TickStats::default();
         let events = &mut self.events;
         let mut i = 0;
         while let Some(stream) = self.streams.get_mut(i) {
             let mut gone = false;
-            if stream.next_tick <= now_tick {
+            let now_tick = elapsed.saturating_sub(stream.phase) / frame_nanos();
+            if stream.next_tick <= now_tick && elapsed >= stream.phase {
                 let due = now_tick - stream.next_tick + 1;
                 if due > MAX_CATCH_UP {
                     let skip = due - MAX_CATCH_UP;
@@ -410,7 +432,6 @@ impl<S> Pacer<S> {
 mod tests {
     use super::*;
     use crate::media::{Codec, FRAME_DURATION};
-    use std::time::Duration;
 
     type Sent = Vec<(SocketAddr, Vec<u8>)>;
 
@@ -454,7 +475,7 @@ mod tests {
         let mut pacer = Pacer::new(t0);
         let call = CallKey(1);
         pacer.open(at(t0, 5), call, params(4000), INIT, 0u8);
-        assert_eq!(pacer.next_deadline(at(t0, 5)), at(t0, 20));
+        assert_eq!(pacer.next_deadline(at(t0, 5)), at(t0, 6));
         let mut sent = Sent::new();
         assert_eq!(tick(&mut pacer, at(t0, 19), &mut sent).sent, 0);
         for n in 1..=5 {
@@ -642,7 +663,8 @@ mod tests {
             },
         );
         let mut pcma = 0;
-        let stats = pacer.tick(at(t0, 20), |sink, _, bytes| {
+        // Streams sit one slot apart: at 22 ms each has sent its first frame.
+        let stats = pacer.tick(at(t0, 22), |sink, _, bytes| {
             if header(bytes).payload_type == 8 {
                 pcma += 1;
                 assert_eq!(bytes[rtp::HEADER_LEN], 0xD5);
@@ -660,5 +682,23 @@ mod tests {
         assert_eq!(pacer.close(CallKey(2)), None);
         assert!(pacer.update(CallKey(1), params(1)));
         let _ = FRAME_DURATION;
+    }
+
+    #[test]
+    fn streams_are_spread_over_the_frame() {
+        let t0 = Instant::now();
+        let mut pacer = Pacer::new(t0);
+        for k in 0..2 * SLOTS {
+            pacer.open(t0, CallKey(k), params(4000), INIT, 0u8);
+        }
+        let mut sent = Sent::new();
+        for ms in 20..40 {
+            assert_eq!(pacer.next_deadline(at(t0, ms - 1)), at(t0, ms));
+            assert_eq!(
+                tick(&mut pacer, at(t0, ms), &mut sent).sent,
+                2,
+                "at {ms} ms"
+            );
+        }
     }
 }
