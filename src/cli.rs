@@ -43,7 +43,8 @@ pub fn flows(cmd: FlowsCommand) -> ExitCode {
         },
         FlowsCommand::Test { dir } => {
             let report = flow::run_tests(&dir);
-            print!("{report}");
+            let text = report.to_string();
+            println!("{}", text.trim_end());
             if report.passed() {
                 ExitCode::SUCCESS
             } else {
@@ -61,7 +62,10 @@ fn check(dir: &Path) -> ExitCode {
     }
     let warnings = diagnostics.len() - errors;
     if errors > 0 {
-        eprintln!("{}: {errors} error(s), {warnings} warning(s)", dir.display());
+        eprintln!(
+            "{}: {errors} error(s), {warnings} warning(s)",
+            dir.display()
+        );
         ExitCode::FAILURE
     } else {
         eprintln!("{}: ok, {warnings} warning(s)", dir.display());
@@ -133,7 +137,8 @@ fn simulate(args: SimulateArgs) -> Result<ExitCode, String> {
 
 /// `advice_en=12:8m` → (advice_en, 12 waiting, 8 minutes estimated).
 fn parse_queue_state(text: &str) -> Result<(String, flow::QueueState), String> {
-    let usage = || format!("--queue {text}: write it as QUEUE=WAITING[:WAIT], e.g. advice_en=12:8m");
+    let usage =
+        || format!("--queue {text}: write it as QUEUE=WAITING[:WAIT], e.g. advice_en=12:8m");
     let (name, rest) = text.split_once('=').ok_or_else(usage)?;
     let (waiting, wait) = match rest.split_once(':') {
         Some((w, d)) => (w, Some(d)),

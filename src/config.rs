@@ -64,9 +64,9 @@ pub struct PortRange {
 impl std::str::FromStr for PortRange {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (lo, hi) = s
-            .split_once('-')
-            .ok_or_else(|| format!("`{s}` is not a port range: write it as LO-HI, e.g. 20000-30000"))?;
+        let (lo, hi) = s.split_once('-').ok_or_else(|| {
+            format!("`{s}` is not a port range: write it as LO-HI, e.g. 20000-30000")
+        })?;
         let min: u16 = lo
             .trim()
             .parse()

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "hotline", version, about = "Multilingual 24/7 telephone hotline")]
+#[command(
+    name = "hotline",
+    version,
+    about = "Multilingual 24/7 telephone hotline"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

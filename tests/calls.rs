@@ -27,7 +27,11 @@ fn pressing_2_from_the_rfc4733_pcap_selects_english() {
         hotline.metric("hotline_language_selected_total{language=\"nb\"}"),
         0.0
     );
-    hotline.wait_metric("hotline_calls_total{outcome=\"abandoned_ivr\"}", 1.0, SECS(5));
+    hotline.wait_metric(
+        "hotline_calls_total{outcome=\"abandoned_ivr\"}",
+        1.0,
+        SECS(5),
+    );
     assert_eq!(hotline.metric("hotline_calls_active{stage=\"ivr\"}"), 0.0);
     assert!(hotline.metric("hotline_sip_requests_total{method=\"INVITE\"}") >= 1.0);
     assert!(hotline.metric("hotline_sip_responses_total{code=\"200\"}") >= 2.0);
@@ -49,7 +53,9 @@ fn listen_and_press_2(codecs: &str, expected_pt: u8) {
     let packets = rtp.wait_packets(150, SECS(10));
     let r = report(&packets);
     assert!(r.packets >= 150, "only {} audio packets: {r:?}", r.packets);
-    assert!(packets.iter().all(|p| p.payload_type == expected_pt || p.payload_type == 101));
+    assert!(packets
+        .iter()
+        .all(|p| p.payload_type == expected_pt || p.payload_type == 101));
     assert_eq!(r.ssrcs, 1, "{r:?}");
     assert_eq!(r.seq_gaps, 0, "{r:?}");
     assert_eq!(r.bad_timestamp_steps, 0, "{r:?}");
@@ -102,7 +108,11 @@ fn call_over_tcp() {
         .duration_ms(3000)
         .run_ok();
     assert_eq!(hotline.metric(en_selected()), 1.0);
-    hotline.wait_metric("hotline_calls_total{outcome=\"abandoned_ivr\"}", 1.0, SECS(5));
+    hotline.wait_metric(
+        "hotline_calls_total{outcome=\"abandoned_ivr\"}",
+        1.0,
+        SECS(5),
+    );
 }
 
 #[test]
@@ -112,7 +122,11 @@ fn cancel_before_answer_gets_487() {
         ..Options::default()
     });
     hotline.sipp("call_cancel.xml").run_ok();
-    hotline.wait_metric("hotline_calls_total{outcome=\"abandoned_ivr\"}", 1.0, SECS(5));
+    hotline.wait_metric(
+        "hotline_calls_total{outcome=\"abandoned_ivr\"}",
+        1.0,
+        SECS(5),
+    );
     assert!(hotline.metric("hotline_sip_responses_total{code=\"487\"}") >= 1.0);
     assert!(hotline.metric("hotline_sip_responses_total{code=\"180\"}") >= 1.0);
     assert_eq!(hotline.metric("hotline_calls_active{stage=\"ivr\"}"), 0.0);
@@ -128,7 +142,11 @@ fn caller_hanging_up_mid_prompt_is_abandoned_and_media_stops() {
         .key("codecs", "0 101")
         .duration_ms(1000)
         .run_ok();
-    hotline.wait_metric("hotline_calls_total{outcome=\"abandoned_ivr\"}", 1.0, SECS(5));
+    hotline.wait_metric(
+        "hotline_calls_total{outcome=\"abandoned_ivr\"}",
+        1.0,
+        SECS(5),
+    );
     assert_eq!(hotline.metric("hotline_calls_active{stage=\"ivr\"}"), 0.0);
     let heard = rtp.packets().len();
     assert!(heard > 20, "the caller heard nothing before hanging up");
@@ -158,7 +176,10 @@ v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio
     let invite = invite.replace("{local}", &local);
     // Fix Content-Length to the real body.
     let (head, body) = invite.split_once("\r\n\r\n").expect("body");
-    let head = head.replace("Content-Length: 97", &format!("Content-Length: {}", body.len()));
+    let head = head.replace(
+        "Content-Length: 97",
+        &format!("Content-Length: {}", body.len()),
+    );
     sock.send_to(format!("{head}\r\n\r\n{body}").as_bytes(), hotline.sip)
         .expect("send");
     let mut buf = [0u8; 4096];
@@ -172,7 +193,10 @@ v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio
         }
     }
     assert_eq!(finals, ["488"]);
-    assert_eq!(hotline.metric("hotline_calls_total{outcome=\"rejected\"}"), 1.0);
+    assert_eq!(
+        hotline.metric("hotline_calls_total{outcome=\"rejected\"}"),
+        1.0
+    );
 }
 
 fn options(n: usize) -> String {
@@ -216,19 +240,26 @@ fn malformed_messages_get_400_or_are_dropped_while_options_is_answered() {
     for (i, m) in malformed.iter().enumerate() {
         if let Some(resp) = udp_exchange(hotline.sip, m, Duration::from_millis(300)) {
             assert!(
-                resp.starts_with("SIP/2.0 400") || resp.starts_with("SIP/2.0 505") || resp.starts_with("SIP/2.0 513"),
+                resp.starts_with("SIP/2.0 400")
+                    || resp.starts_with("SIP/2.0 505")
+                    || resp.starts_with("SIP/2.0 513"),
                 "message {i} got {resp:?}"
             );
         }
         let ok = udp_exchange(hotline.sip, &options(i), SECS(2)).expect("OPTIONS answered");
-        assert!(ok.starts_with("SIP/2.0 200"), "OPTIONS after message {i}: {ok}");
+        assert!(
+            ok.starts_with("SIP/2.0 200"),
+            "OPTIONS after message {i}: {ok}"
+        );
     }
     assert!(
         hotline.metric("hotline_sip_malformed_total{action=\"answered_400\"}")
             + hotline.metric("hotline_sip_malformed_total{action=\"dropped\"}")
             >= 5.0
     );
-    assert!(hotline.metric("hotline_sip_requests_total{method=\"OPTIONS\"}") >= malformed.len() as f64);
+    assert!(
+        hotline.metric("hotline_sip_requests_total{method=\"OPTIONS\"}") >= malformed.len() as f64
+    );
     let (status, _) = hotline.get("/healthz");
     assert_eq!(status, 200);
 }

@@ -87,8 +87,8 @@ async fn flows_status(State(s): State<ApiState>) -> Response {
 }
 
 async fn flows_reload(State(s): State<ApiState>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&s, &headers) {
-        return r;
+    if let Some(refusal) = refuse_unauthorized(&s, &headers) {
+        return refusal;
     }
     match reload_now(
         s.flows_dir.clone(),
@@ -108,14 +108,17 @@ async fn flows_reload(State(s): State<ApiState>, headers: HeaderMap) -> Response
     }
 }
 
-/// Checks `Authorization: Bearer <token>` in constant time.
-fn authorize(s: &ApiState, headers: &HeaderMap) -> Result<(), Response> {
+/// Checks `Authorization: Bearer <token>` in constant time; the refusal to
+/// send when it is missing or wrong.
+fn refuse_unauthorized(s: &ApiState, headers: &HeaderMap) -> Option<Response> {
     let Some(expected) = s.token.as_deref() else {
-        return Err((
-            StatusCode::FORBIDDEN,
-            "write endpoints are disabled: set api_token in the config file\n",
-        )
-            .into_response());
+        return Some(
+            (
+                StatusCode::FORBIDDEN,
+                "write endpoints are disabled: set api_token in the config file\n",
+            )
+                .into_response(),
+        );
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -123,14 +126,16 @@ fn authorize(s: &ApiState, headers: &HeaderMap) -> Result<(), Response> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-        Ok(())
+        None
     } else {
-        Err((
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "missing or wrong bearer token\n",
+        Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "missing or wrong bearer token\n",
+            )
+                .into_response(),
         )
-            .into_response())
     }
 }
 

@@ -165,7 +165,13 @@ impl<M: MediaControl> CallManager<M> {
     }
 
     /// One SIP datagram or framed TCP message.
-    pub fn handle_sip(&mut self, now: Instant, transport: Transport, source: SocketAddr, data: &[u8]) {
+    pub fn handle_sip(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        source: SocketAddr,
+        data: &[u8],
+    ) {
         self.endpoint.handle_input(now, transport, source, data);
         self.process(now);
     }
@@ -328,9 +334,14 @@ impl<M: MediaControl> CallManager<M> {
         };
         let negotiated = match sdp::Offer::parse(offer_text).and_then(|o| sdp::negotiate(&o)) {
             Ok(n) => n,
-            Err(e) => return reject(self, 488, &e.to_string()),
+            Err(e) => return reject(self, e.status_code(), &e.to_string()),
         };
-        let Some(entry) = self.bundle.flows.entry_for(&incoming.dialled).map(str::to_string) else {
+        let Some(entry) = self
+            .bundle
+            .flows
+            .entry_for(&incoming.dialled)
+            .map(str::to_string)
+        else {
             return reject(self, 404, "no flow for the dialled number");
         };
         if self.answer_delay.is_zero() {
@@ -390,7 +401,7 @@ impl<M: MediaControl> CallManager<M> {
                 return;
             }
         };
-        let answer = sdp::answer(&negotiated, self.media_ip, port, 1);
+        let answer = negotiated.answer().render(self.media_ip, port, key.0, 1);
         self.endpoint.answer(now, key, &answer);
         let call_info = CallInfo {
             caller: incoming.from_user.clone(),
@@ -427,7 +438,10 @@ impl<M: MediaControl> CallManager<M> {
             self.endpoint.answer_reoffer(now, key, None);
             return;
         };
-        let negotiated = match offer.as_deref().map(|o| sdp::Offer::parse(o).and_then(|o| sdp::negotiate(&o))) {
+        let negotiated = match offer
+            .as_deref()
+            .map(|o| sdp::Offer::parse(o).and_then(|o| sdp::negotiate(&o)))
+        {
             Some(Ok(n)) => n,
             Some(Err(e)) => {
                 tracing::info!(call = key.0, error = %e, "re-INVITE refused");
@@ -443,13 +457,17 @@ impl<M: MediaControl> CallManager<M> {
         };
         self.media.update(key, negotiated.stream_params());
         call.sdp_session_version += 1;
-        let answer = sdp::answer(
-            &negotiated,
+        let answer = negotiated.answer().render(
             self.media_ip,
             call.local_rtp_port,
+            key.0,
             call.sdp_session_version,
         );
-        tracing::info!(call = key.0, send = negotiated.stream_params().send, "re-INVITE answered");
+        tracing::info!(
+            call = key.0,
+            send = negotiated.stream_params().send,
+            "re-INVITE answered"
+        );
         self.endpoint.answer_reoffer(now, key, Some(&answer));
     }
 
@@ -517,7 +535,11 @@ impl<M: MediaControl> CallManager<M> {
                         })
                         .collect();
                     if clips.is_empty() {
-                        call.flow.handle_event(now, FlowEvent::PlaybackFinished { play_id }, &LiveEnv);
+                        call.flow.handle_event(
+                            now,
+                            FlowEvent::PlaybackFinished { play_id },
+                            &LiveEnv,
+                        );
                     } else {
                         self.media.play(key, play_id, clips);
                     }
@@ -534,7 +556,8 @@ impl<M: MediaControl> CallManager<M> {
                     // Queues arrive with agent routing; until then a queue step
                     // behaves as "no agents" so the flow's own exit is taken.
                     tracing::info!(call = key.0, queue = %queue, "queue requested: no agents available");
-                    call.flow.handle_event(now, FlowEvent::QueueNoAgents, &LiveEnv);
+                    call.flow
+                        .handle_event(now, FlowEvent::QueueNoAgents, &LiveEnv);
                 }
                 FlowAction::Transfer { target } => {
                     tracing::warn!(call = key.0, target = %target, "transfer not available: ending call");
@@ -598,3 +621,5 @@ pub fn unix_now() -> f64 {
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
 }
+#[cfg(test)]
+mod tests;

@@ -555,7 +555,9 @@ impl FlowRun {
                         let catalogue = &self.set.catalogue;
                         let sayable = |m: u64| {
                             catalogue.text(&format!("{prompt}.{m}"), language).is_some()
-                                || (catalogue.text(&format!("{numbers}.{m}"), language).is_some()
+                                || (catalogue
+                                    .text(&format!("{numbers}.{m}"), language)
+                                    .is_some()
                                     && catalogue
                                         .text(
                                             &format!("{prompt}.{}", plural::category(language, m)),

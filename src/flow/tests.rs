@@ -749,57 +749,15 @@ fn simulate_walks_with_digits_and_timeouts() {
 
 /// Prompt ids the default flows in `ivr-flows/` use (besides `number.0` to
 /// `number.60`).
-pub const DEFAULT_FLOW_PROMPTS: &[&str] = &[
-    "welcome",
-    "language.option",
-    "language.chosen",
-    "invalid",
-    "no_input",
-    "main.menu",
-    "benefits.info",
-    "health.info",
-    "wait.about",
-    "wait.over_hour",
-    "minutes.zero",
-    "minutes.one",
-    "minutes.two",
-    "minutes.few",
-    "minutes.many",
-    "minutes.other",
-    "selfservice.long_wait",
-    "selfservice.pointer",
-    "busy",
-    "timed_out",
-    "closed",
-];
-
+/// The shipped ivr-flows/ load with their real catalogue and audio, and pass
+/// their own flow tests.
 #[test]
 fn default_flows_load_and_pass_their_tests() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("ivr-flows");
-    let (flow_files, test_files) = load::list_yaml(&dir).expect("ivr-flows");
-    let files = flow_files
-        .iter()
-        .map(|p| (p.clone(), std::fs::read_to_string(p).expect("read")))
-        .collect();
-    let mut ids: Vec<String> = DEFAULT_FLOW_PROMPTS.iter().map(|s| s.to_string()).collect();
-    ids.extend((0..=60).map(|n| format!("number.{n}")));
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let sources = Sources {
-        dir: dir.clone(),
-        files,
-        catalogue: Some((dir.join("prompts.yaml"), catalogue(&refs))),
-        audio: None,
-    };
-    let (set, diags) = load_sources(&sources);
-    let shown: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+    let diagnostics = check(&dir);
+    let shown: Vec<String> = diagnostics.iter().map(|d| d.to_string()).collect();
     assert!(shown.is_empty(), "{shown:#?}");
-    let set = Arc::new(set.expect("set"));
-    let tests = test_files
-        .iter()
-        .map(|p| (p.clone(), std::fs::read_to_string(p).expect("read")))
-        .collect::<Vec<_>>();
-    assert!(!tests.is_empty());
-    let report = testing::run_test_sources(&set, &tests);
+    let report = run_tests(&dir);
     assert!(report.passed(), "{report}");
     assert!(report.results.len() >= 10, "{report}");
 }

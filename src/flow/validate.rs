@@ -403,13 +403,7 @@ fn check_items(ck: &mut Checker, items: &[PlayItem], langs: &[Language], flow: &
                 let rounds_up = matches!(source, NumberSource::WaitMinutes(_));
                 for l in langs {
                     let missing = if rounds_up {
-                        missing_count_forms(ck.cx, prompt, numbers, *max, *l)
-                            .into_iter()
-                            .filter(|id| {
-                                id.ends_with(&format!(".{max}"))
-                                    || id.ends_with(&format!(".{}", plural::category(*l, *max)))
-                            })
-                            .collect()
+                        missing_count_forms_for(ck.cx, prompt, numbers, *max..=*max, *l)
                     } else {
                         missing_count_forms(ck.cx, prompt, numbers, *max, *l)
                     };
@@ -447,8 +441,19 @@ fn missing_count_forms(
     max: u64,
     l: Language,
 ) -> Vec<String> {
+    missing_count_forms_for(cx, family, numbers, 0..=max, l)
+}
+
+/// The same, for the numbers in `range` only.
+fn missing_count_forms_for(
+    cx: &Context,
+    family: &str,
+    numbers: &str,
+    range: std::ops::RangeInclusive<u64>,
+    l: Language,
+) -> Vec<String> {
     let mut missing = BTreeSet::new();
-    for n in 0..=max {
+    for n in range {
         let whole = format!("{family}.{n}");
         if has(cx, &whole, l) {
             continue;

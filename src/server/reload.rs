@@ -91,7 +91,10 @@ pub async fn reload_now(
             Ok(version)
         }
         Err(report) => {
-            metrics.flow_reloads_total.with_label_values(&["error"]).inc();
+            metrics
+                .flow_reloads_total
+                .with_label_values(&["error"])
+                .inc();
             tracing::error!(trigger, error = %report, "flow reload refused: the running version keeps serving");
             if let Ok(mut s) = status.lock() {
                 s.last_error = Some(report.clone());
@@ -110,14 +113,13 @@ pub fn spawn_watchers(
     metrics: Arc<Metrics>,
 ) {
     tokio::spawn(async move {
-        let mut hup =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    tracing::warn!(error = %e, "SIGHUP reload unavailable");
-                    None
-                }
-            };
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "SIGHUP reload unavailable");
+                None
+            }
+        };
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut seen = fingerprint(&dir);

@@ -72,8 +72,12 @@ impl Hotline {
 
     pub fn start_with(options: Options) -> Hotline {
         let data = tempfile::tempdir().expect("tempdir");
-        let sip: SocketAddr = format!("127.0.0.1:{}", free_sip_port()).parse().expect("addr");
-        let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().expect("addr");
+        let sip: SocketAddr = format!("127.0.0.1:{}", free_sip_port())
+            .parse()
+            .expect("addr");
+        let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port())
+            .parse()
+            .expect("addr");
         let flows = options.flows.unwrap_or_else(|| repo().join("ivr-flows"));
         let rtp = rtp_range();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hotline"));
@@ -198,7 +202,10 @@ impl Hotline {
                 return status;
             }
             if Instant::now() > end {
-                panic!("hotline did not exit after {signal}; log:\n{}", self.log().join("\n"));
+                panic!(
+                    "hotline did not exit after {signal}; log:\n{}",
+                    self.log().join("\n")
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -224,7 +231,9 @@ pub fn metric_value(body: &str, sample: &str) -> f64 {
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| {
             let (name, value) = l.rsplit_once(' ')?;
-            (name == sample).then(|| value.parse::<f64>().ok()).flatten()
+            (name == sample)
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
         })
         .unwrap_or(0.0)
 }
@@ -237,7 +246,8 @@ pub fn http_request(
     body: &str,
 ) -> (u16, String) {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("http connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
@@ -257,7 +267,10 @@ pub fn http_request(
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
-    let body = if resp.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if resp
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(&body)
     } else {
         body

@@ -81,7 +81,15 @@ impl RtpListener {
 
     /// Sends one RFC 4733 event the way phones do: updates every 20 ms, then the
     /// end packet three times, all with one timestamp.
-    pub fn press(&self, to: SocketAddr, digit: char, payload_type: u8, ssrc: u32, seq: &mut u16, ts: u32) {
+    pub fn press(
+        &self,
+        to: SocketAddr,
+        digit: char,
+        payload_type: u8,
+        ssrc: u32,
+        seq: &mut u16,
+        ts: u32,
+    ) {
         let event = match digit {
             '0'..='9' => digit as u8 - b'0',
             '*' => 10,
