@@ -123,12 +123,20 @@ pub fn spawn_watchers(
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut seen = fingerprint(&dir);
+        // A change is reloaded once the files have stood still for one look,
+        // so that an editor's half-written save is not taken for an error.
+        let mut settling = false;
         loop {
             let trigger = tokio::select! {
                 _ = tick.tick() => {
                     let now = fingerprint(&dir);
-                    if now == seen { continue; }
-                    seen = now;
+                    if now != seen {
+                        seen = now;
+                        settling = true;
+                        continue;
+                    }
+                    if !settling { continue; }
+                    settling = false;
                     "file change"
                 }
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => "SIGHUP",

@@ -188,6 +188,16 @@ impl Hotline {
         Sipp::new(self, scenario)
     }
 
+    /// Sends a signal (e.g. `HUP`) without waiting.
+    pub fn signal(&mut self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
     /// Sends SIGTERM/SIGINT and waits for the exit status.
     pub fn signal_and_wait(&mut self, signal: &str, timeout: Duration) -> std::process::ExitStatus {
         let status = Command::new("kill")
