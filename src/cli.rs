@@ -128,6 +128,8 @@ fn simulate(args: SimulateArgs) -> Result<ExitCode, String> {
         queues,
         agents_ready,
         queue_outcomes,
+        // Times in the walk follow the real length of each prompt.
+        prompt_durations: true,
         ..SimulateOptions::default()
     };
     let report = flow::simulate(&set, &options);

@@ -70,8 +70,37 @@ enum LocalEnd {
     FlowCompleted,
     /// The flow hung up because the line is closed.
     FlowClosed,
+    /// The queue's maximum wait ran out.
+    QueueTimedOut,
+    /// No room in the queue, or no agent for the language.
+    Refused,
     /// Something broke (no audio, transfer impossible, shutdown).
     Failure,
+}
+
+impl LocalEnd {
+    /// The outcome a flow's `hangup: <reason>` stands for. The default flows
+    /// use `closed`, `timed_out`, `busy` and `no_agents`; any other reason is
+    /// an ordinary end of the flow.
+    fn from_reason(reason: &str) -> LocalEnd {
+        match reason {
+            "closed" => LocalEnd::FlowClosed,
+            "timed_out" => LocalEnd::QueueTimedOut,
+            "busy" | "no_agents" => LocalEnd::Refused,
+            "step_limit" | "unknown_flow" | "call_depth" => LocalEnd::Failure,
+            _ => LocalEnd::FlowCompleted,
+        }
+    }
+
+    fn outcome(self) -> &'static str {
+        match self {
+            LocalEnd::FlowCompleted => outcome::COMPLETED,
+            LocalEnd::FlowClosed => outcome::CLOSED,
+            LocalEnd::QueueTimedOut => outcome::TIMED_OUT,
+            LocalEnd::Refused => outcome::REJECTED,
+            LocalEnd::Failure => outcome::FAILED,
+        }
+    }
 }
 
 struct Call {
@@ -486,9 +515,7 @@ impl<M: MediaControl> CallManager<M> {
             .with_label_values(&[call.stage.label()])
             .dec();
         let result = match (call.local_end, reason) {
-            (Some(LocalEnd::FlowCompleted), _) => outcome::COMPLETED,
-            (Some(LocalEnd::FlowClosed), _) => outcome::CLOSED,
-            (Some(LocalEnd::Failure), _) => outcome::FAILED,
+            (Some(end), _) => end.outcome(),
             (None, EndReason::RemoteBye) => match call.stage {
                 Stage::Ivr => outcome::ABANDONED_IVR,
                 Stage::Queue => outcome::ABANDONED_QUEUE,
@@ -565,11 +592,7 @@ impl<M: MediaControl> CallManager<M> {
                     return;
                 }
                 FlowAction::Hangup { reason } => {
-                    let end = if reason == "closed" {
-                        LocalEnd::FlowClosed
-                    } else {
-                        LocalEnd::FlowCompleted
-                    };
+                    let end = LocalEnd::from_reason(&reason);
                     self.end_call_locally(now, key, end, &reason);
                     return;
                 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 #[derive(Default)]
 struct FakeMedia {
     opened: Vec<(CallKey, StreamParams)>,
+    updates: Vec<(CallKey, StreamParams)>,
     plays: Vec<(CallKey, u64, usize)>,
     stops: usize,
     closed: Vec<CallKey>,
@@ -25,7 +26,9 @@ impl MediaControl for FakeMedia {
         self.opened.push((call, params));
         Ok(40000)
     }
-    fn update(&mut self, _call: CallKey, _params: StreamParams) {}
+    fn update(&mut self, call: CallKey, params: StreamParams) {
+        self.updates.push((call, params));
+    }
     fn play(&mut self, call: CallKey, play_id: u64, clips: Vec<Arc<Clip>>) {
         self.plays.push((call, play_id, clips.len()));
     }
@@ -312,4 +315,61 @@ Content-Length: 0\r\n\r\n";
         "no answer after cancel"
     );
     assert!(h.manager.media.opened.is_empty());
+}
+
+#[test]
+fn reinvite_to_hold_and_back_updates_media_and_answers() {
+    let mut h = Harness::new();
+    let out = h.send(&invite("c8", Some(OFFER)));
+    let tag = to_tag(
+        out.iter()
+            .find(|m| m.starts_with("SIP/2.0 200"))
+            .expect("200"),
+    );
+    h.send(&in_dialog("ACK", "c8", &tag, 1));
+    let reinvite = |cseq: u32, sdp: &str, branch: &str| {
+        format!(
+            "INVITE sip:127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-{branch};rport\r\n\
+From: \"Caller\" <sip:4791234567@127.0.0.1>;tag=from-c8\r\n\
+To: <sip:80012345@127.0.0.1>;tag={tag}\r\n\
+Call-ID: c8\r\n\
+CSeq: {cseq} INVITE\r\n\
+Contact: <sip:4791234567@127.0.0.1:5999>\r\n\
+Max-Forwards: 70\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        )
+    };
+    let hold = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendonly\r\n";
+    let out = h.send(&reinvite(2, hold, "hold"));
+    let ok = out
+        .iter()
+        .find(|m| m.starts_with("SIP/2.0 200"))
+        .expect("re-INVITE answered");
+    assert!(ok.contains("a=recvonly"), "{ok}");
+    assert!(
+        ok.contains("o=hotline 1 2 "),
+        "session version goes up: {ok}"
+    );
+    assert!(
+        !h.manager.media.updates[0].1.send,
+        "on hold nothing is sent"
+    );
+    h.send(&in_dialog("ACK", "c8", &tag, 2));
+
+    // Back from hold at a new address.
+    let resume = "v=0\r\no=- 1 3 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 7000 RTP/AVP 8 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+    let out = h.send(&reinvite(3, resume, "resume"));
+    let ok = out
+        .iter()
+        .find(|m| m.starts_with("SIP/2.0 200"))
+        .expect("re-INVITE answered");
+    assert!(ok.contains("a=sendrecv"), "{ok}");
+    assert!(ok.contains("m=audio 40000 "), "same local port: {ok}");
+    let (_, resumed) = h.manager.media.updates[1];
+    assert!(resumed.send);
+    assert_eq!(resumed.remote, "127.0.0.2:7000".parse().expect("addr"));
+    assert_eq!(h.manager.call_count(), 1);
 }
