@@ -23,6 +23,9 @@ pub struct Config {
     pub public_ip: Option<IpAddr>,
     /// Bearer token for the HTTP write endpoints. Without it they are refused.
     pub api_token: Option<String>,
+    /// Token the live event stream (`/ws?token=...`, and so the wallboard) asks
+    /// for; without it the stream is open like `/metrics`.
+    pub ws_token: Option<String>,
     /// Calls held at once; more INVITEs get 503.
     pub max_calls: usize,
     /// Largest SIP message accepted, in bytes.
@@ -46,6 +49,7 @@ impl Default for Config {
             },
             public_ip: None,
             api_token: None,
+            ws_token: None,
             max_calls: 5000,
             max_sip_message: 16 * 1024,
             shutdown_grace_ms: 2000,

@@ -6,6 +6,7 @@ pub mod api;
 pub mod call;
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod flow;
 pub mod language;
 pub mod logging;

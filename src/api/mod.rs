@@ -1,5 +1,9 @@
-//! HTTP: health, Prometheus metrics, the JSON API and flow reload.
+//! HTTP: health, Prometheus metrics, the JSON API, flow reload, the live event
+//! stream and the wallboard.
 
+mod live;
+
+use crate::events::EventBus;
 use crate::metrics::Metrics;
 use crate::server::{reload::reload_now, Control, ReloadStatus};
 use axum::extract::State;
@@ -24,6 +28,9 @@ pub struct ApiState {
     pub token: Option<String>,
     /// False once shutdown began.
     pub ready: Arc<AtomicBool>,
+    pub events: EventBus,
+    /// Token the WebSocket stream asks for (`/ws?token=...`); `None` leaves it open.
+    pub ws_token: Option<String>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -34,6 +41,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/calls", get(calls))
         .route("/api/flows", get(flows_status))
         .route("/api/flows/reload", post(flows_reload))
+        .route("/ws", get(live::websocket))
+        .route("/", get(live::wallboard))
         .with_state(state)
 }
 
@@ -68,14 +77,20 @@ async fn metrics(State(s): State<ApiState>) -> Response {
 }
 
 async fn calls(State(s): State<ApiState>) -> Response {
+    match call_summaries(&s).await {
+        Some(calls) => Json(calls).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "busy\n").into_response(),
+    }
+}
+
+/// The calls in progress, asked of the core loop (which owns them).
+async fn call_summaries(s: &ApiState) -> Option<Vec<crate::call::CallSummary>> {
     let (tx, rx) = oneshot::channel();
-    if s.control.send(Control::Calls(tx)).await.is_err() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "stopping\n").into_response();
-    }
-    match tokio::time::timeout(Duration::from_secs(2), rx).await {
-        Ok(Ok(calls)) => Json(calls).into_response(),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "busy\n").into_response(),
-    }
+    s.control.send(Control::Calls(tx)).await.ok()?;
+    tokio::time::timeout(Duration::from_secs(2), rx)
+        .await
+        .ok()?
+        .ok()
 }
 
 async fn flows_status(State(s): State<ApiState>) -> Response {
@@ -139,7 +154,7 @@ fn refuse_unauthorized(s: &ApiState, headers: &HeaderMap) -> Option<Response> {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

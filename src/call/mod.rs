@@ -10,6 +10,7 @@ mod media_control;
 
 pub use media_control::MediaControl;
 
+use crate::events::{EventBus, LiveEvent};
 use crate::flow::{CallInfo, FlowAction, FlowEnv, FlowEvent, FlowRun, FlowSet};
 use crate::language::Language;
 use crate::media::{MediaEvent, PromptLibrary};
@@ -142,6 +143,7 @@ pub struct CallManager<M: MediaControl> {
     /// Ringing before answer, when an answer delay is set.
     answer_delay: Duration,
     ringing: HashMap<CallKey, Ringing>,
+    events: EventBus,
 }
 
 /// A call accepted but not answered yet (ringing for the answer delay).
@@ -172,7 +174,13 @@ impl<M: MediaControl> CallManager<M> {
             dirty: Vec::new(),
             answer_delay: Duration::ZERO,
             ringing: HashMap::new(),
+            events: EventBus::new(),
         }
+    }
+
+    /// Where live events go (the WebSocket stream).
+    pub fn set_events(&mut self, events: EventBus) {
+        self.events = events;
     }
 
     /// Ring this long before answering new calls.
@@ -334,6 +342,12 @@ impl<M: MediaControl> CallManager<M> {
                     .calls_total
                     .with_label_values(&[outcome::ABANDONED_IVR])
                     .inc();
+                self.events.publish(LiveEvent::CallEnded {
+                    at: unix_now(),
+                    call: call.0,
+                    outcome: outcome::ABANDONED_IVR,
+                    language: None,
+                });
             }
             SipEvent::Ended { call, reason } => self.ended(call, reason),
             SipEvent::ReOffer { call, offer } => self.reoffer(now, call, offer),
@@ -444,6 +458,11 @@ impl<M: MediaControl> CallManager<M> {
             .calls_active
             .with_label_values(&[stage::IVR])
             .inc();
+        self.events.publish(LiveEvent::CallStarted {
+            at: unix_now(),
+            call: key.0,
+            dialled: incoming.dialled.clone(),
+        });
         self.calls.insert(
             key,
             Call {
@@ -524,6 +543,12 @@ impl<M: MediaControl> CallManager<M> {
             (None, _) => outcome::FAILED,
         };
         self.metrics.calls_total.with_label_values(&[result]).inc();
+        self.events.publish(LiveEvent::CallEnded {
+            at: unix_now(),
+            call: key.0,
+            outcome: result,
+            language: call.flow.language(),
+        });
         tracing::info!(call = key.0, sip_call_id = %call.info.call_id, outcome = result,
             reason = ?reason, language = ?call.flow.language().map(Language::code),
             path = %call.flow.path().join(">"), "call ended");
@@ -578,6 +603,11 @@ impl<M: MediaControl> CallManager<M> {
                         .language_selected_total
                         .with_label_values(&[language.code()])
                         .inc();
+                    self.events.publish(LiveEvent::LanguageChosen {
+                        at: unix_now(),
+                        call: key.0,
+                        language,
+                    });
                 }
                 FlowAction::Queue { queue, .. } => {
                     // Queues arrive with agent routing; until then a queue step

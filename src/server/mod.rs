@@ -118,6 +118,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     ));
     let (control_tx, mut control_rx) = mpsc::channel::<Control>(256);
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let events = crate::events::EventBus::new();
+    manager.set_events(events.clone());
     let api_state = ApiState {
         metrics: Arc::clone(&metrics),
         control: control_tx.clone(),
@@ -125,6 +127,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         flows_dir: config.flows.clone(),
         token: config.api_token.clone(),
         ready: Arc::clone(&ready),
+        events,
+        ws_token: config.ws_token.clone(),
     };
     tokio::spawn(api::serve(http_listener, api_state));
     reload::spawn_watchers(

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod rtp;
+pub mod ws;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};

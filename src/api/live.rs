@@ -1,0 +1,95 @@
+//! `GET /ws`: a snapshot on connect, then every live event as JSON text frames.
+//! `GET /`: the wallboard page, which reads that stream.
+
+use super::{call_summaries, constant_time_eq, ApiState};
+use crate::metrics::Metrics;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use tokio::sync::broadcast::error::RecvError;
+
+const WALLBOARD: &str = include_str!("wallboard.html");
+
+#[derive(Deserialize)]
+pub struct WsQuery {
+    token: Option<String>,
+}
+
+pub async fn wallboard() -> Html<&'static str> {
+    Html(WALLBOARD)
+}
+
+pub async fn websocket(
+    State(s): State<ApiState>,
+    Query(q): Query<WsQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if let Some(expected) = s.ws_token.as_deref() {
+        let given = q.token.as_deref().unwrap_or("");
+        if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+            return (StatusCode::UNAUTHORIZED, "missing or wrong token\n").into_response();
+        }
+    }
+    upgrade.on_upgrade(move |socket| stream(socket, s))
+}
+
+async fn stream(mut socket: WebSocket, s: ApiState) {
+    // Subscribe before taking the snapshot so nothing falls between the two.
+    let mut events = s.events.subscribe();
+    let snapshot = serde_json::json!({
+        "type": "snapshot",
+        "at": crate::call::unix_now(),
+        "calls": call_summaries(&s).await.unwrap_or_default(),
+        "totals": totals(&s.metrics),
+    });
+    if socket
+        .send(Message::Text(snapshot.to_string().into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(event) => {
+                    let Ok(text) = serde_json::to_string(&event) else { continue };
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::info!(missed, "websocket client too slow: disconnected");
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+                Err(RecvError::Closed) => return,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+/// Counters a fresh wallboard starts from: languages chosen and call outcomes.
+fn totals(m: &Metrics) -> serde_json::Value {
+    let mut languages = BTreeMap::new();
+    for l in crate::language::Language::ALL {
+        languages.insert(
+            l.code(),
+            m.language_selected_total
+                .with_label_values(&[l.code()])
+                .get(),
+        );
+    }
+    let mut outcomes = BTreeMap::new();
+    for o in crate::metrics::outcome::ALL {
+        outcomes.insert(o, m.calls_total.with_label_values(&[o]).get());
+    }
+    serde_json::json!({ "languages": languages, "outcomes": outcomes })
+}
