@@ -465,7 +465,12 @@ impl SipEndpoint {
         }
         let (key, reply) = (c.invite_key.clone(), c.invite_reply.clone());
         let contact = self.contact(reply.peer.transport);
-        self.respond(now, &key, &reply, Answer::code(180).header("Contact", contact));
+        self.respond(
+            now,
+            &key,
+            &reply,
+            Answer::code(180).header("Contact", contact),
+        );
     }
 
     pub fn reject(&mut self, now: Instant, call: CallKey, code: u16) {
@@ -1313,5 +1318,4 @@ fn new_tag() -> String {
 }
 
 #[cfg(test)]
-#[path = "endpoint_tests.rs"]
 mod tests;

@@ -800,73 +800,77 @@ fn rfc4475_messages_get_the_expected_answers() {
         // To already has a tag: an in-dialog request for a dialog we do not know.
         (
             "wsinv",
-            include_bytes!("fixtures/rfc4475/wsinv.sip"),
+            include_bytes!("../fixtures/rfc4475/wsinv.sip"),
             Some("481"),
         ),
         (
             "esc01",
-            include_bytes!("fixtures/rfc4475/esc01.sip"),
+            include_bytes!("../fixtures/rfc4475/esc01.sip"),
             Some("100"),
         ),
         (
             "escnull",
-            include_bytes!("fixtures/rfc4475/escnull.sip"),
+            include_bytes!("../fixtures/rfc4475/escnull.sip"),
             Some("405"),
         ),
         (
             "intmeth",
-            include_bytes!("fixtures/rfc4475/intmeth.sip"),
+            include_bytes!("../fixtures/rfc4475/intmeth.sip"),
             Some("501"),
         ),
         (
             "ncl",
-            include_bytes!("fixtures/rfc4475/ncl.sip"),
+            include_bytes!("../fixtures/rfc4475/ncl.sip"),
             Some("400"),
         ),
         (
             "clerr",
-            include_bytes!("fixtures/rfc4475/clerr.sip"),
+            include_bytes!("../fixtures/rfc4475/clerr.sip"),
             Some("400"),
         ),
         (
             "mcl01",
-            include_bytes!("fixtures/rfc4475/mcl01.sip"),
+            include_bytes!("../fixtures/rfc4475/mcl01.sip"),
             Some("400"),
         ),
         (
             "unkscm",
-            include_bytes!("fixtures/rfc4475/unkscm.sip"),
+            include_bytes!("../fixtures/rfc4475/unkscm.sip"),
             Some("416"),
         ),
         (
             "badvers",
-            include_bytes!("fixtures/rfc4475/badvers.sip"),
+            include_bytes!("../fixtures/rfc4475/badvers.sip"),
             Some("505"),
         ),
-        ("insuf", include_bytes!("fixtures/rfc4475/insuf.sip"), None),
+        (
+            "insuf",
+            include_bytes!("../fixtures/rfc4475/insuf.sip"),
+            None,
+        ),
         (
             "lwsruri",
-            include_bytes!("fixtures/rfc4475/lwsruri.sip"),
+            include_bytes!("../fixtures/rfc4475/lwsruri.sip"),
             Some("400"),
         ),
         (
             "lwsstart",
-            include_bytes!("fixtures/rfc4475/lwsstart.sip"),
+            include_bytes!("../fixtures/rfc4475/lwsstart.sip"),
             Some("400"),
         ),
         (
             "trws",
-            include_bytes!("fixtures/rfc4475/trws.sip"),
+            include_bytes!("../fixtures/rfc4475/trws.sip"),
             Some("400"),
         ),
         (
             "mismatch01",
-            include_bytes!("fixtures/rfc4475/mismatch01.sip"),
+            include_bytes!("../fixtures/rfc4475/mismatch01.sip"),
             Some("400"),
         ),
         (
             "scalarlg",
-            include_bytes!("fixtures/rfc4475/scalarlg.sip"),
+            include_bytes!("../fixtures/rfc4475/scalarlg.sip"),
             Some("400"),
         ),
     ];
