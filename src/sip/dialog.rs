@@ -85,11 +85,10 @@ impl Dialog {
 
     /// The dialog a 1xx (with To tag) or 2xx to our INVITE creates (RFC 3261
     /// 12.1.2): the route set is the Record-Route reversed; without a Contact
-    /// the Request-URI stays the target.
-    pub fn from_response(sent: &SentInvite, response: &Message) -> Result<Dialog, DialogError> {
-        let to = NameAddr::parse(response.header("To").unwrap_or(""))
-            .ok_or(DialogError::Header("To"))?;
-        let remote_tag = to.tag().ok_or(DialogError::Header("To tag"))?.to_string();
+    /// the Request-URI stays the target. A response without To tag still
+    /// makes a dialog (with an empty remote tag) so that its 2xx can be ACKed.
+    pub fn from_response(sent: &SentInvite, response: &Message) -> Dialog {
+        let remote_tag = response.to_tag().unwrap_or_default();
         let remote_target = response
             .header("Contact")
             .and_then(|c| split_list(c).into_iter().next())
@@ -103,7 +102,7 @@ impl Dialog {
             .map(str::to_string)
             .collect();
         route_set.reverse();
-        Ok(Dialog {
+        Dialog {
             id: DialogId {
                 call_id: sent.call_id.to_string(),
                 local_tag: sent.local_tag.to_string(),
@@ -115,7 +114,7 @@ impl Dialog {
             local_cseq: sent.cseq,
             remote_target,
             route_set,
-        })
+        }
     }
 
     /// Checks and records the CSeq of an in-dialog request (RFC 3261 12.2.2):
