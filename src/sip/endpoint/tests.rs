@@ -912,3 +912,5 @@ fn rfc4475_messages_get_the_expected_answers() {
         }
     }
 }
+
+mod legs;
