@@ -914,3 +914,4 @@ fn rfc4475_messages_get_the_expected_answers() {
 }
 
 mod legs;
+mod register;
