@@ -3,30 +3,49 @@
 //! CONTRACT (the call layer is written against this; keep it or change both):
 //! - input:  `handle_input(now, transport, source, bytes)`, `handle_timeout(now)`
 //! - output: `poll_transmit()`, `poll_event()`, `poll_timeout()`
-//! - commands for inbound calls: `answer`, `reject`, `answer_reoffer`, `hangup`
+//! - inbound calls (`CallKey`): `answer`, `ring`, `reject`, `reject_with`,
+//!   `answer_reoffer`, `hangup`
+//! - outbound legs (`LegKey`, e.g. the hotline ringing an agent): `invite`,
+//!   `cancel`, `answer_leg_reoffer`, `hangup`; events `Leg*`
+//! - both (`SessionKey`): `hangup`, `probe` (→ `ProbeFailed`), `hangup_all`
+//! - REGISTER: `SipEvent::Register`, answered with `respond_register`
 //!
 //! The endpoint answers on its own, without asking the call layer: 100 Trying to
-//! INVITE, OPTIONS 200, CANCEL (200 + 487 on the INVITE, then `CallCancelled`),
-//! BYE 200 (then `CallEnded`), unknown dialog 481, unsupported method 405 + Allow,
-//! malformed 400 (or drop), INFO `application/dtmf-relay` 200 (then `Dtmf`),
-//! retransmissions. It counts requests received and responses sent in `Metrics`.
+//! INVITE, OPTIONS 200, CANCEL (200 + 487 on the INVITE, then `Cancelled`),
+//! BYE 200 (then `Ended`/`LegEnded`), unknown dialog 481, unsupported method
+//! 405 with Allow, malformed 400 (or drop), INFO `application/dtmf-relay` 200 (then
+//! `Dtmf`/`LegDtmf`), ACKs for responses to our INVITEs, retransmissions. It
+//! counts requests received and responses sent in `Metrics`.
 //!
 //! Choices worth knowing:
 //! - The 2xx to an INVITE is repeated by this core (RFC 3261 13.3.1.4) at T1,
 //!   2T1, ... capped at T2; after 64*T1 without ACK the call ends with
 //!   `AckTimeout` and is sent a BYE. `hangup` before the ACK waits for it.
-//! - In-dialog requests we send (BYE) go to the address the INVITE came from
-//!   (symmetric signalling: works behind NAT and reuses the TCP connection);
-//!   their Request-URI and Route headers follow the dialog (RFC 3261 12.2.1.1).
+//! - In-dialog requests we send (BYE, OPTIONS, ACK) go to the address the
+//!   INVITE came from, or for a leg to `OutboundInvite::destination` (symmetric
+//!   signalling: works behind NAT and reuses the TCP connection); their
+//!   Request-URI and Route headers follow the dialog (RFC 3261 12.2.1.1).
+//! - Legs: a leg ends in exactly one `LegFailed` (never answered; 408 when
+//!   nothing answered, including 64*T1 after a CANCEL) or one `LegEnded`. A
+//!   2xx is ACKed by the core and each repetition re-ACKed; a 2xx from a second
+//!   fork, or one that crossed our CANCEL, is ACKed and sent BYE (the latter
+//!   reported as `LegEnded`, never `LegAnswered`). `cancel` before any
+//!   provisional waits for one (RFC 3261 9.1). A leg ringing forever stays until
+//!   `cancel`: ring timeouts are the call layer's.
 //! - INFO: `application/dtmf-relay` and `application/dtmf` → 200 (+ `Dtmf`),
 //!   no body → 200, any other body → 415 with Accept.
-//! - Known but unsupported methods (REGISTER, SUBSCRIBE, ...) → 405 with Allow;
-//!   unknown method tokens → 501 with Allow (RFC 4475 3.1.1.2).
+//! - REGISTER is parsed (syntax errors → 400 here) and left to the registrar;
+//!   one never answered is dropped with its transaction after 64*T1. Other
+//!   known but unsupported methods (SUBSCRIBE, ...) → 405 with Allow; unknown
+//!   method tokens → 501 with Allow (RFC 4475 3.1.1.2).
 //! - A re-INVITE while an earlier INVITE is unfinished → 500 with Retry-After
-//!   (RFC 3261 14.2). Any `Require` → 420 (we support no extensions).
-//! - Bounds: `max_calls` calls (then 503 + Retry-After), 4*max_calls+64 server
-//!   and max_calls+64 client transactions, output queues of 8*max_calls+1024.
-//!   The shell drains `poll_transmit`/`poll_event` after every call in.
+//!   (RFC 3261 14.2). Any `Require` → 420 (we support no extensions, so no
+//!   RFC 4028 session timers either: `probe` finds vanished peers instead).
+//! - Bounds: `max_calls` calls and legs together (then 503 + Retry-After, or
+//!   `LegFailed` 503), 4*max_calls+64 server and 3*max_calls+64 client
+//!   transactions, max_calls+64 REGISTERs awaiting an answer, output queues of
+//!   8*max_calls+1024. The shell drains `poll_transmit`/`poll_event` after
+//!   every call in.
 
 use super::dialog::{Dialog, DialogId, SentInvite};
 use super::dtmf_relay;
