@@ -272,6 +272,56 @@ mod tests {
         assert!(bye.contains("Route: <sip:4799887766@192.0.2.10:5060;transport=udp>"));
     }
 
+    fn response(extra: &str) -> Message {
+        let text = format!(
+            "SIP/2.0 200 OK\r\n\
+             Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKi1\r\n\
+             From: <sip:+4791234567@10.0.0.1>;tag=ours\r\n\
+             To: <sip:agent7@10.0.0.1>;tag=theirs\r\n\
+             Call-ID: out-1@10.0.0.1\r\n\
+             CSeq: 1 INVITE\r\n\
+             {extra}Content-Length: 0\r\n\r\n"
+        );
+        match decode(text.as_bytes(), Framing::Datagram, 4096) {
+            Decoded::Message(m) => m,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    const SENT: SentInvite<'static> = SentInvite {
+        call_id: "out-1@10.0.0.1",
+        local_uri: "<sip:+4791234567@10.0.0.1>",
+        local_tag: "ours",
+        remote_uri: "<sip:agent7@10.0.0.1>",
+        request_uri: "sip:agent7@192.0.2.7:5062",
+        cseq: 1,
+    };
+
+    #[test]
+    fn uac_dialog_reverses_record_route_and_acks_with_invite_cseq() {
+        let rr = "Record-Route: <sip:p2.example;lr>\r\nRecord-Route: <sip:p1.example;lr>\r\nContact: <sip:agent7@192.0.2.99>\r\n";
+        let mut d = Dialog::from_response(&SENT, &response(rr));
+        assert_eq!(d.id.remote_tag, "theirs");
+        assert_eq!(d.remote_target, "sip:agent7@192.0.2.99");
+        assert_eq!(
+            d.route_set,
+            vec!["<sip:p1.example;lr>", "<sip:p2.example;lr>"]
+        );
+        let ack = text(d.ack(1, "v", "ua"));
+        assert!(ack.starts_with("ACK sip:agent7@192.0.2.99 SIP/2.0\r\n"));
+        assert!(ack.contains("\r\nCSeq: 1 ACK\r\n"));
+        assert!(ack.contains("\r\nFrom: <sip:+4791234567@10.0.0.1>;tag=ours\r\n"));
+        assert!(ack.contains("\r\nTo: <sip:agent7@10.0.0.1>;tag=theirs\r\n"));
+        let bye = text(d.request("BYE", "v", "ua"));
+        assert!(
+            bye.contains("\r\nCSeq: 2 BYE\r\n"),
+            "BYE follows the INVITE's CSeq"
+        );
+        // Without Contact the Request-URI stays the target.
+        let bare = Dialog::from_response(&SENT, &response(""));
+        assert_eq!(bare.remote_target, "sip:agent7@192.0.2.7:5062");
+    }
+
     #[test]
     fn cseq_order_and_missing_contact() {
         let mut d = Dialog::from_invite(&invite(""), "t").unwrap();

@@ -696,3 +696,42 @@ fn leg_over_tcp_sends_once_and_acks() {
         "no retransmissions over TCP"
     );
 }
+
+#[test]
+fn mangled_responses_to_our_requests_never_panic() {
+    let mut h = Harness::new(4);
+    let (_leg, inv) = dial(&mut h);
+    let texts = [
+        reply(&inv, "180 Ringing", Some("t"), AGENT_CONTACT, ""),
+        reply(&inv, "200 OK", Some("t"), AGENT_CONTACT, AGENT_SDP),
+        reply(&inv, "486 Busy Here", None, "", ""),
+        reply(
+            &inv,
+            "200 OK",
+            None,
+            "Contact: *\r\nRecord-Route: <>\r\n",
+            "",
+        ),
+    ];
+    for i in 0..4000u64 {
+        let mut bytes = texts[(i % 4) as usize].clone().into_bytes();
+        for _ in 0..(i % 5) {
+            let at = rand::random::<u32>() as usize % bytes.len();
+            bytes[at] = rand::random::<u8>();
+        }
+        h.ep.handle_input(h.at(i), Transport::Udp, agent(), &bytes);
+        if i % 500 == 0 {
+            h.ep.invite(h.at(i), outbound());
+            h.ep.hangup_all(h.at(i));
+        }
+        h.sent();
+        h.events();
+        h.run_until(i);
+    }
+    h.run_until(200_000);
+    h.ep.hangup_all(h.at(200_000));
+    h.run_until(400_000);
+    assert_eq!(h.ep.transaction_count(), 0);
+    assert_eq!(h.ep.leg_count(), 0);
+    assert_eq!(h.ep.poll_timeout(), None);
+}
