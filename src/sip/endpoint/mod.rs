@@ -1385,16 +1385,14 @@ impl SipEndpoint {
             self.cancel_expired(call);
             return;
         }
+        let session = c.session(call);
         let Some(p) = c.pending_ok.as_mut() else {
             return;
         };
         if now >= p.give_up {
             c.pending_ok = None;
-            tracing::info!(?call, "no ACK for 2xx: ending the call");
-            self.push_event(SipEvent::Ended {
-                call,
-                reason: EndReason::AckTimeout,
-            });
+            tracing::info!(?session, "no ACK for 2xx: ending the call");
+            self.push_ended(session, EndReason::AckTimeout);
             // The call layer already has its Ended; the BYE runs detached.
             self.send_bye(now, call, None);
             self.remove_call(now, call);

@@ -735,3 +735,24 @@ fn mangled_responses_to_our_requests_never_panic() {
     assert_eq!(h.ep.leg_count(), 0);
     assert_eq!(h.ep.poll_timeout(), None);
 }
+
+#[test]
+fn unacknowledged_reinvite_answer_ends_the_leg() {
+    let mut h = Harness::new(10);
+    let (leg, inv) = answered_leg(&mut h);
+    let reinvite = from_agent("INVITE", &inv, 2, "z9hG4bK-re2", "", "");
+    feed_agent(&mut h, 1_000, &reinvite);
+    assert!(matches!(
+        h.events().as_slice(),
+        [SipEvent::LegReOffer { offer: None, .. }]
+    ));
+    h.ep.answer_leg_reoffer(h.at(1_000), leg, Some(ANSWER));
+    h.sent();
+    let out = h.run_until(40_000);
+    assert!(out.iter().any(|(_, s)| s.starts_with("BYE ")));
+    assert!(matches!(
+        h.events().as_slice(),
+        [SipEvent::LegEnded { leg: l, reason: EndReason::AckTimeout }] if *l == leg
+    ));
+    assert_eq!(h.ep.leg_count(), 0);
+}
