@@ -1,5 +1,5 @@
-//! Dialog state for an inbound INVITE (RFC 3261 12.1.1) and in-dialog
-//! requests we send (12.2.1.1), e.g. BYE.
+//! Dialog state for an INVITE we answer (RFC 3261 12.1.1) or one we sent
+//! (12.1.2), and in-dialog requests we send (12.2.1.1): BYE, OPTIONS, ACK.
 
 use super::message::{split_list, uri_params, Message, NameAddr, Writer};
 
@@ -17,22 +17,35 @@ pub enum DialogError {
     Header(&'static str),
 }
 
-/// A UAS dialog.
+/// A dialog, from either side.
 #[derive(Debug, Clone)]
 pub struct Dialog {
     pub id: DialogId,
-    /// Our address-of-record as the caller addressed it (their To, without tag).
+    /// Our From (UAC) or the To the caller addressed (UAS), without tag.
     pub local_uri: String,
-    /// The caller's From, without tag.
+    /// The peer's From (UAS) or our To (UAC), without tag.
     pub remote_uri: String,
-    /// Highest CSeq seen from the caller.
+    /// Highest CSeq seen from the peer (0: none yet).
     pub remote_cseq: u32,
     /// CSeq of the last request we sent (0: none yet).
     pub local_cseq: u32,
-    /// Where in-dialog requests are addressed (the caller's Contact URI).
+    /// Where in-dialog requests are addressed (the peer's Contact URI).
     pub remote_target: String,
-    /// Record-Route entries as received (UAS order), each a `<uri>` name-addr.
+    /// Route set in the order our requests use it, each a `<uri>` name-addr.
     pub route_set: Vec<String>,
+}
+
+/// What a UAC dialog keeps of the INVITE that created it.
+#[derive(Debug, Clone)]
+pub struct SentInvite<'a> {
+    pub call_id: &'a str,
+    /// Our From value without tag, and our tag.
+    pub local_uri: &'a str,
+    pub local_tag: &'a str,
+    /// The To value we sent (no tag).
+    pub remote_uri: &'a str,
+    pub request_uri: &'a str,
+    pub cseq: u32,
 }
 
 impl Dialog {
@@ -70,6 +83,40 @@ impl Dialog {
         })
     }
 
+    /// The dialog a 1xx (with To tag) or 2xx to our INVITE creates (RFC 3261
+    /// 12.1.2): the route set is the Record-Route reversed; without a Contact
+    /// the Request-URI stays the target. A response without To tag still
+    /// makes a dialog (with an empty remote tag) so that its 2xx can be ACKed.
+    pub fn from_response(sent: &SentInvite, response: &Message) -> Dialog {
+        let remote_tag = response.to_tag().unwrap_or_default();
+        let remote_target = response
+            .header("Contact")
+            .and_then(|c| split_list(c).into_iter().next())
+            .and_then(NameAddr::parse)
+            .filter(|c| c.uri != "*")
+            .map(|c| c.uri)
+            .unwrap_or_else(|| sent.request_uri.to_string());
+        let mut route_set: Vec<String> = response
+            .headers_named("Record-Route")
+            .flat_map(split_list)
+            .map(str::to_string)
+            .collect();
+        route_set.reverse();
+        Dialog {
+            id: DialogId {
+                call_id: sent.call_id.to_string(),
+                local_tag: sent.local_tag.to_string(),
+                remote_tag,
+            },
+            local_uri: sent.local_uri.to_string(),
+            remote_uri: sent.remote_uri.to_string(),
+            remote_cseq: 0,
+            local_cseq: sent.cseq,
+            remote_target,
+            route_set,
+        }
+    }
+
     /// Checks and records the CSeq of an in-dialog request (RFC 3261 12.2.2):
     /// false when it is lower than one already seen (answer 500).
     pub fn accept_remote_cseq(&mut self, seq: u32) -> bool {
@@ -84,6 +131,16 @@ impl Dialog {
     /// value with a fresh branch.
     pub fn request(&mut self, method: &str, via: &str, user_agent: &str) -> Vec<u8> {
         self.local_cseq = self.local_cseq.saturating_add(1);
+        self.build(method, self.local_cseq, via, user_agent)
+    }
+
+    /// The ACK for a 2xx to the INVITE with CSeq `invite_cseq` (RFC 3261
+    /// 13.2.2.4): its own branch, the INVITE's CSeq number, the dialog's route.
+    pub fn ack(&self, invite_cseq: u32, via: &str, user_agent: &str) -> Vec<u8> {
+        self.build("ACK", invite_cseq, via, user_agent)
+    }
+
+    fn build(&self, method: &str, cseq: u32, via: &str, user_agent: &str) -> Vec<u8> {
         let (request_uri, routes) = self.route();
         let mut w = Writer::request(method, &request_uri);
         w.header("Via", via).header("Max-Forwards", "70");
@@ -99,7 +156,7 @@ impl Dialog {
         w.header("From", &from)
             .header("To", &to)
             .header("Call-ID", &self.id.call_id)
-            .header("CSeq", &format!("{} {}", self.local_cseq, method))
+            .header("CSeq", &format!("{cseq} {method}"))
             .header("User-Agent", user_agent);
         w.finish(None, b"")
     }
@@ -213,6 +270,56 @@ mod tests {
         let bye = text(strict.request("BYE", "v", "ua"));
         assert!(bye.starts_with("BYE sip:strict.example SIP/2.0"));
         assert!(bye.contains("Route: <sip:4799887766@192.0.2.10:5060;transport=udp>"));
+    }
+
+    fn response(extra: &str) -> Message {
+        let text = format!(
+            "SIP/2.0 200 OK\r\n\
+             Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKi1\r\n\
+             From: <sip:+4791234567@10.0.0.1>;tag=ours\r\n\
+             To: <sip:agent7@10.0.0.1>;tag=theirs\r\n\
+             Call-ID: out-1@10.0.0.1\r\n\
+             CSeq: 1 INVITE\r\n\
+             {extra}Content-Length: 0\r\n\r\n"
+        );
+        match decode(text.as_bytes(), Framing::Datagram, 4096) {
+            Decoded::Message(m) => m,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    const SENT: SentInvite<'static> = SentInvite {
+        call_id: "out-1@10.0.0.1",
+        local_uri: "<sip:+4791234567@10.0.0.1>",
+        local_tag: "ours",
+        remote_uri: "<sip:agent7@10.0.0.1>",
+        request_uri: "sip:agent7@192.0.2.7:5062",
+        cseq: 1,
+    };
+
+    #[test]
+    fn uac_dialog_reverses_record_route_and_acks_with_invite_cseq() {
+        let rr = "Record-Route: <sip:p2.example;lr>\r\nRecord-Route: <sip:p1.example;lr>\r\nContact: <sip:agent7@192.0.2.99>\r\n";
+        let mut d = Dialog::from_response(&SENT, &response(rr));
+        assert_eq!(d.id.remote_tag, "theirs");
+        assert_eq!(d.remote_target, "sip:agent7@192.0.2.99");
+        assert_eq!(
+            d.route_set,
+            vec!["<sip:p1.example;lr>", "<sip:p2.example;lr>"]
+        );
+        let ack = text(d.ack(1, "v", "ua"));
+        assert!(ack.starts_with("ACK sip:agent7@192.0.2.99 SIP/2.0\r\n"));
+        assert!(ack.contains("\r\nCSeq: 1 ACK\r\n"));
+        assert!(ack.contains("\r\nFrom: <sip:+4791234567@10.0.0.1>;tag=ours\r\n"));
+        assert!(ack.contains("\r\nTo: <sip:agent7@10.0.0.1>;tag=theirs\r\n"));
+        let bye = text(d.request("BYE", "v", "ua"));
+        assert!(
+            bye.contains("\r\nCSeq: 2 BYE\r\n"),
+            "BYE follows the INVITE's CSeq"
+        );
+        // Without Contact the Request-URI stays the target.
+        let bare = Dialog::from_response(&SENT, &response(""));
+        assert_eq!(bare.remote_target, "sip:agent7@192.0.2.7:5062");
     }
 
     #[test]

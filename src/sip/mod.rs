@@ -13,5 +13,6 @@ pub mod transaction;
 pub mod wire;
 
 pub use endpoint::{
-    CallKey, EndReason, EndpointConfig, IncomingCall, SipEndpoint, SipEvent, Transmit, Transport,
+    CallKey, EndReason, EndpointConfig, IncomingCall, LegKey, OutboundInvite, RegisterContact,
+    RegisterHandle, RegisterRequest, SessionKey, SipEndpoint, SipEvent, Transmit, Transport,
 };

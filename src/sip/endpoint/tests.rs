@@ -495,15 +495,15 @@ fn out_of_dialog_requests() {
     h.feed(0, &req("OPTIONS", "z9hG4bK-o1"));
     let ok = h.sent().pop().unwrap();
     assert!(ok.starts_with("SIP/2.0 200 OK\r\n"));
-    assert!(ok.contains("\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO\r\n"));
+    assert!(ok.contains("\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER\r\n"));
     assert!(
         ok.contains("\r\nAccept: application/sdp, application/dtmf-relay, application/dtmf\r\n")
     );
     assert!(ok.contains(";tag="));
-    h.feed(0, &req("REGISTER", "z9hG4bK-r1"));
+    h.feed(0, &req("SUBSCRIBE", "z9hG4bK-r1"));
     let r = h.sent().pop().unwrap();
     assert!(r.starts_with("SIP/2.0 405 Method Not Allowed\r\n"));
-    assert!(r.contains("\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO\r\n"));
+    assert!(r.contains("\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER\r\n"));
     h.feed(0, &req("FROBNICATE", "z9hG4bK-f1"));
     assert!(h
         .sent()
@@ -513,7 +513,7 @@ fn out_of_dialog_requests() {
     h.feed(0, &req("BYE", "z9hG4bK-b1"));
     assert!(h.sent().pop().unwrap().starts_with("SIP/2.0 481 "));
     assert_eq!(h.requests("other"), 1);
-    assert_eq!(h.requests("REGISTER"), 1);
+    assert_eq!(h.requests("SUBSCRIBE"), 1);
     assert!(h.events().is_empty());
 }
 
@@ -800,73 +800,77 @@ fn rfc4475_messages_get_the_expected_answers() {
         // To already has a tag: an in-dialog request for a dialog we do not know.
         (
             "wsinv",
-            include_bytes!("fixtures/rfc4475/wsinv.sip"),
+            include_bytes!("../fixtures/rfc4475/wsinv.sip"),
             Some("481"),
         ),
         (
             "esc01",
-            include_bytes!("fixtures/rfc4475/esc01.sip"),
+            include_bytes!("../fixtures/rfc4475/esc01.sip"),
             Some("100"),
         ),
         (
             "escnull",
-            include_bytes!("fixtures/rfc4475/escnull.sip"),
-            Some("405"),
+            include_bytes!("../fixtures/rfc4475/escnull.sip"),
+            None,
         ),
         (
             "intmeth",
-            include_bytes!("fixtures/rfc4475/intmeth.sip"),
+            include_bytes!("../fixtures/rfc4475/intmeth.sip"),
             Some("501"),
         ),
         (
             "ncl",
-            include_bytes!("fixtures/rfc4475/ncl.sip"),
+            include_bytes!("../fixtures/rfc4475/ncl.sip"),
             Some("400"),
         ),
         (
             "clerr",
-            include_bytes!("fixtures/rfc4475/clerr.sip"),
+            include_bytes!("../fixtures/rfc4475/clerr.sip"),
             Some("400"),
         ),
         (
             "mcl01",
-            include_bytes!("fixtures/rfc4475/mcl01.sip"),
+            include_bytes!("../fixtures/rfc4475/mcl01.sip"),
             Some("400"),
         ),
         (
             "unkscm",
-            include_bytes!("fixtures/rfc4475/unkscm.sip"),
+            include_bytes!("../fixtures/rfc4475/unkscm.sip"),
             Some("416"),
         ),
         (
             "badvers",
-            include_bytes!("fixtures/rfc4475/badvers.sip"),
+            include_bytes!("../fixtures/rfc4475/badvers.sip"),
             Some("505"),
         ),
-        ("insuf", include_bytes!("fixtures/rfc4475/insuf.sip"), None),
+        (
+            "insuf",
+            include_bytes!("../fixtures/rfc4475/insuf.sip"),
+            None,
+        ),
         (
             "lwsruri",
-            include_bytes!("fixtures/rfc4475/lwsruri.sip"),
+            include_bytes!("../fixtures/rfc4475/lwsruri.sip"),
             Some("400"),
         ),
         (
             "lwsstart",
-            include_bytes!("fixtures/rfc4475/lwsstart.sip"),
+            include_bytes!("../fixtures/rfc4475/lwsstart.sip"),
             Some("400"),
         ),
         (
             "trws",
-            include_bytes!("fixtures/rfc4475/trws.sip"),
+            include_bytes!("../fixtures/rfc4475/trws.sip"),
             Some("400"),
         ),
         (
             "mismatch01",
-            include_bytes!("fixtures/rfc4475/mismatch01.sip"),
+            include_bytes!("../fixtures/rfc4475/mismatch01.sip"),
             Some("400"),
         ),
         (
             "scalarlg",
-            include_bytes!("fixtures/rfc4475/scalarlg.sip"),
+            include_bytes!("../fixtures/rfc4475/scalarlg.sip"),
             Some("400"),
         ),
     ];
@@ -882,7 +886,23 @@ fn rfc4475_messages_get_the_expected_answers() {
         let got = sent.first().map(|s| s.get(8..11).unwrap_or("").to_string());
         assert_eq!(got.as_deref(), *code, "{name}");
         if *name == "intmeth" {
-            assert!(sent[0].contains("\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO\r\n"));
+            assert!(sent[0]
+                .contains("\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER\r\n"));
+        }
+        if *name == "escnull" {
+            // A valid REGISTER: it waits for the registrar.
+            match h.events().as_slice() {
+                [SipEvent::Register(r)] => {
+                    assert_eq!(r.to_user, "null-\0-null");
+                    assert_eq!(r.cseq, 14398234);
+                    let uris: Vec<&str> = r.contacts.iter().map(|c| c.uri.as_str()).collect();
+                    assert_eq!(
+                        uris,
+                        vec!["sip:%00@host5.example.com", "sip:%00%00@host5.example.com"]
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
         }
         if *name == "esc01" {
             let c = h.incoming();
@@ -892,3 +912,6 @@ fn rfc4475_messages_get_the_expected_answers() {
         }
     }
 }
+
+mod legs;
+mod register;

@@ -3,39 +3,59 @@
 //! CONTRACT (the call layer is written against this; keep it or change both):
 //! - input:  `handle_input(now, transport, source, bytes)`, `handle_timeout(now)`
 //! - output: `poll_transmit()`, `poll_event()`, `poll_timeout()`
-//! - commands for inbound calls: `answer`, `reject`, `answer_reoffer`, `hangup`
+//! - inbound calls (`CallKey`): `answer`, `ring`, `reject`, `reject_with`,
+//!   `answer_reoffer`, `hangup`
+//! - outbound legs (`LegKey`, e.g. the hotline ringing an agent): `invite`,
+//!   `cancel`, `answer_leg_reoffer`, `hangup`; events `Leg*`
+//! - both (`SessionKey`): `hangup`, `probe` (→ `ProbeFailed`), `hangup_all`
+//! - REGISTER: `SipEvent::Register`, answered with `respond_register`
 //!
 //! The endpoint answers on its own, without asking the call layer: 100 Trying to
-//! INVITE, OPTIONS 200, CANCEL (200 + 487 on the INVITE, then `CallCancelled`),
-//! BYE 200 (then `CallEnded`), unknown dialog 481, unsupported method 405 + Allow,
-//! malformed 400 (or drop), INFO `application/dtmf-relay` 200 (then `Dtmf`),
-//! retransmissions. It counts requests received and responses sent in `Metrics`.
+//! INVITE, OPTIONS 200, CANCEL (200 + 487 on the INVITE, then `Cancelled`),
+//! BYE 200 (then `Ended`/`LegEnded`), unknown dialog 481, unsupported method
+//! 405 with Allow, malformed 400 (or drop), INFO `application/dtmf-relay` 200 (then
+//! `Dtmf`/`LegDtmf`), ACKs for responses to our INVITEs, retransmissions. It
+//! counts requests received and responses sent in `Metrics`.
 //!
 //! Choices worth knowing:
 //! - The 2xx to an INVITE is repeated by this core (RFC 3261 13.3.1.4) at T1,
 //!   2T1, ... capped at T2; after 64*T1 without ACK the call ends with
 //!   `AckTimeout` and is sent a BYE. `hangup` before the ACK waits for it.
-//! - In-dialog requests we send (BYE) go to the address the INVITE came from
-//!   (symmetric signalling: works behind NAT and reuses the TCP connection);
-//!   their Request-URI and Route headers follow the dialog (RFC 3261 12.2.1.1).
+//! - In-dialog requests we send (BYE, OPTIONS, ACK) go to the address the
+//!   INVITE came from, or for a leg to `OutboundInvite::destination` (symmetric
+//!   signalling: works behind NAT and reuses the TCP connection); their
+//!   Request-URI and Route headers follow the dialog (RFC 3261 12.2.1.1).
+//! - Legs: a leg ends in exactly one `LegFailed` (never answered; 408 when
+//!   nothing answered, including 64*T1 after a CANCEL) or one `LegEnded`. A
+//!   2xx is ACKed by the core and each repetition re-ACKed; a 2xx from a second
+//!   fork, or one that crossed our CANCEL, is ACKed and sent BYE (the latter
+//!   reported as `LegEnded`, never `LegAnswered`). `cancel` before any
+//!   provisional waits for one (RFC 3261 9.1). A leg ringing forever stays until
+//!   `cancel`: ring timeouts are the call layer's.
 //! - INFO: `application/dtmf-relay` and `application/dtmf` → 200 (+ `Dtmf`),
 //!   no body → 200, any other body → 415 with Accept.
-//! - Known but unsupported methods (REGISTER, SUBSCRIBE, ...) → 405 with Allow;
-//!   unknown method tokens → 501 with Allow (RFC 4475 3.1.1.2).
+//! - REGISTER is parsed (syntax errors → 400 here) and left to the registrar;
+//!   one never answered is dropped with its transaction after 64*T1. Other
+//!   known but unsupported methods (SUBSCRIBE, ...) → 405 with Allow; unknown
+//!   method tokens → 501 with Allow (RFC 4475 3.1.1.2).
 //! - A re-INVITE while an earlier INVITE is unfinished → 500 with Retry-After
-//!   (RFC 3261 14.2). Any `Require` → 420 (we support no extensions).
-//! - Bounds: `max_calls` calls (then 503 + Retry-After), 4*max_calls+64 server
-//!   and max_calls+64 client transactions, output queues of 8*max_calls+1024.
-//!   The shell drains `poll_transmit`/`poll_event` after every call in.
+//!   (RFC 3261 14.2). Any `Require` → 420 (we support no extensions, so no
+//!   RFC 4028 session timers either: `probe` finds vanished peers instead).
+//! - Bounds: `max_calls` calls and legs together (then 503 + Retry-After, or
+//!   `LegFailed` 503), 4*max_calls+64 server and 3*max_calls+64 client
+//!   transactions, max_calls+64 REGISTERs awaiting an answer, output queues of
+//!   8*max_calls+1024. The shell drains `poll_transmit`/`poll_event` after
+//!   every call in.
 
-use super::dialog::{Dialog, DialogId};
+use super::dialog::{Dialog, DialogId, SentInvite};
 use super::dtmf_relay;
 use super::message::{
-    display_name, split_list, uri_user, Message, Method, NameAddr, StartLine, Writer, MAGIC_COOKIE,
+    display_name, is_token_byte, split_list, uri_user, Message, Method, NameAddr, StartLine,
+    Writer, MAGIC_COOKIE,
 };
 use super::transaction::{
-    ClientEvent, InviteServer, InviteServerState, NonInviteClient, NonInviteServer, ServerKey,
-    TimerOutcome, Timers,
+    ClientEvent, InviteClient, InviteClientEvent, InviteServer, InviteServerState, NonInviteClient,
+    NonInviteServer, ServerKey, TimerOutcome, Timers,
 };
 use super::wire::{self, Decoded, Essentials, Framing};
 use crate::metrics::Metrics;
@@ -65,6 +85,41 @@ pub struct Transmit {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CallKey(pub u64);
 
+/// Identifies one outbound leg (an INVITE we sent, e.g. to an agent). A separate
+/// type so that a leg's events and commands cannot be mixed up with a call's;
+/// calls and legs draw numbers from one counter, so a number names one of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LegKey(pub u64);
+
+/// A call or a leg, for what works on both (`hangup`, `probe`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SessionKey {
+    Call(CallKey),
+    Leg(LegKey),
+}
+
+impl From<CallKey> for SessionKey {
+    fn from(call: CallKey) -> SessionKey {
+        SessionKey::Call(call)
+    }
+}
+
+impl From<LegKey> for SessionKey {
+    fn from(leg: LegKey) -> SessionKey {
+        SessionKey::Leg(leg)
+    }
+}
+
+impl SessionKey {
+    /// Where the session is stored (numbers are shared, see `LegKey`).
+    fn slot(self) -> CallKey {
+        match self {
+            SessionKey::Call(c) => c,
+            SessionKey::Leg(l) => CallKey(l.0),
+        }
+    }
+}
+
 /// Settings of the endpoint.
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
@@ -93,6 +148,10 @@ pub struct IncomingCall {
     pub offer: Option<String>,
     pub source: SocketAddr,
     pub transport: Transport,
+    /// The Request-URI as received (e.g. `sip:*1@hotline` for a feature code).
+    pub request_uri: String,
+    /// Raw `Authorization` value (else `Proxy-Authorization`), for digest checks.
+    pub authorization: Option<String>,
 }
 
 /// Why a call's dialog ended.
@@ -126,10 +185,91 @@ pub enum SipEvent {
     },
     /// A digit from SIP INFO `application/dtmf-relay` (already answered 200).
     Dtmf { call: CallKey, digit: char },
+    /// Our INVITE is ringing (first 18x).
+    LegRinging { leg: LegKey },
+    /// 2xx to our INVITE (ACK already sent). The answer is the 2xx's SDP.
+    LegAnswered {
+        leg: LegKey,
+        answer_sdp: Option<String>,
+    },
+    /// The INVITE failed: the final status (486, 603, 487 after `cancel`, ...),
+    /// 408 when nothing answered, 503 when the endpoint is full. The leg is gone.
+    LegFailed { leg: LegKey, code: u16 },
+    /// An answered leg ended (BYE either way, or a 2xx that crossed our CANCEL).
+    LegEnded { leg: LegKey, reason: EndReason },
+    /// A re-INVITE on a leg: reply with `answer_leg_reoffer`.
+    LegReOffer { leg: LegKey, offer: Option<String> },
+    /// A digit from SIP INFO on a leg (already answered 200).
+    LegDtmf { leg: LegKey, digit: char },
+    /// An in-dialog OPTIONS from `probe` got 408/481 or no answer (`code` 408):
+    /// the peer has likely gone. The session is still open; hang it up.
+    ProbeFailed { session: SessionKey, code: u16 },
+    /// A REGISTER to answer with `respond_register`.
+    Register(RegisterRequest),
+}
+
+/// What to call: an agent's registered contact, reached where it registered from.
+#[derive(Debug, Clone)]
+pub struct OutboundInvite {
+    /// The Contact URI the agent registered (the Request-URI).
+    pub request_uri: String,
+    /// Where to send (the REGISTER's source, so NAT bindings are reused).
+    pub destination: SocketAddr,
+    pub transport: Transport,
+    /// Caller shown to the agent: number and display name.
+    pub from_user: String,
+    pub from_display: Option<String>,
+    /// The agent's user name (To).
+    pub to_user: String,
+    /// Extra headers, e.g. `X-Hotline-Language: pl`. Names must be tokens and
+    /// values single-line; others are left out.
+    pub headers: Vec<(String, String)>,
+    /// SDP offer.
+    pub sdp: String,
+}
+
+/// Identifies a REGISTER waiting for `respond_register`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RegisterHandle(pub u64);
+
+/// One Contact of a REGISTER.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterContact {
+    pub uri: String,
+    /// The `expires` parameter.
+    pub expires: Option<u32>,
+    /// The whole entry as sent (to echo it in the 200).
+    pub value: String,
+}
+
+/// A REGISTER, parsed for a registrar (RFC 3261 10.3).
+#[derive(Debug, Clone)]
+pub struct RegisterRequest {
+    pub handle: RegisterHandle,
+    pub source: SocketAddr,
+    pub transport: Transport,
+    /// User parts of the To (the address-of-record) and From URIs.
+    pub to_user: String,
+    pub from_user: String,
+    /// The To URI.
+    pub aor: String,
+    pub call_id: String,
+    pub cseq: u32,
+    /// The `Expires` header.
+    pub expires: Option<u32>,
+    /// `Contact: *` (remove all bindings).
+    pub wildcard: bool,
+    pub contacts: Vec<RegisterContact>,
+    /// Raw `Authorization` value.
+    pub authorization: Option<String>,
+    /// Method and Request-URI as received, for the digest response.
+    pub method: String,
+    pub request_uri: String,
+    pub user_agent: Option<String>,
 }
 
 /// Methods we handle, for `Allow`.
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER";
 /// Bodies we understand, for `Accept`.
 const ACCEPT: &str = "application/sdp, application/dtmf-relay, application/dtmf";
 /// Seconds a caller is asked to wait before retrying when we are full.
@@ -198,7 +338,7 @@ impl Reply {
 /// A response to build: status, extra headers, body.
 struct Answer<'a> {
     code: u16,
-    headers: Vec<(&'static str, String)>,
+    headers: Vec<(String, String)>,
     body: Option<(&'a str, &'a [u8])>,
 }
 
@@ -212,7 +352,7 @@ impl<'a> Answer<'a> {
     }
 
     fn header(mut self, name: &'static str, value: impl Into<String>) -> Answer<'a> {
-        self.headers.push((name, value.into()));
+        self.headers.push((name.to_string(), value.into()));
         self
     }
 }
@@ -226,6 +366,8 @@ struct ServerEntry {
     tx: ServerTx,
     peer: Peer,
     call: Option<CallKey>,
+    /// A REGISTER waiting for the registrar; forgotten with the transaction.
+    register: Option<RegisterHandle>,
     wake: Option<WakeKey>,
 }
 
@@ -245,12 +387,83 @@ impl ServerEntry {
     }
 }
 
+enum ClientTx {
+    Invite(InviteClient),
+    NonInvite(NonInviteClient),
+}
+
+/// Why we sent a request, i.e. what its outcome means.
+enum Purpose {
+    /// BYE: report the end with this reason when it finishes (`None`: the
+    /// session was already reported gone, e.g. a stray fork).
+    Bye(CallKey, Option<EndReason>),
+    /// The INVITE of a leg.
+    Invite(Box<InviteTx>),
+    /// CANCEL of a leg's INVITE: its outcome is the INVITE's final response.
+    Cancel,
+    /// In-dialog OPTIONS from `probe`.
+    Probe(CallKey),
+    /// Nothing to report (a BYE to a stray fork, an outcome already handled).
+    Done,
+}
+
+/// A leg's INVITE transaction and what answering its 2xx responses needs,
+/// kept with the transaction because 2xx may repeat after the leg is gone.
+struct InviteTx {
+    leg: CallKey,
+    sent: Sent,
+    /// ACKs sent, by the To tag of the 2xx they acknowledge (bounded).
+    acks: Vec<(String, Vec<u8>)>,
+}
+
+/// The INVITE we sent, for CANCEL, ACKs and dialogs.
+#[derive(Clone)]
+struct Sent {
+    request_uri: String,
+    via: String,
+    /// From with our tag, and its parts.
+    from: String,
+    local_uri: String,
+    local_tag: String,
+    to: String,
+    call_id: String,
+    cseq: u32,
+}
+
+impl Sent {
+    fn as_invite(&self) -> SentInvite<'_> {
+        SentInvite {
+            call_id: &self.call_id,
+            local_uri: &self.local_uri,
+            local_tag: &self.local_tag,
+            remote_uri: &self.to,
+            request_uri: &self.request_uri,
+            cseq: self.cseq,
+        }
+    }
+}
+
 struct ClientEntry {
-    tx: NonInviteClient,
+    tx: ClientTx,
     peer: Peer,
-    /// The call to report `Ended` for when the transaction finishes.
-    call: Option<(CallKey, EndReason)>,
+    purpose: Purpose,
     wake: Option<WakeKey>,
+}
+
+impl ClientEntry {
+    fn next_timeout(&self) -> Option<Instant> {
+        match &self.tx {
+            ClientTx::Invite(t) => t.next_timeout(),
+            ClientTx::NonInvite(t) => t.next_timeout(),
+        }
+    }
+
+    fn is_terminated(&self) -> bool {
+        match &self.tx {
+            ClientTx::Invite(t) => t.is_terminated(),
+            ClientTx::NonInvite(t) => t.is_terminated(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,6 +472,12 @@ enum CallState {
     Offered,
     /// 200 OK sent, waiting for ACK.
     Answered,
+    /// Leg: INVITE sent, nothing back yet.
+    Dialing,
+    /// Leg: a provisional response came (CANCEL is now allowed).
+    Early,
+    /// Leg: `cancel` asked; the INVITE's final response is awaited.
+    Cancelling,
     Confirmed,
     /// Our BYE is out.
     Ending,
@@ -267,18 +486,41 @@ enum CallState {
 /// A 2xx we repeat until its ACK arrives (RFC 3261 13.3.1.4).
 struct PendingOk {
     cseq: u32,
+    peer: Peer,
     bytes: Vec<u8>,
     interval: Duration,
     next: Instant,
     give_up: Instant,
 }
 
+/// Which side started the session.
+enum Origin {
+    /// They called us: the INVITE's server transaction and reply template.
+    Inbound(Box<(ServerKey, Reply)>),
+    /// We called them (a leg).
+    Outbound(Box<Outgoing>),
+}
+
+struct Outgoing {
+    /// Client key of the INVITE transaction.
+    invite_tx: String,
+    sent: Sent,
+    ringing_reported: bool,
+    /// `cancel` came before any provisional: CANCEL goes out on the first.
+    cancel_pending: bool,
+    /// RFC 3261 9.1: without a final response 64*T1 after CANCEL, give up.
+    cancel_deadline: Option<Instant>,
+}
+
+/// A call (inbound) or a leg (outbound): one INVITE dialog. Both live in
+/// `SipEndpoint::calls`; a leg under the `CallKey` with its number.
 struct Call {
+    origin: Origin,
     state: CallState,
     dialog: Dialog,
-    invite_key: ServerKey,
-    invite_reply: Reply,
     peer: Peer,
+    /// Client key of a running `probe`.
+    probe: Option<String>,
     pending_ok: Option<PendingOk>,
     wake: Option<WakeKey>,
     /// A re-INVITE waiting for `answer_reoffer`.
@@ -296,6 +538,30 @@ enum Wake {
     Call(CallKey),
 }
 
+impl Call {
+    fn session(&self, slot: CallKey) -> SessionKey {
+        match self.origin {
+            Origin::Inbound(_) => SessionKey::Call(slot),
+            Origin::Outbound(_) => SessionKey::Leg(LegKey(slot.0)),
+        }
+    }
+
+    /// The INVITE server transaction and reply template of an inbound call.
+    fn inbound(&self) -> Option<(ServerKey, Reply)> {
+        match &self.origin {
+            Origin::Inbound(invite) => Some((invite.0.clone(), invite.1.clone())),
+            Origin::Outbound(_) => None,
+        }
+    }
+
+    fn outgoing(&mut self) -> Option<&mut Outgoing> {
+        match &mut self.origin {
+            Origin::Outbound(o) => Some(o),
+            Origin::Inbound(_) => None,
+        }
+    }
+}
+
 /// The endpoint. See the module comment for the contract.
 pub struct SipEndpoint {
     config: EndpointConfig,
@@ -305,7 +571,10 @@ pub struct SipEndpoint {
     calls: HashMap<CallKey, Call>,
     dialogs: HashMap<DialogId, CallKey>,
     servers: HashMap<ServerKey, ServerEntry>,
+    /// Keyed by `branch method` (a CANCEL shares its INVITE's branch).
     clients: HashMap<String, ClientEntry>,
+    registers: HashMap<RegisterHandle, (ServerKey, Reply)>,
+    next_register: u64,
     wakes: BTreeMap<WakeKey, Wake>,
     wake_seq: u64,
     transmits: VecDeque<Transmit>,
@@ -323,6 +592,8 @@ impl SipEndpoint {
             dialogs: HashMap::new(),
             servers: HashMap::new(),
             clients: HashMap::new(),
+            registers: HashMap::new(),
+            next_register: 1,
             wakes: BTreeMap::new(),
             wake_seq: 0,
             transmits: VecDeque::new(),
@@ -335,9 +606,17 @@ impl SipEndpoint {
         self.timers = timers;
     }
 
-    /// Calls in any state (offered, answered, ending).
+    /// Inbound calls in any state (offered, answered, ending).
     pub fn call_count(&self) -> usize {
-        self.calls.len()
+        self.calls
+            .values()
+            .filter(|c| matches!(c.origin, Origin::Inbound(_)))
+            .count()
+    }
+
+    /// Outbound legs in any state.
+    pub fn leg_count(&self) -> usize {
+        self.calls.len() - self.call_count()
     }
 
     /// Server and client transactions alive.
@@ -349,7 +628,12 @@ impl SipEndpoint {
         self.config.max_calls.saturating_mul(4).saturating_add(64)
     }
 
+    /// A session may have an INVITE, a CANCEL or BYE, and a probe out at once.
     fn max_clients(&self) -> usize {
+        self.config.max_calls.saturating_mul(3).saturating_add(64)
+    }
+
+    fn max_registers(&self) -> usize {
         self.config.max_calls.saturating_add(64)
     }
 
@@ -436,34 +720,28 @@ impl SipEndpoint {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
-        if c.state != CallState::Offered {
+        let Some((key, reply)) = c.inbound().filter(|_| c.state == CallState::Offered) else {
             tracing::debug!(?call, "answer ignored: call not in offered state");
             return;
-        }
-        let (key, reply, seq) = (
-            c.invite_key.clone(),
-            c.invite_reply.clone(),
-            c.dialog.remote_cseq,
-        );
+        };
+        let seq = c.dialog.remote_cseq;
         let answer = self.ok_with_sdp(reply.peer.transport, sdp);
         if let Some(bytes) = self.respond(now, &key, &reply, answer) {
-            self.start_ok_retransmit(now, call, seq, bytes);
+            self.start_ok_retransmit(now, call, seq, bytes, reply.peer);
             if let Some(c) = self.calls.get_mut(&call) {
                 c.state = CallState::Answered;
             }
         }
     }
 
-    /// Sends a final error response (e.g. 488, 480, 503) to the INVITE.
     /// Sends 180 Ringing (the caller hears ringback until `answer`).
     pub fn ring(&mut self, now: Instant, call: CallKey) {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
-        if c.state != CallState::Offered {
+        let Some((key, reply)) = c.inbound().filter(|_| c.state == CallState::Offered) else {
             return;
-        }
-        let (key, reply) = (c.invite_key.clone(), c.invite_reply.clone());
+        };
         let contact = self.contact(reply.peer.transport);
         self.respond(
             now,
@@ -473,20 +751,34 @@ impl SipEndpoint {
         );
     }
 
+    /// Sends a final error response (e.g. 488, 480, 503) to the INVITE.
     pub fn reject(&mut self, now: Instant, call: CallKey, code: u16) {
+        self.reject_with(now, call, code, Vec::new());
+    }
+
+    /// `reject` with extra headers, e.g. 401 with `WWW-Authenticate`. Headers
+    /// whose name is not a token or the endpoint's own, or whose value is not
+    /// one line, are left out.
+    pub fn reject_with(
+        &mut self,
+        now: Instant,
+        call: CallKey,
+        code: u16,
+        headers: Vec<(String, String)>,
+    ) {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
-        if c.state != CallState::Offered {
+        let Some((key, reply)) = c.inbound().filter(|_| c.state == CallState::Offered) else {
             return;
-        }
+        };
         let code = if (300..=699).contains(&code) {
             code
         } else {
             500
         };
-        let (key, reply) = (c.invite_key.clone(), c.invite_reply.clone());
         let mut answer = Answer::code(code);
+        answer.headers.extend(clean_headers(headers));
         if code == 503 {
             answer = answer.header("Retry-After", RETRY_AFTER_SECS.to_string());
         }
@@ -499,7 +791,21 @@ impl SipEndpoint {
 
     /// Answers a re-INVITE: `Some(sdp)` → 200 with it; `None` → 488.
     pub fn answer_reoffer(&mut self, now: Instant, call: CallKey, sdp: Option<&str>) {
-        let Some((key, reply, seq)) = self.calls.get_mut(&call).and_then(|c| c.reinvite.take())
+        self.answer_reinvite(now, SessionKey::Call(call), sdp);
+    }
+
+    /// `answer_reoffer` for a leg's `LegReOffer`.
+    pub fn answer_leg_reoffer(&mut self, now: Instant, leg: LegKey, sdp: Option<&str>) {
+        self.answer_reinvite(now, SessionKey::Leg(leg), sdp);
+    }
+
+    fn answer_reinvite(&mut self, now: Instant, session: SessionKey, sdp: Option<&str>) {
+        let call = session.slot();
+        let Some((key, reply, seq)) = self
+            .calls
+            .get_mut(&call)
+            .filter(|c| c.session(call) == session)
+            .and_then(|c| c.reinvite.take())
         else {
             return;
         };
@@ -507,7 +813,7 @@ impl SipEndpoint {
             Some(sdp) => {
                 let answer = self.ok_with_sdp(reply.peer.transport, sdp);
                 if let Some(bytes) = self.respond(now, &key, &reply, answer) {
-                    self.start_ok_retransmit(now, call, seq, bytes);
+                    self.start_ok_retransmit(now, call, seq, bytes, reply.peer);
                 }
             }
             None => {
@@ -521,15 +827,24 @@ impl SipEndpoint {
         }
     }
 
-    /// Ends an answered call with BYE (or a not-yet-answered one with a final
-    /// error response). `Ended { reason: LocalBye }` follows.
-    pub fn hangup(&mut self, now: Instant, call: CallKey) {
-        let Some(c) = self.calls.get_mut(&call) else {
+    /// Ends an answered call or leg with BYE (`Ended`/`LegEnded` with
+    /// `LocalBye` follows), a not-yet-answered call with 480 (`Ended` at once),
+    /// a not-yet-answered leg with CANCEL (as `cancel`).
+    pub fn hangup(&mut self, now: Instant, session: impl Into<SessionKey>) {
+        let session = session.into();
+        let call = session.slot();
+        let Some(c) = self
+            .calls
+            .get_mut(&call)
+            .filter(|c| c.session(call) == session)
+        else {
             return;
         };
         match c.state {
             CallState::Offered => {
-                let (key, reply) = (c.invite_key.clone(), c.invite_reply.clone());
+                let Some((key, reply)) = c.inbound() else {
+                    return;
+                };
                 self.respond(now, &key, &reply, Answer::code(480));
                 self.remove_call(now, call);
                 self.push_event(SipEvent::Ended {
@@ -540,14 +855,15 @@ impl SipEndpoint {
             // RFC 3261 15: no BYE before the ACK (or before we give up on it).
             CallState::Answered => c.bye_after_ack = true,
             CallState::Confirmed => self.send_bye(now, call, Some(EndReason::LocalBye)),
-            CallState::Ending => {}
+            CallState::Dialing | CallState::Early => self.cancel_leg(now, call),
+            CallState::Cancelling | CallState::Ending => {}
         }
     }
 
-    /// Hangs up every call (shutdown). Returns how many were asked to end.
+    /// Hangs up every call and leg (shutdown). Returns how many were asked to end.
     pub fn hangup_all(&mut self, now: Instant) -> usize {
-        let mut keys: Vec<CallKey> = self.calls.keys().copied().collect();
-        keys.sort();
+        let mut keys: Vec<SessionKey> = self.calls.iter().map(|(k, c)| c.session(*k)).collect();
+        keys.sort_by_key(|k| k.slot());
         for key in &keys {
             self.hangup(now, *key);
         }
@@ -593,6 +909,10 @@ impl SipEndpoint {
         if let Some(unsupported) = msg.header("Require").filter(|r| !r.trim().is_empty()) {
             let answer = Answer::code(420).header("Unsupported", unsupported.to_string());
             self.respond(now, &key, &reply, answer);
+            return;
+        }
+        if method == Method::Register {
+            self.new_register(now, key, &msg, reply, source, transport);
             return;
         }
         match tag {
@@ -672,15 +992,20 @@ impl SipEndpoint {
             offer,
             source,
             transport,
+            request_uri: msg.request_uri().unwrap_or("").to_string(),
+            authorization: msg
+                .header("Authorization")
+                .or_else(|| msg.header("Proxy-Authorization"))
+                .map(str::to_string),
         };
         self.dialogs.insert(dialog.id.clone(), call);
         self.calls.insert(
             call,
             Call {
+                origin: Origin::Inbound(Box::new((key, tagged))),
                 state: CallState::Offered,
-                invite_reply: tagged,
                 dialog,
-                invite_key: key,
+                probe: None,
                 // In-dialog requests go back where the INVITE came from
                 // (symmetric signalling: works behind NAT and reuses TCP).
                 peer: Peer {
@@ -730,19 +1055,22 @@ impl SipEndpoint {
             .method()
             .cloned()
             .unwrap_or(Method::Other(String::new()));
+        let Some(session) = self.calls.get(&call).map(|c| c.session(call)) else {
+            return;
+        };
         match method {
             Method::Bye => {
                 self.respond(now, key, &reply, Answer::code(200));
                 let state = self.calls.get(&call).map(|c| c.state);
-                if state == Some(CallState::Ending) {
+                match state {
                     // Crossing BYEs: ours reports the end.
-                    return;
+                    Some(CallState::Ending) => return,
+                    // BYE in an early dialog: the INVITE's final response ends the leg.
+                    Some(CallState::Dialing | CallState::Early | CallState::Cancelling) => return,
+                    _ => {}
                 }
                 self.remove_call(now, call);
-                self.push_event(SipEvent::Ended {
-                    call,
-                    reason: EndReason::RemoteBye,
-                });
+                self.push_ended(session, EndReason::RemoteBye);
             }
             Method::Invite => {
                 let busy = self.calls.get(&call).is_some_and(|c| {
@@ -770,7 +1098,10 @@ impl SipEndpoint {
                     }
                     c.reinvite = Some((key.clone(), reply, seq));
                 }
-                self.push_event(SipEvent::ReOffer { call, offer });
+                self.push_event(match session {
+                    SessionKey::Call(call) => SipEvent::ReOffer { call, offer },
+                    SessionKey::Leg(leg) => SipEvent::LegReOffer { leg, offer },
+                });
             }
             Method::Info => {
                 let content_type = msg.content_type();
@@ -781,7 +1112,10 @@ impl SipEndpoint {
                     Some(ct) if dtmf_relay::INFO_TYPES.contains(&ct) => {
                         self.respond(now, key, &reply, Answer::code(200));
                         if let Some(digit) = dtmf_relay::digit(ct, &msg.body) {
-                            self.push_event(SipEvent::Dtmf { call, digit });
+                            self.push_event(match session {
+                                SessionKey::Call(call) => SipEvent::Dtmf { call, digit },
+                                SessionKey::Leg(leg) => SipEvent::LegDtmf { leg, digit },
+                            });
                         }
                     }
                     _ => {
@@ -865,9 +1199,12 @@ impl SipEndpoint {
             return;
         };
         // The CANCEL's 200 carries the To tag of our INVITE responses.
-        let cancel_reply = match call.and_then(|c| self.calls.get(&c)) {
-            Some(c) => Reply {
-                to: c.invite_reply.to.clone(),
+        let cancel_reply = match call
+            .and_then(|c| self.calls.get(&c))
+            .and_then(Call::inbound)
+        {
+            Some((_, invite_reply)) => Reply {
+                to: invite_reply.to,
                 ..reply
             },
             None => reply,
@@ -879,11 +1216,26 @@ impl SipEndpoint {
         let Some(call) = call else {
             return;
         };
-        if let Some(c) = self.calls.get(&call) {
-            let invite_reply = c.invite_reply.clone();
-            self.respond(now, &invite_key, &invite_reply, Answer::code(487));
-            self.remove_call(now, call);
-            self.push_event(SipEvent::Cancelled { call });
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        match c.inbound() {
+            Some((initial, invite_reply)) if initial == invite_key => {
+                self.respond(now, &invite_key, &invite_reply, Answer::code(487));
+                self.remove_call(now, call);
+                self.push_event(SipEvent::Cancelled { call });
+            }
+            // A cancelled re-INVITE ends only itself (RFC 3261 9.2).
+            _ => {
+                if c.reinvite
+                    .as_ref()
+                    .is_some_and(|(k, _, _)| *k == invite_key)
+                {
+                    if let Some((k, r, _)) = c.reinvite.take() {
+                        self.respond(now, &k, &r, Answer::code(487));
+                    }
+                }
+            }
         }
     }
 
@@ -913,23 +1265,56 @@ impl SipEndpoint {
     // ---- responses to our requests ---------------------------------------
 
     fn handle_response(&mut self, now: Instant, code: u16, msg: &Message) {
-        let Some(branch) = msg.top_via().and_then(|v| v.branch().map(str::to_string)) else {
+        let (Some(via), Some(cseq)) = (msg.top_via(), msg.cseq()) else {
             return;
         };
-        let Some(entry) = self.clients.get_mut(&branch) else {
+        let Some(branch) = via.branch() else {
             return;
         };
-        if msg.cseq().map(|c| c.method) != Some(Method::Bye) {
+        let key = client_key(branch, cseq.method.as_str());
+        let Some(entry) = self.clients.get_mut(&key) else {
             return;
-        }
-        if let ClientEvent::Final(code) = entry.tx.on_response(now, code) {
-            let ended = entry.call.take();
-            if let Some((call, reason)) = ended {
-                tracing::debug!(?call, code, "BYE answered");
-                self.finish_call(call, reason);
+        };
+        match &mut entry.tx {
+            ClientTx::NonInvite(tx) => {
+                if let ClientEvent::Final(code) = tx.on_response(now, code) {
+                    let purpose = std::mem::replace(&mut entry.purpose, Purpose::Done);
+                    self.request_done(&key, purpose, Some(code));
+                }
+            }
+            ClientTx::Invite(tx) => {
+                let event = tx.on_response(now, code);
+                self.invite_response(now, &key, event, msg);
             }
         }
-        self.reschedule_client(&branch);
+        self.reschedule_client(&key);
+    }
+
+    /// A non-INVITE request we sent got its final response (`None`: timed out).
+    fn request_done(&mut self, key: &str, purpose: Purpose, code: Option<u16>) {
+        match purpose {
+            Purpose::Bye(call, Some(reason)) => {
+                tracing::debug!(?call, ?code, "BYE finished");
+                self.finish_call(call, reason);
+            }
+            Purpose::Probe(call) => {
+                let Some(c) = self.calls.get_mut(&call) else {
+                    return;
+                };
+                if c.probe.as_deref() == Some(key) {
+                    c.probe = None;
+                }
+                let session = c.session(call);
+                if let None | Some(408) | Some(481) = code {
+                    tracing::info!(?session, ?code, "probe failed");
+                    self.push_event(SipEvent::ProbeFailed {
+                        session,
+                        code: code.unwrap_or(408),
+                    });
+                }
+            }
+            Purpose::Bye(_, None) | Purpose::Invite(_) | Purpose::Cancel | Purpose::Done => {}
+        }
     }
 
     // ---- timers ---------------------------------------------------------
@@ -956,44 +1341,58 @@ impl SipEndpoint {
         self.reschedule_server(&key);
     }
 
-    fn client_timeout(&mut self, now: Instant, branch: String) {
-        let Some(entry) = self.clients.get_mut(&branch) else {
+    fn client_timeout(&mut self, now: Instant, key: String) {
+        let Some(entry) = self.clients.get_mut(&key) else {
             return;
         };
         entry.wake = None;
-        match entry.tx.handle_timeout(now) {
+        let (outcome, request) = match &mut entry.tx {
+            ClientTx::Invite(tx) => (tx.handle_timeout(now), tx.request()),
+            ClientTx::NonInvite(tx) => (tx.handle_timeout(now), tx.request()),
+        };
+        match outcome {
             TimerOutcome::Retransmit => {
-                let (peer, bytes) = (entry.peer, entry.tx.request().to_vec());
+                let (peer, bytes) = (entry.peer, request.to_vec());
                 self.push_transmit(peer, bytes);
             }
             TimerOutcome::TimedOut | TimerOutcome::Terminated => {
-                if let Some((call, reason)) = entry.call.take() {
-                    tracing::debug!(?call, "BYE timed out");
-                    self.finish_call(call, reason);
+                let timed_out = outcome == TimerOutcome::TimedOut;
+                let purpose = std::mem::replace(&mut entry.purpose, Purpose::Done);
+                match purpose {
+                    Purpose::Invite(inv) if timed_out => self.leg_failed(inv.leg, 408),
+                    Purpose::Invite(_) => {}
+                    other => self.request_done(&key, other, None),
                 }
             }
             TimerOutcome::Idle => {}
         }
-        self.reschedule_client(&branch);
+        self.reschedule_client(&key);
     }
 
     /// 2xx retransmission: T1, 2T1, ... capped at T2; give up after 64*T1.
+    /// Also the wait for the final response after our CANCEL.
     fn call_timeout(&mut self, now: Instant, call: CallKey) {
         let t2 = self.timers.t2;
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
         c.wake = None;
+        let cancel_expired = c
+            .outgoing()
+            .and_then(|o| o.cancel_deadline)
+            .is_some_and(|d| d <= now);
+        if cancel_expired {
+            self.cancel_expired(call);
+            return;
+        }
+        let session = c.session(call);
         let Some(p) = c.pending_ok.as_mut() else {
             return;
         };
         if now >= p.give_up {
             c.pending_ok = None;
-            tracing::info!(?call, "no ACK for 2xx: ending the call");
-            self.push_event(SipEvent::Ended {
-                call,
-                reason: EndReason::AckTimeout,
-            });
+            tracing::info!(?session, "no ACK for 2xx: ending the call");
+            self.push_ended(session, EndReason::AckTimeout);
             // The call layer already has its Ended; the BYE runs detached.
             self.send_bye(now, call, None);
             self.remove_call(now, call);
@@ -1002,7 +1401,7 @@ impl SipEndpoint {
         if now >= p.next {
             p.interval = p.interval.saturating_mul(2).min(t2);
             p.next = now + p.interval;
-            let (peer, bytes) = (c.invite_reply.peer, p.bytes.clone());
+            let (peer, bytes) = (p.peer, p.bytes.clone());
             self.push_transmit(peer, bytes);
         }
         self.reschedule_call(call);
@@ -1021,12 +1420,22 @@ impl SipEndpoint {
         let contact = self.contact(transport);
         Answer {
             code: 200,
-            headers: vec![("Contact", contact), ("Allow", ALLOW.to_string())],
+            headers: vec![
+                ("Contact".to_string(), contact),
+                ("Allow".to_string(), ALLOW.to_string()),
+            ],
             body: Some(("application/sdp", sdp.as_bytes())),
         }
     }
 
-    fn start_ok_retransmit(&mut self, now: Instant, call: CallKey, seq: u32, bytes: Vec<u8>) {
+    fn start_ok_retransmit(
+        &mut self,
+        now: Instant,
+        call: CallKey,
+        seq: u32,
+        bytes: Vec<u8>,
+        peer: Peer,
+    ) {
         let t1 = self.timers.t1;
         let give_up = now + self.timers.timeout();
         let Some(c) = self.calls.get_mut(&call) else {
@@ -1034,6 +1443,7 @@ impl SipEndpoint {
         };
         c.pending_ok = Some(PendingOk {
             cseq: seq,
+            peer,
             bytes,
             interval: t1,
             next: now + t1,
@@ -1051,20 +1461,20 @@ impl SipEndpoint {
     /// Sends BYE in a client transaction; `report` is the `Ended` reason to
     /// emit when it finishes (None when the call layer was already told).
     fn send_bye(&mut self, now: Instant, call: CallKey, report: Option<EndReason>) {
-        let branch = format!("{MAGIC_COOKIE}{:016x}", rand::random::<u64>());
         let user_agent = self.config.user_agent.clone();
-        let local = self.config.local_addr;
+        let Some(transport) = self.calls.get(&call).map(|c| c.peer.transport) else {
+            return;
+        };
+        let (branch, via) = self.new_via(transport);
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        let proto = match c.peer.transport {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-        };
-        let via = format!("SIP/2.0/{proto} {local};branch={branch};rport");
         let bytes = c.dialog.request("BYE", &via, &user_agent);
         c.state = CallState::Ending;
         c.pending_ok = None;
+        if let Some(o) = c.outgoing() {
+            o.cancel_deadline = None;
+        }
         let peer = c.peer;
         if let Some(w) = c.wake.take() {
             self.wakes.remove(&w);
@@ -1078,31 +1488,67 @@ impl SipEndpoint {
             }
             return;
         }
-        let tx = NonInviteClient::new(
-            now,
-            self.timers,
-            peer.transport == Transport::Tcp,
-            bytes.clone(),
-        );
+        self.start_request(now, peer, &branch, "BYE", bytes, Purpose::Bye(call, report));
+    }
+
+    /// Sends a new non-INVITE request in a client transaction. False (nothing
+    /// sent) when the transaction table is full.
+    fn start_request(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        branch: &str,
+        method: &str,
+        bytes: Vec<u8>,
+        purpose: Purpose,
+    ) -> bool {
+        if self.clients.len() >= self.max_clients() {
+            return false;
+        }
+        let reliable = peer.transport == Transport::Tcp;
+        let tx = NonInviteClient::new(now, self.timers, reliable, bytes.clone());
+        let key = client_key(branch, method);
         self.clients.insert(
-            branch.clone(),
+            key.clone(),
             ClientEntry {
-                tx,
+                tx: ClientTx::NonInvite(tx),
                 peer,
-                call: report.map(|r| (call, r)),
+                purpose,
                 wake: None,
             },
         );
         self.push_transmit(peer, bytes);
-        self.reschedule_client(&branch);
+        self.reschedule_client(&key);
+        true
+    }
+
+    /// A fresh branch and the Via carrying it.
+    fn new_via(&self, transport: Transport) -> (String, String) {
+        let branch = format!("{MAGIC_COOKIE}{:016x}", rand::random::<u64>());
+        let proto = match transport {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        };
+        let via = format!(
+            "SIP/2.0/{proto} {};branch={branch};rport",
+            self.config.local_addr
+        );
+        (branch, via)
     }
 
     /// The BYE finished: report and forget the call.
     fn finish_call(&mut self, call: CallKey, reason: EndReason) {
-        if self.calls.contains_key(&call) {
+        if let Some(session) = self.calls.get(&call).map(|c| c.session(call)) {
             self.forget_call(call);
-            self.push_event(SipEvent::Ended { call, reason });
+            self.push_ended(session, reason);
         }
+    }
+
+    fn push_ended(&mut self, session: SessionKey, reason: EndReason) {
+        self.push_event(match session {
+            SessionKey::Call(call) => SipEvent::Ended { call, reason },
+            SessionKey::Leg(leg) => SipEvent::LegEnded { leg, reason },
+        });
     }
 
     /// Drops a call, answering any INVITE still open on it (the initial one or
@@ -1116,7 +1562,7 @@ impl SipEndpoint {
             open.push((key, reply));
         }
         if c.state == CallState::Offered {
-            open.push((c.invite_key.clone(), c.invite_reply.clone()));
+            open.extend(c.inbound());
         }
         for (key, reply) in open {
             // A transaction that already has its final response ignores this.
@@ -1157,6 +1603,7 @@ impl SipEndpoint {
                 tx,
                 peer,
                 call,
+                register: None,
                 wake: None,
             },
         );
@@ -1253,6 +1700,9 @@ impl SipEndpoint {
             self.wakes.remove(&w);
         }
         if entry.is_terminated() {
+            if let Some(handle) = entry.register {
+                self.registers.remove(&handle);
+            }
             self.servers.remove(key);
             return;
         }
@@ -1263,20 +1713,20 @@ impl SipEndpoint {
         }
     }
 
-    fn reschedule_client(&mut self, branch: &str) {
-        let Some(entry) = self.clients.get_mut(branch) else {
+    fn reschedule_client(&mut self, key: &str) {
+        let Some(entry) = self.clients.get_mut(key) else {
             return;
         };
         if let Some(w) = entry.wake.take() {
             self.wakes.remove(&w);
         }
-        if entry.tx.is_terminated() {
-            self.clients.remove(branch);
+        if entry.is_terminated() {
+            self.clients.remove(key);
             return;
         }
-        let next = entry.tx.next_timeout();
-        let wake = self.schedule(next, Wake::Client(branch.to_string()));
-        if let Some(entry) = self.clients.get_mut(branch) {
+        let next = entry.next_timeout();
+        let wake = self.schedule(next, Wake::Client(key.to_string()));
+        if let Some(entry) = self.clients.get_mut(key) {
             entry.wake = wake;
         }
     }
@@ -1288,7 +1738,12 @@ impl SipEndpoint {
         if let Some(w) = c.wake.take() {
             self.wakes.remove(&w);
         }
-        let next = c.pending_ok.as_ref().map(|p| p.next.min(p.give_up));
+        let ok = c.pending_ok.as_ref().map(|p| p.next.min(p.give_up));
+        let cancel = c.outgoing().and_then(|o| o.cancel_deadline);
+        let next = match (ok, cancel) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let wake = self.schedule(next, Wake::Call(call));
         if let Some(c) = self.calls.get_mut(&call) {
             c.wake = wake;
@@ -1312,11 +1767,63 @@ fn warning(text: &str) -> String {
     format!("399 hotline \"{clean}\"")
 }
 
+/// Client transactions are keyed by branch and method: a CANCEL shares the
+/// branch of the INVITE it cancels (RFC 3261 17.1.3).
+fn client_key(branch: &str, method: &str) -> String {
+    format!("{branch} {method}")
+}
+
+/// Headers names we write ourselves; callers may not add or override them.
+const OWN_HEADERS: &[&str] = &[
+    "via",
+    "v",
+    "from",
+    "f",
+    "to",
+    "t",
+    "call-id",
+    "i",
+    "cseq",
+    "content-length",
+    "l",
+    "content-type",
+    "c",
+    "max-forwards",
+    "contact",
+    "m",
+    "server",
+    "user-agent",
+];
+
+/// Most extra headers a caller may add to one message.
+const MAX_EXTRA_HEADERS: usize = 32;
+
+/// Keeps the headers that are safe to write: token names that are not ours,
+/// single-line values.
+fn clean_headers(headers: Vec<(String, String)>) -> Vec<(String, String)> {
+    headers
+        .into_iter()
+        .filter(|(name, value)| {
+            let ok = !name.is_empty()
+                && name.bytes().all(is_token_byte)
+                && !OWN_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name))
+                && !value.chars().any(|c| c.is_control() && c != '\t');
+            if !ok {
+                tracing::warn!(%name, "header left out: not writable");
+            }
+            ok
+        })
+        .take(MAX_EXTRA_HEADERS)
+        .collect()
+}
+
 /// A fresh tag for To/From (RFC 3261 19.3: at least 32 bits of randomness).
 fn new_tag() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
+mod legs;
+mod register;
+
 #[cfg(test)]
-#[path = "endpoint_tests.rs"]
 mod tests;
