@@ -355,6 +355,23 @@ impl<M: MediaControl> CallManager<M> {
                 tracing::info!(call = call.0, digit = %digit, via = "info", "digit");
                 self.flow_event(now, call, FlowEvent::Digit(digit));
             }
+            SipEvent::ProbeFailed { session, code } => {
+                if let crate::sip::SessionKey::Call(call) = session {
+                    tracing::info!(call = call.0, code, "caller gone: in-dialog probe failed");
+                    self.end_call_locally(now, call, LocalEnd::Failure, "probe failed");
+                }
+            }
+            SipEvent::Register(request) => {
+                // No agent accounts yet: nobody may register.
+                self.endpoint
+                    .respond_register(now, request.handle, 403, Vec::new());
+            }
+            SipEvent::LegRinging { .. }
+            | SipEvent::LegAnswered { .. }
+            | SipEvent::LegFailed { .. }
+            | SipEvent::LegEnded { .. }
+            | SipEvent::LegReOffer { .. }
+            | SipEvent::LegDtmf { .. } => {}
         }
     }
 

@@ -210,6 +210,7 @@ pub struct StreamReport {
     pub wrong_size: usize,
     /// |inter-arrival − 20 ms|, in ms.
     pub jitter_p50_ms: f64,
+    pub jitter_p90_ms: f64,
     pub jitter_p99_ms: f64,
     pub jitter_max_ms: f64,
     /// Arrival drift against the RTP clock over the whole stream, in ms.
@@ -260,6 +261,7 @@ pub fn report(packets: &[Packet]) -> StreamReport {
         bad_timestamp_steps: bad_ts,
         wrong_size: audio.iter().filter(|p| p.payload.len() != 160).count(),
         jitter_p50_ms: pct(0.5),
+        jitter_p90_ms: pct(0.9),
         jitter_p99_ms: pct(0.99),
         jitter_max_ms: jitter.last().copied().unwrap_or(f64::NAN),
         drift_ms,
