@@ -66,7 +66,7 @@ done
 
 cd "$(dirname "$0")/.."
 REPO=$PWD
-HOTLINE=$REPO/target/release/hotline
+HOTLINE=${HOTLINE:-$REPO/target/release/hotline}
 PROBE=$REPO/target/release/rtp-probe
 SCENARIO=$REPO/bench/sipp/uac_hold.xml
 FLOWS=${FLOWS:-$REPO/ivr-flows}
