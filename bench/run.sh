@@ -15,6 +15,7 @@
 #     --runs K           repeat everything K times (fresh service each time)
 #     --rtp-ports LO-HI  the service's RTP range (default 10000-29999)
 #     --no-build         use the binaries already in target/release
+#     --perf             profile the service with perf during the hold window
 #     --skip-hold / --skip-rate   run only one phase
 #
 # Needs sipp, curl, jq, ss. Raw results go to bench/results/<timestamp>/.
@@ -32,6 +33,7 @@ RTP_PORTS=10000-29999
 BUILD=1
 DO_HOLD=1
 DO_RATE=1
+PERF=0
 
 die() { echo "run.sh: $*" >&2; exit 2; }
 positive() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 needs a positive integer, got '$2'"; }
@@ -48,9 +50,10 @@ while (($#)); do
         --runs) positive "$1" "${2-}"; RUNS=$2; shift 2 ;;
         --rtp-ports) [[ "${2-}" =~ ^[0-9]+-[0-9]+$ ]] || die "--rtp-ports LO-HI"; RTP_PORTS=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
+        --perf) PERF=1; shift ;;
         --skip-hold) DO_HOLD=0; shift ;;
         --skip-rate) DO_RATE=0; shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
 done
@@ -260,6 +263,12 @@ hold_phase() {
     t0=$(now_s)
     c0=$(cpu_ticks "$SERVICE_PID")
     echo start >&"$PROBE_CTL"
+    local perf_pid=
+    if ((PERF)) && command -v perf >/dev/null; then
+        perf record -F 499 -g -p "$SERVICE_PID" -o "$run_dir/perf.data" -- sleep "$WINDOW" \
+            >"$run_dir/perf.log" 2>&1 &
+        perf_pid=$!
+    fi
     sleep "$((WINDOW / 2))"
     rss_mid=$(rss_kib "$SERVICE_PID")
     sleep "$((WINDOW - WINDOW / 2))"
@@ -268,6 +277,11 @@ hold_phase() {
     rss_end=$(rss_kib "$SERVICE_PID")
     up_at_end=$(active_ivr)
     metrics >"$run_dir/metrics-hold.txt"
+    if [[ -n "$perf_pid" ]]; then
+        wait "$perf_pid" || true
+        perf report -i "$run_dir/perf.data" --stdio --no-children --percent-limit 1 \
+            >"$run_dir/perf-report.txt" 2>/dev/null || true
+    fi
     # The probe closes its window by itself and keeps draining until stopped.
     for ((i = 0; i < 100; i++)); do
         [[ -s "$run_dir/probe-hold.json" ]] && break
