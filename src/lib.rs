@@ -2,10 +2,16 @@
 //!
 //! See `docs/architecture.md` for the map of the code.
 
+pub mod api;
+pub mod call;
+pub mod cli;
+pub mod config;
 pub mod flow;
 pub mod language;
+pub mod logging;
 pub mod media;
 pub mod metrics;
 pub mod prompts;
 pub mod sdp;
+pub mod server;
 pub mod sip;

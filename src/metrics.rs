@@ -19,8 +19,20 @@ pub const WAIT_BUCKETS: &[f64] = &[
 
 /// SIP methods that get their own label value; anything else is counted as `other`.
 const KNOWN_METHODS: &[&str] = &[
-    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "UPDATE", "PRACK",
-    "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH",
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "OPTIONS",
+    "REGISTER",
+    "INFO",
+    "UPDATE",
+    "PRACK",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "REFER",
+    "MESSAGE",
+    "PUBLISH",
 ];
 
 /// The registry and every metric. Cheap to share behind an `Arc`.
@@ -52,8 +64,12 @@ pub mod outcome {
     pub const CLOSED: &str = "closed";
     pub const REJECTED: &str = "rejected";
     pub const FAILED: &str = "failed";
-    pub const ALL: [&str; 7] = [
+    /// Served by the IVR alone: the flow reached its end (information given,
+    /// goodbye said) without a queue. An addition to the contract's list.
+    pub const COMPLETED: &str = "completed";
+    pub const ALL: [&str; 8] = [
         ANSWERED,
+        COMPLETED,
         ABANDONED_IVR,
         ABANDONED_QUEUE,
         TIMED_OUT,
@@ -143,11 +159,17 @@ impl Metrics {
             &["skill", "state"]
         ));
         let sip_requests_total = reg!(IntCounterVec::new(
-            Opts::new("hotline_sip_requests_total", "SIP requests received, by method"),
+            Opts::new(
+                "hotline_sip_requests_total",
+                "SIP requests received, by method"
+            ),
             &["method"]
         ));
         let sip_responses_total = reg!(IntCounterVec::new(
-            Opts::new("hotline_sip_responses_total", "SIP responses sent, by status code"),
+            Opts::new(
+                "hotline_sip_responses_total",
+                "SIP responses sent, by status code"
+            ),
             &["code"]
         ));
         let flow_reloads_total = reg!(IntCounterVec::new(
@@ -266,7 +288,13 @@ mod tests {
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
-        for le in ["le=\"10\"", "le=\"20\"", "le=\"30\"", "le=\"60\"", "le=\"3600\""] {
+        for le in [
+            "le=\"10\"",
+            "le=\"20\"",
+            "le=\"30\"",
+            "le=\"60\"",
+            "le=\"3600\"",
+        ] {
             assert!(text.contains(le), "missing bucket {le}");
         }
     }

@@ -5,19 +5,38 @@
 //! - `PromptLibrary::load(dir, &Catalogue)` once at start: every `audio/<lang>/<id>.wav`
 //!   decoded, converted to 8 kHz mono, pre-encoded to PCMU and PCMA, shared as
 //!   `Arc<Clip>`.
-//! - `MediaEngine::start(config, metrics)` spawns the pacer (one task for all calls)
-//!   and returns the handle plus the event receiver.
+//! - `MediaEngine::start(config, metrics)` spawns the pacer (one thread for all
+//!   calls, sub-ms clock) and returns the handle plus the event receiver.
 //! - per call: `open` binds an RTP socket from the port range and starts sending
 //!   comfort silence; `play` queues clips; `stop` cuts playback (barge-in);
 //!   `update` applies a re-INVITE; `close` releases the socket at once.
 //! - events: playback finished (per `play_id`), a DTMF digit (RFC 4733, one per
 //!   event, end retransmissions ignored).
 
-use crate::metrics::Metrics;
+pub mod dtmf;
+mod engine;
+pub mod g711;
+pub mod pacer;
+pub mod prompt;
+pub mod rtp;
+
+pub use engine::{MediaEngine, MediaStats};
+pub use prompt::{Clip, MissingAudio, PromptError, PromptLibrary};
+
 use crate::sip::CallKey;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use tokio::sync::mpsc;
+use std::time::Duration;
+
+/// G.711 sample rate.
+pub const SAMPLE_RATE: u32 = 8000;
+/// Packetisation interval: one frame per packet.
+pub const FRAME_DURATION: Duration = Duration::from_millis(20);
+/// Samples (and G.711 bytes) in one frame.
+pub const SAMPLES_PER_FRAME: u32 = 160;
+pub const FRAME_BYTES: usize = SAMPLES_PER_FRAME as usize;
+
+static PCMU_SILENCE_FRAME: [u8; FRAME_BYTES] = [g711::ULAW_SILENCE; FRAME_BYTES];
+static PCMA_SILENCE_FRAME: [u8; FRAME_BYTES] = [g711::ALAW_SILENCE; FRAME_BYTES];
 
 /// The two G.711 codecs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -41,18 +60,14 @@ impl Codec {
             Codec::Pcma => "PCMA",
         }
     }
+    /// One pre-encoded 20 ms frame of silence, sent while no prompt plays.
+    pub fn silence_frame(self) -> &'static [u8; FRAME_BYTES] {
+        match self {
+            Codec::Pcmu => &PCMU_SILENCE_FRAME,
+            Codec::Pcma => &PCMA_SILENCE_FRAME,
+        }
+    }
 }
-
-/// One prompt, pre-encoded once for both codecs. 160 bytes per 20 ms frame.
-#[derive(Debug)]
-pub struct Clip {
-    pub pcmu: Box<[u8]>,
-    pub pcma: Box<[u8]>,
-}
-
-/// Every prompt's audio, loaded once and shared by all calls.
-#[derive(Debug, Default)]
-pub struct PromptLibrary {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
@@ -60,6 +75,9 @@ pub enum MediaError {
     NoFreePort,
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The pacer is not running or cannot keep up with commands.
+    #[error("media engine unavailable")]
+    Unavailable,
 }
 
 /// Pacer settings.
@@ -73,7 +91,7 @@ pub struct MediaConfig {
 }
 
 /// Where and how to send a call's RTP.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamParams {
     pub remote: SocketAddr,
     pub codec: Codec,
@@ -88,28 +106,4 @@ pub struct StreamParams {
 pub enum MediaEvent {
     PlaybackFinished { call: CallKey, play_id: u64 },
     Digit { call: CallKey, digit: char },
-}
-
-/// Handle to the pacer; cheap to clone.
-#[derive(Clone)]
-pub struct MediaEngine {}
-
-impl MediaEngine {
-    pub fn start(
-        _config: MediaConfig,
-        _metrics: Arc<Metrics>,
-    ) -> (MediaEngine, mpsc::Receiver<MediaEvent>) {
-        unimplemented!("media engine")
-    }
-    /// Binds the call's RTP socket; returns the local port for the SDP answer.
-    pub fn open(&self, _call: CallKey, _params: StreamParams) -> Result<u16, MediaError> {
-        unimplemented!("media engine")
-    }
-    pub fn update(&self, _call: CallKey, _params: StreamParams) {}
-    /// Plays clips one after the other; `PlaybackFinished { play_id }` at the end.
-    pub fn play(&self, _call: CallKey, _play_id: u64, _clips: Vec<Arc<Clip>>) {}
-    /// Stops playback at once (barge-in); no `PlaybackFinished` for it.
-    pub fn stop(&self, _call: CallKey) {}
-    /// Releases the call's socket.
-    pub fn close(&self, _call: CallKey) {}
 }

@@ -8,5 +8,6 @@
 //!   speech synthesiser.
 
 pub mod catalogue;
+pub mod render;
 
 pub use catalogue::{Catalogue, CatalogueError};

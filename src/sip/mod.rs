@@ -5,7 +5,12 @@
 //! explicit `now`; output is polled (`poll_transmit`, `poll_event`,
 //! `poll_timeout`). The tokio shell in `crate::server` owns the sockets and clocks.
 
+pub mod dialog;
+pub mod dtmf_relay;
 pub mod endpoint;
+pub mod message;
+pub mod transaction;
+pub mod wire;
 
 pub use endpoint::{
     CallKey, EndReason, EndpointConfig, IncomingCall, SipEndpoint, SipEvent, Transmit, Transport,

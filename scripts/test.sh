@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Every test, with what the tests need installed first (Debian, as root or with sudo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v sipp >/dev/null || need+=(sip-tester)
+[ -f /usr/share/sip-tester/dtmf_2833_2.pcap ] || need+=(sip-tester)
+command -v espeak-ng >/dev/null || need+=(espeak-ng)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo build --locked --bins
+./target/debug/hotline flows check ivr-flows
+./target/debug/hotline flows test ivr-flows
+cargo test --locked -- --test-threads 4

@@ -1,0 +1,159 @@
+//! HTTP: health, Prometheus metrics, the JSON API and flow reload.
+
+use crate::metrics::Metrics;
+use crate::server::{reload::reload_now, Control, ReloadStatus};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub metrics: Arc<Metrics>,
+    pub control: mpsc::Sender<Control>,
+    pub reload: Arc<Mutex<ReloadStatus>>,
+    pub flows_dir: PathBuf,
+    /// Bearer token for write endpoints; `None` refuses them all.
+    pub token: Option<String>,
+    /// False once shutdown began.
+    pub ready: Arc<AtomicBool>,
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/calls", get(calls))
+        .route("/api/flows", get(flows_status))
+        .route("/api/flows/reload", post(flows_reload))
+        .with_state(state)
+}
+
+/// Serves until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) {
+    if let Err(e) = axum::serve(listener, router(state)).await {
+        tracing::error!(error = %e, "http server stopped");
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(s): State<ApiState>) -> Response {
+    if s.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    }
+}
+
+async fn metrics(State(s): State<ApiState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn calls(State(s): State<ApiState>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    if s.control.send(Control::Calls(tx)).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "stopping\n").into_response();
+    }
+    match tokio::time::timeout(Duration::from_secs(2), rx).await {
+        Ok(Ok(calls)) => Json(calls).into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "busy\n").into_response(),
+    }
+}
+
+async fn flows_status(State(s): State<ApiState>) -> Response {
+    let status = s.reload.lock().map(|g| g.clone()).ok();
+    match status {
+        Some(st) => Json(st).into_response(),
+        None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn flows_reload(State(s): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Some(refusal) = refuse_unauthorized(&s, &headers) {
+        return refusal;
+    }
+    match reload_now(
+        s.flows_dir.clone(),
+        &s.control,
+        &s.reload,
+        &s.metrics,
+        "api",
+    )
+    .await
+    {
+        Ok(version) => Json(serde_json::json!({"result": "ok", "version": version})).into_response(),
+        Err(report) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(serde_json::json!({"result": "error", "errors": report.lines().collect::<Vec<_>>()})),
+        )
+            .into_response(),
+    }
+}
+
+/// Checks `Authorization: Bearer <token>` in constant time; the refusal to
+/// send when it is missing or wrong.
+fn refuse_unauthorized(s: &ApiState, headers: &HeaderMap) -> Option<Response> {
+    let Some(expected) = s.token.as_deref() else {
+        return Some(
+            (
+                StatusCode::FORBIDDEN,
+                "write endpoints are disabled: set api_token in the config file\n",
+            )
+                .into_response(),
+        );
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+        None
+    } else {
+        Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "missing or wrong bearer token\n",
+            )
+                .into_response(),
+        )
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+    }
+}

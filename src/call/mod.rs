@@ -1,0 +1,625 @@
+//! Inbound calls: the glue between the SIP endpoint, the media side and the flow
+//! engine.
+//!
+//! `CallManager` is driven like the cores it holds: the shell feeds it SIP bytes,
+//! media events and timeouts with the current `now`, and drains what to transmit.
+//! It owns every call's state in one place (one task, no locks), keeps one timer
+//! set for all flow deadlines, and counts every call outcome exactly once.
+
+mod media_control;
+
+pub use media_control::MediaControl;
+
+use crate::flow::{CallInfo, FlowAction, FlowEnv, FlowEvent, FlowRun, FlowSet};
+use crate::language::Language;
+use crate::media::{MediaEvent, PromptLibrary};
+use crate::metrics::{outcome, stage, Metrics};
+use crate::sdp;
+use crate::sip::{CallKey, EndReason, IncomingCall, SipEndpoint, SipEvent, Transmit, Transport};
+use serde::Serialize;
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// One version of what operators edit: the flows and the prompt audio they use.
+/// Calls keep the version they started with until they end.
+pub struct FlowBundle {
+    pub flows: Arc<FlowSet>,
+    pub prompts: Arc<PromptLibrary>,
+}
+
+/// Where a call is, for `hotline_calls_active{stage}` and the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Ivr,
+    Queue,
+    Agent,
+}
+
+impl Stage {
+    fn label(self) -> &'static str {
+        match self {
+            Stage::Ivr => stage::IVR,
+            Stage::Queue => stage::QUEUE,
+            Stage::Agent => stage::AGENT,
+        }
+    }
+}
+
+/// A call as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallSummary {
+    pub id: u64,
+    pub sip_call_id: String,
+    pub caller: String,
+    pub dialled: String,
+    pub stage: Stage,
+    pub language: Option<Language>,
+    pub flow_version: String,
+    pub step: Option<String>,
+    /// Seconds since the call was answered.
+    pub duration_seconds: f64,
+}
+
+/// How the flow said goodbye, for the outcome of a call ended by us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LocalEnd {
+    /// The flow reached its end (information given, goodbye said).
+    FlowCompleted,
+    /// The flow hung up because the line is closed.
+    FlowClosed,
+    /// Something broke (no audio, transfer impossible, shutdown).
+    Failure,
+}
+
+struct Call {
+    info: IncomingCall,
+    flow: FlowRun,
+    bundle: Arc<FlowBundle>,
+    stage: Stage,
+    answered_at: Instant,
+    media_open: bool,
+    sdp_session_version: u64,
+    local_rtp_port: u16,
+    /// The flow deadline currently in the timer set, to remove it when it moves.
+    deadline: Option<Instant>,
+    /// Set once we asked for BYE, to count the outcome when the dialog ends.
+    local_end: Option<LocalEnd>,
+}
+
+/// Wall-clock facts for flow conditions.
+struct LiveEnv;
+
+impl FlowEnv for LiveEnv {
+    fn now_wall(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+    }
+}
+
+/// Every inbound call, driven sans-IO by the shell.
+pub struct CallManager<M: MediaControl> {
+    endpoint: SipEndpoint,
+    media: M,
+    bundle: Arc<FlowBundle>,
+    metrics: Arc<Metrics>,
+    media_ip: IpAddr,
+    calls: HashMap<CallKey, Call>,
+    timers: BTreeSet<(Instant, CallKey)>,
+    draining: bool,
+    /// Calls touched since the last drain of flow actions.
+    dirty: Vec<CallKey>,
+    /// Ringing before answer, when an answer delay is set.
+    answer_delay: Duration,
+    ringing: HashMap<CallKey, Ringing>,
+}
+
+/// A call accepted but not answered yet (ringing for the answer delay).
+struct Ringing {
+    incoming: IncomingCall,
+    negotiated: sdp::Negotiated,
+    entry: String,
+    answer_at: Instant,
+}
+
+impl<M: MediaControl> CallManager<M> {
+    pub fn new(
+        endpoint: SipEndpoint,
+        media: M,
+        bundle: Arc<FlowBundle>,
+        metrics: Arc<Metrics>,
+        media_ip: IpAddr,
+    ) -> Self {
+        CallManager {
+            endpoint,
+            media,
+            bundle,
+            metrics,
+            media_ip,
+            calls: HashMap::new(),
+            timers: BTreeSet::new(),
+            draining: false,
+            dirty: Vec::new(),
+            answer_delay: Duration::ZERO,
+            ringing: HashMap::new(),
+        }
+    }
+
+    /// Ring this long before answering new calls.
+    pub fn set_answer_delay(&mut self, delay: Duration) {
+        self.answer_delay = delay;
+    }
+
+    /// New calls take this version; calls in progress keep theirs.
+    pub fn set_bundle(&mut self, bundle: Arc<FlowBundle>) {
+        self.bundle = bundle;
+    }
+
+    pub fn bundle(&self) -> &Arc<FlowBundle> {
+        &self.bundle
+    }
+
+    pub fn call_count(&self) -> usize {
+        self.calls.len() + self.ringing.len()
+    }
+
+    /// One SIP datagram or framed TCP message.
+    pub fn handle_sip(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        source: SocketAddr,
+        data: &[u8],
+    ) {
+        self.endpoint.handle_input(now, transport, source, data);
+        self.process(now);
+    }
+
+    /// A digit or the end of a playback, from the media side.
+    pub fn handle_media(&mut self, now: Instant, event: MediaEvent) {
+        match event {
+            MediaEvent::PlaybackFinished { call, play_id } => {
+                self.flow_event(now, call, FlowEvent::PlaybackFinished { play_id })
+            }
+            MediaEvent::Digit { call, digit } => {
+                tracing::info!(call = call.0, digit = %digit, via = "rtp", "digit");
+                self.flow_event(now, call, FlowEvent::Digit(digit))
+            }
+        }
+        self.process(now);
+    }
+
+    /// Runs SIP and flow timers that are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.endpoint.handle_timeout(now);
+        while let Some(&(at, key)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.remove(&(at, key));
+            if let Some(ringing) = self.ringing.remove(&key) {
+                self.answer(now, ringing);
+                continue;
+            }
+            if let Some(call) = self.calls.get_mut(&key) {
+                call.deadline = None;
+                call.flow.handle_timeout(now, &LiveEnv);
+                self.dirty.push(key);
+            }
+        }
+        self.process(now);
+    }
+
+    /// The next instant `handle_timeout` must run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let flow = self.timers.first().map(|(at, _)| *at);
+        match (flow, self.endpoint.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.endpoint.poll_transmit()
+    }
+
+    /// Stops taking calls and hangs up every call in progress.
+    pub fn shut_down(&mut self, now: Instant) {
+        self.draining = true;
+        let ringing: Vec<CallKey> = self.ringing.keys().copied().collect();
+        for key in ringing {
+            if let Some(r) = self.ringing.remove(&key) {
+                self.timers.remove(&(r.answer_at, key));
+                self.endpoint.reject(now, key, 503);
+                self.metrics
+                    .calls_total
+                    .with_label_values(&[outcome::REJECTED])
+                    .inc();
+            }
+        }
+        let keys: Vec<CallKey> = self.calls.keys().copied().collect();
+        for key in keys {
+            self.end_call_locally(now, key, LocalEnd::Failure, "shutdown");
+        }
+        self.process(now);
+    }
+
+    /// Whether new calls are refused.
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    /// The calls in progress, for the API.
+    pub fn summaries(&self, now: Instant) -> Vec<CallSummary> {
+        let mut out: Vec<CallSummary> = self
+            .calls
+            .iter()
+            .map(|(key, c)| CallSummary {
+                id: key.0,
+                sip_call_id: c.info.call_id.clone(),
+                caller: c.info.from_user.clone(),
+                dialled: c.info.dialled.clone(),
+                stage: c.stage,
+                language: c.flow.language(),
+                flow_version: c.bundle.flows.version().to_string(),
+                step: c.flow.path().last().cloned(),
+                duration_seconds: now.saturating_duration_since(c.answered_at).as_secs_f64(),
+            })
+            .collect();
+        out.sort_by_key(|c| c.id);
+        out
+    }
+
+    fn process(&mut self, now: Instant) {
+        // Bounded: each pass either consumes SIP events or flow actions; both
+        // sources are finite per input.
+        loop {
+            let mut progressed = false;
+            while let Some(event) = self.endpoint.poll_event() {
+                progressed = true;
+                self.sip_event(now, event);
+            }
+            while let Some(key) = self.dirty.pop() {
+                progressed = true;
+                self.drain_flow(now, key);
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn sip_event(&mut self, now: Instant, event: SipEvent) {
+        match event {
+            SipEvent::IncomingCall(incoming) => self.incoming(now, incoming),
+            SipEvent::Confirmed { call } => {
+                tracing::debug!(call = call.0, "ack");
+            }
+            SipEvent::Cancelled { call } => {
+                if let Some(r) = self.ringing.remove(&call) {
+                    self.timers.remove(&(r.answer_at, call));
+                }
+                tracing::info!(call = call.0, "cancelled before answer");
+                self.metrics
+                    .calls_total
+                    .with_label_values(&[outcome::ABANDONED_IVR])
+                    .inc();
+            }
+            SipEvent::Ended { call, reason } => self.ended(call, reason),
+            SipEvent::ReOffer { call, offer } => self.reoffer(now, call, offer),
+            SipEvent::Dtmf { call, digit } => {
+                tracing::info!(call = call.0, digit = %digit, via = "info", "digit");
+                self.flow_event(now, call, FlowEvent::Digit(digit));
+            }
+        }
+    }
+
+    fn incoming(&mut self, now: Instant, incoming: IncomingCall) {
+        let key = incoming.call;
+        let reject = |this: &mut Self, code: u16, why: &str| {
+            tracing::info!(call = key.0, sip_call_id = %incoming.call_id, caller = %incoming.from_user,
+                dialled = %incoming.dialled, code, reason = why, "call rejected");
+            this.endpoint.reject(now, key, code);
+            this.metrics
+                .calls_total
+                .with_label_values(&[outcome::REJECTED])
+                .inc();
+        };
+        if self.draining {
+            return reject(self, 503, "shutting down");
+        }
+        let Some(offer_text) = incoming.offer.as_deref() else {
+            return reject(self, 488, "no SDP offer");
+        };
+        let negotiated = match sdp::Offer::parse(offer_text).and_then(|o| sdp::negotiate(&o)) {
+            Ok(n) => n,
+            Err(e) => return reject(self, e.status_code(), &e.to_string()),
+        };
+        let Some(entry) = self
+            .bundle
+            .flows
+            .entry_for(&incoming.dialled)
+            .map(str::to_string)
+        else {
+            return reject(self, 404, "no flow for the dialled number");
+        };
+        if self.answer_delay.is_zero() {
+            self.answer(
+                now,
+                Ringing {
+                    incoming,
+                    negotiated,
+                    entry,
+                    answer_at: now,
+                },
+            );
+        } else {
+            let answer_at = now + self.answer_delay;
+            self.endpoint.ring(now, key);
+            self.timers.insert((answer_at, key));
+            self.ringing.insert(
+                key,
+                Ringing {
+                    incoming,
+                    negotiated,
+                    entry,
+                    answer_at,
+                },
+            );
+        }
+    }
+
+    fn answer(&mut self, now: Instant, ringing: Ringing) {
+        let Ringing {
+            incoming,
+            negotiated,
+            entry,
+            ..
+        } = ringing;
+        let key = incoming.call;
+        if self.draining {
+            tracing::info!(call = key.0, "call refused: shutting down");
+            self.endpoint.reject(now, key, 503);
+            self.metrics
+                .calls_total
+                .with_label_values(&[outcome::REJECTED])
+                .inc();
+            return;
+        }
+        let bundle = Arc::clone(&self.bundle);
+        let params = negotiated.stream_params();
+        let port = match self.media.open(key, params) {
+            Ok(port) => port,
+            Err(e) => {
+                tracing::warn!(call = key.0, error = %e, "call refused: no media");
+                self.endpoint.reject(now, key, 503);
+                self.metrics
+                    .calls_total
+                    .with_label_values(&[outcome::FAILED])
+                    .inc();
+                return;
+            }
+        };
+        let answer = negotiated.answer().render(self.media_ip, port, key.0, 1);
+        self.endpoint.answer(now, key, &answer);
+        let call_info = CallInfo {
+            caller: incoming.from_user.clone(),
+            dialled: incoming.dialled.clone(),
+        };
+        let flow = FlowRun::start(Arc::clone(&bundle.flows), &entry, call_info, now, &LiveEnv);
+        tracing::info!(call = key.0, sip_call_id = %incoming.call_id, caller = %incoming.from_user,
+            dialled = %incoming.dialled, flow = %entry, flow_version = %bundle.flows.version(),
+            codec = params.codec.name(), "call answered");
+        self.metrics
+            .calls_active
+            .with_label_values(&[stage::IVR])
+            .inc();
+        self.calls.insert(
+            key,
+            Call {
+                info: incoming,
+                flow,
+                bundle,
+                stage: Stage::Ivr,
+                answered_at: now,
+                media_open: true,
+                sdp_session_version: 1,
+                local_rtp_port: port,
+                deadline: None,
+                local_end: None,
+            },
+        );
+        self.dirty.push(key);
+    }
+
+    fn reoffer(&mut self, now: Instant, key: CallKey, offer: Option<String>) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            self.endpoint.answer_reoffer(now, key, None);
+            return;
+        };
+        let negotiated = match offer
+            .as_deref()
+            .map(|o| sdp::Offer::parse(o).and_then(|o| sdp::negotiate(&o)))
+        {
+            Some(Ok(n)) => n,
+            Some(Err(e)) => {
+                tracing::info!(call = key.0, error = %e, "re-INVITE refused");
+                self.endpoint.answer_reoffer(now, key, None);
+                return;
+            }
+            None => {
+                // A re-INVITE without SDP asks us to offer: we offer what we have.
+                // Our answer stays as it was; the ACK carries theirs.
+                self.endpoint.answer_reoffer(now, key, None);
+                return;
+            }
+        };
+        self.media.update(key, negotiated.stream_params());
+        call.sdp_session_version += 1;
+        let answer = negotiated.answer().render(
+            self.media_ip,
+            call.local_rtp_port,
+            key.0,
+            call.sdp_session_version,
+        );
+        tracing::info!(
+            call = key.0,
+            send = negotiated.stream_params().send,
+            "re-INVITE answered"
+        );
+        self.endpoint.answer_reoffer(now, key, Some(&answer));
+    }
+
+    fn ended(&mut self, key: CallKey, reason: EndReason) {
+        let Some(call) = self.calls.remove(&key) else {
+            return;
+        };
+        if let Some(at) = call.deadline {
+            self.timers.remove(&(at, key));
+        }
+        if call.media_open {
+            self.media.close(key);
+        }
+        self.metrics
+            .calls_active
+            .with_label_values(&[call.stage.label()])
+            .dec();
+        let result = match (call.local_end, reason) {
+            (Some(LocalEnd::FlowCompleted), _) => outcome::COMPLETED,
+            (Some(LocalEnd::FlowClosed), _) => outcome::CLOSED,
+            (Some(LocalEnd::Failure), _) => outcome::FAILED,
+            (None, EndReason::RemoteBye) => match call.stage {
+                Stage::Ivr => outcome::ABANDONED_IVR,
+                Stage::Queue => outcome::ABANDONED_QUEUE,
+                Stage::Agent => outcome::ANSWERED,
+            },
+            (None, _) => outcome::FAILED,
+        };
+        self.metrics.calls_total.with_label_values(&[result]).inc();
+        tracing::info!(call = key.0, sip_call_id = %call.info.call_id, outcome = result,
+            reason = ?reason, language = ?call.flow.language().map(Language::code),
+            path = %call.flow.path().join(">"), "call ended");
+    }
+
+    fn flow_event(&mut self, now: Instant, key: CallKey, event: FlowEvent) {
+        if let Some(call) = self.calls.get_mut(&key) {
+            if call.local_end.is_none() {
+                call.flow.handle_event(now, event, &LiveEnv);
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    /// Carries out what the flow asked for, then re-arms its timer.
+    fn drain_flow(&mut self, now: Instant, key: CallKey) {
+        // Bounded by the engine's own step limit per event.
+        loop {
+            let Some(call) = self.calls.get_mut(&key) else {
+                return;
+            };
+            let Some(action) = call.flow.poll_action() else {
+                break;
+            };
+            match action {
+                FlowAction::Play { play_id, prompts } => {
+                    let library = Arc::clone(&call.bundle.prompts);
+                    let clips: Vec<_> = prompts
+                        .iter()
+                        .filter_map(|p| {
+                            let clip = library.clip(&p.id, p.language);
+                            if clip.is_none() {
+                                tracing::warn!(call = key.0, prompt = %p.id, language = %p.language, "no audio for prompt");
+                            }
+                            clip
+                        })
+                        .collect();
+                    if clips.is_empty() {
+                        call.flow.handle_event(
+                            now,
+                            FlowEvent::PlaybackFinished { play_id },
+                            &LiveEnv,
+                        );
+                    } else {
+                        self.media.play(key, play_id, clips);
+                    }
+                }
+                FlowAction::StopPlayback => self.media.stop(key),
+                FlowAction::LanguageSelected(language) => {
+                    tracing::info!(call = key.0, language = language.code(), "language chosen");
+                    self.metrics
+                        .language_selected_total
+                        .with_label_values(&[language.code()])
+                        .inc();
+                }
+                FlowAction::Queue { queue, .. } => {
+                    // Queues arrive with agent routing; until then a queue step
+                    // behaves as "no agents" so the flow's own exit is taken.
+                    tracing::info!(call = key.0, queue = %queue, "queue requested: no agents available");
+                    call.flow
+                        .handle_event(now, FlowEvent::QueueNoAgents, &LiveEnv);
+                }
+                FlowAction::Transfer { target } => {
+                    tracing::warn!(call = key.0, target = %target, "transfer not available: ending call");
+                    self.end_call_locally(now, key, LocalEnd::Failure, "transfer unavailable");
+                    return;
+                }
+                FlowAction::Hangup { reason } => {
+                    let end = if reason == "closed" {
+                        LocalEnd::FlowClosed
+                    } else {
+                        LocalEnd::FlowCompleted
+                    };
+                    self.end_call_locally(now, key, end, &reason);
+                    return;
+                }
+            }
+        }
+        self.rearm(key);
+    }
+
+    fn rearm(&mut self, key: CallKey) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let next = call.flow.poll_timeout();
+        if next != call.deadline {
+            if let Some(old) = call.deadline {
+                self.timers.remove(&(old, key));
+            }
+            if let Some(at) = next {
+                self.timers.insert((at, key));
+            }
+            call.deadline = next;
+        }
+    }
+
+    fn end_call_locally(&mut self, now: Instant, key: CallKey, end: LocalEnd, why: &str) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if call.local_end.is_some() {
+            return;
+        }
+        call.local_end = Some(end);
+        if let Some(at) = call.deadline.take() {
+            self.timers.remove(&(at, key));
+        }
+        if call.media_open {
+            self.media.close(key);
+            call.media_open = false;
+        }
+        tracing::info!(call = key.0, reason = why, "hanging up");
+        self.endpoint.hangup(now, key);
+    }
+}
+
+/// Seconds since the Unix epoch, for records and the API.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,315 @@
+//! The call layer driven with a fake clock, the real SIP endpoint, the real
+//! default flows, and a media side that records what it was asked.
+
+use super::*;
+use crate::media::{Clip, MediaError, StreamParams};
+use crate::sip::EndpointConfig;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+#[derive(Default)]
+struct FakeMedia {
+    opened: Vec<(CallKey, StreamParams)>,
+    plays: Vec<(CallKey, u64, usize)>,
+    stops: usize,
+    closed: Vec<CallKey>,
+    fail_open: bool,
+}
+
+impl MediaControl for FakeMedia {
+    fn open(&mut self, call: CallKey, params: StreamParams) -> Result<u16, MediaError> {
+        if self.fail_open {
+            return Err(MediaError::NoFreePort);
+        }
+        self.opened.push((call, params));
+        Ok(40000)
+    }
+    fn update(&mut self, _call: CallKey, _params: StreamParams) {}
+    fn play(&mut self, call: CallKey, play_id: u64, clips: Vec<Arc<Clip>>) {
+        self.plays.push((call, play_id, clips.len()));
+    }
+    fn stop(&mut self, _call: CallKey) {
+        self.stops += 1;
+    }
+    fn close(&mut self, call: CallKey) {
+        self.closed.push(call);
+    }
+}
+
+fn bundle() -> Arc<FlowBundle> {
+    static BUNDLE: OnceLock<Arc<FlowBundle>> = OnceLock::new();
+    BUNDLE
+        .get_or_init(|| {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("ivr-flows");
+            let flows = FlowSet::load(&dir).expect("default flows load");
+            let prompts = PromptLibrary::load(&dir, &flows.catalogue).expect("prompt audio loads");
+            Arc::new(FlowBundle {
+                flows: Arc::new(flows),
+                prompts: Arc::new(prompts),
+            })
+        })
+        .clone()
+}
+
+struct Harness {
+    manager: CallManager<FakeMedia>,
+    metrics: Arc<Metrics>,
+    now: Instant,
+    peer: SocketAddr,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let metrics = Arc::new(Metrics::new());
+        let endpoint = SipEndpoint::new(
+            EndpointConfig {
+                local_addr: "127.0.0.1:5060".parse().expect("addr"),
+                user_agent: "hotline-test".into(),
+                max_message_size: 16 * 1024,
+                max_calls: 100,
+            },
+            Arc::clone(&metrics),
+        );
+        Harness {
+            manager: CallManager::new(
+                endpoint,
+                FakeMedia::default(),
+                bundle(),
+                Arc::clone(&metrics),
+                "127.0.0.1".parse().expect("ip"),
+            ),
+            metrics,
+            now: Instant::now(),
+            peer: "127.0.0.1:5999".parse().expect("addr"),
+        }
+    }
+
+    fn send(&mut self, text: &str) -> Vec<String> {
+        self.manager
+            .handle_sip(self.now, Transport::Udp, self.peer, text.as_bytes());
+        self.drain()
+    }
+
+    fn drain(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(t) = self.manager.poll_transmit() {
+            out.push(String::from_utf8_lossy(&t.payload).into_owned());
+        }
+        out
+    }
+
+    /// Advances the fake clock, running every timer due on the way.
+    fn advance(&mut self, by: Duration) -> Vec<String> {
+        let end = self.now + by;
+        let mut out = Vec::new();
+        while let Some(at) = self.manager.poll_timeout() {
+            if at > end {
+                break;
+            }
+            self.now = at.max(self.now);
+            self.manager.handle_timeout(self.now);
+            out.extend(self.drain());
+        }
+        self.now = end;
+        out
+    }
+
+    /// Finishes whatever the media side is playing.
+    fn finish_playback(&mut self) {
+        let Some(&(call, play_id, _)) = self.manager.media.plays.last() else {
+            return;
+        };
+        self.manager
+            .handle_media(self.now, MediaEvent::PlaybackFinished { call, play_id });
+    }
+
+    fn counter(&self, outcome: &str) -> u64 {
+        self.metrics.calls_total.with_label_values(&[outcome]).get()
+    }
+}
+
+fn invite(call_id: &str, sdp: Option<&str>) -> String {
+    let body = sdp.unwrap_or("");
+    let ct = if sdp.is_some() {
+        "Content-Type: application/sdp\r\n"
+    } else {
+        ""
+    };
+    format!(
+        "INVITE sip:80012345@127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-{call_id};rport\r\n\
+From: \"Caller\" <sip:4791234567@127.0.0.1>;tag=from-{call_id}\r\n\
+To: <sip:80012345@127.0.0.1>\r\n\
+Call-ID: {call_id}\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:4791234567@127.0.0.1:5999>\r\n\
+Max-Forwards: 70\r\n\
+{ct}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+fn to_tag(response: &str) -> String {
+    response
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("to:"))
+        .and_then(|l| l.split(";tag=").nth(1))
+        .map(|t| t.trim().to_string())
+        .expect("To tag")
+}
+
+fn in_dialog(method: &str, call_id: &str, tag: &str, cseq: u32) -> String {
+    format!(
+        "{method} sip:127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-{method}-{call_id}-{cseq};rport\r\n\
+From: \"Caller\" <sip:4791234567@127.0.0.1>;tag=from-{call_id}\r\n\
+To: <sip:80012345@127.0.0.1>;tag={tag}\r\n\
+Call-ID: {call_id}\r\n\
+CSeq: {cseq} {method}\r\n\
+Max-Forwards: 70\r\n\
+Content-Length: 0\r\n\r\n"
+    )
+}
+
+#[test]
+fn answers_plays_welcome_and_a_digit_chooses_the_language() {
+    let mut h = Harness::new();
+    let out = h.send(&invite("c1", Some(OFFER)));
+    assert!(out[0].starts_with("SIP/2.0 100"), "{out:?}");
+    let ok = out
+        .iter()
+        .find(|m| m.starts_with("SIP/2.0 200"))
+        .expect("200 OK");
+    assert!(
+        ok.contains("m=audio 40000 RTP/AVP 8 101"),
+        "PCMA first in the offer: {ok}"
+    );
+    let (_, params) = h.manager.media.opened[0];
+    assert_eq!(params.codec, crate::media::Codec::Pcma);
+    assert_eq!(h.metrics.calls_active.with_label_values(&["ivr"]).get(), 1);
+    // The welcome plays first.
+    let (call, _, clips) = h.manager.media.plays[0];
+    assert!(clips >= 1);
+    let tag = to_tag(ok);
+    h.send(&in_dialog("ACK", "c1", &tag, 1));
+
+    // Press 2 while the menu plays: barge-in stops it, English is chosen.
+    h.finish_playback();
+    h.manager
+        .handle_media(h.now, MediaEvent::Digit { call, digit: '2' });
+    assert!(h.manager.media.stops >= 1, "barge-in stops the prompt");
+    assert_eq!(
+        h.metrics
+            .language_selected_total
+            .with_label_values(&["en"])
+            .get(),
+        1
+    );
+    let summary = h.manager.summaries(h.now);
+    assert_eq!(summary[0].language, Some(Language::En));
+
+    // The caller hangs up: abandoned in the IVR, media released.
+    let out = h.send(&in_dialog("BYE", "c1", &tag, 2));
+    assert!(out.iter().any(|m| m.starts_with("SIP/2.0 200")), "{out:?}");
+    assert_eq!(h.counter("abandoned_ivr"), 1);
+    assert_eq!(h.manager.media.closed, vec![call]);
+    assert_eq!(h.manager.call_count(), 0);
+    assert_eq!(h.metrics.calls_active.with_label_values(&["ivr"]).get(), 0);
+}
+
+#[test]
+fn silence_at_the_language_menu_means_norwegian() {
+    let mut h = Harness::new();
+    let out = h.send(&invite("c2", Some(OFFER)));
+    let tag = to_tag(
+        out.iter()
+            .find(|m| m.starts_with("SIP/2.0 200"))
+            .expect("200"),
+    );
+    h.send(&in_dialog("ACK", "c2", &tag, 1));
+    // Let every prompt finish and every menu time out.
+    for _ in 0..12 {
+        h.finish_playback();
+        h.advance(Duration::from_secs(10));
+        if h.metrics
+            .language_selected_total
+            .with_label_values(&["nb"])
+            .get()
+            > 0
+        {
+            break;
+        }
+    }
+    assert_eq!(
+        h.metrics
+            .language_selected_total
+            .with_label_values(&["nb"])
+            .get(),
+        1
+    );
+}
+
+#[test]
+fn no_offer_is_488_and_counted_as_rejected() {
+    let mut h = Harness::new();
+    let out = h.send(&invite("c3", None));
+    assert!(out.iter().any(|m| m.starts_with("SIP/2.0 488")), "{out:?}");
+    assert_eq!(h.counter("rejected"), 1);
+    assert!(h.manager.media.opened.is_empty());
+}
+
+#[test]
+fn no_rtp_port_is_503_and_counted_as_failed() {
+    let mut h = Harness::new();
+    h.manager.media.fail_open = true;
+    let out = h.send(&invite("c4", Some(OFFER)));
+    assert!(out.iter().any(|m| m.starts_with("SIP/2.0 503")), "{out:?}");
+    assert_eq!(h.counter("failed"), 1);
+}
+
+#[test]
+fn shutdown_hangs_up_calls_in_progress() {
+    let mut h = Harness::new();
+    let out = h.send(&invite("c5", Some(OFFER)));
+    let tag = to_tag(
+        out.iter()
+            .find(|m| m.starts_with("SIP/2.0 200"))
+            .expect("200"),
+    );
+    h.send(&in_dialog("ACK", "c5", &tag, 1));
+    h.manager.shut_down(h.now);
+    let out = h.drain();
+    assert!(out.iter().any(|m| m.starts_with("BYE ")), "{out:?}");
+    // New calls are refused while draining.
+    let out = h.send(&invite("c6", Some(OFFER)));
+    assert!(out.iter().any(|m| m.starts_with("SIP/2.0 503")), "{out:?}");
+}
+
+#[test]
+fn answer_delay_rings_first_and_cancel_is_abandoned() {
+    let mut h = Harness::new();
+    h.manager.set_answer_delay(Duration::from_secs(2));
+    let out = h.send(&invite("c7", Some(OFFER)));
+    assert!(out.iter().any(|m| m.starts_with("SIP/2.0 180")), "{out:?}");
+    assert!(!out.iter().any(|m| m.starts_with("SIP/2.0 200")));
+    let cancel = "CANCEL sip:80012345@127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-c7;rport\r\n\
+From: \"Caller\" <sip:4791234567@127.0.0.1>;tag=from-c7\r\n\
+To: <sip:80012345@127.0.0.1>\r\n\
+Call-ID: c7\r\n\
+CSeq: 1 CANCEL\r\n\
+Max-Forwards: 70\r\n\
+Content-Length: 0\r\n\r\n";
+    let out = h.send(cancel);
+    assert!(out.iter().any(|m| m.starts_with("SIP/2.0 487")), "{out:?}");
+    assert_eq!(h.counter("abandoned_ivr"), 1);
+    let out = h.advance(Duration::from_secs(3));
+    assert!(
+        !out.iter().any(|m| m.starts_with("SIP/2.0 200")),
+        "no answer after cancel"
+    );
+    assert!(h.manager.media.opened.is_empty());
+}

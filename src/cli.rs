@@ -1,0 +1,208 @@
+//! The offline commands: `flows check|simulate|test` and `prompts render`.
+//! Each prints for people and returns the process exit code.
+
+use crate::flow::{self, FlowSet, QueueOutcome, SimulateOptions};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// `hotline flows simulate` arguments, with defaults already applied.
+pub struct SimulateArgs {
+    pub dir: PathBuf,
+    pub flow: String,
+    /// As written on the command line: `2,1` (an empty item is silence).
+    pub digits: String,
+    pub at: Option<String>,
+    pub caller: Option<String>,
+    pub dialled: Option<String>,
+    /// `QUEUE=WAITING[:WAIT]`, e.g. `advice_en=12:8m`.
+    pub queues: Vec<String>,
+    /// `SKILL=N`.
+    pub agents_ready: Vec<String>,
+    /// answered | timeout | full | no_agents, one per queue step in turn.
+    pub queue_outcomes: Vec<String>,
+}
+
+/// `hotline flows ...`, with defaults already applied.
+pub enum FlowsCommand {
+    Check { dir: PathBuf },
+    Simulate(SimulateArgs),
+    Test { dir: PathBuf },
+}
+
+pub fn flows(cmd: FlowsCommand) -> ExitCode {
+    match cmd {
+        FlowsCommand::Check { dir } => check(&dir),
+        FlowsCommand::Simulate(args) => match simulate(args) {
+            Ok(code) => code,
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::from(2)
+            }
+        },
+        FlowsCommand::Test { dir } => {
+            let report = flow::run_tests(&dir);
+            let text = report.to_string();
+            println!("{}", text.trim_end());
+            if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn check(dir: &Path) -> ExitCode {
+    let diagnostics = flow::check(dir);
+    let errors = diagnostics.iter().filter(|d| !d.is_warning).count();
+    for d in &diagnostics {
+        println!("{d}");
+    }
+    let warnings = diagnostics.len() - errors;
+    if errors > 0 {
+        eprintln!(
+            "{}: {errors} error(s), {warnings} warning(s)",
+            dir.display()
+        );
+        ExitCode::FAILURE
+    } else {
+        eprintln!("{}: ok, {warnings} warning(s)", dir.display());
+        ExitCode::SUCCESS
+    }
+}
+
+fn simulate(args: SimulateArgs) -> Result<ExitCode, String> {
+    let set = match FlowSet::load(&args.dir) {
+        Ok(set) => Arc::new(set),
+        Err(diagnostics) => {
+            for d in &diagnostics {
+                println!("{d}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let at = match args.at.as_deref() {
+        None => chrono::Utc::now(),
+        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+            .map_err(|e| {
+                format!("--at {text}: {e}; write it as RFC 3339, e.g. 2026-03-05T10:00:00+01:00")
+            })?
+            .with_timezone(&chrono::Utc),
+    };
+    let mut queues = BTreeMap::new();
+    for q in &args.queues {
+        let (name, state) = parse_queue_state(q)?;
+        queues.insert(name, state);
+    }
+    let mut agents_ready = BTreeMap::new();
+    for a in &args.agents_ready {
+        let (skill, n) = a
+            .split_once('=')
+            .ok_or_else(|| format!("--agents-ready {a}: write it as SKILL=N, e.g. en=3"))?;
+        let n: u32 = n
+            .parse()
+            .map_err(|_| format!("--agents-ready {a}: `{n}` is not a whole number"))?;
+        agents_ready.insert(skill.to_string(), n);
+    }
+    let queue_outcomes = args
+        .queue_outcomes
+        .iter()
+        .map(|o| match o.as_str() {
+            "answered" => Ok(QueueOutcome::Answered),
+            "timeout" => Ok(QueueOutcome::Timeout),
+            "full" => Ok(QueueOutcome::Full),
+            "no_agents" => Ok(QueueOutcome::NoAgents),
+            other => Err(format!(
+                "--queue-outcome {other}: expected answered, timeout, full or no_agents"
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let options = SimulateOptions {
+        flow: Some(args.flow),
+        dialled: args.dialled.unwrap_or_default(),
+        caller: args.caller.unwrap_or_default(),
+        digits: flow::parse_digits(&args.digits).map_err(|e| format!("--digits: {e}"))?,
+        at,
+        queues,
+        agents_ready,
+        queue_outcomes,
+        ..SimulateOptions::default()
+    };
+    let report = flow::simulate(&set, &options);
+    print!("{report}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `advice_en=12:8m` → (advice_en, 12 waiting, 8 minutes estimated).
+fn parse_queue_state(text: &str) -> Result<(String, flow::QueueState), String> {
+    let usage =
+        || format!("--queue {text}: write it as QUEUE=WAITING[:WAIT], e.g. advice_en=12:8m");
+    let (name, rest) = text.split_once('=').ok_or_else(usage)?;
+    let (waiting, wait) = match rest.split_once(':') {
+        Some((w, d)) => (w, Some(d)),
+        None => (rest, None),
+    };
+    let waiting: u32 = waiting.parse().map_err(|_| usage())?;
+    let estimated_wait = match wait {
+        Some(d) => flow::duration::parse(d).map_err(|e| format!("--queue {text}: {e}"))?,
+        None => std::time::Duration::ZERO,
+    };
+    Ok((
+        name.to_string(),
+        flow::QueueState {
+            waiting,
+            estimated_wait,
+        },
+    ))
+}
+
+pub fn render_prompts(dir: &Path, force: bool, only: Option<String>) -> ExitCode {
+    let options = crate::prompts::render::RenderOptions {
+        force,
+        only,
+        ..Default::default()
+    };
+    match crate::prompts::render::render(dir, &options) {
+        Ok(report) => {
+            for r in &report.rendered {
+                println!(
+                    "rendered {} ({:.1} s)",
+                    r.path.display(),
+                    r.duration.as_secs_f64()
+                );
+            }
+            for k in &report.kept_recordings {
+                println!("kept recording {}", k.display());
+            }
+            eprintln!(
+                "{} rendered, {} unchanged, {} recordings kept",
+                report.rendered.len(),
+                report.unchanged,
+                report.kept_recordings.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_queue_state;
+    use std::time::Duration;
+
+    #[test]
+    fn queue_state_argument() {
+        let (name, s) = parse_queue_state("advice_en=12:8m").expect("valid");
+        assert_eq!(name, "advice_en");
+        assert_eq!(s.waiting, 12);
+        assert_eq!(s.estimated_wait, Duration::from_secs(480));
+        assert!(parse_queue_state("advice_en").is_err());
+        assert!(parse_queue_state("advice_en=x").is_err());
+    }
+}

@@ -1,0 +1,194 @@
+//! One typed configuration: embedded defaults, then an optional YAML file, then
+//! command-line flags. Validated once at start; a bad value is a clear error.
+
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// The service configuration. Every field has a default, so no file is needed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// SIP address, for UDP and TCP alike.
+    pub sip_listen: SocketAddr,
+    /// HTTP address: metrics, health, API, wallboard.
+    pub http_listen: SocketAddr,
+    /// Folder with the flows, prompt catalogue and audio.
+    pub flows: PathBuf,
+    /// Folder for durable data (call records).
+    pub data_dir: PathBuf,
+    /// RTP port range, `LO-HI`.
+    pub rtp_ports: PortRange,
+    /// Address written in SDP and Contact when it differs from the bound one (NAT).
+    pub public_ip: Option<IpAddr>,
+    /// Bearer token for the HTTP write endpoints. Without it they are refused.
+    pub api_token: Option<String>,
+    /// Calls held at once; more INVITEs get 503.
+    pub max_calls: usize,
+    /// Largest SIP message accepted, in bytes.
+    pub max_sip_message: usize,
+    /// How long a shutdown waits for BYEs to be answered.
+    pub shutdown_grace_ms: u64,
+    /// Ring this long (180 Ringing) before answering; 0 answers at once.
+    pub answer_delay_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            sip_listen: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            flows: PathBuf::from("ivr-flows"),
+            data_dir: PathBuf::from("data"),
+            rtp_ports: PortRange {
+                min: 20000,
+                max: 30000,
+            },
+            public_ip: None,
+            api_token: None,
+            max_calls: 5000,
+            max_sip_message: 16 * 1024,
+            shutdown_grace_ms: 2000,
+            answer_delay_ms: 0,
+        }
+    }
+}
+
+/// An inclusive range of UDP ports for RTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub min: u16,
+    pub max: u16,
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (lo, hi) = s.split_once('-').ok_or_else(|| {
+            format!("`{s}` is not a port range: write it as LO-HI, e.g. 20000-30000")
+        })?;
+        let min: u16 = lo
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{lo}` is not a port number (1-65535)"))?;
+        let max: u16 = hi
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{hi}` is not a port number (1-65535)"))?;
+        if min == 0 || min > max || max - min < 1 {
+            return Err(format!(
+                "`{s}` is not a usable range: LO must be at least 1 and below HI"
+            ));
+        }
+        Ok(PortRange { min, max })
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a YAML config file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_saphyr::from_str(&text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_calls == 0 {
+            return Err(ConfigError::Invalid(
+                "max_calls must be at least 1".to_string(),
+            ));
+        }
+        let ports = usize::from(self.rtp_ports.max - self.rtp_ports.min) / 2;
+        if ports == 0 {
+            return Err(ConfigError::Invalid(
+                "rtp_ports must hold at least two ports (one even RTP port per call)".to_string(),
+            ));
+        }
+        if self.answer_delay_ms > 60_000 {
+            return Err(ConfigError::Invalid(
+                "answer_delay_ms above 60000 would let callers ring for over a minute".to_string(),
+            ));
+        }
+        if self.max_sip_message < 1024 {
+            return Err(ConfigError::Invalid(
+                "max_sip_message below 1024 bytes would refuse ordinary INVITEs".to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The address to put in SDP: the public one if set, else the SIP bind address.
+    pub fn media_ip(&self) -> IpAddr {
+        self.public_ip.unwrap_or(self.sip_listen.ip())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_range_parses_and_refuses_nonsense() {
+        assert_eq!(
+            "20000-30000".parse::<PortRange>(),
+            Ok(PortRange {
+                min: 20000,
+                max: 30000
+            })
+        );
+        assert!("30000-20000".parse::<PortRange>().is_err());
+        assert!("20000".parse::<PortRange>().is_err());
+        assert!("0-10".parse::<PortRange>().is_err());
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = Config::default();
+        assert_eq!(c.sip_listen.to_string(), "127.0.0.1:5060");
+        assert_eq!(c.http_listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.flows, PathBuf::from("ivr-flows"));
+        assert_eq!(c.data_dir, PathBuf::from("data"));
+        assert_eq!((c.rtp_ports.min, c.rtp_ports.max), (20000, 30000));
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn file_overrides_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("hotline.yaml");
+        std::fs::write(&p, "sip_listen: 127.0.0.1:5070\nrtp_ports: 40000-40100\n").expect("write");
+        let c = Config::from_file(&p).expect("parses");
+        assert_eq!(c.sip_listen.port(), 5070);
+        assert_eq!(c.rtp_ports.min, 40000);
+        assert_eq!(c.http_listen.port(), 8080);
+        std::fs::write(&p, "sip_listn: 127.0.0.1:5070\n").expect("write");
+        let e = Config::from_file(&p).expect_err("typo refused").to_string();
+        assert!(e.contains("hotline.yaml"), "{e}");
+    }
+}

@@ -1,0 +1,823 @@
+//! Loader, validator and engine tests on in-memory flow sets with a fake clock.
+
+use super::*;
+use crate::language::Language;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::Instant;
+
+const HEADER: &str = "\
+entries: { default: main, \"80080000\": other }
+queues:
+  q_nb: { skills: [general, nb], max_wait: 20m }
+  q_en: { skills: [general, en] }
+schedules:
+  office:
+    weekly: { mon-fri: \"08:00-16:00\" }
+    holidays: norway
+transfer_allow: [\"sip:*@pstn.example.org\"]
+";
+
+/// A catalogue with every id in every language.
+pub fn catalogue(ids: &[&str]) -> String {
+    let mut out = String::from("prompts:\n");
+    for id in ids {
+        out.push_str(&format!("  {id}:\n"));
+        for l in Language::ALL {
+            out.push_str(&format!("    {}: \"{id} in {l}\"\n", l.code()));
+        }
+    }
+    out
+}
+
+const PROMPTS: &[&str] = &[
+    "welcome",
+    "menu",
+    "invalid",
+    "no_input",
+    "bye",
+    "confirm",
+    "closed",
+    "enter",
+    "minutes.one",
+    "minutes.few",
+    "minutes.many",
+    "minutes.other",
+    "minutes.zero",
+    "minutes.two",
+    "minutes.1",
+];
+
+fn sources_with(flows: &str, prompts: &str) -> Sources {
+    let mut audio = BTreeSet::new();
+    for id in PROMPTS {
+        for l in Language::ALL {
+            audio.insert((l, id.to_string()));
+        }
+    }
+    for n in 0..=30 {
+        for l in Language::ALL {
+            audio.insert((l, format!("number.{n}")));
+        }
+    }
+    Sources {
+        dir: PathBuf::from("flows"),
+        files: vec![(PathBuf::from("f.yaml"), format!("{HEADER}{flows}"))],
+        catalogue: Some((PathBuf::from("prompts.yaml"), prompts.to_string())),
+        audio: Some(audio),
+    }
+}
+
+fn full_catalogue() -> String {
+    let mut ids: Vec<String> = PROMPTS.iter().map(|s| s.to_string()).collect();
+    ids.extend((0..=30).map(|n| format!("number.{n}")));
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    catalogue(&refs)
+}
+
+fn diags(flows: &str) -> Vec<String> {
+    let (_, d) = load_sources(&sources_with(flows, &full_catalogue()));
+    d.iter().map(|d| d.to_string()).collect()
+}
+
+fn load(flows: &str) -> Arc<FlowSet> {
+    let (set, d) = load_sources(&sources_with(flows, &full_catalogue()));
+    let errors: Vec<String> = d
+        .iter()
+        .filter(|d| !d.is_warning)
+        .map(|d| d.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    Arc::new(set.expect("set"))
+}
+
+/// The header takes 9 lines; flows start at line 10.
+fn assert_diag(flows: &str, expected: &str) {
+    let d = diags(flows);
+    assert!(
+        d.iter().any(|x| x == expected),
+        "expected {expected}\ngot {d:#?}"
+    );
+}
+
+const OTHER: &str = "  other:\n    steps:\n      - hangup: done\n";
+
+// ---- parser and validator: each error kind at its exact place ----
+
+#[test]
+fn valid_set_loads_with_version_and_entries() {
+    let set = load(&format!(
+        "flows:\n  main:\n    steps:\n      - play: welcome\n{OTHER}"
+    ));
+    assert_eq!(set.entry_for("80080000"), Some("other"));
+    assert_eq!(set.entry_for("12345"), Some("main"));
+    assert_eq!(set.version().len(), 12);
+    let again = load(&format!(
+        "flows:\n  main:\n    steps:\n      - play: welcome\n{OTHER}"
+    ));
+    assert_eq!(set.version(), again.version());
+    let changed = load(&format!(
+        "flows:\n  main:\n    steps:\n      - play: bye\n{OTHER}"
+    ));
+    assert_ne!(set.version(), changed.version());
+}
+
+#[test]
+fn yaml_syntax_error_has_position() {
+    let d = diags("flows:\n  main:\n    steps: [\n");
+    assert!(d.iter().any(|x| x.starts_with("f.yaml:")), "{d:?}");
+    let d = diags("flows:\n  main:\n    steps:\n      - play: a\n     bad: x\n");
+    assert!(
+        d.first().is_some_and(|x| x.starts_with("f.yaml:14:")),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn unknown_step_kind() {
+    assert_diag(
+        &format!("flows:\n  main:\n    steps:\n      - plya: welcome\n{OTHER}"),
+        "f.yaml:13:9: unknown step kind `plya`: expected one of play, menu, collect, set_language, branch, queue, goto, call, return, transfer, hangup",
+    );
+}
+
+#[test]
+fn unknown_prompt_queue_schedule_flow_and_step() {
+    let flows = format!(
+        "flows:\n  main:\n    steps:\n      - play: welcom\n      - queue: q_xx\n      - branch:\n          - when: {{ schedule: offce }}\n            goto: nowhere\n      - call: nosuch\n{OTHER}"
+    );
+    assert_diag(&flows, "f.yaml:13:15: unknown prompt `welcom`");
+    assert_diag(&flows, "f.yaml:14:16: unknown queue `q_xx`");
+    assert_diag(&flows, "f.yaml:16:31: unknown schedule `offce`");
+    assert_diag(
+        &flows,
+        "f.yaml:17:19: unknown step `nowhere` in flow `main`",
+    );
+    assert_diag(&flows, "f.yaml:18:9: unknown flow `nosuch`");
+}
+
+#[test]
+fn prompt_missing_text_or_audio_in_an_offered_language() {
+    let mut cat = full_catalogue();
+    cat = cat.replace("    ar: \"welcome in ar\"\n", "");
+    let mut s = sources_with(
+        &format!("flows:\n  main:\n    steps:\n      - play: welcome\n      - play: bye\n{OTHER}"),
+        &cat,
+    );
+    if let Some(a) = s.audio.as_mut() {
+        a.remove(&(Language::Lt, "bye".to_string()));
+    }
+    let (set, d) = load_sources(&s);
+    assert!(set.is_none());
+    let d: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+    assert!(
+        d.contains(
+            &"f.yaml:13:15: prompt `welcome` has no text in ar, which flow `main` offers"
+                .to_string()
+        ),
+        "{d:#?}"
+    );
+    assert!(d.contains(&"f.yaml:14:15: prompt `bye` has no audio in lt (audio/<lang>/bye.wav), which flow `main` offers".to_string()), "{d:#?}");
+    // A flow that does not offer Arabic does not need it.
+    let s = sources_with(
+        &format!(
+            "flows:\n  main:\n    languages: [nb, en]\n    steps:\n      - play: welcome\n{OTHER}"
+        ),
+        &cat,
+    );
+    let (set, d) = load_sources(&s);
+    assert!(set.is_some(), "{d:?}");
+}
+
+#[test]
+fn unreachable_steps() {
+    assert_diag(
+        &format!("flows:\n  main:\n    steps:\n      - goto: end\n      - play: welcome\n      - play: bye\n      - id: end\n        hangup: done\n{OTHER}"),
+        "f.yaml:14:9: step `main/#2` is unreachable",
+    );
+}
+
+#[test]
+fn duplicate_menu_choices() {
+    assert_diag(
+        &format!("flows:\n  main:\n    steps:\n      - menu:\n          prompt: menu\n          choices:\n            \"1\": {{ hangup: a }}\n            1: {{ hangup: b }}\n{OTHER}"),
+        "f.yaml:17:13: duplicate menu choice `1`",
+    );
+}
+
+#[test]
+fn loop_with_no_exit_and_no_input() {
+    assert_diag(
+        &format!("flows:\n  main:\n    steps:\n      - id: again\n        play: welcome\n      - goto: again\n{OTHER}"),
+        "f.yaml:14:9: loop with no exit and no caller input: main/again → main/#2 repeat forever",
+    );
+    // A loop through a menu is fine: the caller decides.
+    let d = diags(&format!("flows:\n  main:\n    steps:\n      - id: m\n        menu:\n          prompt: menu\n          choices: {{ \"1\": m, \"2\": {{ hangup: bye }} }}\n{OTHER}"));
+    assert!(d.is_empty(), "{d:#?}");
+}
+
+#[test]
+fn durations_out_of_range_or_malformed() {
+    assert_diag(
+        &format!("flows:\n  main:\n    steps:\n      - menu:\n          prompt: menu\n          timeout: 5m\n          choices: {{ \"1\": {{ hangup: a }} }}\n{OTHER}"),
+        "f.yaml:15:20: timeout 5m is out of range: 1s to 1m",
+    );
+    assert_diag(
+        &format!("flows:\n  main:\n    steps:\n      - menu:\n          prompt: menu\n          timeout: 30\n          choices: {{ \"1\": {{ hangup: a }} }}\n{OTHER}"),
+        "f.yaml:15:20: timeout: duration `30` needs a unit: ms, s, m or h (e.g. `30s`)",
+    );
+}
+
+#[test]
+fn language_not_offered() {
+    assert_diag(
+        &format!("flows:\n  main:\n    languages: [nb, en]\n    steps:\n      - set_language: ar\n{OTHER}"),
+        "f.yaml:14:9: language `ar` is not offered by flow `main` (it offers nb, en)",
+    );
+    assert_diag(
+        &format!("languages: [nb, en]\nflows:\n  main:\n    languages: [nb, pl]\n    steps:\n      - hangup: x\n{OTHER}"),
+        "f.yaml:12:3: flow `main` offers `pl`, which is not offered (languages: nb, en)",
+    );
+}
+
+#[test]
+fn transfer_must_be_allowed() {
+    assert_diag(
+        &format!("flows:\n  main:\n    steps:\n      - transfer: sip:x@evil.example.com\n{OTHER}"),
+        "f.yaml:13:9: transfer target `sip:x@evil.example.com` is not on the allow-list (transfer_allow)",
+    );
+}
+
+#[test]
+fn recursive_sub_flows_and_unused_flows() {
+    let d = diags("flows:\n  main:\n    steps:\n      - call: main\n  other:\n    steps:\n      - hangup: x\n  spare:\n    steps:\n      - hangup: x\n");
+    assert!(
+        d.contains(&"f.yaml:13:9: sub-flows call each other in a circle: main → main".to_string()),
+        "{d:#?}"
+    );
+    assert!(
+        d.contains(
+            &"f.yaml:17:3: warning: flow `spare` is never used: no entry or call names it"
+                .to_string()
+        ),
+        "{d:#?}"
+    );
+}
+
+#[test]
+fn counted_prompt_needs_every_form() {
+    let cat = full_catalogue().replace("  minutes.many:\n", "  minutes_many_gone:\n");
+    let s = sources_with(&format!("flows:\n  main:\n    steps:\n      - play:\n          - prompt: minutes\n            count: {{ wait_minutes: q_nb }}\n            max: 6\n{OTHER}"), &cat);
+    let (_, d) = load_sources(&s);
+    let d: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+    assert!(
+        d.contains(&"f.yaml:14:19: counted prompt `minutes` cannot say every number up to 6 in ar, which flow `main` offers: missing minutes.many".to_string())
+            || d.iter().any(|x| x.contains("in pl, which flow `main` offers: missing minutes.many")),
+        "{d:#?}"
+    );
+}
+
+// ---- engine ----
+
+struct Env {
+    at: DateTime<Utc>,
+    queue: QueueState,
+}
+
+impl FlowEnv for Env {
+    fn now_wall(&self) -> DateTime<Utc> {
+        self.at
+    }
+    fn queue_state(&self, _: &str) -> QueueState {
+        self.queue
+    }
+}
+
+fn env() -> Env {
+    Env {
+        at: DateTime::parse_from_rfc3339("2025-03-05T10:00:00+01:00")
+            .unwrap()
+            .with_timezone(&Utc),
+        queue: QueueState::default(),
+    }
+}
+
+fn drain(run: &mut FlowRun) -> Vec<FlowAction> {
+    std::iter::from_fn(|| run.poll_action()).collect()
+}
+
+fn play(id: u64, prompts: &[(&str, Language)]) -> FlowAction {
+    FlowAction::Play {
+        play_id: id,
+        prompts: prompts
+            .iter()
+            .map(|(p, l)| PromptRef {
+                id: p.to_string(),
+                language: *l,
+            })
+            .collect(),
+    }
+}
+
+fn hangup(reason: &str) -> FlowAction {
+    FlowAction::Hangup {
+        reason: reason.into(),
+    }
+}
+
+const LANGUAGE_MENU: &str = "\
+flows:
+  main:
+    steps:
+      - play: welcome
+      - call: language
+      - play: confirm
+      - hangup: done
+  language:
+    steps:
+      - menu:
+          prompt:
+            - { prompt: menu, in: nb }
+            - { prompt: menu, in: en }
+          choices:
+            \"1\": { language: nb }
+            \"2\": { language: en }
+          timeout: 5s
+          attempts: 2
+          no_input_prompt: no_input
+          invalid_prompt: invalid
+          on_no_input: { language: nb }
+          on_invalid: { hangup: invalid_input }
+      - return:
+";
+
+#[test]
+fn menu_barge_in_choice_and_language_selected_once() {
+    let set = load(&format!("{LANGUAGE_MENU}{OTHER}"));
+    let e = env();
+    let t0 = Instant::now();
+    let mut run = FlowRun::start(set, "main", CallInfo::default(), t0, &e);
+    assert_eq!(drain(&mut run), vec![play(1, &[("welcome", Language::Nb)])]);
+    assert_eq!(run.poll_timeout(), None);
+    run.handle_event(
+        t0 + Duration::from_secs(2),
+        FlowEvent::PlaybackFinished { play_id: 1 },
+        &e,
+    );
+    assert_eq!(
+        drain(&mut run),
+        vec![play(2, &[("menu", Language::Nb), ("menu", Language::En)])]
+    );
+    // The timeout only starts once the prompt has played.
+    assert_eq!(run.poll_timeout(), None);
+    run.handle_event(t0 + Duration::from_secs(3), FlowEvent::Digit('2'), &e);
+    assert_eq!(
+        drain(&mut run),
+        vec![
+            FlowAction::StopPlayback,
+            FlowAction::LanguageSelected(Language::En),
+            play(3, &[("confirm", Language::En)])
+        ]
+    );
+    // A late finish of the stopped prompt changes nothing.
+    run.handle_event(
+        t0 + Duration::from_secs(3),
+        FlowEvent::PlaybackFinished { play_id: 2 },
+        &e,
+    );
+    assert!(drain(&mut run).is_empty());
+    run.handle_event(
+        t0 + Duration::from_secs(5),
+        FlowEvent::PlaybackFinished { play_id: 3 },
+        &e,
+    );
+    assert_eq!(drain(&mut run), vec![hangup("done")]);
+    assert_eq!(run.language(), Some(Language::En));
+    assert_eq!(
+        run.path(),
+        [
+            "main/#1",
+            "main/#2",
+            "language/#1",
+            "language/#2",
+            "main/#3",
+            "main/#4"
+        ]
+    );
+    assert_eq!(
+        run.end(),
+        Some(&FlowEnd::Hangup {
+            reason: "done".into()
+        })
+    );
+}
+
+#[test]
+fn menu_no_input_retries_then_defaults() {
+    let set = load(&format!("{LANGUAGE_MENU}{OTHER}"));
+    let e = env();
+    let t0 = Instant::now();
+    let mut run = FlowRun::start(set, "main", CallInfo::default(), t0, &e);
+    drain(&mut run);
+    run.handle_event(t0, FlowEvent::PlaybackFinished { play_id: 1 }, &e);
+    drain(&mut run);
+    let t1 = t0 + Duration::from_secs(4);
+    run.handle_event(t1, FlowEvent::PlaybackFinished { play_id: 2 }, &e);
+    assert_eq!(run.poll_timeout(), Some(t1 + Duration::from_secs(5)));
+    // Too early: nothing.
+    run.handle_timeout(t1 + Duration::from_secs(4), &e);
+    assert!(drain(&mut run).is_empty());
+    run.handle_timeout(t1 + Duration::from_secs(5), &e);
+    assert_eq!(
+        drain(&mut run),
+        vec![play(
+            3,
+            &[
+                ("no_input", Language::Nb),
+                ("menu", Language::Nb),
+                ("menu", Language::En)
+            ]
+        )]
+    );
+    let t2 = t1 + Duration::from_secs(9);
+    run.handle_event(t2, FlowEvent::PlaybackFinished { play_id: 3 }, &e);
+    run.handle_timeout(t2 + Duration::from_secs(5), &e);
+    assert_eq!(
+        drain(&mut run),
+        vec![
+            FlowAction::LanguageSelected(Language::Nb),
+            play(4, &[("confirm", Language::Nb)])
+        ]
+    );
+}
+
+#[test]
+fn menu_invalid_choice_replays_then_gives_up() {
+    let set = load(&format!("{LANGUAGE_MENU}{OTHER}"));
+    let e = env();
+    let t0 = Instant::now();
+    let mut run = FlowRun::start(set, "main", CallInfo::default(), t0, &e);
+    run.handle_event(t0, FlowEvent::PlaybackFinished { play_id: 1 }, &e);
+    run.handle_event(t0, FlowEvent::PlaybackFinished { play_id: 2 }, &e);
+    drain(&mut run);
+    run.handle_event(t0, FlowEvent::Digit('9'), &e);
+    assert_eq!(
+        drain(&mut run),
+        vec![play(
+            3,
+            &[
+                ("invalid", Language::Nb),
+                ("menu", Language::Nb),
+                ("menu", Language::En)
+            ]
+        )]
+    );
+    run.handle_event(t0, FlowEvent::Digit('8'), &e);
+    assert_eq!(
+        drain(&mut run),
+        vec![FlowAction::StopPlayback, hangup("invalid_input")]
+    );
+}
+
+#[test]
+fn type_ahead_digits_feed_the_next_menu() {
+    let set = load(&format!("{LANGUAGE_MENU}{OTHER}"));
+    let e = env();
+    let t0 = Instant::now();
+    let mut run = FlowRun::start(set, "main", CallInfo::default(), t0, &e);
+    drain(&mut run);
+    // Pressed during the welcome (no barge-in there): kept for the menu.
+    run.handle_event(t0, FlowEvent::Digit('2'), &e);
+    assert!(drain(&mut run).is_empty());
+    run.handle_event(t0, FlowEvent::PlaybackFinished { play_id: 1 }, &e);
+    assert_eq!(
+        drain(&mut run),
+        vec![
+            FlowAction::LanguageSelected(Language::En),
+            play(2, &[("confirm", Language::En)])
+        ]
+    );
+}
+
+#[test]
+fn collect_with_terminator_inter_digit_timeout_and_length() {
+    let set = load(&format!(
+        "flows:\n  main:\n    steps:\n      - collect:\n          into: account\n          prompt: enter\n          min_digits: 3\n          max_digits: 6\n          inter_digit_timeout: 2s\n          attempts: 2\n          invalid_prompt: invalid\n      - branch:\n          - when: {{ digits: {{ var: account, prefix: \"12\" }} }}\n            goto: yes\n        id: b\n      - hangup: other\n      - id: yes\n        hangup: matched\n{OTHER}"
+    ));
+    let e = env();
+    let t0 = Instant::now();
+    let mut run = FlowRun::start(Arc::clone(&set), "main", CallInfo::default(), t0, &e);
+    drain(&mut run);
+    run.handle_event(t0, FlowEvent::PlaybackFinished { play_id: 1 }, &e);
+    // Too short, ended by the inter-digit timeout.
+    run.handle_event(t0, FlowEvent::Digit('1'), &e);
+    assert_eq!(run.poll_timeout(), Some(t0 + Duration::from_secs(2)));
+    run.handle_timeout(t0 + Duration::from_secs(2), &e);
+    assert_eq!(
+        drain(&mut run),
+        vec![play(
+            2,
+            &[("invalid", Language::Nb), ("enter", Language::Nb)]
+        )]
+    );
+    for d in ['1', '2', '3', '#'] {
+        run.handle_event(t0 + Duration::from_secs(3), FlowEvent::Digit(d), &e);
+    }
+    assert_eq!(
+        drain(&mut run),
+        vec![FlowAction::StopPlayback, hangup("matched")]
+    );
+    assert_eq!(
+        run.variables().get("account").map(String::as_str),
+        Some("123")
+    );
+
+    // The maximum length ends entry without a terminator.
+    let mut run = FlowRun::start(set, "main", CallInfo::default(), t0, &e);
+    run.handle_event(t0, FlowEvent::PlaybackFinished { play_id: 1 }, &e);
+    for d in "987654".chars() {
+        run.handle_event(t0, FlowEvent::Digit(d), &e);
+    }
+    assert_eq!(
+        run.variables().get("account").map(String::as_str),
+        Some("987654")
+    );
+    assert_eq!(
+        run.end(),
+        Some(&FlowEnd::Hangup {
+            reason: "other".into()
+        })
+    );
+}
+
+#[test]
+fn queue_exits_follow_the_flow() {
+    let set = load(&format!(
+        "flows:\n  main:\n    steps:\n      - queue:\n          to: q_nb\n          max_wait: 10m\n          escalate: {{ after: 5m, to: q_en }}\n          on_timeout: late\n      - hangup: no_agents\n      - id: late\n        hangup: timed_out\n{OTHER}"
+    ));
+    let e = env();
+    let t0 = Instant::now();
+    let mut run = FlowRun::start(Arc::clone(&set), "main", CallInfo::default(), t0, &e);
+    let actions = drain(&mut run);
+    let Some(FlowAction::Queue { queue, options }) = actions.first() else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(queue, "q_nb");
+    assert_eq!(options.skills, ["general", "nb"]);
+    assert_eq!(options.max_wait, Some(Duration::from_secs(600)));
+    assert_eq!(options.escalate_after, Some(Duration::from_secs(300)));
+    assert_eq!(options.escalate_to.as_deref(), Some("q_en"));
+    run.handle_event(t0, FlowEvent::QueueTimeout, &e);
+    assert_eq!(drain(&mut run), vec![hangup("timed_out")]);
+
+    let mut run = FlowRun::start(Arc::clone(&set), "main", CallInfo::default(), t0, &e);
+    run.handle_event(t0, FlowEvent::QueueNoAgents, &e);
+    assert_eq!(
+        run.end(),
+        Some(&FlowEnd::Hangup {
+            reason: "no_agents".into()
+        })
+    );
+
+    let mut run = FlowRun::start(set, "main", CallInfo::default(), t0, &e);
+    drain(&mut run);
+    run.handle_event(t0, FlowEvent::QueueAnswered, &e);
+    assert!(drain(&mut run).is_empty());
+    assert_eq!(
+        run.end(),
+        Some(&FlowEnd::Answered {
+            queue: "q_nb".into()
+        })
+    );
+}
+
+#[test]
+fn busy_loop_is_ended_by_the_step_limit() {
+    let set = load(&format!(
+        "flows:\n  main:\n    steps:\n      - id: spin\n        branch:\n          - when: {{ holiday: true }}\n            goto: out\n          - else: spin\n      - id: out\n        hangup: holiday\n{OTHER}"
+    ));
+    let e = env();
+    let mut run = FlowRun::start(set, "main", CallInfo::default(), Instant::now(), &e);
+    assert_eq!(drain(&mut run), vec![hangup("step_limit")]);
+    assert_eq!(run.path().len(), engine::MAX_STEPS_PER_EVENT);
+}
+
+#[test]
+fn counted_prompts_take_the_plural_form() {
+    let set = load(&format!(
+        "flows:\n  main:\n    steps:\n      - set_language: ru\n      - play:\n          - prompt: minutes\n            count: {{ wait_minutes: q_nb }}\n            max: 30\n{OTHER}"
+    ));
+    let mut e = env();
+    let say = |e: &Env| {
+        let mut run = FlowRun::start(
+            Arc::clone(&set),
+            "main",
+            CallInfo::default(),
+            Instant::now(),
+            e,
+        );
+        drain(&mut run)
+            .into_iter()
+            .find_map(|a| match a {
+                FlowAction::Play { prompts, .. } => {
+                    Some(prompts.into_iter().map(|p| p.id).collect::<Vec<_>>())
+                }
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
+    e.queue.estimated_wait = Duration::from_secs(150);
+    assert_eq!(say(&e), ["number.3", "minutes.few"]);
+    e.queue.estimated_wait = Duration::from_secs(21 * 60);
+    assert_eq!(say(&e), ["number.21", "minutes.one"]);
+    e.queue.estimated_wait = Duration::from_secs(25 * 60);
+    assert_eq!(say(&e), ["number.25", "minutes.many"]);
+    // A whole recording wins over number + form.
+    e.queue.estimated_wait = Duration::from_secs(30);
+    assert_eq!(say(&e), ["minutes.1"]);
+    // Clamped to max.
+    e.queue.estimated_wait = Duration::from_secs(3600);
+    assert_eq!(say(&e), ["number.30", "minutes.many"]);
+}
+
+#[test]
+fn branches_on_schedule_caller_and_queue_state() {
+    let set = load(&format!(
+        "flows:\n  main:\n    steps:\n      - branch:\n          - when: {{ caller_prefix: \"+4722\" }}\n            goto: oslo\n          - when: {{ not: {{ schedule: office }} }}\n            goto: closed\n          - when: {{ estimated_wait: {{ queue: q_nb, at_least: 10m }} }}\n            goto: long\n      - hangup: open\n      - id: oslo\n        hangup: oslo\n      - id: closed\n        hangup: closed\n      - id: long\n        hangup: long\n{OTHER}"
+    ));
+    let reason = |caller: &str, at: &str, wait: u64| {
+        let e = Env {
+            at: DateTime::parse_from_rfc3339(at)
+                .unwrap()
+                .with_timezone(&Utc),
+            queue: QueueState {
+                waiting: 3,
+                estimated_wait: Duration::from_secs(wait),
+            },
+        };
+        let call = CallInfo {
+            caller: caller.into(),
+            dialled: "1".into(),
+        };
+        let run = FlowRun::start(Arc::clone(&set), "main", call, Instant::now(), &e);
+        match run.end() {
+            Some(FlowEnd::Hangup { reason }) => reason.clone(),
+            other => format!("{other:?}"),
+        }
+    };
+    assert_eq!(
+        reason("+4722334455", "2025-03-05T10:00:00+01:00", 0),
+        "oslo"
+    );
+    assert_eq!(
+        reason("+4791234567", "2025-03-05T10:00:00+01:00", 0),
+        "open"
+    );
+    assert_eq!(
+        reason("+4791234567", "2025-03-05T10:00:00+01:00", 900),
+        "long"
+    );
+    // Saturday, and Langfredag (a Friday holiday).
+    assert_eq!(
+        reason("+4791234567", "2025-03-08T10:00:00+01:00", 0),
+        "closed"
+    );
+    assert_eq!(
+        reason("+4791234567", "2025-04-18T10:00:00+02:00", 0),
+        "closed"
+    );
+    // 07:30 local in summer time is before opening.
+    assert_eq!(
+        reason("+4791234567", "2025-06-03T07:30:00+02:00", 0),
+        "closed"
+    );
+}
+
+#[test]
+fn play_barge_in_skips_to_the_next_step_keeping_the_digit() {
+    let set = load(&format!(
+        "flows:\n  main:\n    steps:\n      - play: welcome\n        barge_in: true\n      - menu:\n          prompt: menu\n          choices: {{ \"1\": {{ hangup: one }} }}\n{OTHER}"
+    ));
+    let e = env();
+    let t0 = Instant::now();
+    let mut run = FlowRun::start(set, "main", CallInfo::default(), t0, &e);
+    drain(&mut run);
+    run.handle_event(t0, FlowEvent::Digit('1'), &e);
+    assert_eq!(
+        drain(&mut run),
+        vec![FlowAction::StopPlayback, hangup("one")]
+    );
+}
+
+#[test]
+fn unknown_entry_hangs_up() {
+    let set = load(&format!(
+        "flows:\n  main:\n    steps:\n      - hangup: x\n{OTHER}"
+    ));
+    let mut run = FlowRun::start(set, "nope", CallInfo::default(), Instant::now(), &env());
+    assert_eq!(drain(&mut run), vec![hangup("unknown_flow")]);
+}
+
+#[test]
+fn simulate_walks_with_digits_and_timeouts() {
+    let set = load(&format!("{LANGUAGE_MENU}{OTHER}"));
+    let options = SimulateOptions {
+        flow: Some("main".into()),
+        digits: vec!["".into(), "2".into()],
+        at: env().at,
+        ..SimulateOptions::default()
+    };
+    let report = simulate(&set, &options);
+    assert_eq!(report.language, Some(Language::En));
+    assert_eq!(
+        report.end,
+        Some(FlowEnd::Hangup {
+            reason: "done".into()
+        })
+    );
+    let ids: Vec<&str> = report.prompts.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["welcome", "menu", "menu", "no_input", "menu", "menu", "confirm"]
+    );
+    let text = report.to_string();
+    assert!(text.contains("[en] confirm: \"confirm in en\""), "{text}");
+    assert!(text.contains("no input (timeout)"), "{text}");
+    assert!(text.contains("caller presses 2"), "{text}");
+    assert!(text.contains("end: hangup (done)"), "{text}");
+}
+
+/// Prompt ids the default flows in `ivr-flows/` use (besides `number.0` to
+/// `number.60`).
+/// The shipped ivr-flows/ load with their real catalogue and audio, and pass
+/// their own flow tests.
+#[test]
+fn default_flows_load_and_pass_their_tests() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("ivr-flows");
+    let diagnostics = check(&dir);
+    let shown: Vec<String> = diagnostics.iter().map(|d| d.to_string()).collect();
+    assert!(shown.is_empty(), "{shown:#?}");
+    let report = run_tests(&dir);
+    assert!(report.passed(), "{report}");
+    assert!(report.results.len() >= 10, "{report}");
+}
+
+#[test]
+fn flow_tests_report_failures_at_the_case() {
+    let set = load(&format!("{LANGUAGE_MENU}{OTHER}"));
+    let cases = "tests:\n  - name: wrong language\n    flow: main\n    digits: [\"1\"]\n    expect:\n      language: en\n      prompts: [confirm@en]\n  - name: right\n    flow: main\n    digits: [\"2\"]\n    expect: { language: en, outcome: hangup, reason: done }\n";
+    let report = testing::run_test_sources(&set, &[(PathBuf::from("t.test.yaml"), cases.into())]);
+    assert!(!report.passed());
+    let text = report.to_string();
+    assert!(
+        text.contains("FAIL  t.test.yaml:2:5: wrong language: language: expected en, got nb"),
+        "{text}"
+    );
+    assert!(text.contains("ok    right"), "{text}");
+    assert!(text.contains("1 passed, 1 failed"), "{text}");
+}
+
+#[test]
+fn check_and_run_tests_read_a_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(
+        d.join("hotline.yaml"),
+        "entries: { default: main }\nflows:\n  main:\n    languages: [nb, en]\n    steps:\n      - play: welcome\n      - hangup: done\n",
+    )
+    .expect("write");
+    std::fs::write(d.join("prompts.yaml"), catalogue(&["welcome"])).expect("write");
+    std::fs::write(
+        d.join("hotline.test.yaml"),
+        "tests:\n  - name: says welcome\n    expect: { prompts: [welcome@nb], reason: done }\n",
+    )
+    .expect("write");
+    // No audio yet: an error per offered language, and the set does not load.
+    let diags = check(d);
+    let shown: Vec<String> = diags.iter().map(|x| x.to_string()).collect();
+    let file = d.join("hotline.yaml");
+    assert_eq!(
+        shown,
+        [format!(
+            "{}:6:15: prompt `welcome` has no audio in nb, en (audio/<lang>/welcome.wav), which flow `main` offers",
+            file.display()
+        )]
+    );
+    assert!(FlowSet::load(d).is_err());
+    assert!(format_report(&diags).ends_with("1 error(s), 0 warning(s)\n"));
+    assert!(!run_tests(d).passed());
+    for l in ["nb", "en"] {
+        std::fs::create_dir_all(d.join("audio").join(l)).expect("mkdir");
+        std::fs::write(d.join("audio").join(l).join("welcome.wav"), b"").expect("write");
+    }
+    assert!(check(d).is_empty());
+    let set = FlowSet::load(d).expect("loads");
+    assert_eq!(set.entry_for("123"), Some("main"));
+    let report = run_tests(d);
+    assert!(report.passed(), "{report}");
+    // A missing catalogue is named.
+    std::fs::remove_file(d.join("prompts.yaml")).expect("rm");
+    assert!(check(d)
+        .iter()
+        .any(|x| x.file.ends_with("prompts.yaml") && x.message.starts_with("prompt catalogue:")));
+}

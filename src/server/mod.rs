@@ -1,0 +1,250 @@
+//! The tokio shell: sockets, clocks and signals around the sans-IO cores.
+//!
+//! One task (the core loop) owns the SIP endpoint and every call through
+//! `CallManager`; it reads the UDP socket itself and receives TCP messages,
+//! media events and control requests over bounded channels. The media pacer
+//! and the HTTP server run as their own tasks.
+
+pub mod reload;
+pub mod tcp;
+
+pub use reload::{load_bundle, ReloadStatus};
+
+use crate::api::{self, ApiState};
+use crate::call::{CallManager, CallSummary, FlowBundle};
+use crate::config::Config;
+use crate::media::{MediaConfig, MediaEngine};
+use crate::metrics::Metrics;
+use crate::sip::{EndpointConfig, SipEndpoint, Transport};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tcp::TcpEvent;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// Requests from the HTTP side and the signal handlers to the core loop.
+pub enum Control {
+    Calls(oneshot::Sender<Vec<CallSummary>>),
+    /// Swap in a new, already validated flow version.
+    Swap(Arc<FlowBundle>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen for SIP on {addr}: {source}")]
+    SipBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    HttpBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("flows in {dir} are not valid:\n{report}")]
+    Flows { dir: String, report: String },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Runs the service until SIGINT/SIGTERM, then hangs up every call and returns.
+pub async fn serve(config: Config) -> Result<(), ServeError> {
+    let metrics = Arc::new(Metrics::new());
+    let bundle = load_bundle(&config.flows).map_err(|report| ServeError::Flows {
+        dir: config.flows.display().to_string(),
+        report,
+    })?;
+    let status = Arc::new(Mutex::new(ReloadStatus::loaded(bundle.flows.version())));
+
+    let udp = UdpSocket::bind(config.sip_listen)
+        .await
+        .map_err(|source| ServeError::SipBind {
+            addr: config.sip_listen,
+            source,
+        })?;
+    let sip_addr = udp.local_addr().unwrap_or(config.sip_listen);
+    let tcp_listener = TcpListener::bind(sip_addr)
+        .await
+        .map_err(|source| ServeError::SipBind {
+            addr: sip_addr,
+            source,
+        })?;
+    let http_listener = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .map_err(|source| ServeError::HttpBind {
+            addr: config.http_listen,
+            source,
+        })?;
+    let http_addr = http_listener.local_addr().unwrap_or(config.http_listen);
+
+    let (media, mut media_events) = MediaEngine::start(
+        MediaConfig {
+            bind_ip: sip_addr.ip(),
+            port_min: config.rtp_ports.min,
+            port_max: config.rtp_ports.max,
+        },
+        Arc::clone(&metrics),
+    );
+    let mut advertised = sip_addr;
+    if let Some(ip) = config.public_ip {
+        advertised.set_ip(ip);
+    }
+    let endpoint = SipEndpoint::new(
+        EndpointConfig {
+            local_addr: advertised,
+            user_agent: format!("hotline/{}", env!("CARGO_PKG_VERSION")),
+            max_message_size: config.max_sip_message,
+            max_calls: config.max_calls,
+        },
+        Arc::clone(&metrics),
+    );
+    let mut manager = CallManager::new(
+        endpoint,
+        media,
+        Arc::new(bundle),
+        Arc::clone(&metrics),
+        config.media_ip(),
+    );
+    manager.set_answer_delay(Duration::from_millis(config.answer_delay_ms));
+
+    let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpEvent>(4096);
+    tokio::spawn(tcp::accept_loop(
+        tcp_listener,
+        tcp_tx.clone(),
+        config.max_sip_message,
+    ));
+    let (control_tx, mut control_rx) = mpsc::channel::<Control>(256);
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let api_state = ApiState {
+        metrics: Arc::clone(&metrics),
+        control: control_tx.clone(),
+        reload: Arc::clone(&status),
+        flows_dir: config.flows.clone(),
+        token: config.api_token.clone(),
+        ready: Arc::clone(&ready),
+    };
+    tokio::spawn(api::serve(http_listener, api_state));
+    reload::spawn_watchers(
+        config.flows.clone(),
+        control_tx.clone(),
+        Arc::clone(&status),
+        Arc::clone(&metrics),
+    );
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(ServeError::Signals)?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(ServeError::Signals)?;
+
+    tracing::info!(
+        sip_udp = %sip_addr, sip_tcp = %sip_addr, http = %http_addr,
+        rtp = %format!("{}-{}", config.rtp_ports.min, config.rtp_ports.max),
+        flows = %config.flows.display(), flow_version = %manager.bundle().flows.version(),
+        "hotline ready: SIP udp+tcp {sip_addr}, HTTP http://{http_addr}"
+    );
+
+    let mut tcp_writers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    let mut buf = vec![0u8; 65536];
+    let mut shutdown_deadline: Option<Instant> = None;
+    let far = Duration::from_secs(3600);
+
+    loop {
+        let now = Instant::now();
+        let wake = manager
+            .poll_timeout()
+            .map(Instant::from_std)
+            .unwrap_or(now + far);
+        let wake = match shutdown_deadline {
+            Some(d) => wake.min(d),
+            None => wake,
+        };
+        tokio::select! {
+            received = udp.recv_from(&mut buf) => match received {
+                Ok((n, source)) => {
+                    let data = buf.get(..n).unwrap_or(&[]);
+                    manager.handle_sip(std::time::Instant::now(), Transport::Udp, source, data);
+                }
+                Err(e) => tracing::debug!(error = %e, "udp receive error"),
+            },
+            Some(event) = tcp_rx.recv() => match event {
+                TcpEvent::Connected { peer, writer } => {
+                    tcp_writers.insert(peer, writer);
+                }
+                TcpEvent::Message { peer, data } => {
+                    manager.handle_sip(std::time::Instant::now(), Transport::Tcp, peer, &data);
+                }
+                TcpEvent::Closed { peer } => {
+                    tcp_writers.remove(&peer);
+                }
+            },
+            Some(event) = media_events.recv() => {
+                manager.handle_media(std::time::Instant::now(), event);
+            }
+            Some(control) = control_rx.recv() => match control {
+                Control::Calls(reply) => {
+                    let _ = reply.send(manager.summaries(std::time::Instant::now()));
+                }
+                Control::Swap(bundle) => {
+                    tracing::info!(flow_version = %bundle.flows.version(), "flows reloaded");
+                    manager.set_bundle(bundle);
+                }
+            },
+            _ = tokio::time::sleep_until(wake) => {
+                manager.handle_timeout(std::time::Instant::now());
+            }
+            _ = sigterm.recv(), if shutdown_deadline.is_none() => {
+                shutdown_deadline = Some(begin_shutdown(&mut manager, &ready, &config, "SIGTERM"));
+            }
+            _ = sigint.recv(), if shutdown_deadline.is_none() => {
+                shutdown_deadline = Some(begin_shutdown(&mut manager, &ready, &config, "SIGINT"));
+            }
+        }
+        while let Some(t) = manager.poll_transmit() {
+            match t.transport {
+                Transport::Udp => {
+                    if let Err(e) = udp.try_send_to(&t.payload, t.destination) {
+                        tracing::debug!(destination = %t.destination, error = %e, "udp send failed");
+                    }
+                }
+                Transport::Tcp => match tcp_writers.get(&t.destination) {
+                    Some(w) => {
+                        if w.try_send(t.payload).is_err() {
+                            tracing::warn!(destination = %t.destination, "tcp write queue full: message dropped");
+                        }
+                    }
+                    None => tcp::connect_and_send(
+                        t.destination,
+                        t.payload,
+                        tcp_tx.clone(),
+                        config.max_sip_message,
+                    ),
+                },
+            }
+        }
+        if let Some(deadline) = shutdown_deadline {
+            if manager.call_count() == 0 || Instant::now() >= deadline {
+                tracing::info!(calls_left = manager.call_count(), "hotline stopped");
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn begin_shutdown<M: crate::call::MediaControl>(
+    manager: &mut CallManager<M>,
+    ready: &std::sync::atomic::AtomicBool,
+    config: &Config,
+    signal: &str,
+) -> Instant {
+    tracing::info!(
+        signal,
+        calls = manager.call_count(),
+        "shutting down: refusing new calls, hanging up calls in progress"
+    );
+    ready.store(false, std::sync::atomic::Ordering::Relaxed);
+    manager.shut_down(std::time::Instant::now());
+    Instant::now() + Duration::from_millis(config.shutdown_grace_ms)
+}

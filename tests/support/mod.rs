@@ -1,0 +1,458 @@
+//! Test harness: starts the real `hotline` binary on loopback ports, runs sipp
+//! scenarios against it, reads its metrics and API, and listens to its RTP.
+#![allow(dead_code)]
+
+pub mod rtp;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The repository root (where `ivr-flows/` and `tests/sipp/` live).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A free loopback port usable for both UDP and TCP (SIP listens on both).
+pub fn free_sip_port() -> u16 {
+    for _ in 0..200 {
+        let Ok(udp) = UdpSocket::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(addr) = udp.local_addr() else { continue };
+        if TcpListener::bind(addr).is_ok() {
+            return addr.port();
+        }
+    }
+    panic!("no free loopback port for SIP");
+}
+
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free tcp port")
+}
+
+/// A distinct RTP range per server, below the ephemeral range.
+fn rtp_range() -> (u16, u16) {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let slot = NEXT.fetch_add(1, Ordering::Relaxed) as u32;
+    let base = 10_000 + ((std::process::id() * 37 + slot * 200) % 9_000) as u16;
+    let base = base & !1;
+    (base, base + 199)
+}
+
+/// A running `hotline serve`.
+pub struct Hotline {
+    child: Child,
+    pub sip: SocketAddr,
+    pub http: SocketAddr,
+    pub flows: PathBuf,
+    pub rtp: (u16, u16),
+    log: Arc<Mutex<Vec<String>>>,
+    _data: tempfile::TempDir,
+}
+
+/// Options for starting the service.
+#[derive(Default)]
+pub struct Options {
+    pub flows: Option<PathBuf>,
+    pub config: Option<String>,
+}
+
+impl Hotline {
+    pub fn start() -> Hotline {
+        Hotline::start_with(Options::default())
+    }
+
+    pub fn start_with(options: Options) -> Hotline {
+        let data = tempfile::tempdir().expect("tempdir");
+        let sip: SocketAddr = format!("127.0.0.1:{}", free_sip_port())
+            .parse()
+            .expect("addr");
+        let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port())
+            .parse()
+            .expect("addr");
+        let flows = options.flows.unwrap_or_else(|| repo().join("ivr-flows"));
+        let rtp = rtp_range();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hotline"));
+        cmd.arg("serve")
+            .arg("--sip-listen")
+            .arg(sip.to_string())
+            .arg("--http-listen")
+            .arg(http.to_string())
+            .arg("--flows")
+            .arg(&flows)
+            .arg("--data-dir")
+            .arg(data.path())
+            .arg("--rtp-ports")
+            .arg(format!("{}-{}", rtp.0, rtp.1))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(config) = options.config {
+            let path = data.path().join("hotline.yaml");
+            std::fs::write(&path, config).expect("write config");
+            cmd.arg("--config").arg(path);
+        }
+        let mut child = cmd.spawn().expect("start hotline");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("log").push(line);
+            }
+        });
+        let hotline = Hotline {
+            child,
+            sip,
+            http,
+            flows,
+            rtp,
+            log,
+            _data: data,
+        };
+        hotline.wait_for_log("hotline ready", Duration::from_secs(20));
+        hotline
+    }
+
+    /// Everything the service logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().expect("log").clone()
+    }
+
+    /// Waits until a log line contains `needle`; panics with the log if not.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.log().into_iter().find(|l| l.contains(needle)) {
+                return line;
+            }
+            if Instant::now() > end {
+                panic!(
+                    "no log line with {needle:?} within {timeout:?}; log:\n{}",
+                    self.log().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn count_log(&self, needle: &str) -> usize {
+        self.log().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Plain HTTP GET; returns (status, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_request(self.http, "GET", path, None, "")
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+        http_request(self.http, "POST", path, token, body)
+    }
+
+    /// The value of one sample in /metrics, e.g. `hotline_calls_total{outcome="completed"}`;
+    /// 0 when absent.
+    pub fn metric(&self, sample: &str) -> f64 {
+        let (_, body) = self.get("/metrics");
+        metric_value(&body, sample)
+    }
+
+    /// Polls a metric until it reaches `at_least`, or panics with the log.
+    pub fn wait_metric(&self, sample: &str, at_least: f64, timeout: Duration) -> f64 {
+        let end = Instant::now() + timeout;
+        loop {
+            let v = self.metric(sample);
+            if v >= at_least {
+                return v;
+            }
+            if Instant::now() > end {
+                panic!(
+                    "{sample} = {v}, expected at least {at_least}; log:\n{}",
+                    self.log().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs a sipp scenario from tests/sipp against this service.
+    pub fn sipp(&self, scenario: &str) -> Sipp {
+        Sipp::new(self, scenario)
+    }
+
+    /// Sends a signal (e.g. `HUP`) without waiting.
+    pub fn signal(&mut self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Sends SIGTERM/SIGINT and waits for the exit status.
+    pub fn signal_and_wait(&mut self, signal: &str, timeout: Duration) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > end {
+                panic!(
+                    "hotline did not exit after {signal}; log:\n{}",
+                    self.log().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Hotline {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- hotline log ---\n{}", self.log().join("\n"));
+        }
+    }
+}
+
+pub fn metric_value(body: &str, sample: &str) -> f64 {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == sample)
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .unwrap_or(0.0)
+}
+
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("http connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("http write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("http read");
+    let status = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    let body = if resp
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(&body)
+    } else {
+        body
+    };
+    (status, body)
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// One sipp run.
+pub struct Sipp {
+    cmd: Command,
+    scenario: String,
+    dir: tempfile::TempDir,
+}
+
+impl Sipp {
+    fn new(hotline: &Hotline, scenario: &str) -> Sipp {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cmd = Command::new("sipp");
+        cmd.arg(hotline.sip.to_string())
+            .arg("-sf")
+            .arg(repo().join("tests/sipp").join(scenario))
+            .arg("-i")
+            .arg("127.0.0.1")
+            .arg("-p")
+            .arg(free_sip_port().to_string())
+            .arg("-mp")
+            .arg(free_sip_port().to_string())
+            .arg("-m")
+            .arg("1")
+            .arg("-s")
+            .arg("1000")
+            .arg("-nostdin")
+            .arg("-trace_err")
+            .arg("-error_file")
+            .arg(dir.path().join("errors.log"))
+            .arg("-timeout")
+            .arg("60s")
+            .arg("-timeout_error")
+            .current_dir(dir.path())
+            .stdin(Stdio::null());
+        Sipp {
+            cmd,
+            scenario: scenario.to_string(),
+            dir,
+        }
+    }
+
+    pub fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.cmd.arg(a);
+        self
+    }
+
+    pub fn key(mut self, k: &str, v: impl ToString) -> Self {
+        self.cmd.arg("-key").arg(k).arg(v.to_string());
+        self
+    }
+
+    /// Sets the call length (the scenario's bare `<pause/>`), in ms.
+    pub fn duration_ms(mut self, ms: u64) -> Self {
+        self.cmd.arg("-d").arg(ms.to_string());
+        self
+    }
+
+    pub fn tcp(mut self) -> Self {
+        self.cmd.arg("-t").arg("t1");
+        self
+    }
+
+    /// Starts sipp without waiting.
+    pub fn spawn(mut self) -> RunningSipp {
+        let child = self
+            .cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sipp (apt-get install sip-tester)");
+        RunningSipp {
+            child,
+            scenario: self.scenario,
+            dir: self.dir,
+        }
+    }
+
+    /// Runs sipp to the end and asserts that every call succeeded.
+    pub fn run_ok(self) {
+        self.spawn().wait_ok();
+    }
+}
+
+pub struct RunningSipp {
+    child: Child,
+    scenario: String,
+    dir: tempfile::TempDir,
+}
+
+impl RunningSipp {
+    pub fn wait(self) -> (bool, String) {
+        let out = self.child.wait_with_output().expect("sipp output");
+        let mut report = String::from_utf8_lossy(&out.stdout).into_owned();
+        report.push_str(&String::from_utf8_lossy(&out.stderr));
+        if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
+            for e in entries.flatten() {
+                if let Ok(text) = std::fs::read_to_string(e.path()) {
+                    report.push_str(&format!("\n--- {} ---\n{text}", e.path().display()));
+                }
+            }
+        }
+        (out.status.success(), report)
+    }
+
+    pub fn wait_ok(self) {
+        let scenario = self.scenario.clone();
+        let (ok, report) = self.wait();
+        let tail: String = report
+            .lines()
+            .rev()
+            .take(80)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(ok, "sipp scenario {scenario} failed:\n{tail}");
+    }
+}
+
+/// Sends one raw SIP message over UDP and returns the first response, if any.
+pub fn udp_exchange(to: SocketAddr, message: &str, wait: Duration) -> Option<String> {
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(wait)).expect("timeout");
+    let local = sock.local_addr().expect("addr");
+    let message = message.replace("{local}", &local.to_string());
+    sock.send_to(message.as_bytes(), to).expect("send");
+    let mut buf = [0u8; 65536];
+    match sock.recv_from(&mut buf) {
+        Ok((n, _)) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+        Err(_) => None,
+    }
+}
+
+/// Copies a flow directory into a fresh temporary one (to edit it in a test).
+pub fn copy_flows(from: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(from, dir.path());
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read flows") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
