@@ -16,6 +16,7 @@
 #     --rtp-ports LO-HI  the service's RTP range (default 10000-29999)
 #     --no-build         use the binaries already in target/release
 #     --perf             profile the service with perf during the hold window
+#     --service-config F pass --config F to the service (e.g. a larger max_calls)
 #     --skip-hold / --skip-rate   run only one phase
 #
 # Needs sipp, curl, jq, ss. Raw results go to bench/results/<timestamp>/.
@@ -34,6 +35,7 @@ BUILD=1
 DO_HOLD=1
 DO_RATE=1
 PERF=0
+SERVICE_CONFIG=
 
 die() { echo "run.sh: $*" >&2; exit 2; }
 positive() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 needs a positive integer, got '$2'"; }
@@ -51,9 +53,10 @@ while (($#)); do
         --rtp-ports) [[ "${2-}" =~ ^[0-9]+-[0-9]+$ ]] || die "--rtp-ports LO-HI"; RTP_PORTS=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --perf) PERF=1; shift ;;
+        --service-config) [[ -f "${2-}" ]] || die "--service-config needs a file"; SERVICE_CONFIG=$(realpath "$2"); shift 2 ;;
         --skip-hold) DO_HOLD=0; shift ;;
         --skip-rate) DO_RATE=0; shift ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
 done
@@ -142,14 +145,18 @@ start_service() {
     SIP_PORT=$(free_port)
     HTTP_PORT=$(free_port)
     mkdir -p "$run_dir/data"
-    RUST_LOG=${RUST_LOG:-warn,hotline=info} "$HOTLINE" serve \
+    local config=()
+    [[ -n "$SERVICE_CONFIG" ]] && config=(--config "$SERVICE_CONFIG")
+    # Logging stays at the service's default (info, one line per call
+    # event), as operators run it; set RUST_LOG to change it.
+    "$HOTLINE" serve "${config[@]}" \
         --sip-listen "127.0.0.1:$SIP_PORT" --http-listen "127.0.0.1:$HTTP_PORT" \
         --flows "$FLOWS" --data-dir "$run_dir/data" --rtp-ports "$RTP_PORTS" \
         </dev/null >"$run_dir/hotline.out" 2>"$run_dir/hotline.log" &
     SERVICE_PID=$!
     local i
     for ((i = 0; i < 300; i++)); do
-        grep -q "hotline ready" "$run_dir/hotline.log" 2>/dev/null && return 0
+        curl -fsS --max-time 1 "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1 && return 0
         kill -0 "$SERVICE_PID" 2>/dev/null || { tail -20 "$run_dir/hotline.log" >&2; die "service exited"; }
         sleep 0.1
     done
@@ -343,8 +350,8 @@ rate_step() {
     echo start >&"$PROBE_CTL"
     local buff=()
     ((rate >= 2000)) && buff=(-buff_size 4194304)
-    local before_ok before_rejected c0 t0 c1 t1
-    before_ok=$(metric 'hotline_calls_total{outcome="answered"}')
+    local c0 t0 c1 t1 rejected_before
+    rejected_before=$(metric 'hotline_sip_responses_total{code="503"}')
     c0=$(cpu_ticks "$SERVICE_PID")
     t0=$(now_s)
     # -l bounds sipp's open calls if the service slows down.
@@ -365,10 +372,12 @@ rate_step() {
         --arg setup_avg "$(stat_last "$run_dir/$name.csv" 'ResponseTimesetup(C)')" \
         --argjson ticks "$((c1 - c0))" --argjson clk "$CLK_TCK" \
         --argjson wall "$(minus "$t1" "$t0")" \
+        --argjson rejected "$(minus "$(metric 'hotline_sip_responses_total{code="503"}')" "$rejected_before")" \
         --slurpfile probe "$run_dir/probe-$name.json" '
         {
           target_rate: $target, calls: $total, sipp_exit: $sipp_rc,
           successful: $ok, failed: $failed, retransmissions: $retrans,
+          service_503s: $rejected,
           achieved_rate: $achieved,
           zero_failures: ($failed == 0 and $ok == $total and $sipp_rc == 0),
           setup_time_avg: $setup_avg,
@@ -413,6 +422,7 @@ rate_phase() {
     echo "kernel: $(uname -r)"
     echo "sipp: $(sipp -v 2>&1 | grep -m1 SIPp | tr -s ' ')"
     echo "git: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "service config: ${SERVICE_CONFIG:-none}"
     echo "args: calls=$CALLS ramp=$RAMP_RATE window=$WINDOW rate=$RATE step_up=$STEP_UP max_rate=$MAX_RATE rate_seconds=$RATE_SECONDS runs=$RUNS rtp=$RTP_PORTS"
 } | tee "$RESULTS/machine.txt"
 
