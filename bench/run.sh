@@ -11,7 +11,9 @@
 #     --rate R           setup rate, calls/s (default 200)
 #     --step-up          double the rate (R, 2R, 4R, ...) until a step fails
 #     --max-rate R       highest rate tried with --step-up (default 3200)
-#     --rate-seconds S   seconds of call generation per rate (default 20)
+#     --rate-seconds S   seconds of call generation per rate (default 40: longer
+#                        than the 32 s a finished SIP transaction is kept, so
+#                        the service reaches its steady state within a step)
 #     --runs K           repeat everything K times (fresh service each time)
 #     --rtp-ports LO-HI  the service's RTP range (default 10000-29999)
 #     --no-build         use the binaries already in target/release
@@ -28,7 +30,7 @@ WINDOW=20
 RATE=200
 STEP_UP=0
 MAX_RATE=3200
-RATE_SECONDS=20
+RATE_SECONDS=40
 RUNS=1
 RTP_PORTS=10000-29999
 BUILD=1
@@ -56,7 +58,7 @@ while (($#)); do
         --service-config) [[ -f "${2-}" ]] || die "--service-config needs a file"; SERVICE_CONFIG=$(realpath "$2"); shift 2 ;;
         --skip-hold) DO_HOLD=0; shift ;;
         --skip-rate) DO_RATE=0; shift ;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
 done
