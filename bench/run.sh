@@ -20,6 +20,7 @@
 #     --perf             profile the service with perf during the hold window
 #     --service-config F pass --config F to the service (e.g. a larger max_calls)
 #     --skip-hold / --skip-rate   run only one phase
+#     --summary DIR      only print the summary of an earlier results directory
 #
 # Needs sipp, curl, jq, ss. Raw results go to bench/results/<timestamp>/.
 set -euo pipefail
@@ -38,6 +39,7 @@ DO_HOLD=1
 DO_RATE=1
 PERF=0
 SERVICE_CONFIG=
+SUMMARY_ONLY=
 
 die() { echo "run.sh: $*" >&2; exit 2; }
 positive() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 needs a positive integer, got '$2'"; }
@@ -58,7 +60,8 @@ while (($#)); do
         --service-config) [[ -f "${2-}" ]] || die "--service-config needs a file"; SERVICE_CONFIG=$(realpath "$2"); shift 2 ;;
         --skip-hold) DO_HOLD=0; shift ;;
         --skip-rate) DO_RATE=0; shift ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        --summary) [[ -d "${2-}" ]] || die "--summary needs a results directory"; SUMMARY_ONLY=$(realpath "$2"); shift 2 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
 done
@@ -78,6 +81,47 @@ HOTLINE=${HOTLINE:-$REPO/target/release/hotline}
 PROBE=$REPO/target/release/rtp-probe
 SCENARIO=$REPO/bench/sipp/uac_hold.xml
 FLOWS=${FLOWS:-$REPO/ivr-flows}
+# --------------------------------------------------------------- summary --
+
+summary() {
+    local holds=("$RESULTS"/run-*/hold.json) rates=("$RESULTS"/run-*/rate.json)
+    echo
+    printf '%-5s %7s %6s %9s %9s %9s %7s %9s %6s\n' run held calls "p50 ms" "p99 ms" "max ms" "cpu %" "KiB/call" lost
+    if [[ -e "${holds[0]}" ]]; then
+        local f
+        for f in "${holds[@]}"; do
+            jq -r --arg run "$(basename "$(dirname "$f")")" \
+                '[$run, (if .all_calls_held then "yes" else "NO" end), .calls, .pacing_p50_ms, .pacing_p99_ms, .pacing_max_ms, .cpu_percent_of_one_core, .kib_per_call, .lost] | @tsv' "$f"
+        done | awk -F'\t' '{ printf "%-5s %7s %6s %9s %9s %9s %7s %9s %6s\n", substr($1, 5), $2, $3, $4, $5, $6, $7, $8, $9 }'
+        jq -s '{
+            median_pacing_p50_ms: (map(.pacing_p50_ms) | sort | .[length / 2 | floor]),
+            median_pacing_p99_ms: (map(.pacing_p99_ms) | sort | .[length / 2 | floor]),
+            median_cpu_percent: (map(.cpu_percent_of_one_core) | sort | .[length / 2 | floor]),
+            median_kib_per_call: (map(.kib_per_call) | sort | .[length / 2 | floor])
+          }' "${holds[@]}" >"$RESULTS/hold-medians.json"
+        echo "medians: $(jq -c . "$RESULTS/hold-medians.json")"
+    fi
+    echo
+    printf '%-5s %7s %9s %7s %7s %9s %7s\n' run target achieved ok failed "p99 ms" "cpu %"
+    local r
+    for r in "$RESULTS"/run-*/rate-*.json; do
+        [[ -e "$r" ]] || continue
+        jq -r --arg run "$(basename "$(dirname "$r")")" \
+            '[$run, .target_rate, .achieved_rate, .successful, .failed, .pacing_p99_ms, .cpu_percent_of_one_core] | @tsv' "$r"
+    done | sort -t$'\t' -k1,1 -k2,2n |
+        awk -F'\t' '{ printf "%-5s %7s %9s %7s %7s %9s %7s\n", substr($1, 5), $2, $3, $4, $5, $6, $7 }'
+    if [[ -e "${rates[0]}" ]]; then
+        echo "highest rate with zero failures, per run: $(jq -s -c 'map(.best_rate_zero_failures)' "${rates[@]}")"
+    fi
+    echo
+    echo "raw results: $RESULTS"
+}
+if [[ -n "$SUMMARY_ONLY" ]]; then
+    RESULTS=$SUMMARY_ONLY
+    summary | tee "$RESULTS/summary.txt"
+    exit 0
+fi
+
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RESULTS=$REPO/bench/results/$STAMP
 mkdir -p "$RESULTS"
@@ -438,38 +482,4 @@ for ((run = 1; run <= RUNS; run++)); do
     stop_service
 done
 
-# --------------------------------------------------------------- summary --
-
-summary() {
-    local holds=("$RESULTS"/run-*/hold.json) rates=("$RESULTS"/run-*/rate.json)
-    echo
-    printf '%-5s %7s %6s %9s %9s %9s %7s %9s %6s\n' run held calls "p50 ms" "p99 ms" "max ms" "cpu %" "KiB/call" lost
-    if [[ -e "${holds[0]}" ]]; then
-        local f
-        for f in "${holds[@]}"; do
-            jq -r --arg run "$(basename "$(dirname "$f")")" \
-                '[$run, (if .all_calls_held then "yes" else "NO" end), .calls, .pacing_p50_ms, .pacing_p99_ms, .pacing_max_ms, .cpu_percent_of_one_core, .kib_per_call, .lost] | @tsv' "$f"
-        done | awk -F'\t' '{ printf "%-5s %7s %6s %9s %9s %9s %7s %9s %6s\n", substr($1, 5), $2, $3, $4, $5, $6, $7, $8, $9 }'
-        jq -s '{
-            median_pacing_p50_ms: (map(.pacing_p50_ms) | sort | .[length / 2 | floor]),
-            median_pacing_p99_ms: (map(.pacing_p99_ms) | sort | .[length / 2 | floor]),
-            median_cpu_percent: (map(.cpu_percent_of_one_core) | sort | .[length / 2 | floor]),
-            median_kib_per_call: (map(.kib_per_call) | sort | .[length / 2 | floor])
-          }' "${holds[@]}" >"$RESULTS/hold-medians.json"
-        echo "medians: $(jq -c . "$RESULTS/hold-medians.json")"
-    fi
-    echo
-    printf '%-5s %7s %9s %7s %7s %9s %7s\n' run target achieved ok failed "p99 ms" "cpu %"
-    local r
-    for r in "$RESULTS"/run-*/rate-*.json; do
-        [[ -e "$r" ]] || continue
-        jq -r --arg run "$(basename "$(dirname "$r")")" \
-            '[$run, .target_rate, .achieved_rate, .successful, .failed, .pacing_p99_ms, .cpu_percent_of_one_core] | @tsv' "$r"
-    done | awk -F'\t' '{ printf "%-5s %7s %9s %7s %7s %9s %7s\n", substr($1, 5), $2, $3, $4, $5, $6, $7 }'
-    if [[ -e "${rates[0]}" ]]; then
-        echo "highest rate with zero failures, per run: $(jq -s -c 'map(.best_rate_zero_failures)' "${rates[@]}")"
-    fi
-    echo
-    echo "raw results: $RESULTS"
-}
 summary | tee "$RESULTS/summary.txt"
