@@ -28,6 +28,9 @@ pub struct Config {
     pub ws_token: Option<String>,
     /// Calls held at once; more INVITEs get 503.
     pub max_calls: usize,
+    /// SIP transactions kept at once (each lingers 32 s after it ends); the
+    /// sustained setup rate is bounded by about a sixty-fourth of this per second.
+    pub max_sip_transactions: usize,
     /// Largest SIP message accepted, in bytes.
     pub max_sip_message: usize,
     /// How long a shutdown waits for BYEs to be answered.
@@ -51,6 +54,7 @@ impl Default for Config {
             api_token: None,
             ws_token: None,
             max_calls: 5000,
+            max_sip_transactions: 131_072,
             max_sip_message: 16 * 1024,
             shutdown_grace_ms: 2000,
             answer_delay_ms: 0,

@@ -71,6 +71,7 @@ impl Harness {
                 user_agent: "hotline-test".into(),
                 max_message_size: 16 * 1024,
                 max_calls: 100,
+                max_transactions: 1000,
             },
             Arc::clone(&metrics),
         );

@@ -98,6 +98,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             user_agent: format!("hotline/{}", env!("CARGO_PKG_VERSION")),
             max_message_size: config.max_sip_message,
             max_calls: config.max_calls,
+            max_transactions: config.max_sip_transactions,
         },
         Arc::clone(&metrics),
     );

@@ -42,7 +42,7 @@
 //!   (RFC 3261 14.2). Any `Require` → 420 (we support no extensions, so no
 //!   RFC 4028 session timers either: `probe` finds vanished peers instead).
 //! - Bounds: `max_calls` calls and legs together (then 503 + Retry-After, or
-//!   `LegFailed` 503), 4*max_calls+64 server and 3*max_calls+64 client
+//!   `LegFailed` 503), max_transactions (at least 4*max_calls) server and client
 //!   transactions, max_calls+64 REGISTERs awaiting an answer, output queues of
 //!   8*max_calls+1024. The shell drains `poll_transmit`/`poll_event` after
 //!   every call in.
@@ -129,8 +129,13 @@ pub struct EndpointConfig {
     pub user_agent: String,
     /// Largest message accepted (UDP datagram or TCP framed message).
     pub max_message_size: usize,
-    /// Upper bound on calls and transactions kept (beyond it: 503).
+    /// Upper bound on calls and legs (beyond it: 503).
     pub max_calls: usize,
+    /// Upper bound on server transactions, and again on client transactions.
+    /// A finished transaction stays 32 s to absorb retransmissions (RFC 3261
+    /// Timers I, J, K, L), so the sustained call rate this allows is about
+    /// `max_transactions / 64` per second (INVITE + BYE per call).
+    pub max_transactions: usize,
 }
 
 /// What a new INVITE carried, for the call layer to decide on.
@@ -625,12 +630,18 @@ impl SipEndpoint {
     }
 
     fn max_servers(&self) -> usize {
-        self.config.max_calls.saturating_mul(4).saturating_add(64)
+        self.config
+            .max_transactions
+            .max(self.config.max_calls.saturating_mul(4))
+            .saturating_add(64)
     }
 
     /// A session may have an INVITE, a CANCEL or BYE, and a probe out at once.
     fn max_clients(&self) -> usize {
-        self.config.max_calls.saturating_mul(3).saturating_add(64)
+        self.config
+            .max_transactions
+            .max(self.config.max_calls.saturating_mul(3))
+            .saturating_add(64)
     }
 
     fn max_registers(&self) -> usize {

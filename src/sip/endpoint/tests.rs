@@ -28,6 +28,7 @@ impl Harness {
             user_agent: "hotline-test".into(),
             max_message_size: 8192,
             max_calls,
+            max_transactions: 0,
         };
         Harness {
             ep: SipEndpoint::new(config, metrics.clone()),
