@@ -7,6 +7,7 @@ need=()
 command -v sipp >/dev/null || need+=(sip-tester)
 [ -f /usr/share/sip-tester/dtmf_2833_2.pcap ] || need+=(sip-tester)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
+command -v promtool >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -19,4 +20,5 @@ cargo clippy --all-targets --locked -- -D warnings
 cargo build --locked --bins
 ./target/debug/hotline flows check ivr-flows
 ./target/debug/hotline flows test ivr-flows
+./scripts/check-monitoring.sh
 cargo test --locked -- --test-threads 4
