@@ -344,6 +344,19 @@ pub enum RequestedState {
     LoggedOut,
 }
 
+/// The state an agent asks for by dialling a feature code from the phone:
+/// `*1` ready, `*2` paused, `*9` logged out.
+pub fn feature_code(dialled: &str) -> Option<RequestedState> {
+    match dialled.trim() {
+        "*1" => Some(RequestedState::Ready),
+        "*2" => Some(RequestedState::Paused {
+            reason: "paused from phone".to_string(),
+        }),
+        "*9" => Some(RequestedState::LoggedOut),
+        _ => None,
+    }
+}
+
 /// What a request did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RequestEffect {
@@ -546,7 +559,7 @@ impl AgentRuntime {
             self.become_free(now, pending);
         } else {
             self.state = AgentState::WrapUp {
-                until: now + wrap_up,
+                until: now.checked_add(wrap_up).unwrap_or(now),
             };
         }
         Ok(())
@@ -631,6 +644,17 @@ mod tests {
             errors
         );
         assert!(parse("agents: [").is_err());
+    }
+
+    #[test]
+    fn feature_codes() {
+        assert_eq!(feature_code("*1"), Some(RequestedState::Ready));
+        assert!(matches!(
+            feature_code("*2"),
+            Some(RequestedState::Paused { .. })
+        ));
+        assert_eq!(feature_code("*9"), Some(RequestedState::LoggedOut));
+        assert_eq!(feature_code("112"), None);
     }
 
     #[test]

@@ -15,7 +15,8 @@ pub mod yaml;
 mod tests;
 
 pub use agents::{
-    ha1, Agent, AgentDirectory, AgentId, AgentRuntime, AgentState, RequestEffect, RequestedState,
+    feature_code, ha1, Agent, AgentDirectory, AgentId, AgentRuntime, AgentState, RequestEffect,
+    RequestedState,
 };
 pub use config::{EscalationTier, NoAgentsPolicy, QueueConfig, QueuesConfig};
 pub use estimate::{ErrorSummary, PredictionError};

@@ -372,9 +372,9 @@ impl Acd {
             expired: false,
             no_agents: policy,
             first_estimate: None,
-            max_wait_at: now + max_wait,
+            max_wait_at: later(now, max_wait),
             next_announce: None,
-            next_escalation: q.config.escalation.first().map(|t| now + t.after),
+            next_escalation: q.config.escalation.first().map(|t| later(now, t.after)),
         };
         self.timers
             .insert((waiting.max_wait_at, Timer::MaxWait(call)));
@@ -633,7 +633,7 @@ impl Acd {
                 (q.config.pause_on_no_answer, q.config.reoffer_delay)
             });
         if let Some(slot) = self.agents.get_mut(ai) {
-            let hold_until = now + delay;
+            let hold_until = later(now, delay);
             let pause_reason = pause.then(|| reason.to_string());
             if slot.rt.offer_failed(now, pause_reason, hold_until).is_ok() {
                 if slot.rt.hold_off_until() == Some(hold_until) {
@@ -781,7 +781,7 @@ impl Acd {
             .config
             .escalation
             .get(c.tier)
-            .map(|t| c.joined_at + t.after);
+            .map(|t| later(c.joined_at, t.after));
         if let Some(t) = c.next_escalation {
             self.timers.insert((t, Timer::Escalate(call)));
         }
@@ -803,7 +803,7 @@ impl Acd {
         if let Some(old) = c.next_announce.take() {
             self.timers.remove(&(old, Timer::Announce(call)));
         }
-        let at = now + interval;
+        let at = later(now, interval);
         c.next_announce = Some(at);
         self.timers.insert((at, Timer::Announce(call)));
     }
@@ -956,7 +956,7 @@ impl Acd {
             let Some(c) = self.calls.get_mut(&call) else {
                 continue;
             };
-            let deadline = now + ring;
+            let deadline = later(now, ring);
             c.offer = Some(Offer {
                 agent: ai,
                 deadline,
@@ -1109,6 +1109,17 @@ impl Acd {
             .collect()
     }
 }
+
+/// `now + d` without the panic `Instant` arithmetic has on overflow; such a
+/// far deadline is as good as never.
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(MAX_DELAY))
+        .unwrap_or(now)
+}
+
+/// No timer is set further out than this.
+const MAX_DELAY: Duration = Duration::from_secs(7 * 86_400);
 
 /// The proficiency with which `agent` may take a call of this queue under
 /// `requirement`, or `None` if it may not.

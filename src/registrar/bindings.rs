@@ -309,7 +309,9 @@ impl Registrar {
                 }
                 continue;
             }
-            let expires_at = now + Duration::from_secs(u64::from(expires));
+            let expires_at = now
+                .checked_add(Duration::from_secs(u64::from(expires)))
+                .unwrap_or(now);
             match position.and_then(|i| current.get_mut(i)) {
                 Some(b) => {
                     b.expires_at = expires_at;
