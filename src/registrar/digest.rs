@@ -935,4 +935,17 @@ mod tests {
         assert!(!shown.contains(&ha1(Algorithm::Md5, "anna", "hotline", "pw")));
         assert!(Ha1Set::new(Some("xyz"), None).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parser_never_panics(input in "(Digest )?([a-z]{1,8}=(\"([^\"\\\\]|\\\\.){0,12}\"|[a-z0-9]{0,8})[ ,]{0,3}){0,12}[\\\\\"=, ]{0,3}") {
+            let _ = parse_authorization(&input);
+        }
+
+        #[test]
+        fn parser_never_panics_on_bytes(input in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let text = String::from_utf8_lossy(&input);
+            let _ = parse_authorization(&format!("Digest {text}"));
+        }
+    }
 }
