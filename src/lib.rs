@@ -2,6 +2,7 @@
 //!
 //! See `docs/architecture.md` for the map of the code.
 
+pub mod acd;
 pub mod api;
 pub mod call;
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod logging;
 pub mod media;
 pub mod metrics;
 pub mod prompts;
+pub mod registrar;
 pub mod sdp;
 pub mod server;
 pub mod sip;

@@ -1,0 +1,32 @@
+//! Skills-based queueing: agents and their states, queues with escalation
+//! tiers, the router that offers callers to agents, and wait estimates.
+//!
+//! Everything here is sans-IO: inputs carry `now`, outputs are polled. The SIP
+//! and media side rings agents and plays announcements on the core's word.
+
+pub mod agents;
+pub mod config;
+pub mod estimate;
+pub mod queue;
+pub mod router;
+pub mod yaml;
+
+#[cfg(test)]
+mod tests;
+
+pub use agents::{
+    feature_code, ha1, Agent, AgentDirectory, AgentId, AgentRuntime, AgentState, RequestEffect,
+    RequestedState,
+};
+pub use config::{EscalationTier, NoAgentsPolicy, QueueConfig, QueuesConfig};
+pub use estimate::{ErrorSummary, PredictionError};
+pub use queue::JoinOptions;
+pub use router::{
+    Acd, AcdAction, AcdError, AgentView, JoinResult, LeaveOutcome, LineStats, OfferResult,
+    QueueStats,
+};
+pub use yaml::SourceError;
+
+/// A call, as the call layer numbers it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub u64);

@@ -1,0 +1,111 @@
+//! Waiting lines: per queue and caller language (a skill group), ordered by
+//! priority, then by arrival. The router owns them; this module only keeps
+//! them consistent.
+
+use super::config::{NoAgentsPolicy, QueueConfig};
+use super::estimate::{ErrorSummary, HandleTimes};
+use super::CallId;
+use crate::language::Language;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+/// Place in line: higher priority first, then first come first served.
+pub type OrderKey = (Reverse<u8>, u64);
+
+/// How the flow wants a caller queued.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JoinOptions {
+    /// 0 is normal; higher is served first.
+    pub priority: u8,
+    /// Overrides the queue's policy when nobody is logged in for the language.
+    pub no_agents: Option<NoAgentsPolicy>,
+    /// Overrides the queue's `max_wait`.
+    pub max_wait: Option<Duration>,
+}
+
+/// An offer in progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offer {
+    pub agent: usize,
+    pub deadline: Instant,
+}
+
+/// A caller in a queue.
+#[derive(Clone, Debug)]
+pub struct WaitingCall {
+    pub call: CallId,
+    pub queue: usize,
+    pub language: Language,
+    pub key: OrderKey,
+    pub joined_at: Instant,
+    pub tier: usize,
+    pub offer: Option<Offer>,
+    /// Max wait passed while an agent was ringing: leave once the offer fails.
+    pub expired: bool,
+    pub no_agents: NoAgentsPolicy,
+    pub first_estimate: Option<Duration>,
+    pub max_wait_at: Instant,
+    pub next_announce: Option<Instant>,
+    pub next_escalation: Option<Instant>,
+}
+
+/// A queue's live part.
+#[derive(Clone, Debug)]
+pub struct QueueRuntime {
+    pub config: QueueConfig,
+    pub handle_times: HandleTimes,
+    pub errors: ErrorSummary,
+    /// Removed from `queues.yaml`: takes no new callers, keeps its waiting ones.
+    pub retired: bool,
+    lines: BTreeMap<Language, BTreeSet<OrderKey>>,
+    waiting: usize,
+}
+
+impl QueueRuntime {
+    pub fn new(config: QueueConfig) -> QueueRuntime {
+        QueueRuntime {
+            handle_times: HandleTimes::new(config.handle_time_prior),
+            config,
+            errors: ErrorSummary::default(),
+            retired: false,
+            lines: BTreeMap::new(),
+            waiting: 0,
+        }
+    }
+
+    pub fn waiting(&self) -> usize {
+        self.waiting
+    }
+
+    pub fn insert(&mut self, language: Language, key: OrderKey) {
+        if self.lines.entry(language).or_default().insert(key) {
+            self.waiting += 1;
+        }
+    }
+
+    pub fn remove(&mut self, language: Language, key: OrderKey) {
+        let Some(line) = self.lines.get_mut(&language) else {
+            return;
+        };
+        if line.remove(&key) {
+            self.waiting = self.waiting.saturating_sub(1);
+        }
+        if line.is_empty() {
+            self.lines.remove(&language);
+        }
+    }
+
+    /// Keys ahead of `key` in its line.
+    pub fn ahead(&self, language: Language, key: OrderKey) -> impl Iterator<Item = &OrderKey> {
+        self.lines
+            .get(&language)
+            .into_iter()
+            .flat_map(move |line| line.range(..key))
+    }
+
+    /// Languages with callers waiting, with how many.
+    pub fn lines(&self) -> impl Iterator<Item = (Language, usize)> + '_ {
+        self.lines.iter().map(|(l, line)| (*l, line.len()))
+    }
+}

@@ -1,0 +1,1139 @@
+//! The ACD core: callers wait, agents come and go, offers ring and fail.
+//! Sans-IO: every input carries `now`; outputs are polled with
+//! [`Acd::poll_action`]; [`Acd::poll_timeout`] says when to call
+//! [`Acd::handle_timeout`].
+//!
+//! Routing: callers are taken in order of priority, then arrival, across all
+//! queues. Each is offered to the best available agent that may take it at its
+//! current escalation tier: first agents with the caller's own language, then
+//! the longest idle, then the most proficient. One call rings one agent at a
+//! time; an agent rings for one call at a time and only while Ready.
+//!
+//! The owner drains `poll_action` after every input; each input produces at
+//! most a few actions per waiting call and agent, so the action queue stays
+//! bounded by the size of the queues.
+
+use super::agents::{
+    Agent, AgentDirectory, AgentId, AgentRuntime, AgentState, InvalidTransition, RequestEffect,
+    RequestedState,
+};
+use super::config::{NoAgentsPolicy, QueueConfig, QueuesConfig, Requirement};
+use super::estimate::{estimate_wait, AgentLoad, ErrorSummary, PredictionError};
+use super::queue::{JoinOptions, Offer, OrderKey, QueueRuntime, WaitingCall};
+use super::CallId;
+use crate::language::Language;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// The answer to [`Acd::join`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JoinResult {
+    /// Queued, in this language (another one if the no-agents policy fell back).
+    Joined {
+        language: Language,
+    },
+    /// `max_length` reached: the flow takes its exit.
+    Full,
+    /// Nobody who could take the call is logged in, and the policy says not
+    /// to wait: the flow plays its message.
+    NoAgents,
+    UnknownQueue,
+    /// The queue does not take this language.
+    LanguageNotServed,
+    AlreadyQueued,
+}
+
+/// How an offer ended, as the SIP side saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OfferResult {
+    Answered,
+    /// A final failure response (486 Busy Here, 603 Decline, 408, 480 ...).
+    Rejected(u16),
+    /// No answer (the SIP side's own timer).
+    Timeout,
+}
+
+/// Why a caller left the queue. Every joined call leaves exactly once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaveOutcome {
+    Answered {
+        agent: AgentId,
+    },
+    /// Hung up while waiting; `short` when under `short_abandon_threshold`.
+    Abandoned {
+        short: bool,
+    },
+    TimedOut,
+    NoAgents,
+    /// Taken out by the flow (for example to leave a message).
+    Left,
+}
+
+impl LeaveOutcome {
+    /// The `outcome` label of `hotline_queue_wait_seconds`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            LeaveOutcome::Answered { .. } => "answered",
+            LeaveOutcome::Abandoned { .. } => "abandoned",
+            LeaveOutcome::TimedOut => "timed_out",
+            LeaveOutcome::NoAgents => "no_agents",
+            LeaveOutcome::Left => "left",
+        }
+    }
+}
+
+/// What the ACD asks of the world.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AcdAction {
+    /// Ring `agent` for `call` (INVITE to its contact).
+    Offer {
+        call: CallId,
+        agent: AgentId,
+        queue: String,
+        language: Language,
+    },
+    /// Stop ringing (CANCEL). No `offer_result` is expected after it; if the
+    /// agent's 200 crosses the CANCEL, `offer_result` returns `NotOffered` and
+    /// that leg is hung up.
+    CancelOffer {
+        call: CallId,
+        agent: AgentId,
+    },
+    /// Tell the caller where they are, in their language.
+    Announce {
+        call: CallId,
+        position: usize,
+        estimated_wait: Option<Duration>,
+        waited: Duration,
+        first: bool,
+    },
+    /// The caller may now go to more agents.
+    Escalated {
+        call: CallId,
+        tier: usize,
+    },
+    /// Nobody speaks the caller's language any more: queued in this one.
+    LanguageFallback {
+        call: CallId,
+        language: Language,
+    },
+    /// Max wait passed: the flow takes its exit.
+    QueueTimeout {
+        call: CallId,
+    },
+    /// The last agent who could take the call logged out: the flow goes on.
+    NoAgents {
+        call: CallId,
+    },
+    /// A caller left the queue (for metrics and records).
+    CallLeft {
+        call: CallId,
+        queue: String,
+        language: Language,
+        outcome: LeaveOutcome,
+        waited: Duration,
+        prediction: Option<PredictionError>,
+    },
+    AgentStateChanged {
+        agent: AgentId,
+        state: AgentState,
+    },
+}
+
+/// Input the ACD refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AcdError {
+    #[error("unknown agent")]
+    UnknownAgent,
+    #[error("unknown call")]
+    UnknownCall,
+    /// The offer was already withdrawn or timed out.
+    #[error("call is not offered to this agent")]
+    NotOffered,
+    #[error(transparent)]
+    Invalid(#[from] InvalidTransition),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Announce(CallId),
+    Escalate(CallId),
+    MaxWait(CallId),
+    RingTimeout(CallId),
+    WrapUpEnd(usize),
+    HoldOffEnd(usize),
+}
+
+#[derive(Clone, Debug)]
+struct AgentSlot {
+    agent: Agent,
+    rt: AgentRuntime,
+    /// No longer in `agents.yaml`: never offered again.
+    removed: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Answered {
+    agent: usize,
+    queue: usize,
+}
+
+/// One queue's figures, for the API and gauges.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueueStats {
+    pub name: String,
+    pub waiting: usize,
+    pub oldest_wait: Option<Duration>,
+    /// For a caller joining now, the longest over the queue's languages.
+    pub estimated_wait: Option<Duration>,
+    pub lines: Vec<LineStats>,
+    pub mean_handle_time: Duration,
+    pub prediction_errors: ErrorSummary,
+}
+
+/// One language's line in a queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineStats {
+    pub language: Language,
+    pub waiting: usize,
+    pub estimated_wait: Option<Duration>,
+}
+
+/// An agent as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentView {
+    pub id: AgentId,
+    pub name: String,
+    pub state: AgentState,
+    pub idle_since: Option<Instant>,
+    pub skills: BTreeMap<Language, u8>,
+}
+
+/// The automatic call distributor.
+#[derive(Debug)]
+pub struct Acd {
+    queues: Vec<QueueRuntime>,
+    queue_index: HashMap<String, usize>,
+    agents: Vec<AgentSlot>,
+    agent_index: HashMap<AgentId, usize>,
+    calls: HashMap<CallId, WaitingCall>,
+    /// Every waiting call in routing order.
+    order: BTreeMap<OrderKey, CallId>,
+    answered: HashMap<CallId, Answered>,
+    timers: BTreeSet<(Instant, Timer)>,
+    wrap_timers: HashMap<usize, Instant>,
+    hold_timers: HashMap<usize, Instant>,
+    actions: VecDeque<AcdAction>,
+    next_seq: u64,
+}
+
+impl Acd {
+    pub fn new(now: Instant, queues: QueuesConfig, agents: AgentDirectory) -> Acd {
+        let mut acd = Acd {
+            queues: Vec::new(),
+            queue_index: HashMap::new(),
+            agents: Vec::new(),
+            agent_index: HashMap::new(),
+            calls: HashMap::new(),
+            order: BTreeMap::new(),
+            answered: HashMap::new(),
+            timers: BTreeSet::new(),
+            wrap_timers: HashMap::new(),
+            hold_timers: HashMap::new(),
+            actions: VecDeque::new(),
+            next_seq: 0,
+        };
+        acd.set_queues(now, queues);
+        acd.set_agents(now, agents);
+        acd
+    }
+
+    // ----- configuration -----
+
+    /// Applies a reloaded `queues.yaml`. Removed queues take no new callers
+    /// but keep serving the ones waiting.
+    pub fn set_queues(&mut self, now: Instant, config: QueuesConfig) {
+        for q in &mut self.queues {
+            q.retired = true;
+        }
+        for qc in config.queues {
+            match self.queue_index.get(&qc.name) {
+                Some(&i) => {
+                    if let Some(q) = self.queues.get_mut(i) {
+                        q.handle_times.set_prior(qc.handle_time_prior);
+                        q.config = qc;
+                        q.retired = false;
+                    }
+                }
+                None => {
+                    self.queue_index.insert(qc.name.clone(), self.queues.len());
+                    self.queues.push(QueueRuntime::new(qc));
+                }
+            }
+        }
+        self.dispatch(now);
+    }
+
+    /// Applies a reloaded `agents.yaml`. Agents keep their state; removed
+    /// ones are logged out (after their call, if on one).
+    pub fn set_agents(&mut self, now: Instant, directory: AgentDirectory) {
+        let mut present: Vec<bool> = vec![false; self.agents.len()];
+        for agent in directory.iter() {
+            match self.agent_index.get(&agent.id) {
+                Some(&i) => {
+                    if let Some(slot) = self.agents.get_mut(i) {
+                        slot.agent = agent.clone();
+                        slot.removed = false;
+                    }
+                    if let Some(p) = present.get_mut(i) {
+                        *p = true;
+                    }
+                }
+                None => {
+                    self.agent_index.insert(agent.id.clone(), self.agents.len());
+                    self.agents.push(AgentSlot {
+                        agent: agent.clone(),
+                        rt: AgentRuntime::new(),
+                        removed: false,
+                    });
+                }
+            }
+        }
+        for (i, keep) in present.into_iter().enumerate() {
+            if !keep {
+                if let Some(slot) = self.agents.get_mut(i) {
+                    slot.removed = true;
+                }
+                self.request_state(now, i, RequestedState::LoggedOut);
+            }
+        }
+        self.dispatch(now);
+    }
+
+    // ----- callers -----
+
+    /// Puts a caller in a queue.
+    pub fn join(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        queue: &str,
+        language: Language,
+        options: JoinOptions,
+    ) -> JoinResult {
+        let Some(&qi) = self.queue_index.get(queue) else {
+            return JoinResult::UnknownQueue;
+        };
+        let Some(q) = self.queues.get(qi) else {
+            return JoinResult::UnknownQueue;
+        };
+        if q.retired {
+            return JoinResult::UnknownQueue;
+        }
+        if !q.config.accepts(language) {
+            return JoinResult::LanguageNotServed;
+        }
+        if self.calls.contains_key(&call) || self.answered.contains_key(&call) {
+            return JoinResult::AlreadyQueued;
+        }
+        if q.waiting() >= q.config.max_length {
+            return JoinResult::Full;
+        }
+        let policy = options
+            .no_agents
+            .clone()
+            .unwrap_or_else(|| q.config.no_agents.clone());
+        let mut language = language;
+        if !self.anyone_logged_in(qi, language) {
+            match &policy {
+                NoAgentsPolicy::Wait => {}
+                NoAgentsPolicy::Reject => return JoinResult::NoAgents,
+                NoAgentsPolicy::Fallback(other) => {
+                    if q.config.accepts(*other) && self.anyone_logged_in(qi, *other) {
+                        language = *other;
+                    } else {
+                        return JoinResult::NoAgents;
+                    }
+                }
+            }
+        }
+        let max_wait = options.max_wait.unwrap_or(q.config.max_wait);
+        let key = (Reverse(options.priority), self.next_seq);
+        self.next_seq += 1;
+        let waiting = WaitingCall {
+            call,
+            queue: qi,
+            language,
+            key,
+            joined_at: now,
+            tier: 0,
+            offer: None,
+            expired: false,
+            no_agents: policy,
+            first_estimate: None,
+            max_wait_at: later(now, max_wait),
+            next_announce: None,
+            next_escalation: q.config.escalation.first().map(|t| later(now, t.after)),
+        };
+        self.timers
+            .insert((waiting.max_wait_at, Timer::MaxWait(call)));
+        if let Some(t) = waiting.next_escalation {
+            self.timers.insert((t, Timer::Escalate(call)));
+        }
+        if let Some(q) = self.queues.get_mut(qi) {
+            q.insert(language, key);
+        }
+        self.order.insert(key, call);
+        self.calls.insert(call, waiting);
+        self.dispatch(now);
+        // The first announcement, unless an agent is already ringing.
+        let offered = self.calls.get(&call).is_some_and(|c| c.offer.is_some());
+        if offered {
+            if let Some(c) = self.calls.get_mut(&call) {
+                c.first_estimate = Some(Duration::ZERO);
+            }
+            self.schedule_announce(now, call);
+        } else {
+            self.announce(now, call, true);
+        }
+        JoinResult::Joined { language }
+    }
+
+    /// The flow takes the caller out of the queue (not a hang-up).
+    pub fn leave(&mut self, now: Instant, call: CallId) -> bool {
+        self.take_out(now, call, LeaveOutcome::Left)
+    }
+
+    /// The caller hung up while queued (waiting or ringing an agent).
+    pub fn abandon(&mut self, now: Instant, call: CallId) -> bool {
+        let Some(c) = self.calls.get(&call) else {
+            return false;
+        };
+        let threshold = self
+            .queues
+            .get(c.queue)
+            .map_or(Duration::ZERO, |q| q.config.short_abandon_threshold);
+        let short = now.saturating_duration_since(c.joined_at) < threshold;
+        self.take_out(now, call, LeaveOutcome::Abandoned { short })
+    }
+
+    /// Withdraws any offer, then removes the caller.
+    fn take_out(&mut self, now: Instant, call: CallId, outcome: LeaveOutcome) -> bool {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return false;
+        };
+        if let Some(offer) = c.offer.take() {
+            self.timers
+                .remove(&(offer.deadline, Timer::RingTimeout(call)));
+            if let Some(slot) = self.agents.get_mut(offer.agent) {
+                let agent = slot.agent.id.clone();
+                if slot.rt.offer_withdrawn().is_ok() {
+                    self.actions.push_back(AcdAction::CancelOffer {
+                        call,
+                        agent: agent.clone(),
+                    });
+                    self.actions.push_back(AcdAction::AgentStateChanged {
+                        agent,
+                        state: slot.rt.state().clone(),
+                    });
+                }
+            }
+        }
+        self.remove_call(now, call, outcome);
+        self.dispatch(now);
+        true
+    }
+
+    /// Removes a caller that has no offer in progress.
+    fn remove_call(&mut self, now: Instant, call: CallId, outcome: LeaveOutcome) {
+        let Some(c) = self.calls.remove(&call) else {
+            return;
+        };
+        self.order.remove(&c.key);
+        self.timers.remove(&(c.max_wait_at, Timer::MaxWait(call)));
+        if let Some(t) = c.next_announce {
+            self.timers.remove(&(t, Timer::Announce(call)));
+        }
+        if let Some(t) = c.next_escalation {
+            self.timers.remove(&(t, Timer::Escalate(call)));
+        }
+        if let Some(o) = c.offer {
+            self.timers.remove(&(o.deadline, Timer::RingTimeout(call)));
+        }
+        let waited = now.saturating_duration_since(c.joined_at);
+        let mut prediction = None;
+        let mut queue_name = String::new();
+        if let Some(q) = self.queues.get_mut(c.queue) {
+            q.remove(c.language, c.key);
+            queue_name = q.config.name.clone();
+            if matches!(outcome, LeaveOutcome::Answered { .. }) {
+                if let Some(predicted) = c.first_estimate {
+                    let e = PredictionError {
+                        predicted,
+                        actual: waited,
+                    };
+                    q.errors.observe(&e);
+                    prediction = Some(e);
+                }
+            }
+        }
+        match outcome {
+            LeaveOutcome::TimedOut => self.actions.push_back(AcdAction::QueueTimeout { call }),
+            LeaveOutcome::NoAgents => self.actions.push_back(AcdAction::NoAgents { call }),
+            _ => {}
+        }
+        self.actions.push_back(AcdAction::CallLeft {
+            call,
+            queue: queue_name,
+            language: c.language,
+            outcome,
+            waited,
+            prediction,
+        });
+    }
+
+    // ----- agents -----
+
+    /// An agent (or supervisor) sets the agent's state: API, WebSocket or a
+    /// feature code. Pausing while ringing withdraws the offer at once.
+    pub fn agent_state(
+        &mut self,
+        now: Instant,
+        agent: &AgentId,
+        requested: RequestedState,
+    ) -> Result<RequestEffect, AcdError> {
+        let &i = self.agent_index.get(agent).ok_or(AcdError::UnknownAgent)?;
+        let removed = self.agents.get(i).is_none_or(|s| s.removed);
+        if removed && requested != RequestedState::LoggedOut {
+            return Err(AcdError::UnknownAgent);
+        }
+        let effect = self.request_state(now, i, requested);
+        self.dispatch(now);
+        Ok(effect)
+    }
+
+    fn request_state(
+        &mut self,
+        now: Instant,
+        i: usize,
+        requested: RequestedState,
+    ) -> RequestEffect {
+        let Some(slot) = self.agents.get_mut(i) else {
+            return RequestEffect::Unchanged;
+        };
+        let before = slot.rt.state().clone();
+        let effect = slot.rt.request(now, requested);
+        let after = slot.rt.state().clone();
+        let agent = slot.agent.id.clone();
+        if slot.rt.hold_off_until().is_none() {
+            if let Some(t) = self.hold_timers.remove(&i) {
+                self.timers.remove(&(t, Timer::HoldOffEnd(i)));
+            }
+        }
+        if !matches!(after, AgentState::WrapUp { .. }) {
+            if let Some(t) = self.wrap_timers.remove(&i) {
+                self.timers.remove(&(t, Timer::WrapUpEnd(i)));
+            }
+        }
+        if let RequestEffect::OfferWithdrawn(call) = effect {
+            self.actions.push_back(AcdAction::CancelOffer {
+                call,
+                agent: agent.clone(),
+            });
+            self.offer_gone(now, call);
+        }
+        if before != after {
+            self.actions.push_back(AcdAction::AgentStateChanged {
+                agent,
+                state: after.clone(),
+            });
+        }
+        if after == AgentState::LoggedOut && before != AgentState::LoggedOut {
+            self.check_no_agents(now);
+        }
+        effect
+    }
+
+    /// The call no longer rings anyone: back to waiting in its place, or out
+    /// if its max wait passed meanwhile.
+    fn offer_gone(&mut self, now: Instant, call: CallId) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if let Some(o) = c.offer.take() {
+            self.timers.remove(&(o.deadline, Timer::RingTimeout(call)));
+        }
+        if c.expired {
+            self.remove_call(now, call, LeaveOutcome::TimedOut);
+        }
+    }
+
+    /// How an offer ended.
+    pub fn offer_result(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        agent: &AgentId,
+        result: OfferResult,
+    ) -> Result<(), AcdError> {
+        let &ai = self.agent_index.get(agent).ok_or(AcdError::UnknownAgent)?;
+        let c = self.calls.get(&call).ok_or(AcdError::NotOffered)?;
+        match c.offer {
+            Some(o) if o.agent == ai => {}
+            _ => return Err(AcdError::NotOffered),
+        }
+        let queue = c.queue;
+        match result {
+            OfferResult::Answered => {
+                let slot = self.agents.get_mut(ai).ok_or(AcdError::UnknownAgent)?;
+                slot.rt.answered(now)?;
+                let state = slot.rt.state().clone();
+                self.actions.push_back(AcdAction::AgentStateChanged {
+                    agent: agent.clone(),
+                    state,
+                });
+                if let Some(c) = self.calls.get_mut(&call) {
+                    if let Some(o) = c.offer.take() {
+                        self.timers.remove(&(o.deadline, Timer::RingTimeout(call)));
+                    }
+                }
+                self.answered.insert(call, Answered { agent: ai, queue });
+                self.remove_call(
+                    now,
+                    call,
+                    LeaveOutcome::Answered {
+                        agent: agent.clone(),
+                    },
+                );
+            }
+            OfferResult::Rejected(code) => {
+                let reason = match code {
+                    486 | 600 => "busy",
+                    603 => "declined",
+                    408 | 480 | 487 => "no answer",
+                    _ => "unreachable",
+                };
+                self.offer_failed(now, call, ai, reason);
+            }
+            OfferResult::Timeout => self.offer_failed(now, call, ai, "no answer"),
+        }
+        self.dispatch(now);
+        Ok(())
+    }
+
+    fn offer_failed(&mut self, now: Instant, call: CallId, ai: usize, reason: &str) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let (pause, delay) = self
+            .queues
+            .get(c.queue)
+            .map_or((true, Duration::ZERO), |q| {
+                (q.config.pause_on_no_answer, q.config.reoffer_delay)
+            });
+        if let Some(slot) = self.agents.get_mut(ai) {
+            let hold_until = later(now, delay);
+            let pause_reason = pause.then(|| reason.to_string());
+            if slot.rt.offer_failed(now, pause_reason, hold_until).is_ok() {
+                if slot.rt.hold_off_until() == Some(hold_until) {
+                    if let Some(old) = self.hold_timers.insert(ai, hold_until) {
+                        self.timers.remove(&(old, Timer::HoldOffEnd(ai)));
+                    }
+                    self.timers.insert((hold_until, Timer::HoldOffEnd(ai)));
+                }
+                self.actions.push_back(AcdAction::AgentStateChanged {
+                    agent: slot.agent.id.clone(),
+                    state: slot.rt.state().clone(),
+                });
+            }
+        }
+        self.offer_gone(now, call);
+    }
+
+    /// The answered call ended (either side hung up): the agent wraps up. A
+    /// call still queued is taken as abandoned.
+    pub fn call_ended(&mut self, now: Instant, call: CallId) -> Result<(), AcdError> {
+        if self.calls.contains_key(&call) {
+            self.abandon(now, call);
+            return Ok(());
+        }
+        let a = self.answered.remove(&call).ok_or(AcdError::UnknownCall)?;
+        let queue_wrap = self
+            .queues
+            .get(a.queue)
+            .map_or(Duration::ZERO, |q| q.config.wrap_up);
+        let slot = self.agents.get_mut(a.agent).ok_or(AcdError::UnknownAgent)?;
+        let wrap = slot.agent.wrap_up.unwrap_or(queue_wrap);
+        let talk = slot
+            .rt
+            .answered_at()
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        slot.rt.call_ended(now, wrap)?;
+        let state = slot.rt.state().clone();
+        let agent = slot.agent.id.clone();
+        if let Some(q) = self.queues.get_mut(a.queue) {
+            q.handle_times.record(talk + wrap);
+        }
+        if let AgentState::WrapUp { until } = state {
+            self.wrap_timers.insert(a.agent, until);
+            self.timers.insert((until, Timer::WrapUpEnd(a.agent)));
+        }
+        self.actions.push_back(AcdAction::AgentStateChanged {
+            agent,
+            state: state.clone(),
+        });
+        if state == AgentState::LoggedOut {
+            self.check_no_agents(now);
+        }
+        self.dispatch(now);
+        Ok(())
+    }
+
+    // ----- time -----
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|(t, _)| *t)
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(t, timer)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.timers.remove(&(t, timer));
+            match timer {
+                Timer::Announce(call) => {
+                    if let Some(c) = self.calls.get_mut(&call) {
+                        c.next_announce = None;
+                        if c.offer.is_some() {
+                            self.schedule_announce(now, call);
+                        } else {
+                            self.announce(now, call, false);
+                        }
+                    }
+                }
+                Timer::Escalate(call) => self.escalate(now, call),
+                Timer::MaxWait(call) => {
+                    if let Some(c) = self.calls.get_mut(&call) {
+                        if c.offer.is_some() {
+                            c.expired = true;
+                        } else {
+                            self.remove_call(now, call, LeaveOutcome::TimedOut);
+                        }
+                    }
+                }
+                Timer::RingTimeout(call) => {
+                    let agent = self
+                        .calls
+                        .get(&call)
+                        .and_then(|c| c.offer)
+                        .filter(|o| o.deadline == t)
+                        .map(|o| o.agent);
+                    if let Some(ai) = agent {
+                        if let Some(slot) = self.agents.get(ai) {
+                            self.actions.push_back(AcdAction::CancelOffer {
+                                call,
+                                agent: slot.agent.id.clone(),
+                            });
+                        }
+                        self.offer_failed(now, call, ai, "no answer");
+                    }
+                }
+                Timer::WrapUpEnd(ai) => {
+                    self.wrap_timers.remove(&ai);
+                    if let Some(slot) = self.agents.get_mut(ai) {
+                        if slot.rt.wrap_up_done(now).is_ok() {
+                            let state = slot.rt.state().clone();
+                            self.actions.push_back(AcdAction::AgentStateChanged {
+                                agent: slot.agent.id.clone(),
+                                state: state.clone(),
+                            });
+                            if state == AgentState::LoggedOut {
+                                self.check_no_agents(now);
+                            }
+                        }
+                    }
+                }
+                Timer::HoldOffEnd(ai) => {
+                    self.hold_timers.remove(&ai);
+                }
+            }
+        }
+        self.dispatch(now);
+    }
+
+    pub fn poll_action(&mut self) -> Option<AcdAction> {
+        self.actions.pop_front()
+    }
+
+    fn escalate(&mut self, now: Instant, call: CallId) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(q) = self.queues.get(c.queue) else {
+            return;
+        };
+        let waited = now.saturating_duration_since(c.joined_at);
+        let tier = q.config.tier_after(waited).max(c.tier + 1);
+        c.tier = tier.min(q.config.escalation.len());
+        c.next_escalation = q
+            .config
+            .escalation
+            .get(c.tier)
+            .map(|t| later(c.joined_at, t.after));
+        if let Some(t) = c.next_escalation {
+            self.timers.insert((t, Timer::Escalate(call)));
+        }
+        let tier = c.tier;
+        self.actions.push_back(AcdAction::Escalated { call, tier });
+    }
+
+    fn schedule_announce(&mut self, now: Instant, call: CallId) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let interval = self
+            .queues
+            .get(c.queue)
+            .map_or(Duration::ZERO, |q| q.config.announce_interval);
+        if interval.is_zero() {
+            return;
+        }
+        if let Some(old) = c.next_announce.take() {
+            self.timers.remove(&(old, Timer::Announce(call)));
+        }
+        let at = later(now, interval);
+        c.next_announce = Some(at);
+        self.timers.insert((at, Timer::Announce(call)));
+    }
+
+    fn announce(&mut self, now: Instant, call: CallId, first: bool) {
+        let Some((position, estimate)) = self.position_and_estimate(now, call) else {
+            return;
+        };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if first {
+            c.first_estimate = estimate;
+        }
+        let waited = now.saturating_duration_since(c.joined_at);
+        self.actions.push_back(AcdAction::Announce {
+            call,
+            position,
+            estimated_wait: estimate,
+            waited,
+            first,
+        });
+        self.schedule_announce(now, call);
+    }
+
+    /// Position among callers in the same line not already ringing an agent,
+    /// and the expected wait (see `estimate`).
+    fn position_and_estimate(
+        &self,
+        now: Instant,
+        call: CallId,
+    ) -> Option<(usize, Option<Duration>)> {
+        let c = self.calls.get(&call)?;
+        let q = self.queues.get(c.queue)?;
+        let ahead = q
+            .ahead(c.language, c.key)
+            .filter(|k| {
+                self.order
+                    .get(k)
+                    .and_then(|id| self.calls.get(id))
+                    .is_some_and(|other| other.offer.is_none())
+            })
+            .count();
+        let position = ahead + 1;
+        let requirement = q.config.requirement(c.language, c.tier);
+        let estimate = self.estimate_for(now, c.queue, &requirement, position);
+        Some((position, estimate))
+    }
+
+    fn estimate_for(
+        &self,
+        now: Instant,
+        qi: usize,
+        requirement: &Requirement,
+        position: usize,
+    ) -> Option<Duration> {
+        let q = self.queues.get(qi)?;
+        let mean = q.handle_times.mean();
+        let loads: Vec<AgentLoad> = self
+            .agents
+            .iter()
+            .filter(|s| !s.removed && s.rt.state().is_serving())
+            .filter(|s| qualifies(&s.agent, &q.config, requirement).is_some())
+            .map(|s| match s.rt.state() {
+                AgentState::Ringing { .. } => AgentLoad::Ringing,
+                AgentState::OnCall { .. } => AgentLoad::OnCall {
+                    elapsed: s
+                        .rt
+                        .answered_at()
+                        .map_or(Duration::ZERO, |t| now.saturating_duration_since(t)),
+                },
+                AgentState::WrapUp { until } => AgentLoad::WrapUp {
+                    remaining: until.saturating_duration_since(now),
+                },
+                _ => AgentLoad::Free,
+            })
+            .collect();
+        estimate_wait(position, &loads, mean)
+    }
+
+    // ----- routing -----
+
+    /// Offers waiting calls to available agents, in routing order.
+    fn dispatch(&mut self, now: Instant) {
+        let mut available: Vec<usize> = self
+            .agents
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.removed && s.rt.is_available(now))
+            .map(|(i, _)| i)
+            .collect();
+        if available.is_empty() {
+            return;
+        }
+        let mut offers = Vec::new();
+        for call in self.order.values() {
+            if available.is_empty() {
+                break;
+            }
+            let Some(c) = self.calls.get(call) else {
+                continue;
+            };
+            if c.offer.is_some() {
+                continue;
+            }
+            let Some(q) = self.queues.get(c.queue) else {
+                continue;
+            };
+            let requirement = q.config.requirement(c.language, c.tier);
+            let best = available
+                .iter()
+                .enumerate()
+                .filter_map(|(pos, &ai)| {
+                    let slot = self.agents.get(ai)?;
+                    let proficiency = qualifies(&slot.agent, &q.config, &requirement)?;
+                    let own_language = slot
+                        .agent
+                        .proficiency(c.language)
+                        .is_some_and(|p| p >= requirement.min_proficiency);
+                    // Own language first, then longest idle, then proficiency.
+                    let rank = (
+                        !own_language,
+                        slot.rt.idle_since().is_none(),
+                        slot.rt.idle_since(),
+                        Reverse(proficiency),
+                        ai,
+                    );
+                    Some((rank, pos))
+                })
+                .min_by(|a, b| a.0.cmp(&b.0))
+                .map(|(_, pos)| pos);
+            if let Some(pos) = best {
+                let ai = available.swap_remove(pos);
+                offers.push((*call, ai, c.queue));
+            }
+        }
+        for (call, ai, qi) in offers {
+            let ring = self
+                .queues
+                .get(qi)
+                .map_or(Duration::from_secs(20), |q| q.config.ring_timeout);
+            let Some(slot) = self.agents.get_mut(ai) else {
+                continue;
+            };
+            if slot.rt.offer(now, call).is_err() {
+                continue;
+            }
+            let agent = slot.agent.id.clone();
+            let state = slot.rt.state().clone();
+            let Some(c) = self.calls.get_mut(&call) else {
+                continue;
+            };
+            let deadline = later(now, ring);
+            c.offer = Some(Offer {
+                agent: ai,
+                deadline,
+            });
+            self.timers.insert((deadline, Timer::RingTimeout(call)));
+            let queue = self
+                .queues
+                .get(qi)
+                .map(|q| q.config.name.clone())
+                .unwrap_or_default();
+            self.actions.push_back(AcdAction::Offer {
+                call,
+                agent: agent.clone(),
+                queue,
+                language: c.language,
+            });
+            self.actions
+                .push_back(AcdAction::AgentStateChanged { agent, state });
+        }
+    }
+
+    /// Whether anyone who could ever take a `language` call in this queue
+    /// (at any tier) is logged in.
+    fn anyone_logged_in(&self, qi: usize, language: Language) -> bool {
+        let Some(q) = self.queues.get(qi) else {
+            return false;
+        };
+        let widest = Requirement {
+            min_proficiency: 1,
+            ..q.config.requirement(language, q.config.escalation.len())
+        };
+        self.agents.iter().any(|s| {
+            !s.removed
+                && *s.rt.state() != AgentState::LoggedOut
+                && qualifies(&s.agent, &q.config, &widest).is_some()
+        })
+    }
+
+    /// After an agent logged out: callers whose policy does not wait, and who
+    /// no logged-in agent could take, fall back or leave.
+    fn check_no_agents(&mut self, now: Instant) {
+        let affected: Vec<(CallId, usize, Language, NoAgentsPolicy)> = self
+            .calls
+            .values()
+            .filter(|c| c.offer.is_none() && c.no_agents != NoAgentsPolicy::Wait)
+            .map(|c| (c.call, c.queue, c.language, c.no_agents.clone()))
+            .collect();
+        let mut cache: HashMap<(usize, Language), bool> = HashMap::new();
+        for (call, qi, language, policy) in affected {
+            let mut staffed = |acd: &Acd, l: Language| {
+                *cache
+                    .entry((qi, l))
+                    .or_insert_with(|| acd.anyone_logged_in(qi, l))
+            };
+            if staffed(self, language) {
+                continue;
+            }
+            match policy {
+                NoAgentsPolicy::Fallback(other)
+                    if other != language
+                        && self.queues.get(qi).is_some_and(|q| q.config.accepts(other))
+                        && staffed(self, other) =>
+                {
+                    self.move_line(call, other);
+                    self.actions.push_back(AcdAction::LanguageFallback {
+                        call,
+                        language: other,
+                    });
+                }
+                _ => self.remove_call(now, call, LeaveOutcome::NoAgents),
+            }
+        }
+    }
+
+    fn move_line(&mut self, call: CallId, language: Language) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if let Some(q) = self.queues.get_mut(c.queue) {
+            q.remove(c.language, c.key);
+            q.insert(language, c.key);
+        }
+        c.language = language;
+    }
+
+    // ----- views -----
+
+    pub fn agent_state_of(&self, agent: &AgentId) -> Option<&AgentState> {
+        let &i = self.agent_index.get(agent)?;
+        self.agents.get(i).map(|s| s.rt.state())
+    }
+
+    /// Every agent still in the directory.
+    pub fn agents(&self) -> Vec<AgentView> {
+        self.agents
+            .iter()
+            .filter(|s| !s.removed)
+            .map(|s| AgentView {
+                id: s.agent.id.clone(),
+                name: s.agent.name.clone(),
+                state: s.rt.state().clone(),
+                idle_since: s.rt.idle_since(),
+                skills: s.agent.skills.clone(),
+            })
+            .collect()
+    }
+
+    /// Whether the call is waiting (or ringing an agent) in a queue.
+    pub fn is_queued(&self, call: CallId) -> bool {
+        self.calls.contains_key(&call)
+    }
+
+    /// Figures of every live queue.
+    pub fn queue_stats(&self, now: Instant) -> Vec<QueueStats> {
+        let mut oldest: HashMap<usize, Instant> = HashMap::new();
+        for c in self.calls.values() {
+            let e = oldest.entry(c.queue).or_insert(c.joined_at);
+            if c.joined_at < *e {
+                *e = c.joined_at;
+            }
+        }
+        self.queues
+            .iter()
+            .enumerate()
+            .filter(|(_, q)| !q.retired || q.waiting() > 0)
+            .map(|(qi, q)| {
+                let lines: Vec<LineStats> = q
+                    .lines()
+                    .map(|(language, waiting)| LineStats {
+                        language,
+                        waiting,
+                        estimated_wait: self.estimate_for(
+                            now,
+                            qi,
+                            &q.config.requirement(language, 0),
+                            waiting + 1,
+                        ),
+                    })
+                    .collect();
+                QueueStats {
+                    name: q.config.name.clone(),
+                    waiting: q.waiting(),
+                    oldest_wait: oldest.get(&qi).map(|t| now.saturating_duration_since(*t)),
+                    estimated_wait: lines.iter().filter_map(|l| l.estimated_wait).max(),
+                    lines,
+                    mean_handle_time: q.handle_times.mean(),
+                    prediction_errors: q.errors,
+                }
+            })
+            .collect()
+    }
+}
+
+/// `now + d` without the panic `Instant` arithmetic has on overflow; such a
+/// far deadline is as good as never.
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(MAX_DELAY))
+        .unwrap_or(now)
+}
+
+/// No timer is set further out than this.
+const MAX_DELAY: Duration = Duration::from_secs(7 * 86_400);
+
+/// The proficiency with which `agent` may take a call of this queue under
+/// `requirement`, or `None` if it may not.
+fn qualifies(agent: &Agent, queue: &QueueConfig, requirement: &Requirement) -> Option<u8> {
+    if !agent.serves_queue(&queue.name) {
+        return None;
+    }
+    if !queue.topics.iter().all(|t| agent.topics.contains_key(t)) {
+        return None;
+    }
+    requirement
+        .languages
+        .iter()
+        .filter_map(|l| agent.proficiency(*l))
+        .filter(|p| *p >= requirement.min_proficiency)
+        .max()
+}

@@ -1,0 +1,873 @@
+//! Queue and router tests with a fake clock: scenarios, then invariants over
+//! random event sequences.
+
+use super::config::{EscalationTier, NoAgentsPolicy, QueueConfig, QueuesConfig};
+use super::*;
+use crate::language::Language;
+use crate::registrar::Ha1Set;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn agent(id: &str, skills: &[(Language, u8)]) -> Agent {
+    Agent {
+        id: AgentId::from(id),
+        name: id.to_string(),
+        sip_username: id.to_string(),
+        credentials: Ha1Set::default(),
+        skills: skills.iter().copied().collect(),
+        topics: BTreeMap::new(),
+        wrap_up: None,
+        queues: Vec::new(),
+    }
+}
+
+fn acd_with(t0: Instant, queue: QueueConfig, agents: Vec<Agent>) -> Acd {
+    let dir = AgentDirectory::new("hotline", agents).expect("unique");
+    Acd::new(
+        t0,
+        QueuesConfig {
+            queues: vec![queue],
+        },
+        dir,
+    )
+}
+
+fn drain(acd: &mut Acd) -> Vec<AcdAction> {
+    std::iter::from_fn(|| acd.poll_action()).collect()
+}
+
+fn offers(actions: &[AcdAction]) -> Vec<(CallId, String)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            AcdAction::Offer { call, agent, .. } => Some((*call, agent.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ready(acd: &mut Acd, now: Instant, id: &str) {
+    acd.agent_state(now, &AgentId::from(id), RequestedState::Ready)
+        .expect("known agent");
+}
+
+fn join(acd: &mut Acd, now: Instant, call: u64, language: Language) -> JoinResult {
+    acd.join(now, CallId(call), "q", language, JoinOptions::default())
+}
+
+#[test]
+fn longest_idle_agent_gets_the_first_caller() {
+    let t0 = Instant::now();
+    let mut acd = acd_with(
+        t0,
+        QueueConfig::new("q"),
+        vec![
+            agent("a", &[(Language::Nb, 5)]),
+            agent("b", &[(Language::Nb, 9)]),
+            agent("c", &[(Language::En, 9)]),
+        ],
+    );
+    ready(&mut acd, t0 + secs(2), "a");
+    ready(&mut acd, t0 + secs(1), "b");
+    ready(&mut acd, t0 + secs(1), "c");
+    drain(&mut acd);
+    let now = t0 + secs(10);
+    assert_eq!(
+        join(&mut acd, now, 1, Language::Nb),
+        JoinResult::Joined {
+            language: Language::Nb
+        }
+    );
+    let acts = drain(&mut acd);
+    assert_eq!(offers(&acts), vec![(CallId(1), "b".to_string())]);
+    // Offered at once: no announcement.
+    assert!(!acts.iter().any(|a| matches!(a, AcdAction::Announce { .. })));
+    join(&mut acd, now, 2, Language::Nb);
+    assert_eq!(offers(&drain(&mut acd)), vec![(CallId(2), "a".to_string())]);
+    // Nobody else speaks Norwegian: the third caller waits, told position 1.
+    join(&mut acd, now, 3, Language::Nb);
+    let acts = drain(&mut acd);
+    assert!(offers(&acts).is_empty());
+    assert!(acts.iter().any(|a| matches!(
+        a,
+        AcdAction::Announce {
+            call: CallId(3),
+            position: 1,
+            first: true,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn ties_in_idle_time_go_to_the_more_proficient() {
+    let t0 = Instant::now();
+    let mut acd = acd_with(
+        t0,
+        QueueConfig::new("q"),
+        vec![
+            agent("a", &[(Language::Ar, 4)]),
+            agent("b", &[(Language::Ar, 8)]),
+        ],
+    );
+    ready(&mut acd, t0, "a");
+    ready(&mut acd, t0, "b");
+    drain(&mut acd);
+    join(&mut acd, t0 + secs(1), 1, Language::Ar);
+    assert_eq!(offers(&drain(&mut acd)), vec![(CallId(1), "b".to_string())]);
+}
+
+#[test]
+fn first_come_first_served_with_priority() {
+    let t0 = Instant::now();
+    let mut acd = acd_with(
+        t0,
+        QueueConfig::new("q"),
+        vec![agent("a", &[(Language::Pl, 5)])],
+    );
+    join(&mut acd, t0, 1, Language::Pl);
+    join(&mut acd, t0 + secs(1), 2, Language::Pl);
+    acd.join(
+        t0 + secs(2),
+        CallId(3),
+        "q",
+        Language::Pl,
+        JoinOptions {
+            priority: 5,
+            ..JoinOptions::default()
+        },
+    );
+    let acts = drain(&mut acd);
+    // The urgent caller is told it is first.
+    assert!(acts.iter().any(|a| matches!(
+        a,
+        AcdAction::Announce {
+            call: CallId(3),
+            position: 1,
+            ..
+        }
+    )));
+    let a = AgentId::from("a");
+    let mut served = Vec::new();
+    let mut now = t0 + secs(3);
+    ready(&mut acd, now, "a");
+    for _ in 0..3 {
+        let o = offers(&drain(&mut acd));
+        assert_eq!(o.len(), 1);
+        let call = o[0].0;
+        served.push(call.0);
+        acd.offer_result(now, call, &a, OfferResult::Answered)
+            .expect("offered");
+        now += secs(30);
+        acd.call_ended(now, call).expect("answered");
+        now += secs(10); // default wrap-up
+        acd.handle_timeout(now);
+    }
+    assert_eq!(served, vec![3, 1, 2]);
+}
+
+#[test]
+fn escalation_widens_to_english_after_a_minute() {
+    let t0 = Instant::now();
+    let mut q = QueueConfig::new("q");
+    q.min_proficiency = 7;
+    q.escalation = vec![
+        EscalationTier {
+            after: secs(60),
+            add_languages: vec![Language::En],
+            min_proficiency: 7,
+        },
+        EscalationTier {
+            after: secs(120),
+            add_languages: vec![],
+            min_proficiency: 3,
+        },
+    ];
+    let mut acd = acd_with(
+        t0,
+        q,
+        vec![
+            agent("en", &[(Language::En, 9)]),
+            agent("weak", &[(Language::Lt, 4)]),
+        ],
+    );
+    ready(&mut acd, t0, "en");
+    ready(&mut acd, t0, "weak");
+    join(&mut acd, t0, 1, Language::Lt);
+    join(&mut acd, t0, 2, Language::Lt);
+    assert!(offers(&drain(&mut acd)).is_empty());
+    assert_eq!(acd.poll_timeout(), Some(t0 + secs(60)));
+    acd.handle_timeout(t0 + secs(59));
+    assert!(offers(&drain(&mut acd)).is_empty());
+    acd.handle_timeout(t0 + secs(60));
+    let acts = drain(&mut acd);
+    assert!(acts.contains(&AcdAction::Escalated {
+        call: CallId(1),
+        tier: 1
+    }));
+    assert_eq!(offers(&acts), vec![(CallId(1), "en".to_string())]);
+    acd.offer_result(
+        t0 + secs(65),
+        CallId(1),
+        &AgentId::from("en"),
+        OfferResult::Answered,
+    )
+    .expect("offered");
+    acd.handle_timeout(t0 + secs(119));
+    assert!(offers(&drain(&mut acd)).is_empty());
+    acd.handle_timeout(t0 + secs(120));
+    let acts = drain(&mut acd);
+    assert_eq!(offers(&acts), vec![(CallId(2), "weak".to_string())]);
+}
+
+#[test]
+fn ring_timeout_pauses_and_reoffers_to_the_next_agent() {
+    let t0 = Instant::now();
+    let mut acd = acd_with(
+        t0,
+        QueueConfig::new("q"),
+        vec![
+            agent("a", &[(Language::Ru, 5)]),
+            agent("b", &[(Language::Ru, 5)]),
+        ],
+    );
+    ready(&mut acd, t0, "a");
+    ready(&mut acd, t0 + secs(1), "b");
+    join(&mut acd, t0 + secs(5), 1, Language::Ru);
+    assert_eq!(offers(&drain(&mut acd)), vec![(CallId(1), "a".to_string())]);
+    assert_eq!(acd.poll_timeout(), Some(t0 + secs(25)));
+    acd.handle_timeout(t0 + secs(25));
+    let acts = drain(&mut acd);
+    assert!(acts.contains(&AcdAction::CancelOffer {
+        call: CallId(1),
+        agent: AgentId::from("a")
+    }));
+    assert_eq!(offers(&acts), vec![(CallId(1), "b".to_string())]);
+    assert_eq!(
+        acd.agent_state_of(&AgentId::from("a")),
+        Some(&AgentState::Paused {
+            reason: "no answer".into()
+        })
+    );
+    // A late answer from `a` is refused: that leg is hung up.
+    assert_eq!(
+        acd.offer_result(
+            t0 + secs(26),
+            CallId(1),
+            &AgentId::from("a"),
+            OfferResult::Answered
+        ),
+        Err(AcdError::NotOffered)
+    );
+    // `b` is busy (486): paused too; the caller waits on.
+    acd.offer_result(
+        t0 + secs(27),
+        CallId(1),
+        &AgentId::from("b"),
+        OfferResult::Rejected(486),
+    )
+    .expect("offered");
+    assert_eq!(
+        acd.agent_state_of(&AgentId::from("b")),
+        Some(&AgentState::Paused {
+            reason: "busy".into()
+        })
+    );
+    assert!(acd.is_queued(CallId(1)));
+}
+
+#[test]
+fn without_pausing_a_missed_agent_is_held_off_then_offered_again() {
+    let t0 = Instant::now();
+    let mut q = QueueConfig::new("q");
+    q.pause_on_no_answer = false;
+    let mut acd = acd_with(t0, q, vec![agent("a", &[(Language::Ro, 5)])]);
+    ready(&mut acd, t0, "a");
+    join(&mut acd, t0, 1, Language::Ro);
+    drain(&mut acd);
+    acd.offer_result(
+        t0 + secs(2),
+        CallId(1),
+        &AgentId::from("a"),
+        OfferResult::Rejected(603),
+    )
+    .expect("offered");
+    assert!(offers(&drain(&mut acd)).is_empty());
+    assert_eq!(acd.poll_timeout(), Some(t0 + secs(7)));
+    acd.handle_timeout(t0 + secs(7));
+    assert_eq!(offers(&drain(&mut acd)), vec![(CallId(1), "a".to_string())]);
+}
+
+#[test]
+fn wrap_up_then_ready_and_deferred_pause() {
+    let t0 = Instant::now();
+    let mut ag = agent("a", &[(Language::En, 5)]);
+    ag.wrap_up = Some(secs(30));
+    let mut acd = acd_with(t0, QueueConfig::new("q"), vec![ag]);
+    let a = AgentId::from("a");
+    ready(&mut acd, t0, "a");
+    join(&mut acd, t0, 1, Language::En);
+    join(&mut acd, t0, 2, Language::En);
+    drain(&mut acd);
+    acd.offer_result(t0 + secs(1), CallId(1), &a, OfferResult::Answered)
+        .expect("offered");
+    acd.call_ended(t0 + secs(61), CallId(1)).expect("answered");
+    assert_eq!(
+        acd.agent_state_of(&a),
+        Some(&AgentState::WrapUp {
+            until: t0 + secs(91)
+        })
+    );
+    // Not offered during wrap-up.
+    acd.handle_timeout(t0 + secs(90));
+    assert!(offers(&drain(&mut acd)).is_empty());
+    acd.handle_timeout(t0 + secs(91));
+    assert_eq!(offers(&drain(&mut acd)), vec![(CallId(2), "a".to_string())]);
+    acd.offer_result(t0 + secs(92), CallId(2), &a, OfferResult::Answered)
+        .expect("offered");
+    let pause = RequestedState::Paused {
+        reason: "break".into(),
+    };
+    assert_eq!(
+        acd.agent_state(t0 + secs(93), &a, pause),
+        Ok(RequestEffect::Deferred)
+    );
+    acd.call_ended(t0 + secs(100), CallId(2)).expect("answered");
+    acd.handle_timeout(t0 + secs(130));
+    assert_eq!(
+        acd.agent_state_of(&a),
+        Some(&AgentState::Paused {
+            reason: "break".into()
+        })
+    );
+}
+
+#[test]
+fn abandonment_while_ringing_cancels_and_counts_short() {
+    let t0 = Instant::now();
+    let mut acd = acd_with(
+        t0,
+        QueueConfig::new("q"),
+        vec![agent("a", &[(Language::Nb, 5)])],
+    );
+    let a = AgentId::from("a");
+    ready(&mut acd, t0, "a");
+    join(&mut acd, t0, 1, Language::Nb);
+    drain(&mut acd);
+    assert!(acd.abandon(t0 + secs(3), CallId(1)));
+    let acts = drain(&mut acd);
+    assert!(acts.contains(&AcdAction::CancelOffer {
+        call: CallId(1),
+        agent: a.clone()
+    }));
+    assert!(acts.iter().any(|x| matches!(
+        x,
+        AcdAction::CallLeft {
+            outcome: LeaveOutcome::Abandoned { short: true },
+            waited,
+            ..
+        } if *waited == secs(3)
+    )));
+    // The agent did nothing wrong: ready, same place in line.
+    assert_eq!(acd.agent_state_of(&a), Some(&AgentState::Ready));
+    assert!(!acd.abandon(t0 + secs(4), CallId(1)));
+    // A long wait abandoned is not short.
+    acd.agent_state(t0 + secs(5), &a, RequestedState::LoggedOut)
+        .expect("known");
+    join(&mut acd, t0 + secs(5), 2, Language::Nb);
+    drain(&mut acd);
+    acd.abandon(t0 + secs(65), CallId(2));
+    assert!(drain(&mut acd).iter().any(|x| matches!(
+        x,
+        AcdAction::CallLeft {
+            outcome: LeaveOutcome::Abandoned { short: false },
+            ..
+        }
+    )));
+}
+
+#[test]
+fn pause_while_ringing_withdraws_the_offer_and_reoffers() {
+    let t0 = Instant::now();
+    let mut acd = acd_with(
+        t0,
+        QueueConfig::new("q"),
+        vec![
+            agent("a", &[(Language::Nb, 5)]),
+            agent("b", &[(Language::Nb, 5)]),
+        ],
+    );
+    ready(&mut acd, t0, "a");
+    join(&mut acd, t0, 1, Language::Nb);
+    drain(&mut acd);
+    ready(&mut acd, t0 + secs(1), "b");
+    let effect = acd
+        .agent_state(
+            t0 + secs(2),
+            &AgentId::from("a"),
+            RequestedState::Paused {
+                reason: "coffee".into(),
+            },
+        )
+        .expect("known");
+    assert_eq!(effect, RequestEffect::OfferWithdrawn(CallId(1)));
+    let acts = drain(&mut acd);
+    assert!(acts.contains(&AcdAction::CancelOffer {
+        call: CallId(1),
+        agent: AgentId::from("a")
+    }));
+    assert_eq!(offers(&acts), vec![(CallId(1), "b".to_string())]);
+}
+
+#[test]
+fn full_queue_and_max_wait() {
+    let t0 = Instant::now();
+    let mut q = QueueConfig::new("q");
+    q.max_length = 2;
+    q.max_wait = secs(300);
+    let mut acd = acd_with(t0, q, vec![agent("a", &[(Language::En, 5)])]);
+    join(&mut acd, t0, 1, Language::En);
+    join(&mut acd, t0, 2, Language::En);
+    assert_eq!(join(&mut acd, t0, 3, Language::En), JoinResult::Full);
+    assert_eq!(
+        join(&mut acd, t0, 1, Language::En),
+        JoinResult::AlreadyQueued
+    );
+    drain(&mut acd);
+    // Ringing when max wait passes: the offer runs its course first.
+    ready(&mut acd, t0 + secs(290), "a");
+    drain(&mut acd);
+    acd.handle_timeout(t0 + secs(300));
+    let acts = drain(&mut acd);
+    assert!(acts.contains(&AcdAction::QueueTimeout { call: CallId(2) }));
+    assert!(!acts.contains(&AcdAction::QueueTimeout { call: CallId(1) }));
+    acd.handle_timeout(t0 + secs(310));
+    let acts = drain(&mut acd);
+    assert!(acts.contains(&AcdAction::QueueTimeout { call: CallId(1) }));
+    assert!(acts.contains(&AcdAction::CancelOffer {
+        call: CallId(1),
+        agent: AgentId::from("a")
+    }));
+    assert!(!acd.is_queued(CallId(1)));
+}
+
+#[test]
+fn no_agents_policies() {
+    let t0 = Instant::now();
+    let mut q = QueueConfig::new("q");
+    q.no_agents = NoAgentsPolicy::Fallback(Language::En);
+    let mut acd = acd_with(
+        t0,
+        q,
+        vec![
+            agent("en", &[(Language::En, 5)]),
+            agent("ar", &[(Language::Ar, 5)]),
+        ],
+    );
+    // Nobody logged in at all: fallback finds nobody either.
+    assert_eq!(join(&mut acd, t0, 1, Language::Ar), JoinResult::NoAgents);
+    acd.agent_state(
+        t0,
+        &AgentId::from("en"),
+        RequestedState::Paused { reason: "x".into() },
+    )
+    .expect("known");
+    // Paused counts as logged in: queued in English.
+    assert_eq!(
+        join(&mut acd, t0, 2, Language::Ar),
+        JoinResult::Joined {
+            language: Language::En
+        }
+    );
+    // With Wait, queued in Arabic.
+    let wait = JoinOptions {
+        no_agents: Some(NoAgentsPolicy::Wait),
+        ..JoinOptions::default()
+    };
+    assert_eq!(
+        acd.join(t0, CallId(3), "q", Language::Ar, wait),
+        JoinResult::Joined {
+            language: Language::Ar
+        }
+    );
+    // An Arabic agent logs in and out: a Reject caller in Arabic leaves.
+    acd.agent_state(
+        t0,
+        &AgentId::from("ar"),
+        RequestedState::Paused { reason: "x".into() },
+    )
+    .expect("known");
+    let reject = JoinOptions {
+        no_agents: Some(NoAgentsPolicy::Reject),
+        ..JoinOptions::default()
+    };
+    assert_eq!(
+        acd.join(t0, CallId(4), "q", Language::Ar, reject),
+        JoinResult::Joined {
+            language: Language::Ar
+        }
+    );
+    drain(&mut acd);
+    acd.agent_state(
+        t0 + secs(1),
+        &AgentId::from("ar"),
+        RequestedState::LoggedOut,
+    )
+    .expect("known");
+    let acts = drain(&mut acd);
+    assert!(acts.contains(&AcdAction::NoAgents { call: CallId(4) }));
+    assert!(acd.is_queued(CallId(3)));
+}
+
+#[test]
+fn announcements_repeat_with_estimates_and_errors_are_measured() {
+    let t0 = Instant::now();
+    let mut q = QueueConfig::new("q");
+    q.handle_time_prior = secs(120);
+    q.wrap_up = Duration::ZERO;
+    let mut acd = acd_with(t0, q, vec![agent("a", &[(Language::Nb, 5)])]);
+    let a = AgentId::from("a");
+    ready(&mut acd, t0, "a");
+    join(&mut acd, t0, 1, Language::Nb);
+    acd.offer_result(t0, CallId(1), &a, OfferResult::Answered)
+        .expect("offered");
+    drain(&mut acd);
+    // Agent on a call for 20 s of an expected 120: next caller hears 100 s.
+    join(&mut acd, t0 + secs(20), 2, Language::Nb);
+    let acts = drain(&mut acd);
+    assert!(acts.contains(&AcdAction::Announce {
+        call: CallId(2),
+        position: 1,
+        estimated_wait: Some(secs(100)),
+        waited: Duration::ZERO,
+        first: true
+    }));
+    acd.handle_timeout(t0 + secs(80));
+    let acts = drain(&mut acd);
+    assert!(acts.contains(&AcdAction::Announce {
+        call: CallId(2),
+        position: 1,
+        estimated_wait: Some(secs(40)),
+        waited: secs(60),
+        first: false
+    }));
+    // The call ends at 130: caller 2 waited 110 s against 100 promised.
+    acd.call_ended(t0 + secs(130), CallId(1)).expect("answered");
+    acd.offer_result(t0 + secs(130), CallId(2), &a, OfferResult::Answered)
+        .expect("offered");
+    let acts = drain(&mut acd);
+    let prediction = acts.iter().find_map(|x| match x {
+        AcdAction::CallLeft {
+            call: CallId(2),
+            prediction,
+            ..
+        } => *prediction,
+        _ => None,
+    });
+    assert_eq!(
+        prediction,
+        Some(PredictionError {
+            predicted: secs(100),
+            actual: secs(110)
+        })
+    );
+    let stats = acd.queue_stats(t0 + secs(130));
+    assert_eq!(stats[0].prediction_errors.count, 2);
+}
+
+#[test]
+fn logging_out_during_a_call_is_deferred_and_reload_removes_agents() {
+    let t0 = Instant::now();
+    let mut acd = acd_with(
+        t0,
+        QueueConfig::new("q"),
+        vec![
+            agent("a", &[(Language::Nb, 5)]),
+            agent("b", &[(Language::Nb, 5)]),
+        ],
+    );
+    ready(&mut acd, t0, "a");
+    join(&mut acd, t0, 1, Language::Nb);
+    drain(&mut acd);
+    // Reload without `a` while it rings: offer withdrawn, never offered again.
+    let dir =
+        AgentDirectory::new("hotline", vec![agent("b", &[(Language::Nb, 5)])]).expect("unique");
+    acd.set_agents(t0 + secs(1), dir);
+    let acts = drain(&mut acd);
+    assert!(acts.contains(&AcdAction::CancelOffer {
+        call: CallId(1),
+        agent: AgentId::from("a")
+    }));
+    assert_eq!(
+        acd.agent_state(t0 + secs(2), &AgentId::from("a"), RequestedState::Ready),
+        Err(AcdError::UnknownAgent)
+    );
+    assert_eq!(acd.agents().len(), 1);
+}
+
+// ----- invariants over random event sequences -----
+
+use proptest::prelude::*;
+
+#[derive(Clone, Debug)]
+enum Event {
+    Join { language: usize, priority: u8 },
+    Abandon { pick: usize },
+    Leave { pick: usize },
+    SetState { agent: usize, state: u8 },
+    Result { pick: usize, result: u8 },
+    End { pick: usize },
+    Advance { secs: u64 },
+}
+
+const LANGS: [Language; 3] = [Language::Nb, Language::En, Language::Pl];
+
+fn event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        3 => (0..3usize, 0..3u8)
+            .prop_map(|(language, priority)| Event::Join { language, priority }),
+        1 => (0..64usize).prop_map(|pick| Event::Abandon { pick }),
+        1 => (0..64usize).prop_map(|pick| Event::Leave { pick }),
+        3 => (0..5usize, 0..4u8).prop_map(|(agent, state)| Event::SetState { agent, state }),
+        3 => (0..8usize, 0..4u8).prop_map(|(pick, result)| Event::Result { pick, result }),
+        2 => (0..8usize).prop_map(|pick| Event::End { pick }),
+        3 => (0..40u64).prop_map(|secs| Event::Advance { secs }),
+    ]
+}
+
+/// What the test (playing the SIP side) believes, checked against every action.
+#[derive(Default)]
+struct Model {
+    /// call → agent it rings.
+    ringing: HashMap<CallId, AgentId>,
+    /// agent → call it talks on.
+    talking: HashMap<AgentId, CallId>,
+    /// Agents whose last confirmed request was pause or log-out.
+    unavailable: HashSet<AgentId>,
+    /// Calls in queue: call → (language, priority, join seq).
+    queued: HashMap<CallId, (Language, u8, u64)>,
+    left: HashMap<CallId, u32>,
+    joined: HashSet<CallId>,
+    seq: u64,
+}
+
+impl Model {
+    fn observe(&mut self, action: &AcdAction) -> Result<(), TestCaseError> {
+        match action {
+            AcdAction::Offer { call, agent, .. } => {
+                prop_assert!(!self.ringing.contains_key(call), "{call:?} offered twice");
+                prop_assert!(
+                    !self.ringing.values().any(|a| a == agent),
+                    "{agent} rung for two calls"
+                );
+                prop_assert!(
+                    !self.talking.contains_key(agent),
+                    "{agent} offered while on a call"
+                );
+                prop_assert!(
+                    !self.unavailable.contains(agent),
+                    "{agent} offered after pause"
+                );
+                prop_assert!(
+                    self.queued.contains_key(call),
+                    "{call:?} offered but not queued"
+                );
+                // No starvation: no earlier caller of the same line and
+                // priority is waiting unoffered.
+                let (lang, prio, seq) = self.queued[call];
+                let skipped = self.queued.iter().any(|(c, (l, p, s))| {
+                    *l == lang && *p == prio && *s < seq && !self.ringing.contains_key(c)
+                });
+                prop_assert!(!skipped, "{call:?} overtook an earlier caller");
+                self.ringing.insert(*call, agent.clone());
+            }
+            AcdAction::CancelOffer { call, agent } => {
+                let rung = self.ringing.remove(call);
+                prop_assert_eq!(rung.as_ref(), Some(agent));
+            }
+            AcdAction::CallLeft { call, outcome, .. } => {
+                prop_assert!(self.queued.remove(call).is_some(), "{call:?} left twice");
+                prop_assert!(
+                    !self.ringing.contains_key(call),
+                    "{call:?} left while ringing"
+                );
+                *self.left.entry(*call).or_default() += 1;
+                let _ = outcome;
+            }
+            AcdAction::LanguageFallback { call, language } => {
+                if let Some(entry) = self.queued.get_mut(call) {
+                    entry.0 = *language;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn run(events: Vec<Event>, pause_on_no_answer: bool) -> Result<(), TestCaseError> {
+    let t0 = Instant::now();
+    let mut q = QueueConfig::new("q");
+    q.max_length = 12;
+    q.max_wait = secs(200);
+    q.ring_timeout = secs(15);
+    q.wrap_up = secs(5);
+    q.pause_on_no_answer = pause_on_no_answer;
+    q.announce_interval = secs(30);
+    q.escalation = vec![EscalationTier {
+        after: secs(45),
+        add_languages: vec![Language::En],
+        min_proficiency: 1,
+    }];
+    q.min_proficiency = 3;
+    let agents = vec![
+        agent("a0", &[(Language::Nb, 8), (Language::En, 5)]),
+        agent("a1", &[(Language::En, 9)]),
+        agent("a2", &[(Language::Pl, 2), (Language::En, 3)]),
+        agent("a3", &[(Language::Nb, 3)]),
+        agent("a4", &[(Language::Pl, 9), (Language::Nb, 9)]),
+    ];
+    let ids: Vec<AgentId> = agents.iter().map(|a| a.id.clone()).collect();
+    let mut acd = acd_with(t0, q, agents);
+    let mut model = Model::default();
+    let mut now = t0;
+    let observe = |acd: &mut Acd, model: &mut Model| -> Result<(), TestCaseError> {
+        while let Some(a) = acd.poll_action() {
+            model.observe(&a)?;
+        }
+        Ok(())
+    };
+    for ev in events {
+        match ev {
+            Event::Join { language, priority } => {
+                // Call ids are never reused by the call layer.
+                model.seq += 1;
+                let call = CallId(model.seq);
+                let lang = LANGS[language % LANGS.len()];
+                // Recorded before the call, as the offer may come at once.
+                model.queued.insert(call, (lang, priority, model.seq));
+                let result = acd.join(
+                    now,
+                    call,
+                    "q",
+                    lang,
+                    JoinOptions {
+                        priority,
+                        ..JoinOptions::default()
+                    },
+                );
+                if let JoinResult::Joined { .. } = result {
+                    model.joined.insert(call);
+                } else {
+                    model.queued.remove(&call);
+                }
+            }
+            Event::Abandon { pick } => {
+                let call = CallId(1 + (pick as u64) % model.seq.max(1));
+                let queued = model.queued.contains_key(&call);
+                prop_assert_eq!(acd.abandon(now, call), queued);
+            }
+            Event::Leave { pick } => {
+                let call = CallId(1 + (pick as u64) % model.seq.max(1));
+                let queued = model.queued.contains_key(&call);
+                prop_assert_eq!(acd.leave(now, call), queued);
+            }
+            Event::SetState { agent, state } => {
+                let id = &ids[agent % ids.len()];
+                let requested = match state {
+                    0 | 1 => RequestedState::Ready,
+                    2 => RequestedState::Paused { reason: "p".into() },
+                    _ => RequestedState::LoggedOut,
+                };
+                // The request is confirmed when it returns; offers made
+                // while handling it come after.
+                let effect = acd.agent_state(now, id, requested.clone());
+                prop_assert!(effect.is_ok());
+                if requested == RequestedState::Ready {
+                    model.unavailable.remove(id);
+                } else {
+                    model.unavailable.insert(id.clone());
+                }
+            }
+            Event::Result { pick, result } => {
+                let mut ringing: Vec<(CallId, AgentId)> =
+                    model.ringing.iter().map(|(c, a)| (*c, a.clone())).collect();
+                ringing.sort();
+                if let Some((call, agent)) = ringing.get(pick % ringing.len().max(1)).cloned() {
+                    let r = match result {
+                        0 | 1 => OfferResult::Answered,
+                        2 => OfferResult::Rejected(486),
+                        _ => OfferResult::Timeout,
+                    };
+                    model.ringing.remove(&call);
+                    acd.offer_result(now, call, &agent, r)
+                        .map_err(|e| TestCaseError::fail(format!("{e}")))?;
+                    if r == OfferResult::Answered {
+                        model.talking.insert(agent, call);
+                    }
+                }
+            }
+            Event::End { pick } => {
+                let mut talking: Vec<(AgentId, CallId)> =
+                    model.talking.iter().map(|(a, c)| (a.clone(), *c)).collect();
+                talking.sort();
+                if let Some((agent, call)) = talking.get(pick % talking.len().max(1)).cloned() {
+                    model.talking.remove(&agent);
+                    acd.call_ended(now, call)
+                        .map_err(|e| TestCaseError::fail(format!("{e}")))?;
+                }
+            }
+            Event::Advance { secs: s } => {
+                now += secs(s);
+                while let Some(t) = acd.poll_timeout() {
+                    if t > now {
+                        break;
+                    }
+                    acd.handle_timeout(t);
+                    observe(&mut acd, &mut model)?;
+                }
+            }
+        }
+        observe(&mut acd, &mut model)?;
+    }
+    // Let everything run out: no agent answers any more.
+    for _ in 0..100 {
+        let ringing: Vec<(CallId, AgentId)> =
+            model.ringing.iter().map(|(c, a)| (*c, a.clone())).collect();
+        for (call, agent) in ringing {
+            model.ringing.remove(&call);
+            acd.offer_result(now, call, &agent, OfferResult::Timeout)
+                .map_err(|e| TestCaseError::fail(format!("{e}")))?;
+            observe(&mut acd, &mut model)?;
+        }
+        now += secs(30);
+        acd.handle_timeout(now);
+        observe(&mut acd, &mut model)?;
+    }
+    prop_assert!(model.queued.is_empty(), "still queued: {:?}", model.queued);
+    for call in &model.joined {
+        prop_assert_eq!(
+            model.left.get(call).copied(),
+            Some(1),
+            "{:?} left once",
+            call
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn invariants_hold_over_random_events(
+        events in proptest::collection::vec(event(), 0..150),
+        pause in any::<bool>(),
+    ) {
+        run(events, pause)?;
+    }
+}

@@ -1,0 +1,17 @@
+//! Where agents' softphones register: digest authentication (RFC 7616) and the
+//! bindings of each agent to the contacts it can be rung at (RFC 3261 §10).
+//!
+//! Both are sans-IO: the SIP layer parses REGISTER, hands the values in with
+//! `now`, and sends what comes back.
+
+pub mod bindings;
+pub mod digest;
+
+pub use bindings::{
+    Binding, BindingInfo, ContactParam, Contacts, CredentialStore, RegisterOutcome,
+    RegisterRequest, Registrar, RegistrarConfig, RegistrarEvent, Transport,
+};
+pub use digest::{
+    ha1, parse_authorization, Algorithm, Challenge, DigestAuth, DigestConfig, DigestResponse,
+    Ha1Set, Verdict,
+};
