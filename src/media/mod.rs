@@ -104,6 +104,17 @@ pub struct StreamParams {
 /// What the media side reports to the call layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MediaEvent {
-    PlaybackFinished { call: CallKey, play_id: u64 },
-    Digit { call: CallKey, digit: char },
+    PlaybackFinished {
+        call: CallKey,
+        play_id: u64,
+    },
+    Digit {
+        call: CallKey,
+        digit: char,
+    },
+    /// A stream that should be receiving (not held by its side) got no RTP
+    /// for its timeout; reported once until media comes back.
+    RtpTimeout {
+        call: CallKey,
+    },
 }
