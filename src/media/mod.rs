@@ -13,6 +13,7 @@
 //! - events: playback finished (per `play_id`), a DTMF digit (RFC 4733, one per
 //!   event, end retransmissions ignored).
 
+pub mod bridge;
 pub mod dtmf;
 mod engine;
 pub mod g711;
