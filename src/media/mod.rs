@@ -11,12 +11,17 @@
 //!   comfort silence; `play` queues clips; `stop` cuts playback (barge-in);
 //!   `update` applies a re-INVITE; `close` releases the socket at once.
 //! - events: playback finished (per `play_id`), a DTMF digit (RFC 4733, one per
-//!   event, end retransmissions ignored).
+//!   event, end retransmissions ignored), no RTP from a leg for its timeout.
+//! - queue and agent: every leg (caller or agent) is a stream named by its own
+//!   `CallKey`; `open_pending` binds an agent leg's port before its answer;
+//!   `play_music` loops hold music under announcements; `bridge` relays two
+//!   legs to each other on arrival, `unbridge` hands them back to the pacer.
 
 pub mod bridge;
 pub mod dtmf;
 mod engine;
 pub mod g711;
+pub mod music;
 pub mod pacer;
 pub mod prompt;
 pub mod rtp;
