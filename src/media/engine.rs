@@ -1456,38 +1456,4 @@ mod tests {
         engine.close(talking);
         engine.close(silent);
     }
-
-    /// Manual measurement, not a check: `cargo test --release --lib
-    /// measure_pacing -- --ignored --nocapture`. Sends 1,000 streams for 10 s to
-    /// sockets that never read (so that no receiver competes for the CPU) on
-    /// 127.0.0.1 ports 39000-39009; capture them with `dumpcap -i lo -f "udp
-    /// dst portrange 39000-39009"` and compare arrival times with the RTP
-    /// timestamps.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore]
-    async fn measure_pacing() {
-        const STREAMS: usize = 1_000;
-        const SINKS: u16 = 10;
-        const SECONDS: u64 = 10;
-        let port = free_even_port().min(40_000);
-        let (engine, _events) = engine(port, port + 2 * STREAMS as u16 + 200);
-        let sinks: Vec<std::net::UdpSocket> = (0..SINKS)
-            .map(|k| std::net::UdpSocket::bind((LOCALHOST, 39_000 + k)).expect("bind sink"))
-            .collect();
-        for k in 0..STREAMS {
-            let sink = sinks[k % sinks.len()].local_addr().expect("addr");
-            engine.open(CallKey(k as u64), params(sink)).expect("open");
-        }
-        tokio::time::sleep(Duration::from_secs(SECONDS)).await;
-        let stats = engine.stats();
-        println!(
-            "streams {}, sent {}, dropped {}, skipped {}, pacer wake delay mean {:?} max {:?}",
-            stats.streams,
-            stats.packets_sent,
-            stats.packets_dropped,
-            stats.frames_skipped,
-            stats.mean_wake_delay,
-            stats.max_wake_delay
-        );
-    }
 }
