@@ -1,5 +1,5 @@
 //! Music on hold: `audio/music/hold.wav` in the flows directory when an
-//! operator provides one, otherwise a piece generated here at first use (so
+//! operator provides one, otherwise a piece generated here once, at first use (so
 //! the hotline never needs a licence for it). Either way it is encoded once and
 //! shared by every waiting caller.
 //!
@@ -40,18 +40,25 @@ const PEAK: f32 = 0.3;
 /// The hold music for a flows directory: its `audio/music/hold.wav` if there is
 /// one, else the generated piece.
 pub fn load(dir: &Path) -> Result<Arc<Clip>, PromptError> {
+    Ok(load_file(dir)?.unwrap_or_else(generated))
+}
+
+/// The directory's own `audio/music/hold.wav`, if there is one.
+pub fn load_file(dir: &Path) -> Result<Option<Arc<Clip>>, PromptError> {
     let path: PathBuf = dir.join(HOLD_MUSIC_FILE);
     if !path.is_file() {
-        return Ok(generated());
+        return Ok(None);
     }
     let samples = decode_wav_file(&path).map_err(|reason| PromptError {
         path: path.clone(),
         reason,
     })?;
-    Ok(Arc::new(Clip::from_samples(&samples)))
+    Ok(Some(Arc::new(Clip::from_samples(&samples))))
 }
 
-/// The generated piece, made and encoded once per process.
+/// The generated piece, made and encoded once per process, when first asked
+/// for (about 0.1 s of CPU), so that a process that plays no music never pays
+/// for it.
 pub fn generated() -> Arc<Clip> {
     static CLIP: OnceLock<Arc<Clip>> = OnceLock::new();
     Arc::clone(CLIP.get_or_init(|| Arc::new(Clip::from_samples(&compose()))))

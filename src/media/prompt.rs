@@ -142,7 +142,7 @@ impl PromptLibrary {
                 library.insert(id, language, Arc::new(Clip::from_samples(&samples)));
             }
         }
-        library.music = Some(super::music::load(dir)?);
+        library.music = super::music::load_file(dir)?;
         Ok(library)
     }
 
