@@ -6,8 +6,8 @@
 //! response codes. Caller numbers and call ids are never labels.
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Wait-time buckets (seconds): fine around the usual service-level thresholds
@@ -16,6 +16,10 @@ pub const WAIT_BUCKETS: &[f64] = &[
     1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0,
     900.0, 1200.0, 1800.0, 2700.0, 3600.0, 5400.0, 7200.0,
 ];
+
+/// Pacer wake-up lateness buckets (seconds): from 0.1 ms (a good wake-up) to
+/// one whole 20 ms frame (a frame late).
+pub const PACER_LATE_BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02];
 
 /// SIP methods that get their own label value; anything else is counted as `other`.
 const KNOWN_METHODS: &[&str] = &[
@@ -53,6 +57,13 @@ pub struct Metrics {
     pub flow_reloads_total: IntCounterVec,
     /// Messages that could not be parsed (answered 400 or dropped), by what happened.
     pub sip_malformed_total: IntCounterVec,
+    /// RTP sent by the media engine (paced and relayed), added about once a second.
+    pub rtp_packets_sent_total: IntCounter,
+    pub rtp_packets_received_total: IntCounter,
+    /// RTP not sent: socket buffer full or send error.
+    pub rtp_send_drops_total: IntCounter,
+    /// How late the pacer thread woke after its deadline.
+    pub rtp_pacer_late_seconds: Histogram,
 }
 
 /// Outcomes of `hotline_calls_total`.
@@ -184,6 +195,26 @@ impl Metrics {
             &["action"]
         ));
 
+        let rtp_packets_sent_total = reg!(IntCounter::new(
+            "hotline_rtp_packets_sent_total",
+            "RTP packets sent (prompts, music, silence and relayed media)"
+        ));
+        let rtp_packets_received_total = reg!(IntCounter::new(
+            "hotline_rtp_packets_received_total",
+            "RTP packets received"
+        ));
+        let rtp_send_drops_total = reg!(IntCounter::new(
+            "hotline_rtp_send_drops_total",
+            "RTP packets not sent because the socket buffer was full or the send failed"
+        ));
+        let rtp_pacer_late_seconds = reg!(Histogram::with_opts(
+            HistogramOpts::new(
+                "hotline_rtp_pacer_late_seconds",
+                "How late the RTP pacer woke after each deadline"
+            )
+            .buckets(PACER_LATE_BUCKETS.to_vec())
+        ));
+
         // Pre-create the bounded label sets so that dashboards see zeros, not gaps.
         for s in stage::ALL {
             calls_active.with_label_values(&[s]);
@@ -217,6 +248,10 @@ impl Metrics {
             sip_responses_total,
             flow_reloads_total,
             sip_malformed_total,
+            rtp_packets_sent_total,
+            rtp_packets_received_total,
+            rtp_send_drops_total,
+            rtp_pacer_late_seconds,
         }
     }
 
@@ -285,6 +320,11 @@ mod tests {
             "hotline_sip_requests_total{method=\"other\"} 1",
             "hotline_sip_responses_total{code=\"200\"} 1",
             "hotline_flow_reloads_total",
+            "hotline_rtp_packets_sent_total 0",
+            "hotline_rtp_packets_received_total 0",
+            "hotline_rtp_send_drops_total 0",
+            "hotline_rtp_pacer_late_seconds_bucket{le=\"0.0001\"} 0",
+            "hotline_rtp_pacer_late_seconds_bucket{le=\"0.02\"} 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

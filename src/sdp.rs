@@ -339,12 +339,20 @@ impl Negotiated {
 /// Picks the first audio stream we can serve and the first codec of the offer
 /// (in its order) that we speak.
 pub fn negotiate(offer: &Offer) -> Result<Negotiated, SdpError> {
+    negotiate_with(offer, codec_for)
+}
+
+/// The first usable audio stream, with the first format `choose` accepts.
+fn negotiate_with<F>(offer: &Offer, choose: F) -> Result<Negotiated, SdpError>
+where
+    F: Fn(&MediaDescription, u8) -> Option<Codec>,
+{
     let mut result = Err(SdpError::NoAudio);
     for (index, media) in offer.media.iter().enumerate() {
         if !media.media.eq_ignore_ascii_case("audio") || !media.is_rtp_avp() || media.port == 0 {
             continue;
         }
-        let Some(codec) = media.payload_types().find_map(|pt| codec_for(media, pt)) else {
+        let Some(codec) = media.payload_types().find_map(|pt| choose(media, pt)) else {
             result = Err(SdpError::NoCommonCodec);
             continue;
         };
@@ -418,10 +426,7 @@ impl Answer {
         session_id: u64,
         session_version: u64,
     ) -> String {
-        let family = match local_ip {
-            IpAddr::V4(_) => "IP4",
-            IpAddr::V6(_) => "IP6",
-        };
+        let family = address_family(local_ip);
         let mut sdp = String::with_capacity(320);
         // Writing to a String cannot fail.
         let _ = write!(
@@ -453,6 +458,88 @@ impl Answer {
             let _ = write!(sdp, "a=ptime:20\r\na={}\r\n", self.direction.attribute());
         }
         sdp
+    }
+}
+
+/// Our offer for a call we place (an agent's softphone): one audio stream with
+/// `codecs` in our order of preference (PCMU then PCMA when empty) and, if
+/// given, telephone-event. `session_id` and `session_version` as for
+/// [`Answer::render`].
+pub fn offer(
+    local_ip: IpAddr,
+    local_port: u16,
+    session_id: u64,
+    session_version: u64,
+    codecs: &[Codec],
+    telephone_event_pt: Option<u8>,
+) -> String {
+    let mut ours: Vec<Codec> = Vec::with_capacity(2);
+    for &codec in codecs {
+        if !ours.contains(&codec) {
+            ours.push(codec);
+        }
+    }
+    if ours.is_empty() {
+        ours = vec![Codec::Pcmu, Codec::Pcma];
+    }
+    // A dynamic number that collides with a static codec cannot be offered.
+    let te = telephone_event_pt.filter(|pt| (96..=127).contains(pt));
+    let family = address_family(local_ip);
+    let mut sdp = String::with_capacity(320);
+    let _ = write!(
+        sdp,
+        "v=0\r\no=hotline {session_id} {session_version} IN {family} {local_ip}\r\n\
+         s=hotline\r\nc=IN {family} {local_ip}\r\nt=0 0\r\nm=audio {local_port} RTP/AVP"
+    );
+    for codec in &ours {
+        let _ = write!(sdp, " {}", codec.payload_type());
+    }
+    if let Some(te) = te {
+        let _ = write!(sdp, " {te}");
+    }
+    sdp.push_str("\r\n");
+    for codec in &ours {
+        let _ = write!(
+            sdp,
+            "a=rtpmap:{} {}/8000\r\n",
+            codec.payload_type(),
+            codec.name()
+        );
+    }
+    if let Some(te) = te {
+        let _ = write!(
+            sdp,
+            "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} {TELEPHONE_EVENTS}\r\n"
+        );
+    }
+    sdp.push_str("a=ptime:20\r\na=sendrecv\r\n");
+    sdp
+}
+
+/// Reads the answer to an [`offer`] of ours: the codec is the first of the
+/// answer's formats that we offered, the telephone-event type is the answer's,
+/// and `direction` is the answerer's own (so `stream_params` holds when it
+/// answers sendonly or inactive).
+pub fn accept_answer(
+    our_offer_codecs: &[Codec],
+    answer_text: &str,
+) -> Result<Negotiated, SdpError> {
+    let parsed = Offer::parse(answer_text)?;
+    let offered_default = [Codec::Pcmu, Codec::Pcma];
+    let ours = if our_offer_codecs.is_empty() {
+        &offered_default[..]
+    } else {
+        our_offer_codecs
+    };
+    negotiate_with(&parsed, |media, pt| {
+        codec_for(media, pt).filter(|codec| ours.contains(codec))
+    })
+}
+
+fn address_family(ip: IpAddr) -> &'static str {
+    match ip {
+        IpAddr::V4(_) => "IP4",
+        IpAddr::V6(_) => "IP6",
     }
 }
 
@@ -670,5 +757,92 @@ mod tests {
                 let _ = negotiate(&offer);
             }
         }
+    }
+
+    #[test]
+    fn our_offer_lists_codecs_in_order_and_reads_back() {
+        let ip: IpAddr = "10.0.0.5".parse().expect("ip");
+        let sdp = offer(
+            ip,
+            20004,
+            9,
+            1,
+            &[Codec::Pcma, Codec::Pcmu, Codec::Pcma],
+            Some(101),
+        );
+        assert_eq!(
+            sdp,
+            "v=0\r\no=hotline 9 1 IN IP4 10.0.0.5\r\ns=hotline\r\nc=IN IP4 10.0.0.5\r\n\
+             t=0 0\r\nm=audio 20004 RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\n\
+             a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+             a=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
+        );
+        // Our own parser, as the agent's side, accepts it.
+        let n = negotiated(&sdp);
+        assert_eq!((n.codec, n.telephone_event_pt), (Codec::Pcma, Some(101)));
+        // No codecs means both; a static number is no telephone-event type.
+        let plain = offer(ip, 20004, 9, 2, &[], Some(8));
+        assert!(plain.contains("m=audio 20004 RTP/AVP 0 8\r\n"), "{plain}");
+        assert!(!plain.contains("telephone-event"));
+    }
+
+    /// RFC 3264 §10.1, with the host names replaced by documentation addresses
+    /// (names in c= are not supported).
+    #[test]
+    fn accepts_the_rfc_3264_answer() {
+        let answer = "v=0\r\n\
+            o=bob 2808844564 2808844564 IN IP4 192.0.2.20\r\n\
+            s=\r\n\
+            c=IN IP4 192.0.2.20\r\n\
+            t=0 0\r\n\
+            m=audio 49174 RTP/AVP 0\r\n\
+            a=rtpmap:0 PCMU/8000\r\n\
+            m=video 49170 RTP/AVP 32\r\n\
+            a=rtpmap:32 MPV/90000\r\n";
+        let n = accept_answer(&[Codec::Pcmu, Codec::Pcma], answer).expect("accepted");
+        assert_eq!(n.codec, Codec::Pcmu);
+        assert_eq!(n.telephone_event_pt, None);
+        assert_eq!(n.remote, "192.0.2.20:49174".parse().expect("addr"));
+        assert!(n.stream_params().send);
+        // We offered PCMA alone: PCMU in the answer is not ours.
+        assert_eq!(
+            accept_answer(&[Codec::Pcma], answer),
+            Err(SdpError::NoCommonCodec)
+        );
+    }
+
+    #[test]
+    fn answer_codec_event_type_and_hold() {
+        let answer = |formats: &str, extra: &str| {
+            format!(
+                "v=0\r\no=agent 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                 m=audio 7078 RTP/AVP {formats}\r\na=rtpmap:96 telephone-event/8000\r\n{extra}"
+            )
+        };
+        // First of the answer's formats that we offered.
+        let n = accept_answer(&[Codec::Pcmu], &answer("8 0 96", "")).expect("ok");
+        assert_eq!((n.codec, n.telephone_event_pt), (Codec::Pcmu, Some(96)));
+        let n = accept_answer(&[Codec::Pcmu, Codec::Pcma], &answer("8 0", "")).expect("ok");
+        assert_eq!((n.codec, n.telephone_event_pt), (Codec::Pcma, None));
+        // The agent answers on hold: nothing to send.
+        let held = accept_answer(&[Codec::Pcmu], &answer("0", "a=sendonly\r\n")).expect("ok");
+        assert_eq!(held.direction, Direction::SendOnly);
+        assert!(!held.stream_params().send);
+        let recv = accept_answer(&[Codec::Pcmu], &answer("0", "a=recvonly\r\n")).expect("ok");
+        assert!(recv.stream_params().send);
+        // Refused stream, no common codec, garbage.
+        let refused = answer("0", "").replace("m=audio 7078", "m=audio 0");
+        assert_eq!(
+            accept_answer(&[Codec::Pcmu], &refused),
+            Err(SdpError::NoAudio)
+        );
+        assert_eq!(
+            accept_answer(&[Codec::Pcmu], &answer("18", "")),
+            Err(SdpError::NoCommonCodec)
+        );
+        assert_eq!(
+            accept_answer(&[Codec::Pcmu], "not sdp").map_err(|e| e.status_code()),
+            Err(400)
+        );
     }
 }

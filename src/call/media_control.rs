@@ -4,6 +4,7 @@
 use crate::media::{Clip, MediaEngine, MediaError, StreamParams};
 use crate::sip::CallKey;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What the call layer asks of the media side.
 pub trait MediaControl {
@@ -13,6 +14,18 @@ pub trait MediaControl {
     fn play(&mut self, call: CallKey, play_id: u64, clips: Vec<Arc<Clip>>);
     fn stop(&mut self, call: CallKey);
     fn close(&mut self, call: CallKey);
+    /// Binds a port for a leg we call (an agent), before its answer; `update`
+    /// later says where to send.
+    fn open_pending(&mut self, call: CallKey) -> Result<u16, MediaError>;
+    /// Loops hold music under announcements until `stop_music`.
+    fn play_music(&mut self, call: CallKey, clip: Arc<Clip>);
+    fn stop_music(&mut self, call: CallKey);
+    /// Relays two legs to each other; prompts and music stop on both.
+    fn bridge(&mut self, a: CallKey, b: CallKey);
+    /// Ends the bridge `call` is in; both legs get comfort silence.
+    fn unbridge(&mut self, call: CallKey);
+    /// How long the leg may receive no RTP before `RtpTimeout`; `None`: never.
+    fn set_rtp_timeout(&mut self, call: CallKey, timeout: Option<Duration>);
 }
 
 impl MediaControl for MediaEngine {
@@ -30,5 +43,23 @@ impl MediaControl for MediaEngine {
     }
     fn close(&mut self, call: CallKey) {
         MediaEngine::close(self, call)
+    }
+    fn open_pending(&mut self, call: CallKey) -> Result<u16, MediaError> {
+        MediaEngine::open_pending(self, call)
+    }
+    fn play_music(&mut self, call: CallKey, clip: Arc<Clip>) {
+        MediaEngine::play_music(self, call, clip)
+    }
+    fn stop_music(&mut self, call: CallKey) {
+        MediaEngine::stop_music(self, call)
+    }
+    fn bridge(&mut self, a: CallKey, b: CallKey) {
+        MediaEngine::bridge(self, a, b)
+    }
+    fn unbridge(&mut self, call: CallKey) {
+        MediaEngine::unbridge(self, call)
+    }
+    fn set_rtp_timeout(&mut self, call: CallKey, timeout: Option<Duration>) {
+        MediaEngine::set_rtp_timeout(self, call, timeout)
     }
 }

@@ -223,6 +223,9 @@ impl<M: MediaControl> CallManager<M> {
                 tracing::info!(call = call.0, digit = %digit, via = "rtp", "digit");
                 self.flow_event(now, call, FlowEvent::Digit(digit))
             }
+            MediaEvent::RtpTimeout { call } => {
+                tracing::info!(call = call.0, "no RTP received for the configured time");
+            }
         }
         self.process(now);
     }

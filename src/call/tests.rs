@@ -38,6 +38,14 @@ impl MediaControl for FakeMedia {
     fn close(&mut self, call: CallKey) {
         self.closed.push(call);
     }
+    fn open_pending(&mut self, _call: CallKey) -> Result<u16, MediaError> {
+        Ok(40002)
+    }
+    fn play_music(&mut self, _call: CallKey, _clip: Arc<Clip>) {}
+    fn stop_music(&mut self, _call: CallKey) {}
+    fn bridge(&mut self, _a: CallKey, _b: CallKey) {}
+    fn unbridge(&mut self, _call: CallKey) {}
+    fn set_rtp_timeout(&mut self, _call: CallKey, _timeout: Option<std::time::Duration>) {}
 }
 
 fn bundle() -> Arc<FlowBundle> {

@@ -14,26 +14,26 @@ const ULAW_BIAS: i32 = 0x84;
 const ULAW_CLIP: i32 = 32635;
 
 /// Encodes one linear sample to μ-law.
-pub fn linear_to_ulaw(sample: i16) -> u8 {
-    let value = i32::from(sample);
+pub const fn linear_to_ulaw(sample: i16) -> u8 {
+    let value = sample as i32;
     let (sign, magnitude) = if value < 0 {
-        (0x00u8, (-value).min(ULAW_CLIP))
+        (0x00u8, min_i32(-value, ULAW_CLIP))
     } else {
-        (0x80u8, value.min(ULAW_CLIP))
+        (0x80u8, min_i32(value, ULAW_CLIP))
     };
     let biased = magnitude + ULAW_BIAS;
     // Segment = position of the highest set bit above bit 7 (0..=7).
-    let segment = (31 - biased.leading_zeros()).saturating_sub(7).min(7);
+    let segment = min_u32((31 - biased.leading_zeros()).saturating_sub(7), 7);
     let mantissa = ((biased >> (segment + 3)) & 0x0F) as u8;
     // The wire format inverts every bit; positive samples carry the sign bit 1.
     (sign | ((segment as u8) << 4) | mantissa) ^ 0x7F
 }
 
 /// Decodes one μ-law byte to a linear sample.
-pub fn ulaw_to_linear(byte: u8) -> i16 {
+pub const fn ulaw_to_linear(byte: u8) -> i16 {
     let inverted = !byte;
     let segment = (inverted >> 4) & 0x07;
-    let mantissa = i32::from(inverted & 0x0F);
+    let mantissa = (inverted & 0x0F) as i32;
     let magnitude = (((mantissa << 3) + ULAW_BIAS) << segment) - ULAW_BIAS;
     // Magnitude is at most 32124, so the casts cannot truncate.
     if inverted & 0x80 != 0 {
@@ -44,10 +44,10 @@ pub fn ulaw_to_linear(byte: u8) -> i16 {
 }
 
 /// Encodes one linear sample to A-law.
-pub fn linear_to_alaw(sample: i16) -> u8 {
+pub const fn linear_to_alaw(sample: i16) -> u8 {
     // A-law works on 13-bit values; negative values use one's complement so that
     // -1 and 0 land in the two smallest levels either side of zero.
-    let value = i32::from(sample) >> 3;
+    let value = (sample as i32) >> 3;
     let (sign, magnitude) = if value >= 0 {
         (0x80u8, value)
     } else {
@@ -69,10 +69,10 @@ pub fn linear_to_alaw(sample: i16) -> u8 {
 }
 
 /// Decodes one A-law byte to a linear sample.
-pub fn alaw_to_linear(byte: u8) -> i16 {
+pub const fn alaw_to_linear(byte: u8) -> i16 {
     let value = byte ^ 0x55;
     let segment = (value >> 4) & 0x07;
-    let mantissa = i32::from(value & 0x0F) << 4;
+    let mantissa = ((value & 0x0F) as i32) << 4;
     let magnitude = match segment {
         0 => mantissa + 8,
         1 => mantissa + 0x108,
@@ -84,6 +84,42 @@ pub fn alaw_to_linear(byte: u8) -> i16 {
     } else {
         -magnitude as i16
     }
+}
+
+const fn min_i32(a: i32, b: i32) -> i32 {
+    if a < b {
+        a
+    } else {
+        b
+    }
+}
+
+const fn min_u32(a: u32, b: u32) -> u32 {
+    if a < b {
+        a
+    } else {
+        b
+    }
+}
+
+/// μ-law byte to the A-law byte of the same level, for bridging legs whose
+/// codecs differ: one lookup per sample, built at compile time.
+pub static ULAW_TO_ALAW: [u8; 256] = transcode_table(true);
+/// A-law byte to the μ-law byte of the same level.
+pub static ALAW_TO_ULAW: [u8; 256] = transcode_table(false);
+
+const fn transcode_table(from_ulaw: bool) -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        table[byte] = if from_ulaw {
+            linear_to_alaw(ulaw_to_linear(byte as u8))
+        } else {
+            linear_to_ulaw(alaw_to_linear(byte as u8))
+        };
+        byte += 1;
+    }
+    table
 }
 
 #[cfg(test)]
@@ -165,5 +201,18 @@ mod tests {
             previous_u = u;
             previous_a = a;
         }
+    }
+
+    #[test]
+    fn transcoding_tables_keep_the_level() {
+        for byte in 0..=255u8 {
+            let u = i32::from(ulaw_to_linear(byte));
+            let a = i32::from(alaw_to_linear(ULAW_TO_ALAW[usize::from(byte)]));
+            assert!((u - a).abs() <= u.abs() / 16 + 16, "μ {byte:#x}: {u} → {a}");
+            let a = i32::from(alaw_to_linear(byte));
+            let u = i32::from(ulaw_to_linear(ALAW_TO_ULAW[usize::from(byte)]));
+            assert!((u - a).abs() <= a.abs() / 16 + 16, "A {byte:#x}: {a} → {u}");
+        }
+        assert_eq!(ULAW_TO_ALAW[usize::from(ULAW_SILENCE)], ALAW_SILENCE);
     }
 }

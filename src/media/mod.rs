@@ -11,11 +11,17 @@
 //!   comfort silence; `play` queues clips; `stop` cuts playback (barge-in);
 //!   `update` applies a re-INVITE; `close` releases the socket at once.
 //! - events: playback finished (per `play_id`), a DTMF digit (RFC 4733, one per
-//!   event, end retransmissions ignored).
+//!   event, end retransmissions ignored), no RTP from a leg for its timeout.
+//! - queue and agent: every leg (caller or agent) is a stream named by its own
+//!   `CallKey`; `open_pending` binds an agent leg's port before its answer;
+//!   `play_music` loops hold music under announcements; `bridge` relays two
+//!   legs to each other on arrival, `unbridge` hands them back to the pacer.
 
+pub mod bridge;
 pub mod dtmf;
 mod engine;
 pub mod g711;
+pub mod music;
 pub mod pacer;
 pub mod prompt;
 pub mod rtp;
@@ -104,6 +110,17 @@ pub struct StreamParams {
 /// What the media side reports to the call layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MediaEvent {
-    PlaybackFinished { call: CallKey, play_id: u64 },
-    Digit { call: CallKey, digit: char },
+    PlaybackFinished {
+        call: CallKey,
+        play_id: u64,
+    },
+    Digit {
+        call: CallKey,
+        digit: char,
+    },
+    /// A stream that should be receiving (not held by its side) got no RTP
+    /// for its timeout; reported once until media comes back.
+    RtpTimeout {
+        call: CallKey,
+    },
 }

@@ -4,9 +4,16 @@
 //! wake-up sends what is due (up to `MAX_CATCH_UP` frames) and the schedule never
 //! drifts. Sequence numbers count packets sent; timestamps count time, so they run
 //! on through silence, hold and skipped frames as RFC 3550 asks.
+//!
+//! Besides prompts, a stream can loop music under them (an announcement
+//! interrupts the music, which then goes on where it was), be bridged to another
+//! stream (the shell relays media between the two on arrival; the pacer then
+//! only keeps the stream's clock) and be watched for incoming RTP.
 
 use super::rtp::{self, RtpHeader};
-use super::{Clip, MediaEvent, StreamParams, FRAME_BYTES, FRAME_DURATION, SAMPLES_PER_FRAME};
+use super::{
+    Clip, Codec, MediaEvent, StreamParams, FRAME_BYTES, FRAME_DURATION, SAMPLES_PER_FRAME,
+};
 use crate::sip::CallKey;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -38,6 +45,10 @@ pub const MAX_PENDING_EVENTS: usize = 65_536;
 /// One RTP packet: fixed header and one G.711 frame.
 pub const PACKET_LEN: usize = rtp::HEADER_LEN + FRAME_BYTES;
 
+/// How long a stream that should be receiving may go without RTP before
+/// `MediaEvent::RtpTimeout`, unless configured otherwise.
+pub const DEFAULT_RTP_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Random starting points of a stream (RFC 3550 §5.1 asks for random values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamInit {
@@ -67,6 +78,39 @@ pub struct TickStats {
     pub held: u64,
     /// Streams removed because their socket was gone.
     pub gone: u64,
+    /// Frames not sent because the stream is bridged (the relay sends).
+    pub bridged: u64,
+}
+
+/// Where a bridged stream's outbound RTP goes and how it is numbered, for the
+/// relay that feeds it with the other leg's media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outbound {
+    pub call: CallKey,
+    pub ssrc: u32,
+    /// Next sequence number (the relay numbers on from here).
+    pub sequence: u16,
+    /// RTP timestamp of the frame due at `due`: the stream's clock, from which
+    /// the relay derives the timestamp of any moment.
+    pub timestamp: u32,
+    pub due: Instant,
+    /// `None` while nothing may be sent (hold, no address yet).
+    pub destination: Option<SocketAddr>,
+    pub codec: Codec,
+    pub telephone_event_pt: Option<u8>,
+}
+
+impl Outbound {
+    /// The stream's RTP timestamp at `now` (8 samples per ms, either side of `due`).
+    pub fn timestamp_at(&self, now: Instant) -> u32 {
+        let samples =
+            |d: Duration| (d.as_nanos() * u128::from(super::SAMPLE_RATE) / 1_000_000_000) as u32;
+        if now >= self.due {
+            self.timestamp.wrapping_add(samples(now - self.due))
+        } else {
+            self.timestamp.wrapping_sub(samples(self.due - now))
+        }
+    }
 }
 
 struct Play {
@@ -74,6 +118,44 @@ struct Play {
     clips: VecDeque<Arc<Clip>>,
     /// Next frame of the front clip.
     frame: usize,
+}
+
+/// A clip looped under the prompts, at this caller's own position.
+struct Music {
+    clip: Arc<Clip>,
+    frame: usize,
+}
+
+impl Music {
+    fn next_frame(&mut self, codec: Codec) -> Option<&[u8; FRAME_BYTES]> {
+        let frames = self.clip.frames();
+        if frames == 0 {
+            return None;
+        }
+        if self.frame >= frames {
+            self.frame = 0;
+        }
+        let index = self.frame;
+        self.frame += 1;
+        self.clip.frame(codec, index)
+    }
+
+    fn skip(&mut self, frames: u64) {
+        let len = self.clip.frames() as u64;
+        if len > 0 {
+            self.frame = ((self.frame as u64 % len + frames % len) % len) as usize;
+        }
+    }
+}
+
+/// Incoming-RTP watch of a stream that should be receiving.
+#[derive(Clone, Copy)]
+struct Watch {
+    /// Packets received as last seen.
+    count: u64,
+    /// Since when that count has not changed.
+    since: Instant,
+    reported: bool,
 }
 
 struct Stream<S> {
@@ -91,6 +173,11 @@ struct Stream<S> {
     next_tick: u64,
     marker: bool,
     plays: VecDeque<Play>,
+    music: Option<Music>,
+    /// The leg this one is bridged to: the relay sends, the pacer keeps time.
+    peer: Option<CallKey>,
+    rtp_timeout: Option<Duration>,
+    watch: Option<Watch>,
     packet: [u8; PACKET_LEN],
 }
 
@@ -128,11 +215,17 @@ impl<S> Stream<S> {
             Some(p) => p,
             None => return,
         };
-        let frame = self.plays.front_mut().and_then(|play| {
-            let frame = play.clips.front()?.frame(codec, play.frame)?;
-            play.frame += 1;
-            Some(frame)
-        });
+        let frame = match self.plays.front_mut() {
+            Some(play) => play.clips.front().and_then(|clip| {
+                let frame = clip.frame(codec, play.frame)?;
+                play.frame += 1;
+                Some(frame)
+            }),
+            None => self
+                .music
+                .as_mut()
+                .and_then(|music| music.next_frame(codec)),
+        };
         payload.copy_from_slice(frame.unwrap_or(codec.silence_frame()));
         self.settle(events);
     }
@@ -153,6 +246,32 @@ impl<S> Stream<S> {
             frames -= take as u64;
         }
         self.settle(events);
+        if let (true, Some(music)) = (self.plays.is_empty(), self.music.as_mut()) {
+            music.skip(frames);
+        }
+    }
+
+    /// Whether the far end should be sending to us: it has an address and is
+    /// not holding the call.
+    fn should_receive(&self) -> bool {
+        self.params.send && self.destination().is_some()
+    }
+
+    fn outbound(&self, epoch: Instant) -> Outbound {
+        let due_nanos = self
+            .next_tick
+            .saturating_mul(frame_nanos())
+            .saturating_add(self.phase);
+        Outbound {
+            call: self.call,
+            ssrc: self.ssrc,
+            sequence: self.sequence,
+            timestamp: self.timestamp,
+            due: epoch + Duration::from_nanos(due_nanos),
+            destination: self.destination().filter(|_| self.params.send),
+            codec: self.params.codec,
+            telephone_event_pt: self.params.telephone_event_pt,
+        }
     }
 }
 
@@ -198,6 +317,7 @@ pub struct Pacer<S> {
     index: HashMap<CallKey, usize>,
     events: Events,
     next_slot: u64,
+    default_rtp_timeout: Option<Duration>,
 }
 
 impl<S> Pacer<S> {
@@ -209,6 +329,7 @@ impl<S> Pacer<S> {
             index: HashMap::new(),
             events: Events::default(),
             next_slot: 0,
+            default_rtp_timeout: Some(DEFAULT_RTP_TIMEOUT),
         }
     }
 
@@ -270,6 +391,10 @@ impl<S> Pacer<S> {
             next_tick: self.tick_index(now, phase).saturating_add(1),
             marker: true,
             plays: VecDeque::new(),
+            music: None,
+            peer: None,
+            rtp_timeout: self.default_rtp_timeout,
+            watch: None,
             packet: [0; PACKET_LEN],
         };
         self.index.insert(call, self.streams.len());
@@ -335,9 +460,144 @@ impl<S> Pacer<S> {
         }
     }
 
-    /// Removes a stream; returns its sink.
+    /// Loops `clip` under the prompts from its start, replacing any music.
+    pub fn play_music(&mut self, call: CallKey, clip: Arc<Clip>) -> bool {
+        let Some(stream) = self.stream_mut(call) else {
+            return false;
+        };
+        stream.music = Some(Music { clip, frame: 0 });
+        true
+    }
+
+    pub fn stop_music(&mut self, call: CallKey) {
+        if let Some(stream) = self.stream_mut(call) {
+            stream.music = None;
+        }
+    }
+
+    /// Bridges two streams: their prompts and music stop, the pacer stops
+    /// sending on both, and the relay takes over from the returned
+    /// [`Outbound`]s (`a`'s first: where `b`'s media must go, and the reverse).
+    /// `None` if either is unknown, already bridged, or both are the same.
+    pub fn bridge(&mut self, a: CallKey, b: CallKey) -> Option<(Outbound, Outbound)> {
+        if a == b {
+            return None;
+        }
+        let (ia, ib) = (*self.index.get(&a)?, *self.index.get(&b)?);
+        let free = |i: usize| self.streams.get(i).is_some_and(|s| s.peer.is_none());
+        if !free(ia) || !free(ib) {
+            return None;
+        }
+        let epoch = self.epoch;
+        let mut outbound = |i: usize, peer: CallKey| {
+            let stream = self.streams.get_mut(i)?;
+            stream.plays.clear();
+            stream.music = None;
+            stream.peer = Some(peer);
+            Some(stream.outbound(epoch))
+        };
+        Some((outbound(ia, b)?, outbound(ib, a)?))
+    }
+
+    /// Ends the bridge `call` is in; returns the other leg. Both streams go
+    /// back to the pacer (silence, or music once asked for), numbering on from
+    /// the sequence `take_sequence` reads from each sink (the relay's count).
+    pub fn unbridge<F>(&mut self, call: CallKey, mut take_sequence: F) -> Option<CallKey>
+    where
+        F: FnMut(&S) -> Option<u16>,
+    {
+        let peer = self.stream_mut(call)?.peer?;
+        for leg in [call, peer] {
+            if let Some(stream) = self.stream_mut(leg) {
+                stream.peer = None;
+                stream.marker = true;
+                if let Some(sequence) = take_sequence(&stream.sink) {
+                    stream.sequence = sequence;
+                }
+            }
+        }
+        Some(peer)
+    }
+
+    /// The leg `call` is bridged to.
+    pub fn peer(&self, call: CallKey) -> Option<CallKey> {
+        let i = *self.index.get(&call)?;
+        self.streams.get(i)?.peer
+    }
+
+    /// Where and how the relay sends a bridged stream's RTP now.
+    pub fn outbound(&self, call: CallKey) -> Option<Outbound> {
+        let i = *self.index.get(&call)?;
+        Some(self.streams.get(i)?.outbound(self.epoch))
+    }
+
+    /// The shell's handle of a stream.
+    pub fn sink(&self, call: CallKey) -> Option<&S> {
+        let i = *self.index.get(&call)?;
+        Some(&self.streams.get(i)?.sink)
+    }
+
+    /// RTP timeout for streams opened from now on; `None` turns the watch off.
+    pub fn set_default_rtp_timeout(&mut self, timeout: Option<Duration>) {
+        self.default_rtp_timeout = timeout;
+    }
+
+    /// RTP timeout of one stream; `None` turns its watch off.
+    pub fn set_rtp_timeout(&mut self, call: CallKey, timeout: Option<Duration>) -> bool {
+        let Some(stream) = self.stream_mut(call) else {
+            return false;
+        };
+        stream.rtp_timeout = timeout;
+        stream.watch = None;
+        true
+    }
+
+    /// Reports `RtpTimeout` once for each stream that should be receiving and
+    /// whose packet count (read from its sink by `received`) has not moved for
+    /// its timeout. The watch restarts whenever the stream starts to expect
+    /// media (answer, resume) and re-arms when media comes back. Meant to run
+    /// about once a second.
+    pub fn check_liveness<F>(&mut self, now: Instant, mut received: F)
+    where
+        F: FnMut(&S) -> u64,
+    {
+        for stream in &mut self.streams {
+            let timeout = match stream.rtp_timeout {
+                Some(timeout) if stream.should_receive() => timeout,
+                _ => {
+                    stream.watch = None;
+                    continue;
+                }
+            };
+            let count = received(&stream.sink);
+            let watch = stream.watch.get_or_insert(Watch {
+                count,
+                since: now,
+                reported: false,
+            });
+            if watch.count != count {
+                *watch = Watch {
+                    count,
+                    since: now,
+                    reported: false,
+                };
+            } else if !watch.reported && now.saturating_duration_since(watch.since) >= timeout {
+                watch.reported = true;
+                self.events
+                    .push(MediaEvent::RtpTimeout { call: stream.call });
+            }
+        }
+    }
+
+    /// Removes a stream; returns its sink. A bridged partner goes back to the
+    /// pacer (the shell should `unbridge` first to keep its numbering).
     pub fn close(&mut self, call: CallKey) -> Option<S> {
         let i = self.index.remove(&call)?;
+        let peer = self.streams.get(i).and_then(|s| s.peer);
+        if let Some(other) = peer.and_then(|p| self.stream_mut(p)) {
+            other.peer = None;
+            other.marker = true;
+        }
         self.remove_at(i)
     }
 
@@ -372,6 +632,12 @@ impl<S> Pacer<S> {
                 }
                 while stream.next_tick <= now_tick {
                     stream.fill_next_frame(events);
+                    if stream.peer.is_some() {
+                        stats.bridged += 1;
+                        stream.timestamp = stream.timestamp.wrapping_add(SAMPLES_PER_FRAME);
+                        stream.next_tick += 1;
+                        continue;
+                    }
                     match stream.destination().filter(|_| stream.params.send) {
                         Some(dest) => {
                             let header = RtpHeader {
@@ -700,5 +966,215 @@ mod tests {
                 "at {ms} ms"
             );
         }
+    }
+
+    /// A clip whose frame k is filled with the level `levels[k]`.
+    fn frames_clip(levels: &[i16]) -> Arc<Clip> {
+        let samples: Vec<i16> = levels
+            .iter()
+            .flat_map(|&level| std::iter::repeat_n(level, FRAME_BYTES))
+            .collect();
+        Arc::new(Clip::from_samples(&samples))
+    }
+
+    fn first_bytes(sent: &Sent) -> Vec<u8> {
+        sent.iter().map(|(_, p)| p[rtp::HEADER_LEN]).collect()
+    }
+
+    #[test]
+    fn music_loops_and_an_announcement_interrupts_it() {
+        let u = crate::media::g711::linear_to_ulaw;
+        let t0 = Instant::now();
+        let mut pacer = Pacer::new(t0);
+        let call = CallKey(3);
+        pacer.open(t0, call, params(4000), INIT, 0u8);
+        assert!(pacer.play_music(call, frames_clip(&[100, 200, 300])));
+        let mut sent = Sent::new();
+        for n in 1..=4 {
+            tick(&mut pacer, at(t0, 20 * n), &mut sent);
+        }
+        assert_eq!(first_bytes(&sent), vec![u(100), u(200), u(300), u(100)]);
+        // The announcement cuts in; the music goes on where it stopped.
+        sent.clear();
+        assert!(pacer.play(call, 9, vec![frames_clip(&[-500, -600])]));
+        let mut events = Vec::new();
+        for n in 5..=9 {
+            tick(&mut pacer, at(t0, 20 * n), &mut sent);
+            while let Some(e) = pacer.poll_event() {
+                events.push((n, e));
+            }
+        }
+        assert_eq!(
+            first_bytes(&sent),
+            vec![u(-500), u(-600), u(200), u(300), u(100)]
+        );
+        assert_eq!(
+            events,
+            vec![(6, MediaEvent::PlaybackFinished { call, play_id: 9 })]
+        );
+        // Barge-in cuts the announcement, not the music.
+        sent.clear();
+        pacer.play(call, 10, vec![frames_clip(&[-700; 5])]);
+        tick(&mut pacer, at(t0, 200), &mut sent);
+        pacer.stop(call);
+        tick(&mut pacer, at(t0, 220), &mut sent);
+        assert_eq!(first_bytes(&sent), vec![u(-700), u(200)]);
+        // A stall skips music frames in time; a new clip starts from its start.
+        sent.clear();
+        tick(&mut pacer, at(t0, 220 + 20 * 5), &mut sent);
+        assert_eq!(first_bytes(&sent), vec![u(200), u(300), u(100)]);
+        pacer.play_music(call, frames_clip(&[900]));
+        tick(&mut pacer, at(t0, 340), &mut sent);
+        assert_eq!(first_bytes(&sent).last(), Some(&u(900)));
+        // Stopped: silence; an empty clip is silence too.
+        pacer.stop_music(call);
+        tick(&mut pacer, at(t0, 360), &mut sent);
+        assert_eq!(first_bytes(&sent).last(), Some(&0xFF));
+        pacer.play_music(call, Arc::new(Clip::from_samples(&[])));
+        tick(&mut pacer, at(t0, 380), &mut sent);
+        assert_eq!(first_bytes(&sent).last(), Some(&0xFF));
+        assert_eq!(pacer.poll_event(), None);
+        assert!(!pacer.play_music(CallKey(99), frames_clip(&[1])));
+    }
+
+    #[test]
+    fn bridged_streams_keep_time_and_hand_their_numbering_back() {
+        let t0 = Instant::now();
+        let mut pacer = Pacer::new(t0);
+        let (a, b) = (CallKey(1), CallKey(2));
+        pacer.open(t0, a, params(4000), INIT, 0u8);
+        let init_b = StreamInit {
+            ssrc: 0xB0B,
+            ..INIT
+        };
+        pacer.open(
+            t0,
+            b,
+            StreamParams {
+                codec: Codec::Pcma,
+                ..params(5000)
+            },
+            init_b,
+            1u8,
+        );
+        pacer.play_music(a, frames_clip(&[100]));
+        pacer.play(b, 1, vec![clip(1000, 50)]);
+        let mut sent = Sent::new();
+        tick(&mut pacer, at(t0, 21), &mut sent);
+        assert_eq!(sent.len(), 2);
+
+        let (out_a, out_b) = pacer.bridge(a, b).expect("bridged");
+        assert_eq!((out_a.call, out_a.ssrc), (a, INIT.ssrc));
+        assert_eq!(out_a.destination, Some(params(4000).remote));
+        assert_eq!(out_a.sequence, INIT.sequence.wrapping_add(1));
+        assert_eq!(out_a.timestamp, INIT.timestamp.wrapping_add(160));
+        assert_eq!(out_a.due, at(t0, 40));
+        assert_eq!(
+            out_a.timestamp_at(at(t0, 45)),
+            out_a.timestamp.wrapping_add(40)
+        );
+        assert_eq!(
+            out_a.timestamp_at(at(t0, 35)),
+            out_a.timestamp.wrapping_sub(40)
+        );
+        assert_eq!((out_b.ssrc, out_b.codec), (0xB0B, Codec::Pcma));
+        assert_eq!(out_b.telephone_event_pt, Some(101));
+        assert_eq!((pacer.peer(a), pacer.peer(b)), (Some(b), Some(a)));
+        // Bridging again, to itself, or to an unknown leg is refused.
+        assert!(pacer.bridge(a, b).is_none());
+        assert!(pacer.bridge(a, CallKey(3)).is_none());
+        assert!(pacer.bridge(CallKey(3), CallKey(3)).is_none());
+
+        // The relay sends now; the pacer only keeps the clock, and what played
+        // was cut without an event.
+        sent.clear();
+        let mut bridged = 0;
+        for n in 2..=4 {
+            bridged += tick(&mut pacer, at(t0, 20 * n + 1), &mut sent).bridged;
+        }
+        assert_eq!((sent.len(), bridged), (0, 6));
+        assert_eq!(pacer.poll_event(), None);
+        let later = pacer.outbound(a).expect("outbound");
+        assert_eq!(later.timestamp, out_a.timestamp.wrapping_add(3 * 160));
+
+        // Unbridged: silence again, numbered on from what the relay used.
+        assert_eq!(
+            pacer.unbridge(b, |sink| Some(1000 + u16::from(*sink))),
+            Some(a)
+        );
+        assert_eq!(pacer.unbridge(b, |_| None), None);
+        tick(&mut pacer, at(t0, 101), &mut sent);
+        let by_dest = |port: u16| {
+            let (_, bytes) = sent.iter().find(|(d, _)| d.port() == port).expect("packet");
+            (header(bytes), bytes[rtp::HEADER_LEN])
+        };
+        let (ha, first_a) = by_dest(4000);
+        assert_eq!((ha.sequence, ha.marker, first_a), (1000, true, 0xFF));
+        assert_eq!(ha.timestamp, out_a.timestamp.wrapping_add(3 * 160));
+        let (hb, first_b) = by_dest(5000);
+        assert_eq!((hb.sequence, hb.ssrc, first_b), (1001, 0xB0B, 0xD5));
+
+        // Closing one leg of a bridge frees the other.
+        pacer.bridge(a, b).expect("bridged");
+        pacer.close(a);
+        assert_eq!(pacer.peer(b), None);
+        sent.clear();
+        tick(&mut pacer, at(t0, 121), &mut sent);
+        assert_eq!(sent.len(), 1);
+    }
+
+    #[test]
+    fn rtp_timeout_is_reported_once_per_silence_and_not_on_hold() {
+        let t0 = Instant::now();
+        let secs = |s: u64| t0 + Duration::from_secs(s);
+        let mut pacer = Pacer::new(t0);
+        let (call, pending, quiet) = (CallKey(1), CallKey(2), CallKey(3));
+        pacer.open(t0, call, params(4000), INIT, 0u8);
+        // An agent leg before its answer: no address yet.
+        let mut unknown = params(0);
+        unknown.remote = "0.0.0.0:0".parse().expect("addr");
+        unknown.send = false;
+        pacer.open(t0, pending, unknown, INIT, 1u8);
+        pacer.open(t0, quiet, params(4002), INIT, 2u8);
+        assert!(pacer.set_rtp_timeout(quiet, None));
+        let mut received = [0u64; 3];
+        let check = |pacer: &mut Pacer<u8>, s: u64, received: &[u64; 3]| {
+            pacer.check_liveness(secs(s), |sink| received[usize::from(*sink)]);
+            let mut events = Vec::new();
+            while let Some(e) = pacer.poll_event() {
+                events.push(e);
+            }
+            events
+        };
+        let timeout = |call| vec![MediaEvent::RtpTimeout { call }];
+        assert!(check(&mut pacer, 0, &received).is_empty());
+        assert!(check(&mut pacer, 29, &received).is_empty());
+        assert_eq!(check(&mut pacer, 30, &received), timeout(call));
+        assert!(check(&mut pacer, 31, &received).is_empty(), "once");
+        // Media comes back, then stops again: reported again 30 s later.
+        received[0] = 5;
+        assert!(check(&mut pacer, 40, &received).is_empty());
+        assert!(check(&mut pacer, 69, &received).is_empty());
+        assert_eq!(check(&mut pacer, 70, &received), timeout(call));
+        // On hold by the far end: no watch; after resume it starts afresh.
+        let mut held = params(4000);
+        held.send = false;
+        pacer.update(call, held);
+        assert!(check(&mut pacer, 200, &received).is_empty());
+        pacer.update(call, params(4000));
+        assert!(check(&mut pacer, 201, &received).is_empty());
+        assert!(check(&mut pacer, 230, &received).is_empty());
+        assert_eq!(check(&mut pacer, 231, &received), timeout(call));
+        // The answer arrives for the agent leg; a shorter timeout of its own.
+        pacer.update(pending, params(4004));
+        pacer.set_rtp_timeout(pending, Some(Duration::from_secs(5)));
+        assert!(check(&mut pacer, 300, &received).is_empty());
+        assert_eq!(check(&mut pacer, 305, &received), timeout(pending));
+        // New streams take the default in force when they open.
+        pacer.set_default_rtp_timeout(None);
+        pacer.open(secs(400), CallKey(9), params(4006), INIT, 0u8);
+        assert!(check(&mut pacer, 400, &received).is_empty());
+        assert!(check(&mut pacer, 1000, &received).is_empty());
+        assert!(!pacer.set_rtp_timeout(CallKey(77), None));
     }
 }

@@ -98,6 +98,8 @@ pub struct PromptLibrary {
     /// Clips by prompt id, then by language in menu order.
     clips: HashMap<String, [Option<Arc<Clip>>; Language::ALL.len()]>,
     missing: Vec<MissingAudio>,
+    /// The directory's own hold music, if it has one.
+    music: Option<Arc<Clip>>,
 }
 
 fn language_index(language: Language) -> usize {
@@ -140,6 +142,7 @@ impl PromptLibrary {
                 library.insert(id, language, Arc::new(Clip::from_samples(&samples)));
             }
         }
+        library.music = super::music::load_file(dir)?;
         Ok(library)
     }
 
@@ -150,6 +153,15 @@ impl PromptLibrary {
             .get(language_index(language))?
             .as_ref()
             .map(Arc::clone)
+    }
+
+    /// Music on hold: `audio/music/hold.wav` of the directory loaded, else the
+    /// generated piece.
+    pub fn hold_music(&self) -> Arc<Clip> {
+        match &self.music {
+            Some(clip) => Arc::clone(clip),
+            None => super::music::generated(),
+        }
     }
 
     /// Prompts listed in the catalogue without an audio file (for the validator).
@@ -175,7 +187,7 @@ impl PromptLibrary {
     }
 }
 
-fn decode_wav_file(path: &Path) -> Result<Vec<i16>, String> {
+pub(crate) fn decode_wav_file(path: &Path) -> Result<Vec<i16>, String> {
     let reader = hound::WavReader::open(path).map_err(|e| e.to_string())?;
     decode_wav(reader)
 }

@@ -53,6 +53,28 @@ pub enum RtpError {
 
 /// Parses an RTP datagram. Never panics: every length comes from checked slicing.
 pub fn parse(datagram: &[u8]) -> Result<RtpPacket<'_>, RtpError> {
+    let located = locate(datagram)?;
+    Ok(RtpPacket {
+        header: located.header,
+        csrc_count: located.csrc_count,
+        extension_profile: located.extension_profile,
+        payload: datagram.get(located.payload).ok_or(RtpError::Truncated)?,
+    })
+}
+
+/// Where a datagram's parts are, so that it can be rewritten in place (the
+/// relay writes a new header just before the payload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    pub header: RtpHeader,
+    pub csrc_count: u8,
+    pub extension_profile: Option<u16>,
+    /// Payload bounds in the datagram; `payload.start >= HEADER_LEN`.
+    pub payload: std::ops::Range<usize>,
+}
+
+/// Like [`parse`], giving the payload's position instead of borrowing it.
+pub fn locate(datagram: &[u8]) -> Result<Located, RtpError> {
     let fixed = datagram.get(..HEADER_LEN).ok_or(RtpError::Truncated)?;
     let first = fixed[0];
     let version = first >> 6;
@@ -70,15 +92,15 @@ pub fn parse(datagram: &[u8]) -> Result<RtpPacket<'_>, RtpError> {
         ssrc: u32::from_be_bytes([fixed[8], fixed[9], fixed[10], fixed[11]]),
     };
 
-    let mut rest = datagram
-        .get(HEADER_LEN + 4 * usize::from(csrc_count)..)
-        .ok_or(RtpError::Truncated)?;
+    let mut start = HEADER_LEN + 4 * usize::from(csrc_count);
+    let mut rest = datagram.get(start..).ok_or(RtpError::Truncated)?;
     let mut extension_profile = None;
     if has_extension {
         let ext = rest.get(..4).ok_or(RtpError::Truncated)?;
         extension_profile = Some(u16::from_be_bytes([ext[0], ext[1]]));
         let words = usize::from(u16::from_be_bytes([ext[2], ext[3]]));
         rest = rest.get(4 + 4 * words..).ok_or(RtpError::Truncated)?;
+        start += 4 + 4 * words;
     }
     if has_padding {
         // The last octet counts the padding octets, itself included.
@@ -88,11 +110,11 @@ pub fn parse(datagram: &[u8]) -> Result<RtpPacket<'_>, RtpError> {
         }
         rest = rest.get(..rest.len() - pad).ok_or(RtpError::BadPadding)?;
     }
-    Ok(RtpPacket {
+    Ok(Located {
         header,
         csrc_count,
         extension_profile,
-        payload: rest,
+        payload: start..start + rest.len(),
     })
 }
 
@@ -134,6 +156,7 @@ mod tests {
         assert_eq!(parsed.csrc_count, 2);
         assert_eq!(parsed.extension_profile, Some(0xBEDE));
         assert_eq!(parsed.payload, &[7, 7]);
+        assert_eq!(locate(&packet).expect("valid").payload, 28..30);
     }
 
     #[test]
