@@ -37,6 +37,15 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// Ring this long (180 Ringing) before answering; 0 answers at once.
     pub answer_delay_ms: u64,
+    /// Agent accounts (`agents.yaml`); reloaded when it changes. Without the
+    /// file there are no agents and every REGISTER is refused.
+    pub agents_file: PathBuf,
+    /// Whether an agent becomes ready as soon as its phone registers (else
+    /// paused until it says ready).
+    pub ready_on_register: bool,
+    /// Seconds without RTP from a leg before the peer is probed (and the call
+    /// ended if it does not answer); 0 turns the check off.
+    pub rtp_timeout_s: u64,
 }
 
 impl Default for Config {
@@ -58,6 +67,9 @@ impl Default for Config {
             max_sip_message: 16 * 1024,
             shutdown_grace_ms: 2000,
             answer_delay_ms: 0,
+            agents_file: PathBuf::from("agents.yaml"),
+            ready_on_register: true,
+            rtp_timeout_s: 30,
         }
     }
 }

@@ -62,6 +62,8 @@ pub enum LiveEvent {
         at: f64,
         agent: String,
         state: String,
+        /// Language codes the agent speaks (for per-language wallboard counts).
+        skills: Vec<String>,
     },
 }
 

@@ -21,6 +21,12 @@ pub const WAIT_BUCKETS: &[f64] = &[
 /// one whole 20 ms frame (a frame late).
 pub const PACER_LATE_BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02];
 
+/// Estimate error buckets (seconds, actual − predicted), symmetric around 0.
+pub const ESTIMATE_ERROR_BUCKETS: &[f64] = &[
+    -600.0, -300.0, -180.0, -120.0, -60.0, -30.0, -10.0, 0.0, 10.0, 30.0, 60.0, 120.0, 180.0,
+    300.0, 600.0,
+];
+
 /// SIP methods that get their own label value; anything else is counted as `other`.
 const KNOWN_METHODS: &[&str] = &[
     "INVITE",
@@ -51,6 +57,13 @@ pub struct Metrics {
     pub queue_wait_seconds: HistogramVec,
     pub queue_answered_total: IntCounterVec,
     pub queue_abandoned_total: IntCounterVec,
+    /// Abandons sooner than the queue's short-abandon threshold (also in
+    /// `queue_abandoned_total`).
+    pub queue_short_abandoned_total: IntCounterVec,
+    /// Actual minus predicted wait of answered callers.
+    pub queue_estimate_error_seconds: HistogramVec,
+    /// 1 when a live flow offers the language and its line is open now.
+    pub language_offered: IntGaugeVec,
     pub agents: IntGaugeVec,
     pub sip_requests_total: IntCounterVec,
     pub sip_responses_total: IntCounterVec,
@@ -165,6 +178,28 @@ impl Metrics {
             ),
             &["queue", "language"]
         ));
+        let queue_short_abandoned_total = reg!(IntCounterVec::new(
+            Opts::new(
+                "hotline_queue_short_abandoned_total",
+                "Queued callers who hung up within the short-abandon threshold"
+            ),
+            &["queue", "language"]
+        ));
+        let queue_estimate_error_seconds = reg!(HistogramVec::new(
+            HistogramOpts::new(
+                "hotline_queue_estimate_error_seconds",
+                "Actual minus announced estimated wait of answered callers"
+            )
+            .buckets(ESTIMATE_ERROR_BUCKETS.to_vec()),
+            &["queue"]
+        ));
+        let language_offered = reg!(IntGaugeVec::new(
+            Opts::new(
+                "hotline_language_offered",
+                "1 when a live flow offers the language and the line is open now"
+            ),
+            &["language"]
+        ));
         let agents = reg!(IntGaugeVec::new(
             Opts::new("hotline_agents", "Agents by skill and state"),
             &["skill", "state"]
@@ -243,6 +278,9 @@ impl Metrics {
             queue_wait_seconds,
             queue_answered_total,
             queue_abandoned_total,
+            queue_short_abandoned_total,
+            queue_estimate_error_seconds,
+            language_offered,
             agents,
             sip_requests_total,
             sip_responses_total,

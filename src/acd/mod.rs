@@ -7,6 +7,7 @@
 pub mod agents;
 pub mod config;
 pub mod estimate;
+pub mod from_flows;
 pub mod queue;
 pub mod router;
 pub mod yaml;

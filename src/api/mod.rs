@@ -39,6 +39,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/calls", get(calls))
+        .route("/api/agents", get(agents))
+        .route("/api/queues", get(queues))
+        .route("/api/agents/{id}/state", post(set_agent_state))
         .route("/api/flows", get(flows_status))
         .route("/api/flows/reload", post(flows_reload))
         .route("/ws", get(live::websocket))
@@ -91,6 +94,80 @@ async fn call_summaries(s: &ApiState) -> Option<Vec<crate::call::CallSummary>> {
         .await
         .ok()?
         .ok()
+}
+
+async fn agents(State(s): State<ApiState>) -> Response {
+    ask(&s, Control::Agents).await
+}
+
+async fn queues(State(s): State<ApiState>) -> Response {
+    ask(&s, Control::Queues).await
+}
+
+/// Asks the core loop for a view and answers it as JSON.
+async fn ask<T: serde::Serialize>(
+    s: &ApiState,
+    make: impl FnOnce(oneshot::Sender<T>) -> Control,
+) -> Response {
+    let (tx, rx) = oneshot::channel();
+    if s.control.send(make(tx)).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "stopping\n").into_response();
+    }
+    match tokio::time::timeout(Duration::from_secs(2), rx).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "busy\n").into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct StateRequest {
+    state: String,
+    reason: Option<String>,
+}
+
+async fn set_agent_state(
+    State(s): State<ApiState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(refusal) = refuse_unauthorized(&s, &headers) {
+        return refusal;
+    }
+    let request: StateRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({"error": format!("body must be {{\"state\": \"ready\"|\"paused\"|\"logged_out\", \"reason\": ...}}: {e}")})),
+            )
+                .into_response()
+        }
+    };
+    let (tx, rx) = oneshot::channel();
+    let control = Control::SetAgentState {
+        agent: id,
+        state: request.state,
+        reason: request.reason,
+        reply: tx,
+    };
+    if s.control.send(control).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "stopping\n").into_response();
+    }
+    match tokio::time::timeout(Duration::from_secs(2), rx).await {
+        Ok(Ok(Ok(state))) => Json(serde_json::json!({"state": state})).into_response(),
+        Ok(Ok(Err(crate::call::AgentStateError::UnknownAgent(a)))) => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": format!("no agent `{a}`")})),
+        )
+            .into_response(),
+        Ok(Ok(Err(e))) => (
+            StatusCode::CONFLICT,
+            Json(serde_json::json!({"error": e.to_string()})),
+        )
+            .into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "busy\n").into_response(),
+    }
 }
 
 async fn flows_status(State(s): State<ApiState>) -> Response {

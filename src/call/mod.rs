@@ -6,19 +6,29 @@
 //! It owns every call's state in one place (one task, no locks), keeps one timer
 //! set for all flow deadlines, and counts every call outcome exactly once.
 
+mod agents;
 mod media_control;
+mod queueing;
 
+pub use agents::{AgentStateError, AgentSummary};
 pub use media_control::MediaControl;
+pub use queueing::{QueueSummary, AGENT_STATES};
 
+use crate::acd::{from_flows::queues_from_flows, Acd, AgentDirectory, AgentId};
 use crate::events::{EventBus, LiveEvent};
 use crate::flow::{CallInfo, FlowAction, FlowEnv, FlowEvent, FlowRun, FlowSet};
 use crate::language::Language;
 use crate::media::{MediaEvent, PromptLibrary};
 use crate::metrics::{outcome, stage, Metrics};
+use crate::registrar::{DigestAuth, DigestConfig, Registrar, RegistrarConfig};
 use crate::sdp;
-use crate::sip::{CallKey, EndReason, IncomingCall, SipEndpoint, SipEvent, Transmit, Transport};
+use crate::sip::{
+    CallKey, EndReason, IncomingCall, LegKey, SessionKey, SipEndpoint, SipEvent, Transmit,
+    Transport,
+};
+use queueing::{AgentLeg, Queued};
 use serde::Serialize;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -62,11 +72,19 @@ pub struct CallSummary {
     pub step: Option<String>,
     /// Seconds since the call was answered.
     pub duration_seconds: f64,
+    /// The queue the caller waits in.
+    pub queue: Option<String>,
+    /// Seconds waited in the queue so far.
+    pub waited_seconds: Option<f64>,
+    /// The agent the caller talks to.
+    pub agent: Option<String>,
 }
 
 /// How the flow said goodbye, for the outcome of a call ended by us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LocalEnd {
+    /// The agent hung up after talking to the caller.
+    Answered,
     /// The flow reached its end (information given, goodbye said).
     FlowCompleted,
     /// The flow hung up because the line is closed.
@@ -95,6 +113,7 @@ impl LocalEnd {
 
     fn outcome(self) -> &'static str {
         match self {
+            LocalEnd::Answered => outcome::ANSWERED,
             LocalEnd::FlowCompleted => outcome::COMPLETED,
             LocalEnd::FlowClosed => outcome::CLOSED,
             LocalEnd::QueueTimedOut => outcome::TIMED_OUT,
@@ -117,14 +136,35 @@ struct Call {
     deadline: Option<Instant>,
     /// Set once we asked for BYE, to count the outcome when the dialog ends.
     local_end: Option<LocalEnd>,
+    /// The caller's codec (offered first to agents, to avoid transcoding).
+    codec: crate::media::Codec,
+    /// While waiting in a queue.
+    queued: Option<Queued>,
+    /// The agent leg ringing or connected.
+    agent_leg: Option<LegKey>,
+    /// The agent the caller talks to, once connected.
+    connected_agent: Option<AgentId>,
+    /// Announcements played so far (their play ids).
+    announcements: u64,
 }
 
-/// Wall-clock facts for flow conditions.
-struct LiveEnv;
+/// What flow conditions see of the world: the wall clock, and queue and agent
+/// figures refreshed whenever the ACD moves.
+#[derive(Default)]
+struct LiveEnv {
+    queues: BTreeMap<String, crate::flow::QueueState>,
+    agents_ready: BTreeMap<String, u32>,
+}
 
 impl FlowEnv for LiveEnv {
     fn now_wall(&self) -> chrono::DateTime<chrono::Utc> {
         chrono::Utc::now()
+    }
+    fn queue_state(&self, queue: &str) -> crate::flow::QueueState {
+        self.queues.get(queue).cloned().unwrap_or_default()
+    }
+    fn agents_ready(&self, skill: &str) -> u32 {
+        self.agents_ready.get(skill).copied().unwrap_or(0)
     }
 }
 
@@ -144,6 +184,13 @@ pub struct CallManager<M: MediaControl> {
     answer_delay: Duration,
     ringing: HashMap<CallKey, Ringing>,
     events: EventBus,
+    env: LiveEnv,
+    acd: Acd,
+    registrar: Registrar,
+    agents: Arc<AgentDirectory>,
+    legs: HashMap<LegKey, AgentLeg>,
+    /// Whether an agent whose phone registers becomes ready at once.
+    ready_on_register: bool,
 }
 
 /// A call accepted but not answered yet (ringing for the answer delay).
@@ -162,7 +209,14 @@ impl<M: MediaControl> CallManager<M> {
         metrics: Arc<Metrics>,
         media_ip: IpAddr,
     ) -> Self {
-        CallManager {
+        let now = Instant::now();
+        let agents = Arc::new(AgentDirectory::default());
+        let acd = Acd::new(now, queues_from_flows(&bundle.flows), (*agents).clone());
+        let registrar = Registrar::new(
+            RegistrarConfig::default(),
+            DigestAuth::with_random_secret(agents.realm(), now, DigestConfig::default()),
+        );
+        let mut manager = CallManager {
             endpoint,
             media,
             bundle,
@@ -175,7 +229,36 @@ impl<M: MediaControl> CallManager<M> {
             answer_delay: Duration::ZERO,
             ringing: HashMap::new(),
             events: EventBus::new(),
+            env: LiveEnv::default(),
+            acd,
+            registrar,
+            agents,
+            legs: HashMap::new(),
+            ready_on_register: true,
+        };
+        manager.refresh_agent_gauges();
+        manager.refresh_queue_gauges(now);
+        manager
+    }
+
+    /// Loads (or reloads) the agent accounts. Agents keep their state; the
+    /// digest realm follows the file.
+    pub fn set_agents(&mut self, now: Instant, agents: AgentDirectory) {
+        if agents.realm() != self.agents.realm() {
+            self.registrar = Registrar::new(
+                RegistrarConfig::default(),
+                DigestAuth::with_random_secret(agents.realm(), now, DigestConfig::default()),
+            );
         }
+        self.acd.set_agents(now, agents.clone());
+        self.agents = Arc::new(agents);
+        self.drain_acd(now);
+        self.refresh_agent_gauges();
+    }
+
+    /// Whether a phone registering makes its agent ready (else paused).
+    pub fn set_ready_on_register(&mut self, ready: bool) {
+        self.ready_on_register = ready;
     }
 
     /// Where live events go (the WebSocket stream).
@@ -188,9 +271,30 @@ impl<M: MediaControl> CallManager<M> {
         self.answer_delay = delay;
     }
 
-    /// New calls take this version; calls in progress keep theirs.
-    pub fn set_bundle(&mut self, bundle: Arc<FlowBundle>) {
+    /// New calls take this version; calls in progress keep theirs. The queues
+    /// it defines replace the running ones (callers waiting stay).
+    pub fn set_bundle(&mut self, now: Instant, bundle: Arc<FlowBundle>) {
+        self.acd.set_queues(now, queues_from_flows(&bundle.flows));
         self.bundle = bundle;
+        self.drain_acd(now);
+    }
+
+    fn set_stage(&mut self, key: CallKey, stage: Stage) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if call.stage == stage {
+            return;
+        }
+        self.metrics
+            .calls_active
+            .with_label_values(&[call.stage.label()])
+            .dec();
+        self.metrics
+            .calls_active
+            .with_label_values(&[stage.label()])
+            .inc();
+        call.stage = stage;
     }
 
     pub fn bundle(&self) -> &Arc<FlowBundle> {
@@ -217,15 +321,18 @@ impl<M: MediaControl> CallManager<M> {
     pub fn handle_media(&mut self, now: Instant, event: MediaEvent) {
         match event {
             MediaEvent::PlaybackFinished { call, play_id } => {
-                self.flow_event(now, call, FlowEvent::PlaybackFinished { play_id })
+                if !Self::is_announcement(play_id) {
+                    self.flow_event(now, call, FlowEvent::PlaybackFinished { play_id })
+                }
             }
             MediaEvent::Digit { call, digit } => {
-                tracing::info!(call = call.0, digit = %digit, via = "rtp", "digit");
-                self.flow_event(now, call, FlowEvent::Digit(digit))
+                // Digits on an agent leg are relayed to the caller, nothing more.
+                if self.calls.contains_key(&call) {
+                    tracing::info!(call = call.0, digit = %digit, via = "rtp", "digit");
+                    self.flow_event(now, call, FlowEvent::Digit(digit))
+                }
             }
-            MediaEvent::RtpTimeout { call } => {
-                tracing::info!(call = call.0, "no RTP received for the configured time");
-            }
+            MediaEvent::RtpTimeout { call } => self.rtp_silent(now, call),
         }
         self.process(now);
     }
@@ -233,6 +340,10 @@ impl<M: MediaControl> CallManager<M> {
     /// Runs SIP and flow timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.endpoint.handle_timeout(now);
+        self.registrar.handle_timeout(now);
+        self.drain_registrar(now);
+        self.acd.handle_timeout(now);
+        self.drain_acd(now);
         while let Some(&(at, key)) = self.timers.first() {
             if at > now {
                 break;
@@ -244,7 +355,7 @@ impl<M: MediaControl> CallManager<M> {
             }
             if let Some(call) = self.calls.get_mut(&key) {
                 call.deadline = None;
-                call.flow.handle_timeout(now, &LiveEnv);
+                call.flow.handle_timeout(now, &self.env);
                 self.dirty.push(key);
             }
         }
@@ -253,10 +364,34 @@ impl<M: MediaControl> CallManager<M> {
 
     /// The next instant `handle_timeout` must run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let flow = self.timers.first().map(|(at, _)| *at);
-        match (flow, self.endpoint.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        [
+            self.timers.first().map(|(at, _)| *at),
+            self.endpoint.poll_timeout(),
+            self.acd.poll_timeout(),
+            self.registrar.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// A leg sent no RTP for the configured time: its peer may have vanished
+    /// without a BYE. Ask it with an in-dialog OPTIONS; `ProbeFailed` ends the
+    /// call, so no agent is left stuck "on call".
+    fn rtp_silent(&mut self, now: Instant, media_key: CallKey) {
+        let caller = CallKey(media_key.0 & !queueing::AGENT_LEG_BIT);
+        if media_key == caller {
+            if self.calls.contains_key(&caller) {
+                tracing::info!(call = caller.0, "no RTP from the caller: probing");
+                self.endpoint.probe(now, caller);
+            }
+        } else if let Some(leg) = self.calls.get(&caller).and_then(|c| c.agent_leg) {
+            tracing::info!(
+                call = caller.0,
+                leg = leg.0,
+                "no RTP from the agent: probing"
+            );
+            self.endpoint.probe(now, leg);
         }
     }
 
@@ -305,6 +440,12 @@ impl<M: MediaControl> CallManager<M> {
                 flow_version: c.bundle.flows.version().to_string(),
                 step: c.flow.path().last().cloned(),
                 duration_seconds: now.saturating_duration_since(c.answered_at).as_secs_f64(),
+                queue: c.queued.as_ref().map(|q| q.queue.clone()),
+                waited_seconds: c
+                    .queued
+                    .as_ref()
+                    .map(|q| now.saturating_duration_since(q.joined_at).as_secs_f64()),
+                agent: c.connected_agent.as_ref().map(|a| a.as_str().to_string()),
             })
             .collect();
         out.sort_by_key(|c| c.id);
@@ -352,29 +493,41 @@ impl<M: MediaControl> CallManager<M> {
                     language: None,
                 });
             }
-            SipEvent::Ended { call, reason } => self.ended(call, reason),
+            SipEvent::Ended { call, reason } => self.ended(now, call, reason),
             SipEvent::ReOffer { call, offer } => self.reoffer(now, call, offer),
             SipEvent::Dtmf { call, digit } => {
                 tracing::info!(call = call.0, digit = %digit, via = "info", "digit");
                 self.flow_event(now, call, FlowEvent::Digit(digit));
             }
-            SipEvent::ProbeFailed { session, code } => {
-                if let crate::sip::SessionKey::Call(call) = session {
+            SipEvent::ProbeFailed { session, code } => match session {
+                SessionKey::Call(call) => {
                     tracing::info!(call = call.0, code, "caller gone: in-dialog probe failed");
-                    self.end_call_locally(now, call, LocalEnd::Failure, "probe failed");
+                    self.end_call_locally(now, call, LocalEnd::Failure, "caller unreachable");
                 }
+                SessionKey::Leg(leg) => {
+                    let Some(call) = self.legs.get(&leg).map(|l| l.call) else {
+                        return;
+                    };
+                    tracing::info!(
+                        call = call.0,
+                        leg = leg.0,
+                        code,
+                        "agent gone: in-dialog probe failed"
+                    );
+                    self.end_call_locally(now, call, LocalEnd::Failure, "agent unreachable");
+                }
+            },
+            SipEvent::Register(request) => self.register(now, request),
+            SipEvent::LegRinging { leg } => {
+                tracing::debug!(leg = leg.0, "agent phone ringing");
             }
-            SipEvent::Register(request) => {
-                // No agent accounts yet: nobody may register.
-                self.endpoint
-                    .respond_register(now, request.handle, 403, Vec::new());
+            SipEvent::LegAnswered { leg, answer_sdp } => self.leg_answered(now, leg, answer_sdp),
+            SipEvent::LegFailed { leg, code } => self.leg_failed(now, leg, code),
+            SipEvent::LegEnded { leg, reason } => self.leg_ended(now, leg, reason),
+            SipEvent::LegReOffer { leg, offer } => self.leg_reoffer(now, leg, offer),
+            SipEvent::LegDtmf { leg, digit } => {
+                tracing::debug!(leg = leg.0, digit = %digit, "digit from agent (relayed in RTP only)");
             }
-            SipEvent::LegRinging { .. }
-            | SipEvent::LegAnswered { .. }
-            | SipEvent::LegFailed { .. }
-            | SipEvent::LegEnded { .. }
-            | SipEvent::LegReOffer { .. }
-            | SipEvent::LegDtmf { .. } => {}
         }
     }
 
@@ -391,6 +544,9 @@ impl<M: MediaControl> CallManager<M> {
         };
         if self.draining {
             return reject(self, 503, "shutting down");
+        }
+        if self.feature_code(now, &incoming) {
+            return;
         }
         let Some(offer_text) = incoming.offer.as_deref() else {
             return reject(self, 488, "no SDP offer");
@@ -470,7 +626,7 @@ impl<M: MediaControl> CallManager<M> {
             caller: incoming.from_user.clone(),
             dialled: incoming.dialled.clone(),
         };
-        let flow = FlowRun::start(Arc::clone(&bundle.flows), &entry, call_info, now, &LiveEnv);
+        let flow = FlowRun::start(Arc::clone(&bundle.flows), &entry, call_info, now, &self.env);
         tracing::info!(call = key.0, sip_call_id = %incoming.call_id, caller = %incoming.from_user,
             dialled = %incoming.dialled, flow = %entry, flow_version = %bundle.flows.version(),
             codec = params.codec.name(), "call answered");
@@ -496,6 +652,11 @@ impl<M: MediaControl> CallManager<M> {
                 local_rtp_port: port,
                 deadline: None,
                 local_end: None,
+                codec: params.codec,
+                queued: None,
+                agent_leg: None,
+                connected_agent: None,
+                announcements: 0,
             },
         );
         self.dirty.push(key);
@@ -539,7 +700,9 @@ impl<M: MediaControl> CallManager<M> {
         self.endpoint.answer_reoffer(now, key, Some(&answer));
     }
 
-    fn ended(&mut self, key: CallKey, reason: EndReason) {
+    fn ended(&mut self, now: Instant, key: CallKey, reason: EndReason) {
+        // Out of the queue (abandoned) or off the agent (wrap-up) first.
+        self.caller_gone(now, key);
         let Some(call) = self.calls.remove(&key) else {
             return;
         };
@@ -577,7 +740,7 @@ impl<M: MediaControl> CallManager<M> {
     fn flow_event(&mut self, now: Instant, key: CallKey, event: FlowEvent) {
         if let Some(call) = self.calls.get_mut(&key) {
             if call.local_end.is_none() {
-                call.flow.handle_event(now, event, &LiveEnv);
+                call.flow.handle_event(now, event, &self.env);
                 self.dirty.push(key);
             }
         }
@@ -610,7 +773,7 @@ impl<M: MediaControl> CallManager<M> {
                         call.flow.handle_event(
                             now,
                             FlowEvent::PlaybackFinished { play_id },
-                            &LiveEnv,
+                            &self.env,
                         );
                     } else {
                         self.media.play(key, play_id, clips);
@@ -629,12 +792,8 @@ impl<M: MediaControl> CallManager<M> {
                         language,
                     });
                 }
-                FlowAction::Queue { queue, .. } => {
-                    // Queues arrive with agent routing; until then a queue step
-                    // behaves as "no agents" so the flow's own exit is taken.
-                    tracing::info!(call = key.0, queue = %queue, "queue requested: no agents available");
-                    call.flow
-                        .handle_event(now, FlowEvent::QueueNoAgents, &LiveEnv);
+                FlowAction::Queue { queue, options } => {
+                    self.join_queue(now, key, &queue, &options);
                 }
                 FlowAction::Transfer { target } => {
                     tracing::warn!(call = key.0, target = %target, "transfer not available: ending call");
@@ -678,6 +837,10 @@ impl<M: MediaControl> CallManager<M> {
         if let Some(at) = call.deadline.take() {
             self.timers.remove(&(at, key));
         }
+        self.caller_gone(now, key);
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
         if call.media_open {
             self.media.close(key);
             call.media_open = false;

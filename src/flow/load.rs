@@ -468,7 +468,18 @@ fn parse_queues(cx: &mut Cx, node: &Node, out: &mut Parsed) {
             cx,
             value,
             &format!("queue `{name}`"),
-            &["skills", "max_waiting", "max_wait"],
+            &[
+                "skills",
+                "max_waiting",
+                "max_wait",
+                "ring_timeout",
+                "wrap_up",
+                "announce_every",
+                "pause_on_no_answer",
+                "short_abandon",
+                "min_proficiency",
+                "no_agents",
+            ],
         ) else {
             continue;
         };
@@ -486,12 +497,52 @@ fn parse_queues(cx: &mut Cx, node: &Node, out: &mut Parsed) {
         let max_wait = f
             .get("max_wait")
             .and_then(|n| duration_in(cx, n, "max_wait", &QUEUE_MAX_WAIT));
+        let ring_timeout = f
+            .get("ring_timeout")
+            .and_then(|n| duration_in(cx, n, "ring_timeout", &(secs(5)..=secs(120))));
+        let wrap_up = f
+            .get("wrap_up")
+            .and_then(|n| duration_in(cx, n, "wrap_up", &(secs(0)..=secs(600))));
+        let announce_every = f
+            .get("announce_every")
+            .and_then(|n| duration_in(cx, n, "announce_every", &(secs(15)..=secs(3600))));
+        let pause_on_no_answer = f
+            .get("pause_on_no_answer")
+            .and_then(|n| boolean(cx, n, "pause_on_no_answer"));
+        let short_abandon = f
+            .get("short_abandon")
+            .and_then(|n| duration_in(cx, n, "short_abandon", &(secs(0)..=secs(60))));
+        let min_proficiency = f
+            .get("min_proficiency")
+            .and_then(|n| number(cx, n, "min_proficiency", 1..=10))
+            .map(|n| n as u8);
+        let no_agents_reject = f.get("no_agents").and_then(|n| {
+            let v = text(cx, n, "no_agents")?;
+            match v.as_str() {
+                "wait" => Some(false),
+                "reject" => Some(true),
+                other => {
+                    cx.err(
+                        n.pos,
+                        format!("no_agents is `wait` or `reject`, not `{other}`"),
+                    );
+                    None
+                }
+            }
+        });
         out.queues.push(QueueDef {
             name,
             origin: cx.origin(key.pos),
             skills,
             max_waiting,
             max_wait,
+            ring_timeout,
+            wrap_up,
+            announce_every,
+            pause_on_no_answer,
+            short_abandon,
+            min_proficiency,
+            no_agents_reject,
         });
     }
 }

@@ -248,5 +248,20 @@ pub struct QueueDef {
     pub origin: Origin,
     pub skills: Vec<String>,
     pub max_waiting: Option<u32>,
+    /// How long an agent's phone rings before the next agent is tried.
+    pub ring_timeout: Option<Duration>,
+    /// Seconds an agent gets after a call before the next one.
+    pub wrap_up: Option<Duration>,
+    /// Position and wait are announced on joining and then this often.
+    pub announce_every: Option<Duration>,
+    /// Whether an agent who lets an offer ring out is paused.
+    pub pause_on_no_answer: Option<bool>,
+    /// Hang-ups sooner than this are counted as short abandons.
+    pub short_abandon: Option<Duration>,
+    /// Lowest language proficiency (1-10) that takes calls before escalation.
+    pub min_proficiency: Option<u8>,
+    /// When nobody who could take the call is logged in: `wait` (default) or
+    /// `reject` (the flow's `on_no_agents` exit).
+    pub no_agents_reject: Option<bool>,
     pub max_wait: Option<Duration>,
 }

@@ -30,6 +30,16 @@ pub enum Control {
     Calls(oneshot::Sender<Vec<CallSummary>>),
     /// Swap in a new, already validated flow version.
     Swap(Arc<FlowBundle>),
+    /// Swap in reloaded agent accounts.
+    SwapAgents(crate::acd::AgentDirectory),
+    Agents(oneshot::Sender<Vec<crate::call::AgentSummary>>),
+    Queues(oneshot::Sender<Vec<crate::call::QueueSummary>>),
+    SetAgentState {
+        agent: String,
+        state: String,
+        reason: Option<String>,
+        reply: oneshot::Sender<Result<String, crate::call::AgentStateError>>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +56,8 @@ pub enum ServeError {
     },
     #[error("flows in {dir} are not valid:\n{report}")]
     Flows { dir: String, report: String },
+    #[error("agents in {file} are not valid:\n{report}")]
+    Agents { file: String, report: String },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
 }
@@ -58,6 +70,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         report,
     })?;
     let status = Arc::new(Mutex::new(ReloadStatus::loaded(bundle.flows.version())));
+    let agents = reload::load_agents(&config.agents_file).map_err(|report| ServeError::Agents {
+        file: config.agents_file.display().to_string(),
+        report,
+    })?;
 
     let udp = UdpSocket::bind(config.sip_listen)
         .await
@@ -88,6 +104,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         },
         Arc::clone(&metrics),
     );
+    media.set_default_rtp_timeout(
+        (config.rtp_timeout_s > 0).then(|| Duration::from_secs(config.rtp_timeout_s)),
+    );
     let mut advertised = sip_addr;
     if let Some(ip) = config.public_ip {
         advertised.set_ip(ip);
@@ -110,6 +129,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         config.media_ip(),
     );
     manager.set_answer_delay(Duration::from_millis(config.answer_delay_ms));
+    manager.set_ready_on_register(config.ready_on_register);
+    manager.set_agents(std::time::Instant::now(), agents);
 
     let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpEvent>(4096);
     tokio::spawn(tcp::accept_loop(
@@ -134,6 +155,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     tokio::spawn(api::serve(http_listener, api_state));
     reload::spawn_watchers(
         config.flows.clone(),
+        config.agents_file.clone(),
         control_tx.clone(),
         Arc::clone(&status),
         Arc::clone(&metrics),
@@ -194,7 +216,20 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                 }
                 Control::Swap(bundle) => {
                     tracing::info!(flow_version = %bundle.flows.version(), "flows reloaded");
-                    manager.set_bundle(bundle);
+                    manager.set_bundle(std::time::Instant::now(), bundle);
+                }
+                Control::SwapAgents(directory) => {
+                    manager.set_agents(std::time::Instant::now(), directory);
+                }
+                Control::Agents(reply) => {
+                    let _ = reply.send(manager.agent_summaries(std::time::Instant::now()));
+                }
+                Control::Queues(reply) => {
+                    let _ = reply.send(manager.queue_summaries(std::time::Instant::now()));
+                }
+                Control::SetAgentState { agent, state, reason, reply } => {
+                    let result = manager.set_agent_state(std::time::Instant::now(), &agent, &state, reason);
+                    let _ = reply.send(result);
                 }
             },
             _ = tokio::time::sleep_until(wake) => {

@@ -46,6 +46,22 @@ fn unix_seconds() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Loads agent accounts; a missing file means no agents (logged), a broken
+/// one is an error report with `file:line:col` per problem.
+pub fn load_agents(path: &Path) -> Result<crate::acd::AgentDirectory, String> {
+    if !path.exists() {
+        tracing::warn!(file = %path.display(), "no agents file: no agent can register (see docs/queues.md)");
+        return Ok(crate::acd::AgentDirectory::default());
+    }
+    crate::acd::AgentDirectory::load(path).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
 /// Loads and validates flows and their audio. The error is the full report,
 /// one `file:line:col: message` per line.
 pub fn load_bundle(dir: &Path) -> Result<FlowBundle, String> {
@@ -108,6 +124,7 @@ pub async fn reload_now(
 /// Reloads on SIGHUP and when files in the flow directory change.
 pub fn spawn_watchers(
     dir: PathBuf,
+    agents_file: PathBuf,
     control: mpsc::Sender<Control>,
     status: Arc<Mutex<ReloadStatus>>,
     metrics: Arc<Metrics>,
@@ -123,12 +140,22 @@ pub fn spawn_watchers(
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut seen = fingerprint(&dir);
+        let mut agents_seen = file_fingerprint(&agents_file);
+        let mut agents_settling = false;
         // A change is reloaded once the files have stood still for one look,
         // so that an editor's half-written save is not taken for an error.
         let mut settling = false;
         loop {
             let trigger = tokio::select! {
                 _ = tick.tick() => {
+                    let agents_now = file_fingerprint(&agents_file);
+                    if agents_now != agents_seen {
+                        agents_seen = agents_now;
+                        agents_settling = true;
+                    } else if agents_settling {
+                        agents_settling = false;
+                        reload_agents(&agents_file, &control, "file change").await;
+                    }
                     let now = fingerprint(&dir);
                     if now != seen {
                         seen = now;
@@ -139,7 +166,10 @@ pub fn spawn_watchers(
                     settling = false;
                     "file change"
                 }
-                Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => "SIGHUP",
+                Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                    reload_agents(&agents_file, &control, "SIGHUP").await;
+                    "SIGHUP"
+                }
             };
             if control.is_closed() {
                 return;
@@ -147,6 +177,28 @@ pub fn spawn_watchers(
             let _ = reload_now(dir.clone(), &control, &status, &metrics, trigger).await;
         }
     });
+}
+
+/// Loads the agents file and swaps it in, or logs why not.
+async fn reload_agents(path: &Path, control: &mpsc::Sender<Control>, trigger: &str) {
+    let p = path.to_path_buf();
+    let loaded = tokio::task::spawn_blocking(move || load_agents(&p))
+        .await
+        .unwrap_or_else(|e| Err(format!("agents loader stopped: {e}")));
+    match loaded {
+        Ok(directory) => {
+            tracing::info!(trigger, agents = directory.len(), "agents reloaded");
+            let _ = control.send(Control::SwapAgents(directory)).await;
+        }
+        Err(report) => {
+            tracing::error!(trigger, error = %report, "agents reload refused: the running accounts stay");
+        }
+    }
+}
+
+fn file_fingerprint(path: &Path) -> Option<(u64, Option<SystemTime>)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()))
 }
 
 /// Names, sizes and modification times of every file under `dir`.

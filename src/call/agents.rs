@@ -1,0 +1,245 @@
+//! Agents' phones: REGISTER with digest authentication, registration as
+//! logging in, feature codes dialled from the phone, and state changes from the
+//! API. The registrar and the ACD are sans-IO; this is their glue.
+
+use super::{CallManager, MediaControl};
+use crate::acd::{feature_code, AgentId, RequestedState};
+use crate::registrar::{
+    ContactParam, Contacts, RegisterOutcome, RegisterRequest as Registration, RegistrarEvent,
+    Transport as RegTransport,
+};
+use crate::sip::{IncomingCall, RegisterRequest, Transport};
+use serde::Serialize;
+use std::time::Instant;
+
+/// An agent as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentSummary {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    /// Pause reason, when paused.
+    pub reason: Option<String>,
+    pub skills: std::collections::BTreeMap<String, u8>,
+    /// Whether a phone is registered for the agent now.
+    pub registered: bool,
+    /// Seconds since the agent last became free, when ready.
+    pub idle_seconds: Option<f64>,
+}
+
+/// Why a state change from the API was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AgentStateError {
+    #[error("no agent `{0}`")]
+    UnknownAgent(String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl<M: MediaControl> CallManager<M> {
+    /// A REGISTER from a softphone.
+    pub(super) fn register(&mut self, now: Instant, request: RegisterRequest) {
+        let contacts = if request.wildcard {
+            Contacts::Wildcard
+        } else if request.contacts.is_empty() {
+            Contacts::None
+        } else {
+            Contacts::List(
+                request
+                    .contacts
+                    .iter()
+                    .map(|c| ContactParam {
+                        uri: c.uri.clone(),
+                        expires: c.expires,
+                    })
+                    .collect(),
+            )
+        };
+        let registration = Registration {
+            aor_user: &request.to_user,
+            request_uri: &request.request_uri,
+            contacts,
+            expires: request.expires,
+            call_id: &request.call_id,
+            cseq: request.cseq,
+            source: request.source,
+            transport: match request.transport {
+                Transport::Udp => RegTransport::Udp,
+                Transport::Tcp => RegTransport::Tcp,
+            },
+            authorization: request.authorization.as_deref(),
+        };
+        let outcome = self
+            .registrar
+            .handle_register(now, &registration, &*self.agents);
+        let code = outcome.status_code();
+        let mut headers: Vec<(String, String)> = Vec::new();
+        match &outcome {
+            RegisterOutcome::Ok { agent, bindings } => {
+                for b in bindings {
+                    headers.push((
+                        "Contact".into(),
+                        format!("<{}>;expires={}", b.uri, b.expires),
+                    ));
+                }
+                tracing::info!(agent = %agent.as_str(), source = %request.source, contacts = bindings.len(), "register");
+            }
+            RegisterOutcome::Unauthorized { challenges } => {
+                for c in challenges {
+                    headers.push(("WWW-Authenticate".into(), c.header_value()));
+                }
+            }
+            RegisterOutcome::IntervalTooBrief { min_expires } => {
+                headers.push(("Min-Expires".into(), min_expires.to_string()));
+            }
+            RegisterOutcome::Forbidden => {
+                tracing::warn!(user = %request.to_user, source = %request.source, "register refused");
+            }
+            RegisterOutcome::BadRequest(why) => {
+                tracing::info!(source = %request.source, reason = why, "register malformed");
+            }
+            RegisterOutcome::OutOfOrder => {}
+        }
+        self.endpoint
+            .respond_register(now, request.handle, code, headers);
+        self.drain_registrar(now);
+    }
+
+    /// Registration is logging in: the first binding makes the agent ready
+    /// (or whatever `ready_on_register` says), the last one gone logs out.
+    pub(super) fn drain_registrar(&mut self, now: Instant) {
+        while let Some(event) = self.registrar.poll_event() {
+            let (agent, requested) = match event {
+                RegistrarEvent::Registered { agent } => {
+                    let state = if self.ready_on_register {
+                        RequestedState::Ready
+                    } else {
+                        RequestedState::Paused {
+                            reason: "registered".to_string(),
+                        }
+                    };
+                    (agent, state)
+                }
+                RegistrarEvent::Unregistered { agent } => (agent, RequestedState::LoggedOut),
+            };
+            if let Err(e) = self.acd.agent_state(now, &agent, requested) {
+                tracing::warn!(agent = %agent.as_str(), error = %e, "agent state from registration refused");
+            }
+        }
+        self.drain_acd(now);
+    }
+
+    /// An INVITE to `*1`, `*2` or `*9` from a registered agent's phone sets its
+    /// state. The phone is recognised by the address it registered from and
+    /// its SIP user; the call is answered with 200 by nothing: it is refused
+    /// with a status that phones show (`480` with a reason naming the state).
+    /// Returns false when the INVITE is not a feature code.
+    pub(super) fn feature_code(&mut self, now: Instant, incoming: &IncomingCall) -> bool {
+        let Some(requested) = feature_code(&incoming.dialled) else {
+            return false;
+        };
+        let agent = self
+            .agents
+            .by_sip_username(&incoming.from_user)
+            .map(|a| a.id.clone());
+        let registered_here = agent.as_ref().is_some_and(|a| {
+            self.registrar
+                .bindings(now, a)
+                .iter()
+                .any(|b| b.source == incoming.source)
+        });
+        let Some(agent) = agent.filter(|_| registered_here) else {
+            tracing::warn!(user = %incoming.from_user, source = %incoming.source, "feature code from an unregistered phone");
+            self.endpoint.reject(now, incoming.call, 403);
+            return true;
+        };
+        let label = match &requested {
+            RequestedState::Ready => "ready",
+            RequestedState::Paused { .. } => "paused",
+            RequestedState::LoggedOut => "logged_out",
+        };
+        match self.acd.agent_state(now, &agent, requested) {
+            Ok(effect) => {
+                tracing::info!(agent = %agent.as_str(), state = label, effect = ?effect, "feature code");
+                self.endpoint.reject_with(
+                    now,
+                    incoming.call,
+                    480,
+                    vec![(
+                        "Warning".into(),
+                        format!("399 hotline \"agent {} is now {label}\"", agent.as_str()),
+                    )],
+                );
+            }
+            Err(e) => {
+                tracing::info!(agent = %agent.as_str(), error = %e, "feature code refused");
+                self.endpoint.reject(now, incoming.call, 403);
+            }
+        }
+        self.drain_acd(now);
+        true
+    }
+
+    /// Sets an agent's state (HTTP API).
+    pub fn set_agent_state(
+        &mut self,
+        now: Instant,
+        agent: &str,
+        state: &str,
+        reason: Option<String>,
+    ) -> Result<String, AgentStateError> {
+        let requested = match state {
+            "ready" => RequestedState::Ready,
+            "paused" => RequestedState::Paused {
+                reason: reason.unwrap_or_else(|| "paused".to_string()),
+            },
+            "logged_out" => RequestedState::LoggedOut,
+            other => {
+                return Err(AgentStateError::Refused(format!(
+                    "state `{other}` cannot be set: use ready, paused or logged_out"
+                )))
+            }
+        };
+        let id = AgentId::from(agent);
+        if self.agents.get(&id).is_none() {
+            return Err(AgentStateError::UnknownAgent(agent.to_string()));
+        }
+        let result = self
+            .acd
+            .agent_state(now, &id, requested)
+            .map_err(|e| AgentStateError::Refused(e.to_string()));
+        self.drain_acd(now);
+        result?;
+        Ok(self
+            .acd
+            .agent_state_of(&id)
+            .map(|s| s.label().to_string())
+            .unwrap_or_default())
+    }
+
+    /// Every agent, for the API and the wallboard.
+    pub fn agent_summaries(&self, now: Instant) -> Vec<AgentSummary> {
+        self.acd
+            .agents()
+            .into_iter()
+            .map(|a| AgentSummary {
+                registered: self.registrar.contact_for(now, &a.id).is_some(),
+                id: a.id.as_str().to_string(),
+                name: a.name.clone(),
+                state: a.state.label().to_string(),
+                reason: match &a.state {
+                    crate::acd::AgentState::Paused { reason } => Some(reason.clone()),
+                    _ => None,
+                },
+                skills: a
+                    .skills
+                    .iter()
+                    .map(|(l, p)| (l.code().to_string(), *p))
+                    .collect(),
+                idle_seconds: a
+                    .idle_since
+                    .map(|t| now.saturating_duration_since(t).as_secs_f64()),
+            })
+            .collect()
+    }
+}
