@@ -250,6 +250,11 @@ impl<M: MediaControl> CallManager<M> {
                 DigestAuth::with_random_secret(agents.realm(), now, DigestConfig::default()),
             );
         }
+        if !agents.is_empty() {
+            let accounts: Vec<_> = agents.iter().map(|a| &a.credentials).collect();
+            self.registrar
+                .set_algorithms(crate::registrar::algorithms_for(&accounts));
+        }
         self.acd.set_agents(now, agents.clone());
         self.agents = Arc::new(agents);
         self.drain_acd(now);

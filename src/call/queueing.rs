@@ -277,7 +277,7 @@ impl<M: MediaControl> CallManager<M> {
             now,
             OutboundInvite {
                 request_uri: binding.uri.clone(),
-                destination: binding.source,
+                destination: ring_destination(&binding.uri, binding.source),
                 transport,
                 from_user: caller.clone(),
                 from_display: Some(format!("{caller} ({})", language.code())),
@@ -292,7 +292,7 @@ impl<M: MediaControl> CallManager<M> {
                 sdp: offer,
             },
         );
-        tracing::info!(call = key.0, agent = %agent.as_str(), leg = leg.0, queue = %queue, "offering to agent");
+        tracing::info!(call = key.0, agent = %agent.as_str(), leg = leg.0, queue = %queue, language = language.code(), "offering to agent");
         self.events.publish(LiveEvent::Offered {
             at: super::unix_now(),
             call: key.0,
@@ -761,6 +761,52 @@ impl<M: MediaControl> CallManager<M> {
         self.registrar
             .contact_for(now, &AgentId::from(agent))
             .map(|b| b.source)
+    }
+}
+
+/// Where to send an INVITE for a registered contact. A phone behind NAT puts
+/// an address in its Contact that cannot be reached, so the address its
+/// REGISTER came from is used; when the Contact names that same host (no NAT),
+/// its port is honoured, as a phone may register from one port and take calls
+/// on another.
+fn ring_destination(contact_uri: &str, registered_from: SocketAddr) -> SocketAddr {
+    let host_port = contact_uri
+        .split_once(':')
+        .map(|(_, rest)| rest)
+        .unwrap_or("")
+        .rsplit_once('@')
+        .map(|(_, hp)| hp)
+        .unwrap_or_else(|| contact_uri.split_once(':').map(|(_, r)| r).unwrap_or(""));
+    let host_port = host_port.split(';').next().unwrap_or("");
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().ok()),
+        None => (host_port, Some(5060)),
+    };
+    match (host.parse::<std::net::IpAddr>(), port) {
+        (Ok(ip), Some(port)) if ip == registered_from.ip() => SocketAddr::new(ip, port),
+        _ => registered_from,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ring_destination;
+
+    #[test]
+    fn contact_port_is_honoured_only_without_nat() {
+        let from = "127.0.0.1:40000".parse().expect("addr");
+        assert_eq!(
+            ring_destination("sip:anna@127.0.0.1:40002", from),
+            "127.0.0.1:40002".parse().expect("addr")
+        );
+        assert_eq!(
+            ring_destination("sip:anna@127.0.0.1:40002;transport=udp", from),
+            "127.0.0.1:40002".parse().expect("addr")
+        );
+        // Behind NAT: the Contact's private address is not reachable.
+        assert_eq!(ring_destination("sip:anna@192.168.1.20:5060", from), from);
+        assert_eq!(ring_destination("sip:anna@phone.example", from), from);
+        assert_eq!(ring_destination("garbage", from), from);
     }
 }
 

@@ -175,6 +175,11 @@ impl Registrar {
         }
     }
 
+    /// Which digest algorithms to challenge with (see `digest::algorithms_for`).
+    pub fn set_algorithms(&mut self, algorithms: Vec<crate::registrar::Algorithm>) {
+        self.auth.set_algorithms(algorithms);
+    }
+
     pub fn config(&self) -> &RegistrarConfig {
         &self.config
     }

@@ -103,6 +103,35 @@ pub struct Ha1Set {
     sha256: Option<String>,
 }
 
+impl Ha1Set {
+    /// Whether this account can be checked with `algorithm`.
+    pub fn supports(&self, algorithm: Algorithm) -> bool {
+        self.get(algorithm).is_some()
+    }
+}
+
+/// The algorithms to challenge with for a set of accounts: SHA-256 first only
+/// when every account has a SHA-256 HA1 (else MD5 first), each only if some
+/// account can use it. The same for every user, so usernames cannot be probed.
+pub fn algorithms_for(accounts: &[&Ha1Set]) -> Vec<Algorithm> {
+    let all_sha = accounts.iter().all(|h| h.supports(Algorithm::Sha256));
+    let any_sha = accounts.iter().any(|h| h.supports(Algorithm::Sha256));
+    let any_md5 = accounts.iter().any(|h| h.supports(Algorithm::Md5));
+    let mut out = Vec::new();
+    if all_sha && any_sha {
+        out.push(Algorithm::Sha256);
+        if any_md5 {
+            out.push(Algorithm::Md5);
+        }
+    } else {
+        out.push(Algorithm::Md5);
+        if any_sha {
+            out.push(Algorithm::Sha256);
+        }
+    }
+    out
+}
+
 impl fmt::Debug for Ha1Set {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ha1Set")
@@ -468,6 +497,8 @@ pub struct DigestAuth {
     config: DigestConfig,
     /// nonce → (issued ms, highest nc seen).
     used: HashMap<String, (u64, u32)>,
+    /// Algorithms challenged with, most preferred first.
+    algorithms: Vec<Algorithm>,
     /// Nonces issued at or before this and not in `used` were forgotten: treat
     /// them as stale rather than accept an `nc` we can no longer check.
     forgotten_up_to_ms: Option<u64>,
@@ -495,6 +526,7 @@ impl DigestAuth {
             serial: 0,
             config,
             used: HashMap::new(),
+            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
             forgotten_up_to_ms: None,
         }
     }
@@ -547,8 +579,18 @@ impl DigestAuth {
 
     /// Challenges in order of preference: SHA-256 first, then MD5 for phones
     /// that know only MD5 (RFC 7616 §3.7).
+    /// Chooses the algorithms challenged with, in order. Many phones answer the
+    /// first challenge whatever follows, so the first must be one every
+    /// account can be checked with (see [`algorithms_for`]).
+    pub fn set_algorithms(&mut self, algorithms: Vec<Algorithm>) {
+        if !algorithms.is_empty() {
+            self.algorithms = algorithms;
+        }
+    }
+
     pub fn challenges(&mut self, now: Instant, stale: bool) -> Vec<Challenge> {
-        [Algorithm::Sha256, Algorithm::Md5]
+        self.algorithms
+            .clone()
             .into_iter()
             .map(|algorithm| Challenge {
                 realm: self.realm.clone(),

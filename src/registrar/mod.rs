@@ -12,6 +12,6 @@ pub use bindings::{
     RegisterRequest, Registrar, RegistrarConfig, RegistrarEvent, Transport,
 };
 pub use digest::{
-    ha1, parse_authorization, Algorithm, Challenge, DigestAuth, DigestConfig, DigestResponse,
-    Ha1Set, Verdict,
+    algorithms_for, ha1, parse_authorization, Algorithm, Challenge, DigestAuth, DigestConfig,
+    DigestResponse, Ha1Set, Verdict,
 };

@@ -321,8 +321,6 @@ impl Sipp {
             .arg(repo().join("tests/sipp").join(scenario))
             .arg("-i")
             .arg("127.0.0.1")
-            .arg("-p")
-            .arg(free_sip_port().to_string())
             .arg("-mp")
             .arg(free_sip_port().to_string())
             .arg("-m")
@@ -361,6 +359,12 @@ impl Sipp {
         self
     }
 
+    /// The local SIP port sipp uses (default: a free one).
+    pub fn port(mut self, port: u16) -> Self {
+        self.cmd.arg("-p").arg(port.to_string());
+        self
+    }
+
     pub fn tcp(mut self) -> Self {
         self.cmd.arg("-t").arg("t1");
         self
@@ -368,6 +372,9 @@ impl Sipp {
 
     /// Starts sipp without waiting.
     pub fn spawn(mut self) -> RunningSipp {
+        if !self.cmd.get_args().any(|a| a == "-p") {
+            self.cmd.arg("-p").arg(free_sip_port().to_string());
+        }
         let child = self
             .cmd
             .stdout(Stdio::piped())

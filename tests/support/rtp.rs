@@ -79,6 +79,12 @@ impl RtpListener {
         }
     }
 
+    /// Sends a datagram from the listening socket (so symmetric RTP sees the
+    /// same address the SDP named).
+    pub fn send_to(&self, data: &[u8], to: SocketAddr) {
+        self.socket.send_to(data, to).expect("send rtp");
+    }
+
     /// Sends one RFC 4733 event the way phones do: updates every 20 ms, then the
     /// end packet three times, all with one timestamp.
     pub fn press(
