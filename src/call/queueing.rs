@@ -788,6 +788,16 @@ fn ring_destination(contact_uri: &str, registered_from: SocketAddr) -> SocketAdd
     }
 }
 
+/// The `state` label values of `hotline_agents`.
+pub const AGENT_STATES: [&str; 6] = [
+    "logged_out",
+    "ready",
+    "paused",
+    "ringing",
+    "on_call",
+    "wrap_up",
+];
+
 #[cfg(test)]
 mod tests {
     use super::ring_destination;
@@ -809,13 +819,3 @@ mod tests {
         assert_eq!(ring_destination("garbage", from), from);
     }
 }
-
-/// The `state` label values of `hotline_agents`.
-pub const AGENT_STATES: [&str; 6] = [
-    "logged_out",
-    "ready",
-    "paused",
-    "ringing",
-    "on_call",
-    "wrap_up",
-];
