@@ -160,6 +160,28 @@ fn parse_queue_state(text: &str) -> Result<(String, flow::QueueState), String> {
     ))
 }
 
+/// `hotline agents hash USER`: reads a password from standard input and prints
+/// the `ha1`/`ha1_sha256` lines for agents.yaml.
+pub fn hash_password(username: &str, realm: &str) -> ExitCode {
+    let mut password = String::new();
+    if std::io::stdin().read_line(&mut password).is_err() {
+        eprintln!("error: cannot read the password from standard input");
+        return ExitCode::FAILURE;
+    }
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!("error: empty password; type it on standard input, e.g. `echo -n 'secret' | hotline agents hash anna`");
+        return ExitCode::FAILURE;
+    }
+    use crate::registrar::{ha1, Algorithm};
+    println!("    ha1: {}", ha1(Algorithm::Md5, username, realm, password));
+    println!(
+        "    ha1_sha256: {}",
+        ha1(Algorithm::Sha256, username, realm, password)
+    );
+    ExitCode::SUCCESS
+}
+
 pub fn render_prompts(dir: &Path, force: bool, only: Option<String>) -> ExitCode {
     let options = crate::prompts::render::RenderOptions {
         force,

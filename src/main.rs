@@ -27,6 +27,22 @@ enum Command {
     /// Work with the prompt catalogue and its audio.
     #[command(subcommand)]
     Prompts(PromptsCommand),
+    /// Agent accounts.
+    #[command(subcommand)]
+    Agents(AgentsCommand),
+}
+
+#[derive(Subcommand)]
+enum AgentsCommand {
+    /// Print the HA1 digests of a password for agents.yaml (the password itself
+    /// is never stored). Reads the password from standard input.
+    Hash {
+        /// The SIP username the softphone authenticates as
+        username: String,
+        /// Digest realm (agents.yaml `realm`)
+        #[arg(long, default_value = "hotline")]
+        realm: String,
+    },
 }
 
 #[derive(Args)]
@@ -121,6 +137,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Flows(cmd) => hotline::cli::flows(cmd.into()),
+        Command::Agents(AgentsCommand::Hash { username, realm }) => {
+            hotline::cli::hash_password(&username, &realm)
+        }
         Command::Prompts(PromptsCommand::Render { dir, force, only }) => {
             hotline::cli::render_prompts(&dir.unwrap_or_else(default_flows), force, only)
         }
