@@ -174,7 +174,10 @@ pub fn hash_password(username: &str, realm: &str) -> ExitCode {
         return ExitCode::FAILURE;
     }
     use crate::registrar::{ha1, Algorithm};
-    println!("    ha1: {}", ha1(Algorithm::Md5, username, realm, password));
+    println!(
+        "    ha1: {}",
+        ha1(Algorithm::Md5, username, realm, password)
+    );
     println!(
         "    ha1_sha256: {}",
         ha1(Algorithm::Sha256, username, realm, password)

@@ -18,6 +18,7 @@
 use super::bridge::{self, Relay, Relayed};
 use super::dtmf::DtmfDetector;
 use super::pacer::{Outbound, Pacer, SendResult, StreamInit, TickStats};
+use super::socket::RtpSocket as UdpSocket;
 use super::{rtp, Clip, Codec, MediaConfig, MediaError, MediaEvent, StreamParams};
 use crate::metrics::Metrics;
 use crate::sip::CallKey;
@@ -28,7 +29,6 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::io::ReadBuf;
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -414,7 +414,6 @@ impl MediaEngine {
             }
             match std::net::UdpSocket::bind(SocketAddr::new(config.bind_ip, port)) {
                 Ok(std_socket) => {
-                    std_socket.set_nonblocking(true)?;
                     let _runtime = self.inner.runtime.enter();
                     let socket = UdpSocket::from_std(std_socket)?;
                     calls.cursor = (index + 1) % count;
@@ -992,6 +991,7 @@ mod tests {
     use super::*;
     use crate::media::{Codec, FRAME_BYTES};
     use std::net::{IpAddr, Ipv4Addr};
+    use tokio::net::UdpSocket;
 
     const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 

@@ -25,6 +25,7 @@ pub mod music;
 pub mod pacer;
 pub mod prompt;
 pub mod rtp;
+mod socket;
 
 pub use engine::{MediaEngine, MediaStats};
 pub use prompt::{Clip, MissingAudio, PromptError, PromptLibrary};
