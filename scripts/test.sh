@@ -21,4 +21,9 @@ cargo build --locked --bins
 ./target/debug/hotline flows check ivr-flows
 ./target/debug/hotline flows test ivr-flows
 ./scripts/check-monitoring.sh
-cargo test --locked -- --test-threads 4
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --locked -- --test-threads 4 2>&1 | tee "$log"
+# One closing line for the whole suite (the last runner line is the doc tests').
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "total: %d passed, %d failed\n", p, f }' "$log"
