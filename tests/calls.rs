@@ -296,3 +296,34 @@ fn sigterm_says_bye_to_calls_and_exits_zero() {
     call.wait_ok();
     assert!(hotline.log().iter().any(|l| l.contains("hotline stopped")));
 }
+
+#[test]
+fn the_service_hangs_up_when_the_flow_ends() {
+    // A flow that says goodbye and hangs up.
+    let flows = support::copy_flows(&support::repo().join("ivr-flows"));
+    let hotline_yaml = flows.path().join("hotline.yaml");
+    let text = std::fs::read_to_string(&hotline_yaml).expect("read");
+    std::fs::write(
+        &hotline_yaml,
+        text.replace("  default: main\n", "  default: short\n"),
+    )
+    .expect("write");
+    std::fs::write(
+        flows.path().join("short.yaml"),
+        "flows:\n  short:\n    steps:\n      - play: goodbye\n      - hangup: done\n",
+    )
+    .expect("write");
+    let hotline = Hotline::start_with(Options {
+        flows: Some(flows.path().to_path_buf()),
+        ..Options::default()
+    });
+    let rtp = RtpListener::bind();
+    hotline
+        .sipp("call_wait_bye.xml")
+        .key("rtp_port", rtp.port)
+        .key("codecs", "0 101")
+        .run_ok();
+    hotline.wait_metric("hotline_calls_total{outcome=\"completed\"}", 1.0, SECS(5));
+    let r = report(&rtp.packets());
+    assert!(r.audible_frames > 20, "the goodbye was heard: {r:?}");
+}
