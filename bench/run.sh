@@ -248,7 +248,10 @@ start_sipp() {
     sed "s/@HOLD_MS@/$hold_ms/" "$SCENARIO" >"$RUN_DIR/$name.xml"
     (
         cd "$RUN_DIR"
-        exec sipp "127.0.0.1:$SIP_PORT" -sf "$name.xml" -s 1000 \
+        # -aa: answer in-dialog OPTIONS as a phone does. sipp sends no RTP,
+        # so after rtp_timeout_s the service probes each caller to see if it
+        # is still there.
+        exec sipp "127.0.0.1:$SIP_PORT" -sf "$name.xml" -s 1000 -aa \
             -i 127.0.0.1 -p "$(free_port)" \
             -key rtp_port "$PROBE_PORT" -key codecs "0 101" \
             -nostdin -trace_stat -stf "$name.csv" -fd 1 \
