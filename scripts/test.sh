@@ -8,6 +8,7 @@ command -v sipp >/dev/null || need+=(sip-tester)
 [ -f /usr/share/sip-tester/dtmf_2833_2.pcap ] || need+=(sip-tester)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v promtool >/dev/null || need+=(prometheus)
+command -v prometheus >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -6,7 +6,7 @@
 //! response codes. Caller numbers and call ids are never labels.
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -77,6 +77,10 @@ pub struct Metrics {
     pub rtp_send_drops_total: IntCounter,
     /// How late the pacer thread woke after its deadline.
     pub rtp_pacer_late_seconds: Histogram,
+    /// Call records that could not be written.
+    pub cdr_write_failures_total: IntCounter,
+    /// Call records waiting to be written.
+    pub cdr_queue_depth: IntGauge,
 }
 
 /// Outcomes of `hotline_calls_total`.
@@ -267,6 +271,15 @@ impl Metrics {
             sip_malformed_total.with_label_values(&[a]);
         }
 
+        let cdr_write_failures_total = reg!(IntCounter::new(
+            "hotline_cdr_write_failures_total",
+            "Call records that could not be written"
+        ));
+        let cdr_queue_depth = reg!(IntGauge::new(
+            "hotline_cdr_queue_depth",
+            "Call records waiting to be written"
+        ));
+
         Metrics {
             registry,
             calls_active,
@@ -290,6 +303,37 @@ impl Metrics {
             rtp_packets_received_total,
             rtp_send_drops_total,
             rtp_pacer_late_seconds,
+            cdr_write_failures_total,
+            cdr_queue_depth,
+        }
+    }
+
+    /// Creates every bounded label set of the live queues and languages at
+    /// zero, so dashboards and alerts see series before the first call, and
+    /// marks which languages the flows offer.
+    pub fn prepare_series(&self, queues: &[&str], offered: &[crate::language::Language]) {
+        for queue in queues {
+            for language in crate::language::Language::ALL {
+                let labels = [*queue, language.code()];
+                self.queue_answered_total.with_label_values(&labels);
+                self.queue_abandoned_total.with_label_values(&labels);
+                self.queue_short_abandoned_total.with_label_values(&labels);
+                for outcome in ["answered", "abandoned", "timed_out"] {
+                    self.queue_wait_seconds
+                        .with_label_values(&[queue, language.code(), outcome]);
+                }
+            }
+            self.queue_estimate_error_seconds
+                .with_label_values(&[queue]);
+            self.queue_waiting.with_label_values(&[queue]);
+            self.queue_oldest_wait_seconds.with_label_values(&[queue]);
+            self.queue_estimated_wait_seconds
+                .with_label_values(&[queue]);
+        }
+        for language in crate::language::Language::ALL {
+            self.language_offered
+                .with_label_values(&[language.code()])
+                .set(i64::from(offered.contains(&language)));
         }
     }
 

@@ -212,6 +212,7 @@ impl<M: MediaControl> CallManager<M> {
         let now = Instant::now();
         let agents = Arc::new(AgentDirectory::default());
         let acd = Acd::new(now, queues_from_flows(&bundle.flows), (*agents).clone());
+        prepare_series(&metrics, &bundle.flows);
         let registrar = Registrar::new(
             RegistrarConfig::default(),
             DigestAuth::with_random_secret(agents.realm(), now, DigestConfig::default()),
@@ -280,6 +281,7 @@ impl<M: MediaControl> CallManager<M> {
     /// it defines replace the running ones (callers waiting stay).
     pub fn set_bundle(&mut self, now: Instant, bundle: Arc<FlowBundle>) {
         self.acd.set_queues(now, queues_from_flows(&bundle.flows));
+        prepare_series(&self.metrics, &bundle.flows);
         self.bundle = bundle;
         self.drain_acd(now);
     }
@@ -862,5 +864,12 @@ pub fn unix_now() -> f64 {
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
 }
+
+/// Series for the flow set's queues at zero, and the languages it offers.
+fn prepare_series(metrics: &Metrics, flows: &FlowSet) {
+    let queues: Vec<&str> = flows.queues.keys().map(String::as_str).collect();
+    metrics.prepare_series(&queues, &flows.languages);
+}
+
 #[cfg(test)]
 mod tests;
