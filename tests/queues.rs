@@ -591,3 +591,41 @@ fn an_agent_who_does_not_answer_is_skipped_and_paused() {
     caller.wait_ok();
     olek.phone.wait_ok();
 }
+
+#[test]
+fn feature_codes_from_the_registered_phone_pause_and_ready_the_agent() {
+    let flows = test_flows("");
+    let (hotline, _dir) = start(
+        flows.path(),
+        &agents_yaml(&[("olek", "haslo-1", "{pl: 10}")]),
+        "",
+    );
+    let code = |code: &str| {
+        hotline
+            .sipp("agent_feature_code.xml")
+            .key("agent_user", "olek")
+            .arg("-au")
+            .arg("olek")
+            .arg("-ap")
+            .arg("haslo-1")
+            .key("code", code)
+            .run_ok();
+    };
+    code("*2");
+    assert_eq!(agent_state(&hotline, "olek"), "paused");
+    let line = hotline.wait_for_log("feature code", SECS(2));
+    assert!(
+        line.contains("state=paused") || line.contains("state=\"paused\""),
+        "{line}"
+    );
+    assert_eq!(
+        hotline.metric("hotline_agents{skill=\"pl\",state=\"paused\"}"),
+        1.0
+    );
+    code("*1");
+    assert_eq!(agent_state(&hotline, "olek"), "ready");
+    assert_eq!(
+        hotline.metric("hotline_agents{skill=\"pl\",state=\"paused\"}"),
+        0.0
+    );
+}
