@@ -267,3 +267,365 @@ fn a_caller_hanging_up_in_the_queue_is_abandoned() {
     let r = report(&caller_rtp.packets());
     assert!(r.audible_frames > 300, "{r:?}");
 }
+
+/// The call numbers of the "offering to agent" log lines, in order.
+fn offered_calls(hotline: &Hotline) -> Vec<(u64, String)> {
+    hotline
+        .log()
+        .into_iter()
+        .filter(|l| l.contains("offering to agent"))
+        .filter_map(|l| {
+            let call = l.split("call=").nth(1)?.split(' ').next()?.parse().ok()?;
+            let agent = l.split("agent=").nth(1)?.split(' ').next()?.to_string();
+            Some((call, agent))
+        })
+        .collect()
+}
+
+#[test]
+fn two_callers_and_one_agent_are_served_in_arrival_order() {
+    let flows = test_flows("wrap_up: 1s");
+    let (hotline, _dir) = start(
+        flows.path(),
+        &agents_yaml(&[("olek", "haslo-1", "{pl: 10}")]),
+        "",
+    );
+    // The phone takes two calls, one after the other.
+    let rtp = RtpListener::bind();
+    let phone_port = free_sip_port();
+    let phone = hotline
+        .sipp("agent_answer.xml")
+        .port(phone_port)
+        .key("rtp_port", rtp.port)
+        .key("codecs", "8 0 101")
+        .duration_ms(300)
+        .arg("-m")
+        .arg("2")
+        .spawn();
+    std::thread::sleep(Duration::from_millis(200));
+    hotline
+        .sipp("agent_register.xml")
+        .key("agent_user", "olek")
+        .arg("-au")
+        .arg("olek")
+        .arg("-ap")
+        .arg("haslo-1")
+        .key("contact_port", phone_port)
+        .key("expires", 300)
+        .run_ok();
+
+    let caller = |talk_ms: u64| {
+        let rtp = RtpListener::bind();
+        let sipp = hotline
+            .sipp("call_queue.xml")
+            .key("rtp_port", rtp.port)
+            .key("codecs", "0 101")
+            .key("digit", "4")
+            .key("digit2", "0")
+            .duration_ms(talk_ms)
+            .spawn();
+        (sipp, rtp)
+    };
+    // The first caller talks for about 6 s after joining; the second joins
+    // a second later and has to wait for that call and the wrap-up.
+    let (first, _first_rtp) = caller(6_000);
+    std::thread::sleep(Duration::from_millis(1_000));
+    let (second, _second_rtp) = caller(16_000);
+    hotline.wait_metric("hotline_queue_waiting{queue=\"advice_pl\"}", 1.0, SECS(15));
+    first.wait_ok();
+    let offers = offered_calls(&hotline);
+    assert_eq!(offers.len(), 1, "the second caller still waits: {offers:?}");
+    hotline.wait_metric(
+        "hotline_queue_answered_total{language=\"pl\",queue=\"advice_pl\"}",
+        2.0,
+        SECS(10),
+    );
+    let offers = offered_calls(&hotline);
+    assert_eq!(offers.len(), 2, "{offers:?}");
+    assert!(offers[0].0 < offers[1].0, "arrival order: {offers:?}");
+    assert!(offers.iter().all(|(_, a)| a == "olek"), "{offers:?}");
+    second.wait_ok();
+    phone.wait_ok();
+    assert_eq!(
+        hotline.metric("hotline_queue_waiting{queue=\"advice_pl\"}"),
+        0.0
+    );
+    assert_eq!(
+        hotline.metric("hotline_queue_wait_seconds_count{language=\"pl\",outcome=\"answered\",queue=\"advice_pl\"}"),
+        2.0
+    );
+}
+
+#[test]
+fn the_api_pauses_an_agent_who_is_then_not_offered_callers() {
+    let flows = test_flows("");
+    let (hotline, _dir) = start(
+        flows.path(),
+        &agents_yaml(&[("olek", "haslo-1", "{pl: 10}")]),
+        "",
+    );
+    let olek = agent(&hotline, "olek", "haslo-1", 300);
+    assert_eq!(agent_state(&hotline, "olek"), "ready");
+    let pause = r#"{"state":"paused","reason":"lunch"}"#;
+
+    let (status, _) = hotline.post("/api/agents/olek/state", None, pause);
+    assert_eq!(status, 401, "no token");
+    let (status, _) = hotline.post("/api/agents/olek/state", Some("wrong"), pause);
+    assert_eq!(status, 401, "wrong token");
+    let (status, body) = hotline.post("/api/agents/nobody/state", Some("t0k3n"), pause);
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(agent_state(&hotline, "olek"), "ready");
+
+    let (status, body) = hotline.post("/api/agents/olek/state", Some("t0k3n"), pause);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(agent_state(&hotline, "olek"), "paused");
+    assert_eq!(
+        hotline.metric("hotline_agents{skill=\"pl\",state=\"paused\"}"),
+        1.0
+    );
+    assert_eq!(
+        hotline.metric("hotline_agents{skill=\"pl\",state=\"ready\"}"),
+        0.0
+    );
+
+    // A Polish caller waits and gives up: the paused agent is never offered.
+    let caller_rtp = RtpListener::bind();
+    hotline
+        .sipp("call_queue.xml")
+        .key("rtp_port", caller_rtp.port)
+        .key("codecs", "0 101")
+        .key("digit", "4")
+        .key("digit2", "0")
+        .duration_ms(5_000)
+        .run_ok();
+    hotline.wait_metric(
+        "hotline_queue_abandoned_total{language=\"pl\",queue=\"advice_pl\"}",
+        1.0,
+        SECS(5),
+    );
+    assert!(offered_calls(&hotline).is_empty());
+    assert_eq!(agent_state(&hotline, "olek"), "paused");
+
+    // Ready again: the next caller reaches the agent.
+    let ready = r#"{"state":"ready"}"#;
+    let (status, body) = hotline.post("/api/agents/olek/state", Some("t0k3n"), ready);
+    assert_eq!(status, 200, "{body}");
+    hotline
+        .sipp("call_queue.xml")
+        .key("rtp_port", caller_rtp.port)
+        .key("codecs", "0 101")
+        .key("digit", "4")
+        .key("digit2", "0")
+        .duration_ms(3_000)
+        .run_ok();
+    olek.phone.wait_ok();
+    assert_eq!(offered_calls(&hotline).len(), 1);
+    assert_eq!(
+        hotline.metric("hotline_queue_waiting{queue=\"advice_pl\"}"),
+        0.0
+    );
+}
+
+#[test]
+fn the_agent_hanging_up_ends_the_callers_call() {
+    let flows = test_flows("wrap_up: 2s");
+    let (hotline, _dir) = start(
+        flows.path(),
+        &agents_yaml(&[("olek", "haslo-1", "{pl: 10}")]),
+        "",
+    );
+    let rtp = RtpListener::bind();
+    let phone_port = free_sip_port();
+    let phone = hotline
+        .sipp("agent_hangs_up.xml")
+        .port(phone_port)
+        .key("rtp_port", rtp.port)
+        .key("codecs", "8 0 101")
+        .duration_ms(3_000)
+        .spawn();
+    std::thread::sleep(Duration::from_millis(200));
+    hotline
+        .sipp("agent_register.xml")
+        .key("agent_user", "olek")
+        .arg("-au")
+        .arg("olek")
+        .arg("-ap")
+        .arg("haslo-1")
+        .key("contact_port", phone_port)
+        .key("expires", 300)
+        .run_ok();
+    let caller_rtp = RtpListener::bind();
+    let caller = hotline
+        .sipp("call_queue_until_bye.xml")
+        .key("rtp_port", caller_rtp.port)
+        .key("codecs", "0 101")
+        .key("digit", "4")
+        .key("digit2", "0")
+        .spawn();
+    // The caller's sipp succeeds only when it receives the BYE.
+    caller.wait_ok();
+    phone.wait_ok();
+    hotline.wait_metric("hotline_calls_total{outcome=\"answered\"}", 1.0, SECS(5));
+    assert_eq!(agent_state(&hotline, "olek"), "wrap_up");
+    let end = std::time::Instant::now() + SECS(6);
+    while agent_state(&hotline, "olek") != "ready" {
+        assert!(std::time::Instant::now() < end, "wrap-up never ends");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        hotline.metric("hotline_agents{skill=\"pl\",state=\"ready\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn a_polish_caller_escalates_to_the_english_agent_after_the_configured_wait() {
+    let flows = test_flows("");
+    let adviser = flows.path().join("adviser.yaml");
+    let text = std::fs::read_to_string(&adviser).expect("adviser");
+    assert!(text.contains("escalate: { after: 5m, to: advice_en }"));
+    std::fs::write(
+        &adviser,
+        text.replace(
+            "escalate: { after: 5m, to: advice_en }",
+            "escalate: { after: 10s, to: advice_en }",
+        ),
+    )
+    .expect("write");
+    let (hotline, _dir) = start(
+        flows.path(),
+        &agents_yaml(&[("emma", "password-3", "{en: 10}")]),
+        "",
+    );
+    let emma = agent(&hotline, "emma", "password-3", 300);
+    let caller_rtp = RtpListener::bind();
+    let caller = hotline
+        .sipp("call_queue.xml")
+        .key("rtp_port", caller_rtp.port)
+        .key("codecs", "0 101")
+        .key("digit", "4")
+        .key("digit2", "0")
+        .duration_ms(16_000)
+        .spawn();
+    hotline.wait_metric("hotline_queue_waiting{queue=\"advice_pl\"}", 1.0, SECS(15));
+    let joined = std::time::Instant::now();
+    // On joining the caller hears, in Polish, that they are queued.
+    let line = hotline.wait_for_log("queue announcement", SECS(5));
+    assert!(
+        line.contains("queue_joined") && line.contains("language=\"pl\""),
+        "{line}"
+    );
+    hotline.wait_for_log("offering to agent", SECS(20));
+    let waited = joined.elapsed();
+    assert!(waited >= SECS(8), "offered after only {waited:?}");
+    let offers = offered_calls(&hotline);
+    assert_eq!(offers.len(), 1, "{offers:?}");
+    assert_eq!(offers[0].1, "emma");
+    assert_eq!(hotline.count_log("queue escalated"), 1);
+    let escalated: Vec<String> = hotline
+        .log()
+        .into_iter()
+        .filter(|l| l.contains("queue announcement") && l.contains("queue_escalated"))
+        .collect();
+    assert_eq!(escalated.len(), 1, "the caller is told about English");
+    caller.wait_ok();
+    emma.phone.wait_ok();
+    hotline.wait_metric("hotline_calls_total{outcome=\"answered\"}", 1.0, SECS(5));
+    assert_eq!(
+        hotline.metric("hotline_queue_waiting{queue=\"advice_pl\"}"),
+        0.0
+    );
+}
+
+#[test]
+fn an_agent_who_does_not_answer_is_skipped_and_paused() {
+    let flows = test_flows("ring_timeout: 5s");
+    let (hotline, _dir) = start(
+        flows.path(),
+        &agents_yaml(&[
+            ("zofia", "haslo-9", "{pl: 10}"),
+            ("olek", "haslo-1", "{pl: 10}"),
+        ]),
+        "",
+    );
+    // Zofia registers first, so she is the longest idle and is offered first.
+    let zofia_port = free_sip_port();
+    let zofia = hotline.sipp("agent_no_answer.xml").port(zofia_port).spawn();
+    std::thread::sleep(Duration::from_millis(200));
+    hotline
+        .sipp("agent_register.xml")
+        .key("agent_user", "zofia")
+        .arg("-au")
+        .arg("zofia")
+        .arg("-ap")
+        .arg("haslo-9")
+        .key("contact_port", zofia_port)
+        .key("expires", 300)
+        .run_ok();
+    std::thread::sleep(Duration::from_millis(100));
+    let olek = agent(&hotline, "olek", "haslo-1", 300);
+
+    let caller_rtp = RtpListener::bind();
+    let caller = hotline
+        .sipp("call_queue.xml")
+        .key("rtp_port", caller_rtp.port)
+        .key("codecs", "0 101")
+        .key("digit", "4")
+        .key("digit2", "0")
+        .duration_ms(12_000)
+        .spawn();
+    hotline.wait_metric(
+        "hotline_queue_answered_total{language=\"pl\",queue=\"advice_pl\"}",
+        1.0,
+        SECS(25),
+    );
+    let offers = offered_calls(&hotline);
+    let agents: Vec<&str> = offers.iter().map(|(_, a)| a.as_str()).collect();
+    assert_eq!(agents, ["zofia", "olek"], "{offers:?}");
+    zofia.wait_ok();
+    assert_eq!(agent_state(&hotline, "zofia"), "paused");
+    assert_eq!(
+        hotline.metric("hotline_agents{skill=\"pl\",state=\"paused\"}"),
+        1.0
+    );
+    caller.wait_ok();
+    olek.phone.wait_ok();
+}
+
+#[test]
+fn feature_codes_from_the_registered_phone_pause_and_ready_the_agent() {
+    let flows = test_flows("");
+    let (hotline, _dir) = start(
+        flows.path(),
+        &agents_yaml(&[("olek", "haslo-1", "{pl: 10}")]),
+        "",
+    );
+    let code = |code: &str| {
+        hotline
+            .sipp("agent_feature_code.xml")
+            .key("agent_user", "olek")
+            .arg("-au")
+            .arg("olek")
+            .arg("-ap")
+            .arg("haslo-1")
+            .key("code", code)
+            .run_ok();
+    };
+    code("*2");
+    assert_eq!(agent_state(&hotline, "olek"), "paused");
+    let line = hotline.wait_for_log("feature code", SECS(2));
+    assert!(
+        line.contains("state=paused") || line.contains("state=\"paused\""),
+        "{line}"
+    );
+    assert_eq!(
+        hotline.metric("hotline_agents{skill=\"pl\",state=\"paused\"}"),
+        1.0
+    );
+    code("*1");
+    assert_eq!(agent_state(&hotline, "olek"), "ready");
+    assert_eq!(
+        hotline.metric("hotline_agents{skill=\"pl\",state=\"paused\"}"),
+        0.0
+    );
+}

@@ -608,6 +608,7 @@ impl<M: MediaControl> CallManager<M> {
         if clips.is_empty() {
             return;
         }
+        tracing::info!(call = key.0, prompts = ?ids, language = language.code(), "queue announcement");
         call.announcements += 1;
         let play_id = ANNOUNCEMENT_PLAY_ID + call.announcements;
         self.media.play(key, play_id, clips);
