@@ -3,6 +3,7 @@
 
 use super::{call_summaries, constant_time_eq, ApiState};
 use crate::metrics::Metrics;
+use crate::server::Control;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -44,6 +45,8 @@ async fn stream(mut socket: WebSocket, s: ApiState) {
         "at": crate::call::unix_now(),
         "calls": call_summaries(&s).await.unwrap_or_default(),
         "totals": totals(&s.metrics),
+        "queues": queue_snapshot(&s).await,
+        "agents": ask_core(&s, Control::Agents).await.unwrap_or_default(),
     });
     if socket
         .send(Message::Text(snapshot.to_string().into()))
@@ -92,4 +95,62 @@ fn totals(m: &Metrics) -> serde_json::Value {
         outcomes.insert(o, m.calls_total.with_label_values(&[o]).get());
     }
     serde_json::json!({ "languages": languages, "outcomes": outcomes })
+}
+
+/// Asks the core loop (which owns queues and agents) for a summary.
+async fn ask_core<T>(
+    s: &ApiState,
+    request: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> Control,
+) -> Option<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    s.control.send(request(tx)).await.ok()?;
+    tokio::time::timeout(std::time::Duration::from_secs(2), rx)
+        .await
+        .ok()?
+        .ok()
+}
+
+/// Queues as the API lists them, with each language's answered and abandoned
+/// callers since the service started.
+async fn queue_snapshot(s: &ApiState) -> Vec<serde_json::Value> {
+    let queues = ask_core(s, Control::Queues).await.unwrap_or_default();
+    queues
+        .into_iter()
+        .map(|q| {
+            let mut by_language = serde_json::Map::new();
+            for l in crate::language::Language::ALL {
+                let labels = [q.name.as_str(), l.code()];
+                by_language.insert(
+                    l.code().to_string(),
+                    serde_json::json!({
+                        "answered": s.metrics.queue_answered_total.with_label_values(&labels).get(),
+                        "abandoned": s.metrics.queue_abandoned_total.with_label_values(&labels).get(),
+                        "answered_in_time": answered_within(&s.metrics, &q.name, l.code(), 20.0),
+                    }),
+                );
+            }
+            let mut value = serde_json::to_value(&q).unwrap_or_default();
+            if let Some(object) = value.as_object_mut() {
+                object.insert("by_language".to_string(), by_language.into());
+            }
+            value
+        })
+        .collect()
+}
+
+/// Answered callers of a queue and language who waited at most `seconds`
+/// (a bucket bound of the wait histogram).
+fn answered_within(m: &Metrics, queue: &str, language: &str, seconds: f64) -> u64 {
+    use prometheus::core::Metric;
+    let histogram = m
+        .queue_wait_seconds
+        .with_label_values(&[queue, language, "answered"])
+        .metric();
+    histogram
+        .get_histogram()
+        .get_bucket()
+        .iter()
+        .find(|b| (b.upper_bound() - seconds).abs() < 1e-9)
+        .map(|b| b.cumulative_count())
+        .unwrap_or(0)
 }
