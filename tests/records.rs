@@ -133,6 +133,9 @@ impl Drop for Server {
     }
 }
 
+/// caller, dialled, flow version, outcome, path, hung up by, started, ended.
+type Row = (String, String, String, String, String, String, i64, i64);
+
 const ENDED: &str = "hotline_calls_total{outcome=\"abandoned_ivr\"}";
 
 #[test]
@@ -145,7 +148,7 @@ fn calls_are_recorded_with_their_fields() {
     server.wait_metric(ENDED, 3.0, Duration::from_secs(10));
     server.wait_metric("hotline_cdr_written_total", 3.0, Duration::from_secs(10));
     let db = Connection::open(data.path().join("records.db")).unwrap();
-    let rows: Vec<(String, String, String, String, String, String, i64, i64)> = db
+    let rows: Vec<Row> = db
         .prepare(
             "SELECT caller, dialled, flow_version, outcome, path, hung_up_by, started_ms, ended_ms
              FROM calls",
