@@ -2,7 +2,7 @@
 
 use super::CallRecord;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Longest line read back; anything longer is not one of ours.
@@ -58,40 +58,52 @@ impl Journal {
         Ok(())
     }
 
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Every record in the file, in order; damaged lines (a torn last write)
     /// are skipped and counted.
     pub fn read_all(&self) -> std::io::Result<(Vec<CallRecord>, usize)> {
-        let mut reader = BufReader::new(File::open(&self.path)?);
-        let mut records = Vec::new();
-        let mut damaged = 0;
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            let n = (&mut reader)
-                .take(MAX_LINE as u64 + 1)
-                .read_until(b'\n', &mut line)?;
-            if n == 0 {
-                break;
-            }
-            if line.len() > MAX_LINE || line.last() != Some(&b'\n') {
-                damaged += 1;
-                // Skip the rest of an overlong line.
-                if line.last() != Some(&b'\n') {
-                    let mut rest = Vec::new();
-                    reader.read_until(b'\n', &mut rest)?;
-                }
-                continue;
-            }
-            match serde_json::from_slice::<CallRecord>(&line) {
-                Ok(r) => records.push(r),
-                Err(_) => damaged += 1,
-            }
-        }
-        Ok((records, damaged))
+        read_journal(&self.path)
     }
 }
 
-use std::io::Read;
+/// Reads a journal without holding it: appends only add lines at the end, and
+/// a line still being written is skipped now and read on a later replay.
+pub fn read_journal(path: &Path) -> std::io::Result<(Vec<CallRecord>, usize)> {
+    let mut reader = BufReader::new(File::open(path)?);
+    let mut records = Vec::new();
+    let mut damaged = 0;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = (&mut reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
+        if line.len() > MAX_LINE || line.last() != Some(&b'\n') {
+            damaged += 1;
+            // Skip the rest of an overlong line.
+            let mut ended = line.last() == Some(&b'\n');
+            while !ended {
+                line.clear();
+                let n = (&mut reader)
+                    .take(MAX_LINE as u64)
+                    .read_until(b'\n', &mut line)?;
+                ended = n == 0 || line.last() == Some(&b'\n');
+            }
+            continue;
+        }
+        match serde_json::from_slice::<CallRecord>(&line) {
+            Ok(r) => records.push(r),
+            Err(_) => damaged += 1,
+        }
+    }
+    Ok((records, damaged))
+}
 
 #[cfg(test)]
 mod tests {

@@ -177,10 +177,12 @@ impl Writer {
     fn catch_up(&mut self) -> bool {
         // Cleared first: a record spilled while we read sets it again.
         self.shared.spilled.store(false, Ordering::SeqCst);
-        let read = match self.shared.journal.lock() {
-            Ok(j) => j.read_all(),
+        // Read outside the lock so that calls ending meanwhile never wait.
+        let path = match self.shared.journal.lock() {
+            Ok(j) => j.path().to_path_buf(),
             Err(_) => return false,
         };
+        let read = super::journal::read_journal(&path);
         let (records, damaged) = match read {
             Ok(r) => r,
             Err(e) => {
