@@ -218,6 +218,71 @@ pub fn render_prompts(dir: &Path, force: bool, only: Option<String>) -> ExitCode
     }
 }
 
+/// `hotline report` arguments, with defaults already applied.
+pub struct ReportArgs {
+    pub data_dir: PathBuf,
+    /// `day` or `hour`.
+    pub by: String,
+    /// First day included, `YYYY-MM-DD` (UTC).
+    pub from: Option<String>,
+    /// Last day included, `YYYY-MM-DD` (UTC).
+    pub to: Option<String>,
+    pub csv: Option<PathBuf>,
+    pub threshold_s: u32,
+}
+
+/// Service level, abandonment and speed of answer from the call records.
+pub fn report(args: ReportArgs) -> ExitCode {
+    match report_inner(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn day_start_ms(text: &str) -> Result<i64, String> {
+    let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| format!("{text:?} is not a date like 2025-01-31"))?;
+    let start = day
+        .and_hms_opt(0, 0, 0)
+        .ok_or_else(|| format!("{text:?} is not a date"))?;
+    Ok(start.and_utc().timestamp_millis())
+}
+
+fn report_inner(args: &ReportArgs) -> Result<(), String> {
+    use crate::cdr::{self, Bucket, ReportOptions, Store};
+    let by = match args.by.as_str() {
+        "day" => Bucket::Day,
+        "hour" => Bucket::Hour,
+        other => return Err(format!("--by {other:?}: expected day or hour")),
+    };
+    let from_ms = args.from.as_deref().map(day_start_ms).transpose()?;
+    let to_ms = args
+        .to
+        .as_deref()
+        .map(|t| day_start_ms(t).map(|ms| ms.saturating_add(86_400_000)))
+        .transpose()?;
+    let path = args.data_dir.join(cdr::DB_FILE);
+    if !path.is_file() {
+        return Err(format!("{}: no call records yet", path.display()));
+    }
+    let store = Store::open_read_only(&path).map_err(|e| e.to_string())?;
+    let options = ReportOptions {
+        by,
+        from_ms,
+        to_ms,
+        threshold_s: args.threshold_s,
+    };
+    let rows = cdr::report(&store, &options).map_err(|e| e.to_string())?;
+    print!("{}", cdr::to_text(&rows, args.threshold_s));
+    if let Some(csv) = &args.csv {
+        std::fs::write(csv, cdr::to_csv(&rows)).map_err(|e| format!("{}: {e}", csv.display()))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_queue_state;

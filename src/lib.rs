@@ -5,6 +5,7 @@
 pub mod acd;
 pub mod api;
 pub mod call;
+pub mod cdr;
 pub mod cli;
 pub mod config;
 pub mod events;

@@ -30,6 +30,9 @@ enum Command {
     /// Agent accounts.
     #[command(subcommand)]
     Agents(AgentsCommand),
+    /// Service level, abandonment and average speed of answer per language,
+    /// from the call records.
+    Report(ReportArgs),
 }
 
 #[derive(Subcommand)]
@@ -43,6 +46,28 @@ enum AgentsCommand {
         #[arg(long, default_value = "hotline")]
         realm: String,
     },
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// Data directory [default: ./data]
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+    /// Period of each row: day or hour.
+    #[arg(long, default_value = "day")]
+    by: String,
+    /// First day included, YYYY-MM-DD (UTC).
+    #[arg(long)]
+    from: Option<String>,
+    /// Last day included, YYYY-MM-DD (UTC).
+    #[arg(long)]
+    to: Option<String>,
+    /// Also write the rows to this CSV file.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Seconds within which an answer counts toward the service level.
+    #[arg(long, default_value_t = 20)]
+    threshold: u32,
 }
 
 #[derive(Args)]
@@ -143,6 +168,14 @@ fn main() -> ExitCode {
         Command::Prompts(PromptsCommand::Render { dir, force, only }) => {
             hotline::cli::render_prompts(&dir.unwrap_or_else(default_flows), force, only)
         }
+        Command::Report(a) => hotline::cli::report(hotline::cli::ReportArgs {
+            data_dir: a.data_dir,
+            by: a.by,
+            from: a.from,
+            to: a.to,
+            csv: a.csv,
+            threshold_s: a.threshold,
+        }),
     }
 }
 

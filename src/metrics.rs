@@ -6,8 +6,8 @@
 //! response codes. Caller numbers and call ids are never labels.
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Wait-time buckets (seconds): fine around the usual service-level thresholds
@@ -77,10 +77,16 @@ pub struct Metrics {
     pub rtp_send_drops_total: IntCounter,
     /// How late the pacer thread woke after its deadline.
     pub rtp_pacer_late_seconds: Histogram,
-    /// Call records that could not be written.
+    /// Call records stored in the database.
+    pub cdr_written_total: IntCounter,
+    /// Failed database writes (the records stay in the journal).
     pub cdr_write_failures_total: IntCounter,
-    /// Call records waiting to be written.
+    /// Call records lost: the journal was full or could not be written.
+    pub cdr_dropped_total: IntCounter,
+    /// Call records handed to the writer and not yet processed.
     pub cdr_queue_depth: IntGauge,
+    /// Time from a call's end to its record being stored, for the last batch.
+    pub cdr_lag_seconds: Gauge,
 }
 
 /// Outcomes of `hotline_calls_total`.
@@ -254,6 +260,27 @@ impl Metrics {
             .buckets(PACER_LATE_BUCKETS.to_vec())
         ));
 
+        let cdr_written_total = reg!(IntCounter::new(
+            "hotline_cdr_written_total",
+            "Call records stored in the database"
+        ));
+        let cdr_write_failures_total = reg!(IntCounter::new(
+            "hotline_cdr_write_failures_total",
+            "Failed call record database writes (records kept in the journal)"
+        ));
+        let cdr_dropped_total = reg!(IntCounter::new(
+            "hotline_cdr_dropped_total",
+            "Call records lost because the journal was full or unwritable"
+        ));
+        let cdr_queue_depth = reg!(IntGauge::new(
+            "hotline_cdr_queue_depth",
+            "Call records waiting for the database writer"
+        ));
+        let cdr_lag_seconds = reg!(Gauge::new(
+            "hotline_cdr_lag_seconds",
+            "Seconds from a call's end to its record being stored (last batch)"
+        ));
+
         // Pre-create the bounded label sets so that dashboards see zeros, not gaps.
         for s in stage::ALL {
             calls_active.with_label_values(&[s]);
@@ -270,15 +297,6 @@ impl Metrics {
         for a in ["answered_400", "dropped"] {
             sip_malformed_total.with_label_values(&[a]);
         }
-
-        let cdr_write_failures_total = reg!(IntCounter::new(
-            "hotline_cdr_write_failures_total",
-            "Call records that could not be written"
-        ));
-        let cdr_queue_depth = reg!(IntGauge::new(
-            "hotline_cdr_queue_depth",
-            "Call records waiting to be written"
-        ));
 
         Metrics {
             registry,
@@ -303,8 +321,11 @@ impl Metrics {
             rtp_packets_received_total,
             rtp_send_drops_total,
             rtp_pacer_late_seconds,
+            cdr_written_total,
             cdr_write_failures_total,
+            cdr_dropped_total,
             cdr_queue_depth,
+            cdr_lag_seconds,
         }
     }
 

@@ -146,6 +146,12 @@ struct Call {
     connected_agent: Option<AgentId>,
     /// Announcements played so far (their play ids).
     announcements: u64,
+    /// For the call record: the flow it entered, the queue it last joined
+    /// and when, and when an agent took it.
+    entry: String,
+    queue_name: Option<String>,
+    queued_at: Option<Instant>,
+    connected_at: Option<Instant>,
 }
 
 /// What flow conditions see of the world: the wall clock, and queue and agent
@@ -191,6 +197,8 @@ pub struct CallManager<M: MediaControl> {
     legs: HashMap<LegKey, AgentLeg>,
     /// Whether an agent whose phone registers becomes ready at once.
     ready_on_register: bool,
+    /// Where ended calls' records go, when records are kept.
+    records: Option<crate::cdr::RecordSink>,
 }
 
 /// A call accepted but not answered yet (ringing for the answer delay).
@@ -236,6 +244,7 @@ impl<M: MediaControl> CallManager<M> {
             agents,
             legs: HashMap::new(),
             ready_on_register: true,
+            records: None,
         };
         manager.refresh_agent_gauges();
         manager.refresh_queue_gauges(now);
@@ -268,6 +277,11 @@ impl<M: MediaControl> CallManager<M> {
     }
 
     /// Where live events go (the WebSocket stream).
+    /// Keeps a record of every answered call from now on.
+    pub fn set_records(&mut self, sink: crate::cdr::RecordSink) {
+        self.records = Some(sink);
+    }
+
     pub fn set_events(&mut self, events: EventBus) {
         self.events = events;
     }
@@ -664,6 +678,10 @@ impl<M: MediaControl> CallManager<M> {
                 agent_leg: None,
                 connected_agent: None,
                 announcements: 0,
+                entry,
+                queue_name: None,
+                queued_at: None,
+                connected_at: None,
             },
         );
         self.dirty.push(key);
@@ -742,6 +760,56 @@ impl<M: MediaControl> CallManager<M> {
         tracing::info!(call = key.0, sip_call_id = %call.info.call_id, outcome = result,
             reason = ?reason, language = ?call.flow.language().map(Language::code),
             path = %call.flow.path().join(">"), "call ended");
+        if let Some(sink) = &self.records {
+            sink.record(self.call_record(now, key, &call, result, reason));
+        }
+    }
+
+    fn call_record(
+        &self,
+        now: Instant,
+        key: CallKey,
+        call: &Call,
+        result: &str,
+        reason: EndReason,
+    ) -> crate::cdr::CallRecord {
+        use crate::cdr::{hung_up_by, wall_ms};
+        let now_wall = SystemTime::now();
+        let wall = |at: Instant| wall_ms(now, now_wall, at);
+        let started = call
+            .answered_at
+            .checked_sub(self.answer_delay)
+            .unwrap_or(call.answered_at);
+        let (by, why) = match (call.local_end, reason) {
+            (Some(LocalEnd::Answered), _) => (hung_up_by::AGENT, format!("{reason:?}")),
+            (Some(end), _) => (hung_up_by::SERVICE, format!("{end:?}")),
+            (None, EndReason::RemoteBye) => (hung_up_by::CALLER, format!("{reason:?}")),
+            (None, _) => (hung_up_by::SERVICE, format!("{reason:?}")),
+        };
+        crate::cdr::CallRecord {
+            id: format!("{}:{}", call.info.call_id, key.0),
+            call: key.0,
+            sip_call_id: call.info.call_id.clone(),
+            caller: call.info.from_user.clone(),
+            dialled: call.info.dialled.clone(),
+            flow: call.entry.clone(),
+            flow_version: call.bundle.flows.version().to_string(),
+            language: call.flow.language().map(|l| l.code().to_string()),
+            path: call.flow.path().to_vec(),
+            queue: call.queue_name.clone(),
+            agent: call
+                .connected_agent
+                .as_ref()
+                .map(|a| a.as_str().to_string()),
+            outcome: result.to_string(),
+            started_ms: wall(started),
+            answered_ms: Some(wall(call.answered_at)),
+            queued_ms: call.queued_at.map(wall),
+            connected_ms: call.connected_at.map(wall),
+            ended_ms: wall(now),
+            hung_up_by: by.to_string(),
+            reason: why,
+        }
     }
 
     fn flow_event(&mut self, now: Instant, key: CallKey, event: FlowEvent) {

@@ -95,6 +95,8 @@ impl<M: MediaControl> CallManager<M> {
                         language,
                         joined_at: now,
                     });
+                    call.queue_name = Some(queue.to_string());
+                    call.queued_at = Some(now);
                     let music = call.bundle.prompts.hold_music();
                     self.media.play_music(key, music);
                 }
@@ -411,6 +413,7 @@ impl<M: MediaControl> CallManager<M> {
                 .map(|q| now.saturating_duration_since(q.joined_at))
                 .unwrap_or_default();
             call.connected_agent = Some(info.agent.clone());
+            call.connected_at = Some(now);
             self.events.publish(LiveEvent::Answered {
                 at: super::unix_now(),
                 call: key.0,

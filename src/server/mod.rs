@@ -131,6 +131,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     manager.set_answer_delay(Duration::from_millis(config.answer_delay_ms));
     manager.set_ready_on_register(config.ready_on_register);
     manager.set_agents(std::time::Instant::now(), agents);
+    match crate::cdr::RecordSink::start(&config.data_dir, Arc::clone(&metrics)) {
+        Ok(sink) => manager.set_records(sink),
+        Err(e) => tracing::error!(error = %e, dir = %config.data_dir.display(),
+            "call records disabled: the journal cannot be opened"),
+    }
 
     let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpEvent>(4096);
     tokio::spawn(tcp::accept_loop(

@@ -1,0 +1,180 @@
+//! The SQLite side: schema migrations and batch inserts.
+
+use super::CallRecord;
+use rusqlite::{params, Connection};
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("call records database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("call records database was written by a newer version (schema {0})")]
+    TooNew(i64),
+}
+
+/// Each entry moves the schema one version up; never edit a shipped one.
+const MIGRATIONS: &[&str] = &["CREATE TABLE calls (
+        id TEXT PRIMARY KEY,
+        call INTEGER NOT NULL,
+        sip_call_id TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        dialled TEXT NOT NULL,
+        flow TEXT NOT NULL,
+        flow_version TEXT NOT NULL,
+        language TEXT,
+        path TEXT NOT NULL,
+        queue TEXT,
+        agent TEXT,
+        outcome TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        answered_ms INTEGER,
+        queued_ms INTEGER,
+        connected_ms INTEGER,
+        ended_ms INTEGER NOT NULL,
+        hung_up_by TEXT NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE INDEX calls_ended ON calls (ended_ms);"];
+
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(2))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // WAL with NORMAL survives a killed process; the journal file covers
+        // the gap between a call's end and its batch.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let mut store = Store { conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens for reading only (reports), without touching the schema.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        Ok(Store { conn })
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew(version));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
+    /// Stores the batch in one transaction; records already there are left
+    /// as they are. Returns how many were new.
+    pub fn insert(&mut self, records: &[CallRecord]) -> Result<usize, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut added = 0;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO calls (id, call, sip_call_id, caller, dialled, flow,
+                 flow_version, language, path, queue, agent, outcome, started_ms,
+                 answered_ms, queued_ms, connected_ms, ended_ms, hung_up_by, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+                 ?15, ?16, ?17, ?18, ?19)",
+            )?;
+            for r in records {
+                added += stmt.execute(params![
+                    r.id,
+                    i64::try_from(r.call).unwrap_or(i64::MAX),
+                    r.sip_call_id,
+                    r.caller,
+                    r.dialled,
+                    r.flow,
+                    r.flow_version,
+                    r.language,
+                    r.path.join(">"),
+                    r.queue,
+                    r.agent,
+                    r.outcome,
+                    r.started_ms,
+                    r.answered_ms,
+                    r.queued_ms,
+                    r.connected_ms,
+                    r.ended_ms,
+                    r.hung_up_by,
+                    r.reason,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(added)
+    }
+
+    pub fn count(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM calls", [], |r| r.get(0))?)
+    }
+
+    pub fn integrity_ok(&self) -> Result<bool, StoreError> {
+        let s: String = self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        Ok(s == "ok")
+    }
+
+    pub(super) fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cdr::sample;
+
+    #[test]
+    fn migrates_once_and_inserts_idempotently() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        {
+            let mut s = Store::open(&path).unwrap();
+            assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+            let batch: Vec<_> = (0..100).map(|i| sample(i, 1_700_000_000_000)).collect();
+            assert_eq!(s.insert(&batch).unwrap(), 100);
+            assert_eq!(s.insert(&batch[..10]).unwrap(), 0);
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.count().unwrap(), 100);
+        assert!(s.integrity_ok().unwrap());
+        let mode: String = s
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        assert!(matches!(Store::open(&path), Err(StoreError::TooNew(99))));
+    }
+}
