@@ -132,16 +132,44 @@ fn an_options_flood_is_limited_and_others_are_still_served() {
     assert!(options_answered(&hotline, "127.0.0.2", 1));
     // And a call from another trusted source gets through.
     let caller = bind("127.0.0.2");
-    let caller_addr = caller.local_addr().expect("addr");
-    let body = "v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
-    let invite = format!(
-        "INVITE sip:hotline@{svc} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-flood-invite;rport\r\nMax-Forwards: 70\r\nFrom: <sip:4790000000@{me}>;tag=c1\r\nTo: <sip:hotline@{svc}>\r\nCall-ID: flood-invite@test\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@{me}>\r\nContent-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{body}",
-        svc = hotline.sip,
-        me = caller_addr,
-        len = body.len()
-    );
     caller
-        .send_to(invite.as_bytes(), hotline.sip)
+        .send_to(&invite_from(&caller, hotline.sip, "flood"), hotline.sip)
         .expect("send invite");
     assert_eq!(first_status(&caller, Duration::from_secs(2)), Some(100));
+}
+
+fn invite_from(caller: &UdpSocket, service: SocketAddr, id: &str) -> Vec<u8> {
+    let me = caller.local_addr().expect("addr");
+    let body = "v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    format!(
+        "INVITE sip:hotline@{service} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{id};rport\r\nMax-Forwards: 70\r\nFrom: <sip:4790000000@{me}>;tag=c1\r\nTo: <sip:hotline@{service}>\r\nCall-ID: {id}@test\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@{me}>\r\nContent-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{body}",
+        len = body.len()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn invites_from_untrusted_sources_are_refused() {
+    let hotline = Hotline::start_with(Options {
+        config: Some("trusted_sources: [\"127.0.0.1/32\"]\n".to_string()),
+        ..Options::default()
+    });
+    let stranger = bind("127.0.0.3");
+    stranger
+        .send_to(
+            &invite_from(&stranger, hotline.sip, "stranger"),
+            hotline.sip,
+        )
+        .expect("send invite");
+    let mut statuses = Vec::new();
+    while let Some(code) = first_status(&stranger, Duration::from_secs(2)) {
+        statuses.push(code);
+        if code >= 200 {
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&403), "{statuses:?}");
+    assert!(hotline.metric("hotline_sip_rejected_total{reason=\"untrusted_source\"}") >= 1.0);
+    // REGISTER and OPTIONS are still taken from anywhere.
+    assert!(options_answered(&hotline, "127.0.0.3", 77));
 }
