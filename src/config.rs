@@ -46,6 +46,11 @@ pub struct Config {
     /// Seconds without RTP from a leg before the peer is probed (and the call
     /// ended if it does not answer); 0 turns the check off.
     pub rtp_timeout_s: u64,
+    /// Networks (CIDR) INVITEs are taken from: trunks and SBCs. Others get
+    /// 403, except an agent's registered phone dialling a feature code.
+    pub trusted_sources: Vec<crate::sip::admission::Cidr>,
+    /// Per-source rate limits, digest-failure throttling and scanner list.
+    pub sip_admission: crate::sip::admission::AdmissionConfig,
 }
 
 impl Default for Config {
@@ -70,6 +75,8 @@ impl Default for Config {
             agents_file: PathBuf::from("agents.yaml"),
             ready_on_register: true,
             rtp_timeout_s: 30,
+            trusted_sources: crate::sip::admission::AdmissionConfig::default().trusted_sources,
+            sip_admission: crate::sip::admission::AdmissionConfig::default(),
         }
     }
 }
@@ -160,7 +167,18 @@ impl Config {
                 "max_sip_message below 1024 bytes would refuse ordinary INVITEs".to_string(),
             ));
         }
+        self.sip_admission
+            .validate()
+            .map_err(ConfigError::Invalid)?;
         Ok(())
+    }
+
+    /// Admission rules for the SIP endpoint, trusted sources included.
+    pub fn admission(&self) -> crate::sip::admission::AdmissionConfig {
+        crate::sip::admission::AdmissionConfig {
+            trusted_sources: self.trusted_sources.clone(),
+            ..self.sip_admission.clone()
+        }
     }
 
     /// The address to put in SDP: the public one if set, else the SIP bind address.

@@ -70,6 +70,8 @@ pub struct Metrics {
     pub flow_reloads_total: IntCounterVec,
     /// Messages that could not be parsed (answered 400 or dropped), by what happened.
     pub sip_malformed_total: IntCounterVec,
+    /// SIP requests turned away by admission control, by reason.
+    pub sip_rejected_total: IntCounterVec,
     /// RTP sent by the media engine (paced and relayed), added about once a second.
     pub rtp_packets_sent_total: IntCounter,
     pub rtp_packets_received_total: IntCounter,
@@ -239,6 +241,13 @@ impl Metrics {
             ),
             &["action"]
         ));
+        let sip_rejected_total = reg!(IntCounterVec::new(
+            Opts::new(
+                "hotline_sip_rejected_total",
+                "SIP requests refused or dropped by admission control, by reason"
+            ),
+            &["reason"]
+        ));
 
         let rtp_packets_sent_total = reg!(IntCounter::new(
             "hotline_rtp_packets_sent_total",
@@ -298,6 +307,10 @@ impl Metrics {
             sip_malformed_total.with_label_values(&[a]);
         }
 
+        for r in crate::sip::admission::Rejection::ALL {
+            sip_rejected_total.with_label_values(&[r.label()]);
+        }
+
         Metrics {
             registry,
             calls_active,
@@ -317,6 +330,7 @@ impl Metrics {
             sip_responses_total,
             flow_reloads_total,
             sip_malformed_total,
+            sip_rejected_total,
             rtp_packets_sent_total,
             rtp_packets_received_total,
             rtp_send_drops_total,

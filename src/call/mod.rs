@@ -569,6 +569,14 @@ impl<M: MediaControl> CallManager<M> {
         if self.feature_code(now, &incoming) {
             return;
         }
+        // Only trunks place calls into the hotline; an agent's phone may dial
+        // feature codes (above) and nothing else, so no one can use it to
+        // reach the outside.
+        if !self.endpoint.is_trusted(incoming.source.ip()) {
+            self.endpoint
+                .count_rejection(crate::sip::admission::Rejection::Untrusted);
+            return reject(self, 403, "not a trusted source");
+        }
         let Some(offer_text) = incoming.offer.as_deref() else {
             return reject(self, 488, "no SDP offer");
         };

@@ -111,7 +111,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     if let Some(ip) = config.public_ip {
         advertised.set_ip(ip);
     }
-    let endpoint = SipEndpoint::new(
+    let mut endpoint = SipEndpoint::new(
         EndpointConfig {
             local_addr: advertised,
             user_agent: format!("hotline/{}", env!("CARGO_PKG_VERSION")),
@@ -121,6 +121,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         },
         Arc::clone(&metrics),
     );
+    endpoint.set_admission(config.admission());
     let mut manager = CallManager::new(
         endpoint,
         media,

@@ -5,6 +5,7 @@
 //! explicit `now`; output is polled (`poll_transmit`, `poll_event`,
 //! `poll_timeout`). The tokio shell in `crate::server` owns the sockets and clocks.
 
+pub mod admission;
 pub mod dialog;
 pub mod dtmf_relay;
 pub mod endpoint;

@@ -47,6 +47,7 @@
 //!   8*max_calls+1024. The shell drains `poll_transmit`/`poll_event` after
 //!   every call in.
 
+use super::admission::{Admission, AdmissionConfig, Rejection, RequestClass};
 use super::dialog::{Dialog, DialogId, SentInvite};
 use super::dtmf_relay;
 use super::message::{
@@ -579,6 +580,9 @@ pub struct SipEndpoint {
     /// Keyed by `branch method` (a CANCEL shares its INVITE's branch).
     clients: HashMap<String, ClientEntry>,
     registers: HashMap<RegisterHandle, (ServerKey, Reply)>,
+    /// Who sent each pending REGISTER, to count refused credentials.
+    register_origins: HashMap<RegisterHandle, register::RegisterOrigin>,
+    admission: Admission,
     next_register: u64,
     wakes: BTreeMap<WakeKey, Wake>,
     wake_seq: u64,
@@ -598,6 +602,8 @@ impl SipEndpoint {
             servers: HashMap::new(),
             clients: HashMap::new(),
             registers: HashMap::new(),
+            register_origins: HashMap::new(),
+            admission: Admission::new(AdmissionConfig::open()),
             next_register: 1,
             wakes: BTreeMap::new(),
             wake_seq: 0,
@@ -609,6 +615,25 @@ impl SipEndpoint {
     /// Replaces the RFC 3261 timer values (tests shrink them).
     pub fn set_timers(&mut self, timers: Timers) {
         self.timers = timers;
+    }
+
+    /// Replaces the admission rules (trusted sources, rate limits, scanner
+    /// list). A new endpoint admits everything.
+    pub fn set_admission(&mut self, config: AdmissionConfig) {
+        self.admission = Admission::new(config);
+    }
+
+    /// Whether INVITEs from `ip` are taken (a trunk or SBC, or loopback).
+    pub fn is_trusted(&self, ip: std::net::IpAddr) -> bool {
+        self.admission.is_trusted(ip)
+    }
+
+    /// Counts a request turned away for `reason`.
+    pub fn count_rejection(&self, reason: Rejection) {
+        self.metrics
+            .sip_rejected_total
+            .with_label_values(&[reason.label()])
+            .inc();
     }
 
     /// Inbound calls in any state (offered, answered, ending).
@@ -907,6 +932,24 @@ impl SipEndpoint {
             return;
         }
         let tag = msg.to_tag();
+        if msg
+            .header("User-Agent")
+            .is_some_and(|ua| self.admission.is_scanner(ua))
+        {
+            self.count_rejection(Rejection::Scanner);
+            return;
+        }
+        if method != Method::Cancel && tag.is_none() {
+            if let Some(class) = self.over_rate(now, source, &method) {
+                if class != RequestClass::Other {
+                    let reply = Reply::new(&essentials, source, transport, Some(&new_tag()));
+                    let answer =
+                        Answer::code(503).header("Retry-After", RETRY_AFTER_SECS.to_string());
+                    self.send_stateless(&reply, answer);
+                }
+                return;
+            }
+        }
         let reply = Reply::new(&essentials, source, transport, Some(&new_tag()));
         if method == Method::Cancel {
             self.handle_cancel(now, key, &msg, reply);
@@ -943,6 +986,28 @@ impl SipEndpoint {
                 }
             },
         }
+    }
+
+    /// Draws on `source`'s budget for a new request; the class whose budget
+    /// is empty when over (counted). In-dialog requests are not limited: they
+    /// belong to calls already admitted. Over-budget OPTIONS and the like are
+    /// dropped unanswered, so a flood costs no replies.
+    fn over_rate(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        method: &Method,
+    ) -> Option<RequestClass> {
+        let class = match method {
+            Method::Invite => RequestClass::Invite,
+            Method::Register => RequestClass::Register,
+            _ => RequestClass::Other,
+        };
+        if self.admission.take(now, source.ip(), class) {
+            return None;
+        }
+        self.count_rejection(Rejection::RateLimited);
+        Some(class)
     }
 
     fn options_answer(&self) -> Answer<'static> {
@@ -1688,7 +1753,11 @@ impl SipEndpoint {
 
     fn push_event(&mut self, event: SipEvent) {
         if self.events.len() >= self.max_queue() {
-            tracing::warn!(?event, "event queue full: dropping an event");
+            // Not the event itself: a REGISTER carries its Authorization.
+            tracing::warn!(
+                kind = event_kind(&event),
+                "event queue full: dropping an event"
+            );
             return;
         }
         self.events.push_back(event);
@@ -1713,6 +1782,7 @@ impl SipEndpoint {
         if entry.is_terminated() {
             if let Some(handle) = entry.register {
                 self.registers.remove(&handle);
+                self.register_origins.remove(&handle);
             }
             self.servers.remove(key);
             return;
@@ -1764,6 +1834,15 @@ impl SipEndpoint {
 
 /// A `Warning` value; the text may come from the peer, so it is kept to
 /// printable characters and no quotes.
+/// An event's name for logs, without its contents.
+fn event_kind(event: &SipEvent) -> &'static str {
+    match event {
+        SipEvent::Register(_) => "register",
+        SipEvent::IncomingCall(_) => "incoming_call",
+        _ => "other",
+    }
+}
+
 fn warning(text: &str) -> String {
     let clean: String = text
         .chars()

@@ -22,6 +22,23 @@ impl SipEndpoint {
             self.respond(now, &key, &reply, answer);
             return;
         }
+        let account = msg
+            .header("Authorization")
+            .and_then(digest_username)
+            .unwrap_or_default();
+        let account = if account.is_empty() {
+            msg.header("To")
+                .and_then(NameAddr::parse)
+                .and_then(|n| uri_user(&n.uri))
+                .unwrap_or_default()
+        } else {
+            account
+        };
+        if self.admission.auth_blocked(now, source.ip(), &account) {
+            self.count_rejection(Rejection::AuthThrottled);
+            self.respond(now, &key, &reply, Answer::code(403));
+            return;
+        }
         let parsed = parse_register(msg);
         let (expires, wildcard, contacts) = match parsed {
             Ok(p) => p,
@@ -38,6 +55,14 @@ impl SipEndpoint {
         };
         entry.register = Some(handle);
         self.registers.insert(handle, (key, reply));
+        self.register_origins.insert(
+            handle,
+            RegisterOrigin {
+                ip: source.ip(),
+                account,
+                sent_credentials: msg.header("Authorization").is_some(),
+            },
+        );
         let to_uri = msg
             .header("To")
             .and_then(NameAddr::parse)
@@ -85,6 +110,13 @@ impl SipEndpoint {
         if let Some(entry) = self.servers.get_mut(&key) {
             entry.register = None;
         }
+        if let Some(origin) = self.register_origins.remove(&handle) {
+            // A challenge to a request that carried credentials means they
+            // were wrong (or stale): a guess, as far as throttling goes.
+            if origin.sent_credentials && matches!(code, 401 | 403 | 407) {
+                self.admission.auth_failed(now, origin.ip, &origin.account);
+            }
+        }
         let code = if (200..=699).contains(&code) {
             code
         } else {
@@ -94,6 +126,26 @@ impl SipEndpoint {
         answer.headers.extend(clean_register_headers(headers));
         self.respond(now, &key, &reply, answer);
     }
+}
+
+/// Who sent a pending REGISTER.
+pub(super) struct RegisterOrigin {
+    ip: std::net::IpAddr,
+    account: String,
+    sent_credentials: bool,
+}
+
+/// The `username` parameter of a Digest `Authorization` header.
+fn digest_username(header: &str) -> Option<String> {
+    let lower = header.to_ascii_lowercase();
+    let at = lower.find("username")?;
+    let rest = header.get(at + "username".len()..)?.trim_start();
+    let rest = rest.strip_prefix('=')?.trim_start();
+    let value = match rest.strip_prefix('"') {
+        Some(quoted) => quoted.split('"').next()?,
+        None => rest.split([',', ' ']).next()?,
+    };
+    Some(value.chars().take(128).collect())
 }
 
 /// REGISTER answers carry the bindings as `Contact`, which other responses

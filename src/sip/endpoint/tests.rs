@@ -914,5 +914,6 @@ fn rfc4475_messages_get_the_expected_answers() {
     }
 }
 
+mod admission;
 mod legs;
 mod register;
