@@ -177,9 +177,12 @@ impl Default for AdmissionConfig {
                     prefix: 128,
                 },
             ],
+            // INVITEs come from trusted trunks only (others get 403), and one
+            // SBC may carry every call: the default must not cap a trunk below
+            // the setup rate the service is built for.
             invite_rate: Rate {
-                per_second: 200.0,
-                burst: 400.0,
+                per_second: 2000.0,
+                burst: 4000.0,
             },
             register_rate: Rate {
                 per_second: 20.0,
