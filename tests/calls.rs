@@ -64,7 +64,7 @@ fn listen_and_press_2(codecs: &str, expected_pt: u8) {
     // cores with everything else, so a rare late wake-up of ours is tolerated
     // here; bench/ measures the tail (p99) precisely.
     assert!(r.jitter_p50_ms < 2.0, "pacing: {r:?}");
-    assert!(r.jitter_p90_ms < 5.0, "pacing: {r:?}");
+    assert!(r.jitter_p90_ms < 10.0, "pacing: {r:?}");
     assert!(r.drift_ms.abs() < 20.0, "drift: {r:?}");
     assert!(r.audible_frames > 50, "the prompt is silent: {r:?}");
 
