@@ -33,6 +33,9 @@ pub struct Config {
     pub max_sip_transactions: usize,
     /// Largest SIP message accepted, in bytes.
     pub max_sip_message: usize,
+    /// On SIGTERM/SIGINT, how long calls in progress may go on (new calls get
+    /// 503) before the rest are hung up.
+    pub drain_limit_s: u64,
     /// How long a shutdown waits for BYEs to be answered.
     pub shutdown_grace_ms: u64,
     /// Ring this long (180 Ringing) before answering; 0 answers at once.
@@ -70,6 +73,7 @@ impl Default for Config {
             max_calls: 5000,
             max_sip_transactions: 131_072,
             max_sip_message: 16 * 1024,
+            drain_limit_s: 30,
             shutdown_grace_ms: 2000,
             answer_delay_ms: 0,
             agents_file: PathBuf::from("agents.yaml"),

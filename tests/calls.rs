@@ -281,8 +281,11 @@ fn unknown_method_gets_405_with_allow_and_unknown_dialog_481() {
 }
 
 #[test]
-fn sigterm_says_bye_to_calls_and_exits_zero() {
-    let mut hotline = Hotline::start();
+fn sigterm_drains_then_says_bye_to_calls_and_exits_zero() {
+    let mut hotline = Hotline::start_with(Options {
+        config: Some("drain_limit_s: 2\n".to_string()),
+        ..Options::default()
+    });
     let rtp = RtpListener::bind();
     let call = hotline
         .sipp("call_wait_bye.xml")
@@ -291,9 +294,51 @@ fn sigterm_says_bye_to_calls_and_exits_zero() {
         .spawn();
     hotline.wait_metric("hotline_calls_active{stage=\"ivr\"}", 1.0, SECS(10));
     rtp.wait_packets(10, SECS(5));
-    let status = hotline.signal_and_wait("TERM", SECS(10));
+    hotline.signal("TERM");
+    hotline.wait_for_log("shutting down", SECS(5));
+    // While draining, a new call is refused with 503 and Retry-After, and the
+    // call in progress still hears its prompts.
+    let invite = "INVITE sip:1000@127.0.0.1 SIP/2.0\r\n\
+Via: SIP/2.0/UDP {local};branch=z9hG4bK-drain-1;rport\r\n\
+From: <sip:4790000009@127.0.0.1>;tag=drain\r\n\
+To: <sip:1000@127.0.0.1>\r\n\
+Call-ID: drain@test\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:4790000009@{local}>\r\n\
+Max-Forwards: 70\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 79\r\n\r\n\
+v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(SECS(2))).expect("timeout");
+    let local = sock.local_addr().expect("addr").to_string();
+    sock.send_to(invite.replace("{local}", &local).as_bytes(), hotline.sip)
+        .expect("send");
+    let mut buf = [0u8; 4096];
+    let mut refusal = String::new();
+    while let Ok((n, _)) = sock.recv_from(&mut buf) {
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !text.starts_with("SIP/2.0 100") {
+            refusal = text;
+            break;
+        }
+    }
+    assert!(refusal.starts_with("SIP/2.0 503"), "{refusal}");
+    assert!(refusal.contains("Retry-After:"), "{refusal}");
+    let heard = rtp.packets().len();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        rtp.packets().len() > heard + 10,
+        "the call in progress goes on while draining"
+    );
+    // After the drain limit the call gets BYE and the service exits 0.
+    let status = hotline.wait_exit(SECS(10));
     assert!(status.success(), "exit status {status:?}");
     call.wait_ok();
+    assert!(hotline
+        .log()
+        .iter()
+        .any(|l| l.contains("drain limit reached")));
     assert!(hotline.log().iter().any(|l| l.contains("hotline stopped")));
 }
 

@@ -420,8 +420,9 @@ impl<M: MediaControl> CallManager<M> {
         self.endpoint.poll_transmit()
     }
 
-    /// Stops taking calls and hangs up every call in progress.
-    pub fn shut_down(&mut self, now: Instant) {
+    /// Refuses new calls (503 with Retry-After) and those still ringing; calls
+    /// in progress go on.
+    pub fn start_draining(&mut self, now: Instant) {
         self.draining = true;
         let ringing: Vec<CallKey> = self.ringing.keys().copied().collect();
         for key in ringing {
@@ -434,6 +435,12 @@ impl<M: MediaControl> CallManager<M> {
                     .inc();
             }
         }
+        self.process(now);
+    }
+
+    /// Stops taking calls and hangs up every call in progress.
+    pub fn shut_down(&mut self, now: Instant) {
+        self.start_draining(now);
         let keys: Vec<CallKey> = self.calls.keys().copied().collect();
         for key in keys {
             self.end_call_locally(now, key, LocalEnd::Failure, "shutdown");

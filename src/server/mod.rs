@@ -181,7 +181,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
 
     let mut tcp_writers: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
     let mut buf = vec![0u8; 65536];
+    // Shutdown: first drain (no new calls, calls in progress may finish until
+    // the drain limit), then BYE whoever is left and wait for their answers.
     let mut shutdown_deadline: Option<Instant> = None;
+    let mut hanging_up = false;
     let far = Duration::from_secs(3600);
 
     loop {
@@ -271,9 +274,20 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             }
         }
         if let Some(deadline) = shutdown_deadline {
-            if manager.call_count() == 0 || Instant::now() >= deadline {
+            let now = Instant::now();
+            if manager.call_count() == 0 || (hanging_up && now >= deadline) {
                 tracing::info!(calls_left = manager.call_count(), "hotline stopped");
                 return Ok(());
+            }
+            if !hanging_up && now >= deadline {
+                // The drain limit passed: say goodbye to whoever is left.
+                tracing::info!(
+                    calls = manager.call_count(),
+                    "drain limit reached: hanging up calls in progress"
+                );
+                manager.shut_down(std::time::Instant::now());
+                hanging_up = true;
+                shutdown_deadline = Some(now + Duration::from_millis(config.shutdown_grace_ms));
             }
         }
     }
@@ -288,9 +302,10 @@ fn begin_shutdown<M: crate::call::MediaControl>(
     tracing::info!(
         signal,
         calls = manager.call_count(),
-        "shutting down: refusing new calls, hanging up calls in progress"
+        drain_limit_s = config.drain_limit_s,
+        "shutting down: refusing new calls (503), letting calls in progress finish"
     );
     ready.store(false, std::sync::atomic::Ordering::Relaxed);
-    manager.shut_down(std::time::Instant::now());
-    Instant::now() + Duration::from_millis(config.shutdown_grace_ms)
+    manager.start_draining(std::time::Instant::now());
+    Instant::now() + Duration::from_secs(config.drain_limit_s)
 }
