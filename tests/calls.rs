@@ -307,7 +307,7 @@ CSeq: 1 INVITE\r\n\
 Contact: <sip:4790000009@{local}>\r\n\
 Max-Forwards: 70\r\n\
 Content-Type: application/sdp\r\n\
-Content-Length: 79\r\n\r\n\
+Content-Length: 87\r\n\r\n\
 v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     sock.set_read_timeout(Some(SECS(2))).expect("timeout");
