@@ -629,3 +629,28 @@ fn feature_codes_from_the_registered_phone_pause_and_ready_the_agent() {
         0.0
     );
 }
+
+#[test]
+fn an_agent_sets_its_state_over_the_websocket() {
+    let flows = test_flows("");
+    let (hotline, _dir) = start(
+        flows.path(),
+        &agents_yaml(&[("olek", "haslo-1", "{pl: 10}")]),
+        "",
+    );
+    let _olek = agent(&hotline, "olek", "haslo-1", 300);
+    assert_eq!(agent_state(&hotline, "olek"), "ready");
+    let mut ws = support::ws::WsClient::connect(hotline.http, "/ws").expect("upgrade");
+    ws.wait_for("snapshot", SECS(5));
+    ws.send_text(r#"{"type":"set_agent_state","agent":"olek","state":"paused","reason":"lunch","token":"wrong"}"#);
+    let refused = ws.wait_for("command_result", SECS(5));
+    assert_eq!(refused["ok"], false, "{refused}");
+    assert_eq!(agent_state(&hotline, "olek"), "ready");
+    ws.send_text(r#"{"type":"set_agent_state","agent":"olek","state":"paused","reason":"lunch","token":"t0k3n"}"#);
+    let done = ws.wait_for("command_result", SECS(5));
+    assert_eq!(done["ok"], true, "{done}");
+    assert_eq!(done["state"], "paused");
+    assert_eq!(agent_state(&hotline, "olek"), "paused");
+    let event = ws.wait_for("agent_state", SECS(5));
+    assert_eq!(event["agent"], "olek");
+}

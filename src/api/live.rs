@@ -73,9 +73,61 @@ async fn stream(mut socket: WebSocket, s: ApiState) {
             },
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(Message::Text(text))) => {
+                    let reply = command(&s, text.as_str()).await;
+                    if socket.send(Message::Text(reply.to_string().into())).await.is_err() {
+                        return;
+                    }
+                }
                 Some(Ok(_)) => {}
             },
         }
+    }
+}
+
+/// A request from a client: today only
+/// `{"type":"set_agent_state","agent":"anna","state":"paused","reason":"lunch","token":"..."}`
+/// with the API's bearer token. The answer is a `command_result` frame.
+async fn command(s: &ApiState, text: &str) -> serde_json::Value {
+    #[derive(Deserialize)]
+    struct SetState {
+        r#type: String,
+        agent: String,
+        state: String,
+        reason: Option<String>,
+        token: Option<String>,
+    }
+    let refuse =
+        |error: String| serde_json::json!({"type": "command_result", "ok": false, "error": error});
+    let Ok(request) = serde_json::from_str::<SetState>(text) else {
+        return refuse("expected {\"type\":\"set_agent_state\",\"agent\":...,\"state\":\"ready\"|\"paused\"|\"logged_out\",\"token\":...}".into());
+    };
+    if request.r#type != "set_agent_state" {
+        return refuse(format!("unknown command `{}`", request.r#type));
+    }
+    let authorised = match (s.token.as_deref(), request.token.as_deref()) {
+        (Some(expected), Some(given)) => constant_time_eq(given.as_bytes(), expected.as_bytes()),
+        _ => false,
+    };
+    if !authorised {
+        return refuse("missing or wrong token (the API's bearer token)".into());
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let control = crate::server::Control::SetAgentState {
+        agent: request.agent.clone(),
+        state: request.state,
+        reason: request.reason,
+        reply: tx,
+    };
+    if s.control.send(control).await.is_err() {
+        return refuse("service is stopping".into());
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(2), rx).await {
+        Ok(Ok(Ok(state))) => {
+            serde_json::json!({"type": "command_result", "ok": true, "agent": request.agent, "state": state})
+        }
+        Ok(Ok(Err(e))) => refuse(e.to_string()),
+        _ => refuse("busy".into()),
     }
 }
 

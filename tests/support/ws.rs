@@ -49,6 +49,27 @@ impl WsClient {
         Ok(WsClient { reader })
     }
 
+    /// Sends a text frame, masked as RFC 6455 requires of clients.
+    pub fn send_text(&mut self, text: &str) {
+        let payload = text.as_bytes();
+        let mask = [0x12u8, 0x34, 0x56, 0x78];
+        let mut frame = vec![0x81];
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n if n <= 0xffff => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.reader.get_mut().write_all(&frame).expect("ws send");
+    }
+
     /// The next text frame, or `None` after `timeout`.
     pub fn next_text(&mut self, timeout: Duration) -> Option<String> {
         let end = Instant::now() + timeout;
