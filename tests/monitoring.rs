@@ -3,13 +3,13 @@
 
 mod support;
 
-use hotline::registrar::{ha1, Algorithm};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::agents::{agent, agents_yaml, test_flows};
 use support::rtp::RtpListener;
-use support::{copy_flows, free_sip_port, free_tcp_port, http_request, repo, Hotline, Options};
+use support::{free_tcp_port, http_request, repo, Hotline, Options};
 
 /// Metric names the dashboard's PromQL uses, from the dashboard tool.
 fn dashboard_metrics() -> Vec<String> {
@@ -177,46 +177,15 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
-/// An agent's phone answering on its own port, registered with the service.
-fn agent(hotline: &Hotline, id: &str, password: &str) -> (support::RunningSipp, RtpListener) {
-    let rtp = RtpListener::bind();
-    let phone_port = free_sip_port();
-    let phone = hotline
-        .sipp("agent_answer.xml")
-        .port(phone_port)
-        .key("rtp_port", rtp.port)
-        .key("codecs", "8 0 101")
-        .duration_ms(300)
-        .spawn();
-    std::thread::sleep(Duration::from_millis(200));
-    hotline
-        .sipp("agent_register.xml")
-        .key("agent_user", id)
-        .arg("-au")
-        .arg(id)
-        .arg("-ap")
-        .arg(password)
-        .key("contact_port", phone_port)
-        .key("expires", 300)
-        .run_ok();
-    (phone, rtp)
-}
-
 #[test]
 fn prometheus_sees_the_calls_placed() {
-    let flows = copy_flows(&repo().join("ivr-flows"));
-    let schedules = flows.path().join("schedules.yaml");
-    let text = std::fs::read_to_string(&schedules).expect("schedules");
-    std::fs::write(&schedules, text.replace("    holidays: norway\n", "")).expect("write");
+    let flows = test_flows("");
     let dir = tempfile::tempdir().expect("tempdir");
     let agents_file = dir.path().join("agents.yaml");
-    let mut agents = String::from("realm: hotline\nagents:\n");
-    for (id, password) in [("olek", "haslo-1"), ("ania", "haslo-2")] {
-        agents.push_str(&format!(
-            "  - id: {id}\n    name: {id}\n    sip_username: {id}\n    ha1: {}\n    skills: {{pl: 10}}\n    topics: {{advice: 5}}\n",
-            ha1(Algorithm::Md5, id, "hotline", password)
-        ));
-    }
+    let agents = agents_yaml(&[
+        ("olek", "haslo-1", "{pl: 10}"),
+        ("ania", "haslo-2", "{pl: 10}"),
+    ]);
     std::fs::write(&agents_file, agents).expect("write agents");
     let hotline = Hotline::start_with(Options {
         flows: Some(flows.path().to_path_buf()),
@@ -230,8 +199,8 @@ fn prometheus_sees_the_calls_placed() {
         "recording rules loaded: {rules}"
     );
 
-    let olek = agent(&hotline, "olek", "haslo-1");
-    let ania = agent(&hotline, "ania", "haslo-2");
+    let olek = agent(&hotline, "olek", "haslo-1", 300);
+    let ania = agent(&hotline, "ania", "haslo-2", 300);
     // Two Polish callers (4, then 0) are answered and talk briefly; a Russian
     // caller (5, then 0) finds no Russian agent and hangs up in the queue.
     let callers: Vec<(support::RunningSipp, RtpListener)> =
@@ -253,8 +222,8 @@ fn prometheus_sees_the_calls_placed() {
     for (sipp, _rtp) in callers {
         sipp.wait_ok();
     }
-    olek.0.wait_ok();
-    ania.0.wait_ok();
+    olek.phone.wait_ok();
+    ania.phone.wait_ok();
 
     let timeout = Duration::from_secs(20);
     prometheus.wait_value("sum(hotline_queue_answered_total)", 2.0, timeout);

@@ -4,75 +4,14 @@
 
 mod support;
 
-use hotline::registrar::{ha1, Algorithm};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
+use support::agents::{agent, agents_yaml, test_flows};
 use support::rtp::{report, RtpListener};
-use support::{copy_flows, free_sip_port, repo, Hotline, Options, RunningSipp};
+use support::{free_sip_port, Hotline, Options};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
-
-/// Agents file with the given (id, password, skills) accounts.
-fn agents_yaml(agents: &[(&str, &str, &str)]) -> String {
-    let mut out = String::from("realm: hotline\nagents:\n");
-    for (id, password, skills) in agents {
-        out.push_str(&format!(
-            "  - id: {id}\n    name: {id}\n    sip_username: {id}\n    ha1: {}\n    skills: {skills}\n    topics: {{advice: 5}}\n",
-            ha1(Algorithm::Md5, id, "hotline", password)
-        ));
-    }
-    out
-}
-
-/// A copy of the default flows that is open every day (no holiday closes it
-/// while the test runs) with queue settings a test can wait for.
-fn test_flows(extra_queue_settings: &str) -> tempfile::TempDir {
-    let flows = copy_flows(&repo().join("ivr-flows"));
-    let schedules = flows.path().join("schedules.yaml");
-    let text = std::fs::read_to_string(&schedules).expect("schedules");
-    std::fs::write(&schedules, text.replace("    holidays: norway\n", "")).expect("write");
-    if !extra_queue_settings.is_empty() {
-        let queues = flows.path().join("queues.yaml");
-        let text = std::fs::read_to_string(&queues).expect("queues");
-        let text = text.replace(
-            " max_wait: 1h }",
-            &format!(" max_wait: 1h, {extra_queue_settings} }}"),
-        );
-        std::fs::write(&queues, text).expect("write");
-    }
-    flows
-}
-
-struct Agent {
-    phone: RunningSipp,
-    rtp: RtpListener,
-}
-
-/// Starts an agent's phone (answering on its own port) and registers it.
-fn agent(hotline: &Hotline, id: &str, password: &str, ring_ms: u64) -> Agent {
-    let rtp = RtpListener::bind();
-    let phone_port = free_sip_port();
-    let phone = hotline
-        .sipp("agent_answer.xml")
-        .port(phone_port)
-        .key("rtp_port", rtp.port)
-        .key("codecs", "8 0 101")
-        .duration_ms(ring_ms)
-        .spawn();
-    std::thread::sleep(Duration::from_millis(200));
-    hotline
-        .sipp("agent_register.xml")
-        .key("agent_user", id)
-        .arg("-au")
-        .arg(id)
-        .arg("-ap")
-        .arg(password)
-        .key("contact_port", phone_port)
-        .key("expires", 300)
-        .run_ok();
-    Agent { phone, rtp }
-}
 
 fn agent_state(hotline: &Hotline, id: &str) -> String {
     let (status, body) = hotline.get("/api/agents");

@@ -2,6 +2,7 @@
 //! scenarios against it, reads its metrics and API, and listens to its RTP.
 #![allow(dead_code)]
 
+pub mod agents;
 pub mod rtp;
 pub mod ws;
 
