@@ -52,6 +52,18 @@ enum Command {
         /// Write the JSON here instead of stdout.
         #[arg(long)]
         out: Option<std::path::PathBuf>,
+        /// Send every datagram back to where it came from, so each call's
+        /// caller leg also receives 50 packets a second, as from a real phone.
+        #[arg(long)]
+        echo: bool,
+    },
+    /// Write a pcap of one 20 ms PCMU tone stream (for sipp's play_pcap_audio).
+    Pcap {
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Length in seconds (at most 3600).
+        #[arg(long, default_value_t = 20)]
+        seconds: u32,
     },
     /// Send synthetic 20 ms PCMU streams with a perfect schedule.
     Send {
@@ -86,6 +98,7 @@ fn run(cli: Cli) -> Result<(), String> {
             max_streams,
             rcvbuf,
             out,
+            echo,
         } => {
             let window = seconds(duration, 300.0, "--duration")?;
             // Room for 1.5x the nominal 50 packets/s, so a bursty sender is
@@ -101,6 +114,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     samples_per_stream,
                 },
                 rcvbuf_bytes: rcvbuf,
+                echo,
             };
             listen::run(&options, |report| {
                 let text = serde_json::to_string_pretty(&report)? + "\n";
@@ -110,6 +124,12 @@ fn run(cli: Cli) -> Result<(), String> {
                 }
             })
             .map_err(|e| format!("listen: {e}"))
+        }
+        Command::Pcap { out, seconds } => {
+            if seconds == 0 || seconds > 3600 {
+                return Err("--seconds must be between 1 and 3600".into());
+            }
+            probe::pcap::write(&out, seconds).map_err(|e| format!("pcap: {e}"))
         }
         Command::Send {
             to,

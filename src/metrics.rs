@@ -75,6 +75,7 @@ pub struct Metrics {
     /// RTP sent by the media engine (paced and relayed), added about once a second.
     pub rtp_packets_sent_total: IntCounter,
     pub rtp_packets_received_total: IntCounter,
+    pub rtp_packets_relayed_total: IntCounter,
     /// RTP not sent: socket buffer full or send error.
     pub rtp_send_drops_total: IntCounter,
     /// How late the pacer thread woke after its deadline.
@@ -257,6 +258,10 @@ impl Metrics {
             "hotline_rtp_packets_received_total",
             "RTP packets received"
         ));
+        let rtp_packets_relayed_total = reg!(IntCounter::new(
+            "hotline_rtp_packets_relayed_total",
+            "RTP packets relayed from one leg of a bridged call to the other (also counted as sent)"
+        ));
         let rtp_send_drops_total = reg!(IntCounter::new(
             "hotline_rtp_send_drops_total",
             "RTP packets not sent because the socket buffer was full or the send failed"
@@ -333,6 +338,7 @@ impl Metrics {
             sip_rejected_total,
             rtp_packets_sent_total,
             rtp_packets_received_total,
+            rtp_packets_relayed_total,
             rtp_send_drops_total,
             rtp_pacer_late_seconds,
             cdr_written_total,
@@ -439,6 +445,7 @@ mod tests {
             "hotline_flow_reloads_total",
             "hotline_rtp_packets_sent_total 0",
             "hotline_rtp_packets_received_total 0",
+            "hotline_rtp_packets_relayed_total 0",
             "hotline_rtp_send_drops_total 0",
             "hotline_rtp_pacer_late_seconds_bucket{le=\"0.0001\"} 0",
             "hotline_rtp_pacer_late_seconds_bucket{le=\"0.02\"} 0",

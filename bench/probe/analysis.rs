@@ -1,7 +1,7 @@
 //! Turns a recording into figures: pacing error against each stream's own RTP
 //! clock, inter-arrival jitter, loss and the silent/audible share.
 
-use super::recorder::{Recorder, Stream};
+use super::recorder::{Recorder, Sample, Stream};
 use serde_json::{json, Value};
 
 /// Nanoseconds per RTP tick at 8 kHz.
@@ -54,27 +54,48 @@ fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
 
-/// Pacing error of every packet of one stream, in microseconds, appended to `out`.
+/// Pacing error of every packet of one stretch of a stream, in microseconds,
+/// appended to `out`.
 ///
 /// A packet is due at `first_arrival + (ts - first_ts) / 8 kHz`; its error is
-/// how far it arrived after that, minus the stream's smallest such lateness
+/// how far it arrived after that, minus the stretch's smallest such lateness
 /// (a constant offset — the path delay — is not the sender's fault).
-pub fn pacing_errors_us(stream: &Stream, out: &mut Vec<u64>) {
-    let Some(first) = stream.samples.first() else {
+pub fn pacing_errors_us(samples: &[Sample], out: &mut Vec<u64>) {
+    let Some(first) = samples.first() else {
         return;
     };
-    let lateness = |s: &super::recorder::Sample| -> i64 {
+    let lateness = |s: &Sample| -> i64 {
         let since_first = s.arrival_ns as i64 - first.arrival_ns as i64;
         let due = (s.timestamp - first.timestamp) * NS_PER_TICK;
         since_first - due
     };
-    let offset = stream.samples.iter().map(lateness).min().unwrap_or(0);
+    let offset = samples.iter().map(lateness).min().unwrap_or(0);
     out.extend(
-        stream
-            .samples
+        samples
             .iter()
             .map(|s| ((lateness(s) - offset).max(0) / 1000) as u64),
     );
+}
+
+/// Whether the timestamp step from `a` to `b` disagrees with the sequence
+/// step (160 ticks per packet).
+fn is_jump(a: &Sample, b: &Sample) -> bool {
+    let seq_step = b.sequence - a.sequence;
+    seq_step > 0 && b.timestamp - a.timestamp != 160 * seq_step
+}
+
+/// A stream split where its RTP clock jumps: before the first jump, and after
+/// it. A stream's clock is only comparable with itself, so each stretch is
+/// measured on its own; in the queue benchmark the jump is where a waiting
+/// caller's music gives way to the agent's relayed voice, whose timing is the
+/// agent's phone's, not the service's pacer's.
+fn split_at_first_jump(stream: &Stream) -> (&[Sample], &[Sample]) {
+    let at = stream
+        .samples
+        .windows(2)
+        .position(|pair| matches!(pair, [a, b] if is_jump(a, b)))
+        .map_or(stream.samples.len(), |i| i + 1);
+    stream.samples.split_at(at)
 }
 
 /// |Δarrival − 20 ms| between packets whose sequence numbers follow each other.
@@ -94,13 +115,7 @@ fn timestamp_jumps(stream: &Stream) -> u64 {
     stream
         .samples
         .windows(2)
-        .filter(|pair| match pair {
-            [a, b] => {
-                let seq_step = b.sequence - a.sequence;
-                seq_step > 0 && b.timestamp - a.timestamp != 160 * seq_step
-            }
-            _ => false,
-        })
+        .filter(|pair| matches!(pair, [a, b] if is_jump(a, b)))
         .count() as u64
 }
 
@@ -116,6 +131,7 @@ pub struct Context {
 pub fn report(recorder: &Recorder, context: &Context) -> Value {
     let total: usize = recorder.streams.iter().map(|s| s.samples.len()).sum();
     let mut pacing = Vec::with_capacity(total);
+    let mut pacing_after_jump = Vec::new();
     let mut jitter = Vec::with_capacity(total);
     let mut per_stream_max = Vec::with_capacity(recorder.streams.len());
     let mut per_stream_p99 = Vec::with_capacity(recorder.streams.len());
@@ -123,7 +139,9 @@ pub fn report(recorder: &Recorder, context: &Context) -> Value {
     let mut worst: Vec<(u64, u32)> = Vec::with_capacity(recorder.streams.len());
     for stream in &recorder.streams {
         scratch.clear();
-        pacing_errors_us(stream, &mut scratch);
+        let (before, after) = split_at_first_jump(stream);
+        pacing_errors_us(before, &mut scratch);
+        pacing_errors_us(after, &mut pacing_after_jump);
         pacing.extend_from_slice(&scratch);
         let spread = Spread::of(&mut scratch);
         per_stream_max.push((spread.max_ms * 1000.0) as u64);
@@ -162,6 +180,7 @@ pub fn report(recorder: &Recorder, context: &Context) -> Value {
         "packets": received,
         "packets_per_s": pps.round(),
         "pacing_error": Spread::of(&mut pacing).to_json(),
+        "pacing_error_after_timestamp_jump": Spread::of(&mut pacing_after_jump).to_json(),
         "pacing_error_per_stream_p99": Spread::of(&mut per_stream_p99).to_json(),
         "pacing_error_per_stream_max": Spread::of(&mut per_stream_max).to_json(),
         "worst_streams": worst.iter().map(|(us, ssrc)| json!({
@@ -244,10 +263,10 @@ mod tests {
             r.record(at * ms, &packet(2, i as u16, i as u32 * 160));
         }
         let mut errors = Vec::new();
-        pacing_errors_us(&r.streams[0], &mut errors);
+        pacing_errors_us(&r.streams[0].samples, &mut errors);
         assert_eq!(errors, vec![0, 0, 0, 0]);
         errors.clear();
-        pacing_errors_us(&r.streams[1], &mut errors);
+        pacing_errors_us(&r.streams[1].samples, &mut errors);
         assert_eq!(errors, vec![1000, 3000, 0, 0]);
 
         let mut jitter = Vec::new();
@@ -278,6 +297,9 @@ mod tests {
         assert_eq!(v["streams"], 1);
         assert_eq!(v["loss"]["lost"], 1);
         assert_eq!(v["loss"]["timestamp_jumps"], 1);
+        // The stretch after the jump is measured on its own clock.
+        assert_eq!(v["pacing_error"]["count"], 3);
+        assert_eq!(v["pacing_error_after_timestamp_jump"]["count"], 1);
         assert_eq!(v["frames"]["silent_share"], 1.0);
     }
 }

@@ -22,6 +22,9 @@ pub struct ListenOptions {
     pub max_wait: Duration,
     pub limits: Limits,
     pub rcvbuf_bytes: usize,
+    /// Return every datagram to its sender (best effort: a full send buffer
+    /// drops the echo, never the measurement).
+    pub echo: bool,
 }
 
 const WAITING: u8 = 0;
@@ -123,9 +126,12 @@ pub fn run(
             window_start = now;
             break now;
         }
-        match socket.recv(&mut buffer) {
-            Ok(len) => {
+        match socket.recv_from(&mut buffer) {
+            Ok((len, from)) => {
                 let arrived = Instant::now();
+                if options.echo {
+                    let _ = socket.send_to(buffer.get(..len).unwrap_or(&[]), from);
+                }
                 if recording {
                     let at = arrived.saturating_duration_since(window_start).as_nanos();
                     let datagram = buffer.get(..len).unwrap_or(&[]);
@@ -162,8 +168,12 @@ pub fn run(
     if options.start_on_stdin {
         let give_up = Instant::now() + options.max_wait;
         while phase.load(Ordering::Relaxed) != STOP && Instant::now() < give_up {
-            match socket.recv(&mut buffer) {
-                Ok(_) => {}
+            match socket.recv_from(&mut buffer) {
+                Ok((len, from)) => {
+                    if options.echo {
+                        let _ = socket.send_to(buffer.get(..len).unwrap_or(&[]), from);
+                    }
+                }
                 Err(e)
                     if matches!(
                         e.kind(),

@@ -4,6 +4,7 @@
 pub mod analysis;
 pub mod g711;
 pub mod listen;
+pub mod pcap;
 pub mod recorder;
 pub mod rtp;
 pub mod send;

@@ -20,7 +20,7 @@ pub struct SendOptions {
 const PTIME: Duration = Duration::from_millis(20);
 
 /// A 400 Hz tone fits 160 samples exactly, so one frame repeats seamlessly.
-fn tone_frame() -> [u8; 160] {
+pub fn tone_frame() -> [u8; 160] {
     let mut frame = [0u8; 160];
     for (i, byte) in frame.iter_mut().enumerate() {
         let phase = i as f64 * 2.0 * std::f64::consts::PI * 400.0 / 8000.0;

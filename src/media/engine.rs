@@ -706,6 +706,7 @@ struct MetricsFlush {
     late: prometheus::local::LocalHistogram,
     sent: u64,
     received: u64,
+    relayed: u64,
     dropped: u64,
 }
 
@@ -717,6 +718,7 @@ impl MetricsFlush {
             late,
             sent: 0,
             received: 0,
+            relayed: 0,
             dropped: 0,
         }
     }
@@ -733,6 +735,8 @@ impl MetricsFlush {
             .inc_by(delta(&counters.sent, &mut self.sent));
         m.rtp_packets_received_total
             .inc_by(delta(&counters.received, &mut self.received));
+        m.rtp_packets_relayed_total
+            .inc_by(delta(&counters.relayed, &mut self.relayed));
         m.rtp_send_drops_total
             .inc_by(delta(&counters.dropped, &mut self.dropped));
         self.late.flush();

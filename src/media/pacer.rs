@@ -418,11 +418,16 @@ impl<S> Pacer<S> {
     }
 
     /// Symmetric RTP: media arrived from `source`; send there from now on if it
-    /// differs from the SDP address. Only the first latch counts.
+    /// differs from the SDP address. Only the first latch counts. A source no
+    /// one can be sent to (port 0, an unspecified address: forged or raw-socket
+    /// senders) is ignored rather than silencing the stream.
     pub fn latch(&mut self, call: CallKey, source: SocketAddr) -> bool {
         let Some(stream) = self.stream_mut(call) else {
             return false;
         };
+        if source.port() == 0 || source.ip().is_unspecified() {
+            return false;
+        }
         if stream.latched.is_some() || source == stream.params.remote {
             return false;
         }
@@ -891,6 +896,9 @@ mod tests {
         pacer.open(t0, call, params(4000), INIT, 0u8);
         let nat: SocketAddr = "192.0.2.7:31000".parse().expect("addr");
         assert!(!pacer.latch(call, params(4000).remote));
+        // Nothing can be sent to port 0 or 0.0.0.0: such a source never latches.
+        assert!(!pacer.latch(call, "192.0.2.7:0".parse().expect("addr")));
+        assert!(!pacer.latch(call, "0.0.0.0:31000".parse().expect("addr")));
         assert!(pacer.latch(call, nat));
         assert!(!pacer.latch(call, "192.0.2.8:1".parse().expect("addr")));
         let mut sent = Sent::new();
