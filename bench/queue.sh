@@ -100,12 +100,14 @@ sipp "127.0.0.1:$SIP_PORT" -sf tests/sipp/call_queue_until_bye.xml -s 1000 -i 12
     -buff_size 4194304 >"$RUN_DIR/callers.out" 2>&1 &
 CALLERS_PID=$!
 
-# Measure in steady state: every caller sent and through the menus, and
-# (nearly) every agent on a call. Bounded: at most 120 s more.
-sleep $((CALLERS / RATE + 10))
+# Measure in steady state: (nearly) every agent on a call and every other
+# caller through the menus and waiting. Bounded: at most 120 s more.
+sleep $((CALLERS / RATE))
 for _ in $(seq 120); do
     bridged=$(metric 'hotline_calls_active{stage="agent"}')
-    [ "${bridged%.*}" -ge $((AGENTS * 9 / 10)) ] && break
+    waiting=$(metric 'hotline_calls_active{stage="queue"}')
+    [ "${bridged%.*}" -ge $((AGENTS * 9 / 10)) ] &&
+        [ "${waiting%.*}" -ge $(((CALLERS - AGENTS) * 95 / 100)) ] && break
     sleep 1
 done
 echo start >&3
