@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 use support::agents::{agent, agents_yaml, test_flows};
 use support::rtp::{report, RtpListener};
-use support::{free_sip_port, Hotline, Options};
+use support::{free_sip_port, Hotline, Options, Sipp};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -25,6 +25,17 @@ fn agent_state(hotline: &Hotline, id: &str) -> String {
         .and_then(|a| a["state"].as_str())
         .unwrap_or("missing")
         .to_string()
+}
+
+/// A caller (sipp `scenario`) who presses `language` at the menu, then 0 for
+/// an adviser, with audio at `rtp`.
+fn asks_for_adviser(hotline: &Hotline, scenario: &str, rtp: &RtpListener, language: &str) -> Sipp {
+    hotline
+        .sipp(scenario)
+        .key("rtp_port", rtp.port)
+        .key("codecs", "0 101")
+        .key("digit", language)
+        .key("digit2", "0")
 }
 
 fn start(flows: &Path, agents: &str, extra_config: &str) -> (Hotline, tempfile::TempDir) {
@@ -63,12 +74,7 @@ fn a_polish_caller_reaches_the_polish_agent_and_audio_flows_both_ways() {
 
     // The caller: 4 (Polski), then 0 (speak to someone); talks for 8 s.
     let caller_rtp = RtpListener::bind();
-    let caller = hotline
-        .sipp("call_queue.xml")
-        .key("rtp_port", caller_rtp.port)
-        .key("codecs", "0 101")
-        .key("digit", "4")
-        .key("digit2", "0")
+    let caller = asks_for_adviser(&hotline, "call_queue.xml", &caller_rtp, "4")
         .duration_ms(10_000)
         .spawn();
     hotline.wait_metric("hotline_calls_active{stage=\"agent\"}", 1.0, SECS(30));
@@ -177,12 +183,7 @@ fn a_caller_hanging_up_in_the_queue_is_abandoned() {
         "",
     );
     let caller_rtp = RtpListener::bind();
-    hotline
-        .sipp("call_queue.xml")
-        .key("rtp_port", caller_rtp.port)
-        .key("codecs", "0 101")
-        .key("digit", "4")
-        .key("digit2", "0")
+    asks_for_adviser(&hotline, "call_queue.xml", &caller_rtp, "4")
         .duration_ms(12_000)
         .run_ok();
     hotline.wait_metric(
@@ -255,12 +256,7 @@ fn two_callers_and_one_agent_are_served_in_arrival_order() {
 
     let caller = |talk_ms: u64| {
         let rtp = RtpListener::bind();
-        let sipp = hotline
-            .sipp("call_queue.xml")
-            .key("rtp_port", rtp.port)
-            .key("codecs", "0 101")
-            .key("digit", "4")
-            .key("digit2", "0")
+        let sipp = asks_for_adviser(&hotline, "call_queue.xml", &rtp, "4")
             .duration_ms(talk_ms)
             .spawn();
         (sipp, rtp)
@@ -329,12 +325,7 @@ fn the_api_pauses_an_agent_who_is_then_not_offered_callers() {
 
     // A Polish caller waits and gives up: the paused agent is never offered.
     let caller_rtp = RtpListener::bind();
-    hotline
-        .sipp("call_queue.xml")
-        .key("rtp_port", caller_rtp.port)
-        .key("codecs", "0 101")
-        .key("digit", "4")
-        .key("digit2", "0")
+    asks_for_adviser(&hotline, "call_queue.xml", &caller_rtp, "4")
         .duration_ms(5_000)
         .run_ok();
     hotline.wait_metric(
@@ -349,12 +340,7 @@ fn the_api_pauses_an_agent_who_is_then_not_offered_callers() {
     let ready = r#"{"state":"ready"}"#;
     let (status, body) = hotline.post("/api/agents/olek/state", Some("t0k3n"), ready);
     assert_eq!(status, 200, "{body}");
-    hotline
-        .sipp("call_queue.xml")
-        .key("rtp_port", caller_rtp.port)
-        .key("codecs", "0 101")
-        .key("digit", "4")
-        .key("digit2", "0")
+    asks_for_adviser(&hotline, "call_queue.xml", &caller_rtp, "4")
         .duration_ms(3_000)
         .run_ok();
     olek.phone.wait_ok();
@@ -394,13 +380,7 @@ fn the_agent_hanging_up_ends_the_callers_call() {
         .key("expires", 300)
         .run_ok();
     let caller_rtp = RtpListener::bind();
-    let caller = hotline
-        .sipp("call_queue_until_bye.xml")
-        .key("rtp_port", caller_rtp.port)
-        .key("codecs", "0 101")
-        .key("digit", "4")
-        .key("digit2", "0")
-        .spawn();
+    let caller = asks_for_adviser(&hotline, "call_queue_until_bye.xml", &caller_rtp, "4").spawn();
     // The caller's sipp succeeds only when it receives the BYE.
     caller.wait_ok();
     phone.wait_ok();
@@ -438,12 +418,7 @@ fn a_polish_caller_escalates_to_the_english_agent_after_the_configured_wait() {
     );
     let emma = agent(&hotline, "emma", "password-3", 300);
     let caller_rtp = RtpListener::bind();
-    let caller = hotline
-        .sipp("call_queue.xml")
-        .key("rtp_port", caller_rtp.port)
-        .key("codecs", "0 101")
-        .key("digit", "4")
-        .key("digit2", "0")
+    let caller = asks_for_adviser(&hotline, "call_queue.xml", &caller_rtp, "4")
         .duration_ms(16_000)
         .spawn();
     hotline.wait_metric("hotline_queue_waiting{queue=\"advice_pl\"}", 1.0, SECS(15));
@@ -505,12 +480,7 @@ fn an_agent_who_does_not_answer_is_skipped_and_paused() {
     let olek = agent(&hotline, "olek", "haslo-1", 300);
 
     let caller_rtp = RtpListener::bind();
-    let caller = hotline
-        .sipp("call_queue.xml")
-        .key("rtp_port", caller_rtp.port)
-        .key("codecs", "0 101")
-        .key("digit", "4")
-        .key("digit2", "0")
+    let caller = asks_for_adviser(&hotline, "call_queue.xml", &caller_rtp, "4")
         .duration_ms(12_000)
         .spawn();
     hotline.wait_metric(
@@ -592,4 +562,74 @@ fn an_agent_sets_its_state_over_the_websocket() {
     assert_eq!(agent_state(&hotline, "olek"), "paused");
     let event = ws.wait_for("agent_state", SECS(5));
     assert_eq!(event["agent"], "olek");
+}
+
+#[test]
+fn a_lithuanian_caller_with_no_lithuanian_agent_in_is_told_then_reaches_the_english_agent() {
+    // Shipped: advice_lt falls back to English, and long waits get a message.
+    let flows = test_flows("");
+    let adviser = flows.path().join("adviser.yaml");
+    let text = std::fs::read_to_string(&adviser).expect("adviser");
+    let shipped = "- { after: 10m, every: 10m, play: [still_waiting, self_service] }";
+    assert!(text.contains(shipped));
+    std::fs::write(
+        &adviser,
+        text.replace(shipped, "- { after: 3s, play: still_waiting }"),
+    )
+    .expect("write");
+    let (hotline, _dir) = start(
+        flows.path(),
+        &agents_yaml(&[
+            ("emma", "password-3", "{en: 10}"),
+            ("vytas", "slaptas-4", "{lt: 10}"),
+        ]),
+        "",
+    );
+    // Vytas (Lithuanian) never logs in; Emma (English) is at work but paused.
+    let emma = agent(&hotline, "emma", "password-3", 300);
+    let pause = r#"{"state":"paused","reason":"meeting"}"#;
+    let (status, body) = hotline.post("/api/agents/emma/state", Some("t0k3n"), pause);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(agent_state(&hotline, "vytas"), "logged_out");
+
+    let caller_rtp = RtpListener::bind();
+    let caller = asks_for_adviser(&hotline, "call_queue.xml", &caller_rtp, "7")
+        .duration_ms(14_000)
+        .spawn();
+    // The caller keeps the Lithuanian line (and its figures) ...
+    hotline.wait_metric("hotline_queue_waiting{queue=\"advice_lt\"}", 1.0, SECS(15));
+    let line = hotline.wait_for_log("queue falls back to another language", SECS(5));
+    assert!(line.contains("fallback=\"en\""), "{line}");
+    // ... and is told, in Lithuanian, that an English speaker will answer.
+    let told = hotline.wait_for_log("queue_fallback", SECS(5));
+    assert!(
+        told.contains("queue announcement") && told.contains("language=\"lt\""),
+        "{told}"
+    );
+    // The flow's wait message comes after 3 s, in Lithuanian too.
+    let message = hotline.wait_for_log("still_waiting", SECS(10));
+    assert!(message.contains("language=\"lt\""), "{message}");
+    assert!(offered_calls(&hotline).is_empty(), "Emma is paused");
+    let heard = report(&caller_rtp.packets());
+    assert!(
+        heard.audible_frames >= 100,
+        "caller hears the prompts: {heard:?}"
+    );
+
+    // Emma gets ready and takes the Lithuanian caller.
+    let ready = r#"{"state":"ready"}"#;
+    let (status, body) = hotline.post("/api/agents/emma/state", Some("t0k3n"), ready);
+    assert_eq!(status, 200, "{body}");
+    hotline.wait_for_log("offering to agent", SECS(5));
+    let offers = offered_calls(&hotline);
+    assert_eq!(offers.len(), 1, "{offers:?}");
+    assert_eq!(offers[0].1, "emma");
+    caller.wait_ok();
+    emma.phone.wait_ok();
+    hotline.wait_metric("hotline_calls_total{outcome=\"answered\"}", 1.0, SECS(5));
+    hotline.wait_metric(
+        "hotline_queue_answered_total{language=\"lt\",queue=\"advice_lt\"}",
+        1.0,
+        SECS(5),
+    );
 }

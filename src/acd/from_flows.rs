@@ -3,7 +3,7 @@
 //! One source of truth, checked by `flows check` and reloaded with the flows.
 
 use super::config::{EscalationTier, NoAgentsPolicy, QueueConfig, QueuesConfig};
-use crate::flow::model::StepKind;
+use crate::flow::model::{NoAgents, StepKind};
 use crate::flow::FlowSet;
 use crate::language::Language;
 
@@ -56,9 +56,11 @@ pub fn queues_from_flows(set: &FlowSet) -> QueuesConfig {
             if let Some(p) = def.min_proficiency {
                 q.min_proficiency = p;
             }
-            if def.no_agents_reject == Some(true) {
-                q.no_agents = NoAgentsPolicy::Reject;
-            }
+            q.no_agents = match &def.no_agents {
+                None | Some(NoAgents::Wait) => NoAgentsPolicy::Wait,
+                Some(NoAgents::Reject) => NoAgentsPolicy::Reject,
+                Some(NoAgents::Fallback { language, .. }) => NoAgentsPolicy::Fallback(*language),
+            };
             q
         })
         .collect();

@@ -21,7 +21,7 @@ pub use agents::{
 };
 pub use config::{EscalationTier, NoAgentsPolicy, QueueConfig, QueuesConfig};
 pub use estimate::{ErrorSummary, PredictionError};
-pub use queue::JoinOptions;
+pub use queue::{JoinOptions, MessageTiming};
 pub use router::{
     Acd, AcdAction, AcdError, AgentView, JoinResult, LeaveOutcome, LineStats, OfferResult,
     QueueStats,

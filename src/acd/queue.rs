@@ -22,7 +22,23 @@ pub struct JoinOptions {
     pub no_agents: Option<NoAgentsPolicy>,
     /// Overrides the queue's `max_wait`.
     pub max_wait: Option<Duration>,
+    /// Overrides the queue's `announce_interval`.
+    pub announce_every: Option<Duration>,
+    /// Messages for long waits: each is due `after` the caller joined, then
+    /// every `every`; the ACD says when (`AcdAction::WaitMessage` with the
+    /// message's index), the caller side knows what to play.
+    pub messages: Vec<MessageTiming>,
 }
+
+/// When one wait message is said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageTiming {
+    pub after: Duration,
+    pub every: Option<Duration>,
+}
+
+/// Most wait messages one caller may have.
+pub const MAX_MESSAGES: usize = 8;
 
 /// An offer in progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,10 +60,36 @@ pub struct WaitingCall {
     /// Max wait passed while an agent was ringing: leave once the offer fails.
     pub expired: bool,
     pub no_agents: NoAgentsPolicy,
+    /// Agents of this language may take the call too (`no_agents: fallback`).
+    pub fallback: Option<Language>,
     pub first_estimate: Option<Duration>,
     pub max_wait_at: Instant,
     pub next_announce: Option<Instant>,
     pub next_escalation: Option<Instant>,
+    pub announce_every: Option<Duration>,
+    /// Wait messages with when each is next due (`None`: said, not again).
+    pub messages: Vec<(MessageTiming, Option<Instant>)>,
+    /// The `Timer::Message` armed for the earliest due message.
+    pub next_message: Option<Instant>,
+}
+
+impl WaitingCall {
+    /// Who may take the call now: the queue's tier for the caller's language,
+    /// widened by an active fallback language.
+    pub fn requirement(&self, queue: &QueueConfig) -> super::config::Requirement {
+        let mut r = queue.requirement(self.language, self.tier);
+        if let Some(l) = self.fallback {
+            if !r.languages.contains(&l) {
+                r.languages.push(l);
+            }
+        }
+        r
+    }
+
+    /// The earliest time a wait message is due.
+    pub fn message_due(&self) -> Option<Instant> {
+        self.messages.iter().filter_map(|(_, due)| *due).min()
+    }
 }
 
 /// A queue's live part.

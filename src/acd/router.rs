@@ -19,7 +19,7 @@ use super::agents::{
 };
 use super::config::{NoAgentsPolicy, QueueConfig, QueuesConfig, Requirement};
 use super::estimate::{estimate_wait, AgentLoad, ErrorSummary, PredictionError};
-use super::queue::{JoinOptions, Offer, OrderKey, QueueRuntime, WaitingCall};
+use super::queue::{JoinOptions, Offer, OrderKey, QueueRuntime, WaitingCall, MAX_MESSAGES};
 use super::CallId;
 use crate::language::Language;
 use std::cmp::Reverse;
@@ -108,12 +108,18 @@ pub enum AcdAction {
         waited: Duration,
         first: bool,
     },
+    /// Say the caller's wait message `index` (of `JoinOptions::messages`).
+    WaitMessage {
+        call: CallId,
+        index: usize,
+    },
     /// The caller may now go to more agents.
     Escalated {
         call: CallId,
         tier: usize,
     },
-    /// Nobody speaks the caller's language any more: queued in this one.
+    /// Nobody who speaks the caller's language is logged in: agents who speak
+    /// `language` may take the call too (the caller keeps their place).
     LanguageFallback {
         call: CallId,
         language: Language,
@@ -158,6 +164,7 @@ pub enum AcdError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Announce(CallId),
+    Message(CallId),
     Escalate(CallId),
     MaxWait(CallId),
     RingTimeout(CallId),
@@ -344,17 +351,17 @@ impl Acd {
             .no_agents
             .clone()
             .unwrap_or_else(|| q.config.no_agents.clone());
-        let mut language = language;
-        if !self.anyone_logged_in(qi, language) {
-            match &policy {
-                NoAgentsPolicy::Wait => {}
-                NoAgentsPolicy::Reject => return JoinResult::NoAgents,
-                NoAgentsPolicy::Fallback(other) => {
-                    if q.config.accepts(*other) && self.anyone_logged_in(qi, *other) {
-                        language = *other;
-                    } else {
-                        return JoinResult::NoAgents;
-                    }
+        let mut fallback = None;
+        match &policy {
+            NoAgentsPolicy::Wait => {}
+            NoAgentsPolicy::Reject => {
+                if !self.anyone_logged_in(qi, language) {
+                    return JoinResult::NoAgents;
+                }
+            }
+            NoAgentsPolicy::Fallback(other) => {
+                if !self.speaker_logged_in(qi, language) && self.speaker_logged_in(qi, *other) {
+                    fallback = Some(*other);
                 }
             }
         }
@@ -371,21 +378,39 @@ impl Acd {
             offer: None,
             expired: false,
             no_agents: policy,
+            fallback,
             first_estimate: None,
             max_wait_at: later(now, max_wait),
             next_announce: None,
             next_escalation: q.config.escalation.first().map(|t| later(now, t.after)),
+            announce_every: options.announce_every,
+            messages: options
+                .messages
+                .iter()
+                .take(MAX_MESSAGES)
+                .map(|m| (*m, Some(later(now, m.after))))
+                .collect(),
+            next_message: None,
         };
         self.timers
             .insert((waiting.max_wait_at, Timer::MaxWait(call)));
         if let Some(t) = waiting.next_escalation {
             self.timers.insert((t, Timer::Escalate(call)));
         }
+        let mut waiting = waiting;
+        if let Some(t) = waiting.message_due() {
+            waiting.next_message = Some(t);
+            self.timers.insert((t, Timer::Message(call)));
+        }
         if let Some(q) = self.queues.get_mut(qi) {
             q.insert(language, key);
         }
         self.order.insert(key, call);
         self.calls.insert(call, waiting);
+        if let Some(language) = fallback {
+            self.actions
+                .push_back(AcdAction::LanguageFallback { call, language });
+        }
         self.dispatch(now);
         // The first announcement, unless an agent is already ringing.
         let offered = self.calls.get(&call).is_some_and(|c| c.offer.is_some());
@@ -457,6 +482,9 @@ impl Acd {
         }
         if let Some(t) = c.next_escalation {
             self.timers.remove(&(t, Timer::Escalate(call)));
+        }
+        if let Some(t) = c.next_message {
+            self.timers.remove(&(t, Timer::Message(call)));
         }
         if let Some(o) = c.offer {
             self.timers.remove(&(o.deadline, Timer::RingTimeout(call)));
@@ -549,8 +577,8 @@ impl Acd {
                 state: after.clone(),
             });
         }
-        if after == AgentState::LoggedOut && before != AgentState::LoggedOut {
-            self.check_no_agents(now);
+        if (after == AgentState::LoggedOut) != (before == AgentState::LoggedOut) {
+            self.check_staffing(now);
         }
         effect
     }
@@ -684,7 +712,7 @@ impl Acd {
             state: state.clone(),
         });
         if state == AgentState::LoggedOut {
-            self.check_no_agents(now);
+            self.check_staffing(now);
         }
         self.dispatch(now);
         Ok(())
@@ -713,6 +741,7 @@ impl Acd {
                         }
                     }
                 }
+                Timer::Message(call) => self.wait_messages(now, call),
                 Timer::Escalate(call) => self.escalate(now, call),
                 Timer::MaxWait(call) => {
                     if let Some(c) = self.calls.get_mut(&call) {
@@ -750,7 +779,7 @@ impl Acd {
                                 state: state.clone(),
                             });
                             if state == AgentState::LoggedOut {
-                                self.check_no_agents(now);
+                                self.check_staffing(now);
                             }
                         }
                     }
@@ -789,14 +818,50 @@ impl Acd {
         self.actions.push_back(AcdAction::Escalated { call, tier });
     }
 
+    /// Says the wait messages that are due. While an agent's phone rings the
+    /// caller may be connected any moment: the message waits for the offer
+    /// to end (checked again after `MESSAGE_RETRY`).
+    fn wait_messages(&mut self, now: Instant, call: CallId) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        c.next_message = None;
+        if c.offer.is_some() {
+            let at = later(now, MESSAGE_RETRY);
+            c.next_message = Some(at);
+            self.timers.insert((at, Timer::Message(call)));
+            return;
+        }
+        // Several due at once are said one after the other, earliest first.
+        let mut due: Vec<(Instant, usize)> = c
+            .messages
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, d))| d.filter(|d| *d <= now).map(|d| (d, i)))
+            .collect();
+        due.sort();
+        for &(_, i) in &due {
+            if let Some((timing, next)) = c.messages.get_mut(i) {
+                *next = timing.every.map(|e| later(now, e));
+            }
+            self.actions
+                .push_back(AcdAction::WaitMessage { call, index: i });
+        }
+        if let Some(t) = c.message_due() {
+            c.next_message = Some(t);
+            self.timers.insert((t, Timer::Message(call)));
+        }
+    }
+
     fn schedule_announce(&mut self, now: Instant, call: CallId) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        let interval = self
-            .queues
-            .get(c.queue)
-            .map_or(Duration::ZERO, |q| q.config.announce_interval);
+        let interval = c.announce_every.unwrap_or_else(|| {
+            self.queues
+                .get(c.queue)
+                .map_or(Duration::ZERO, |q| q.config.announce_interval)
+        });
         if interval.is_zero() {
             return;
         }
@@ -848,7 +913,7 @@ impl Acd {
             })
             .count();
         let position = ahead + 1;
-        let requirement = q.config.requirement(c.language, c.tier);
+        let requirement = c.requirement(&q.config);
         let estimate = self.estimate_for(now, c.queue, &requirement, position);
         Some((position, estimate))
     }
@@ -912,7 +977,7 @@ impl Acd {
             let Some(q) = self.queues.get(c.queue) else {
                 continue;
             };
-            let requirement = q.config.requirement(c.language, c.tier);
+            let requirement = c.requirement(&q.config);
             let best = available
                 .iter()
                 .enumerate()
@@ -984,62 +1049,82 @@ impl Acd {
         let Some(q) = self.queues.get(qi) else {
             return false;
         };
-        let widest = Requirement {
-            min_proficiency: 1,
-            ..q.config.requirement(language, q.config.escalation.len())
+        self.logged_in(
+            qi,
+            &Requirement {
+                min_proficiency: 1,
+                ..q.config.requirement(language, q.config.escalation.len())
+            },
+        )
+    }
+
+    /// Whether anyone who speaks `language` and serves this queue is logged in.
+    fn speaker_logged_in(&self, qi: usize, language: Language) -> bool {
+        self.logged_in(
+            qi,
+            &Requirement {
+                languages: vec![language],
+                min_proficiency: 1,
+            },
+        )
+    }
+
+    fn logged_in(&self, qi: usize, requirement: &Requirement) -> bool {
+        let Some(q) = self.queues.get(qi) else {
+            return false;
         };
         self.agents.iter().any(|s| {
             !s.removed
                 && *s.rt.state() != AgentState::LoggedOut
-                && qualifies(&s.agent, &q.config, &widest).is_some()
+                && qualifies(&s.agent, &q.config, requirement).is_some()
         })
     }
 
-    /// After an agent logged out: callers whose policy does not wait, and who
-    /// no logged-in agent could take, fall back or leave.
-    fn check_no_agents(&mut self, now: Instant) {
-        let affected: Vec<(CallId, usize, Language, NoAgentsPolicy)> = self
+    /// After an agent logged in or out. Callers nobody logged in could take
+    /// any more leave (`reject`) or, with a `fallback` language somebody
+    /// logged in speaks, may now go to those agents too (and are told once).
+    fn check_staffing(&mut self, now: Instant) {
+        let affected: Vec<(CallId, usize, Language, Option<Language>, NoAgentsPolicy)> = self
             .calls
             .values()
             .filter(|c| c.offer.is_none() && c.no_agents != NoAgentsPolicy::Wait)
-            .map(|c| (c.call, c.queue, c.language, c.no_agents.clone()))
+            .map(|c| (c.call, c.queue, c.language, c.fallback, c.no_agents.clone()))
             .collect();
-        let mut cache: HashMap<(usize, Language), bool> = HashMap::new();
-        for (call, qi, language, policy) in affected {
-            let mut staffed = |acd: &Acd, l: Language| {
-                *cache
-                    .entry((qi, l))
-                    .or_insert_with(|| acd.anyone_logged_in(qi, l))
-            };
-            if staffed(self, language) {
-                continue;
-            }
-            match policy {
-                NoAgentsPolicy::Fallback(other)
-                    if other != language
-                        && self.queues.get(qi).is_some_and(|q| q.config.accepts(other))
-                        && staffed(self, other) =>
-                {
-                    self.move_line(call, other);
-                    self.actions.push_back(AcdAction::LanguageFallback {
-                        call,
-                        language: other,
-                    });
+        // (queue, language, any tier) → someone logged in.
+        let mut cache: HashMap<(usize, Language, bool), bool> = HashMap::new();
+        let mut staffed = |acd: &Acd, qi: usize, l: Language, any_tier: bool| {
+            *cache.entry((qi, l, any_tier)).or_insert_with(|| {
+                if any_tier {
+                    acd.anyone_logged_in(qi, l)
+                } else {
+                    acd.speaker_logged_in(qi, l)
                 }
-                _ => self.remove_call(now, call, LeaveOutcome::NoAgents),
+            })
+        };
+        for (call, qi, language, active, policy) in affected {
+            match policy {
+                NoAgentsPolicy::Wait => {}
+                NoAgentsPolicy::Reject => {
+                    if !staffed(self, qi, language, true) {
+                        self.remove_call(now, call, LeaveOutcome::NoAgents);
+                    }
+                }
+                NoAgentsPolicy::Fallback(other) => {
+                    if active.is_none()
+                        && !staffed(self, qi, language, false)
+                        && staffed(self, qi, other, false)
+                    {
+                        if let Some(c) = self.calls.get_mut(&call) {
+                            c.fallback = Some(other);
+                        }
+                        self.actions.push_back(AcdAction::LanguageFallback {
+                            call,
+                            language: other,
+                        });
+                    }
+                }
             }
         }
-    }
-
-    fn move_line(&mut self, call: CallId, language: Language) {
-        let Some(c) = self.calls.get_mut(&call) else {
-            return;
-        };
-        if let Some(q) = self.queues.get_mut(c.queue) {
-            q.remove(c.language, c.key);
-            q.insert(language, c.key);
-        }
-        c.language = language;
     }
 
     // ----- views -----
@@ -1120,6 +1205,8 @@ fn later(now: Instant, d: Duration) -> Instant {
 
 /// No timer is set further out than this.
 const MAX_DELAY: Duration = Duration::from_secs(7 * 86_400);
+/// How soon a wait message held back by a ringing phone is tried again.
+const MESSAGE_RETRY: Duration = Duration::from_secs(5);
 
 /// The proficiency with which `agent` may take a call of this queue under
 /// `requirement`, or `None` if it may not.

@@ -468,22 +468,42 @@ fn no_agents_policies() {
             agent("ar", &[(Language::Ar, 5)]),
         ],
     );
-    // Nobody logged in at all: fallback finds nobody either.
-    assert_eq!(join(&mut acd, t0, 1, Language::Ar), JoinResult::NoAgents);
+    // Nobody logged in at all: the fallback finds nobody either, so the
+    // caller waits in Arabic.
+    assert_eq!(
+        join(&mut acd, t0, 1, Language::Ar),
+        JoinResult::Joined {
+            language: Language::Ar
+        }
+    );
+    assert!(!drain(&mut acd)
+        .iter()
+        .any(|a| matches!(a, AcdAction::LanguageFallback { .. })));
+    // An English agent logs in (paused counts as logged in): the waiting
+    // caller may now go to English speakers, and is told once.
     acd.agent_state(
         t0,
         &AgentId::from("en"),
         RequestedState::Paused { reason: "x".into() },
     )
     .expect("known");
-    // Paused counts as logged in: queued in English.
+    let acts = drain(&mut acd);
+    assert!(acts.contains(&AcdAction::LanguageFallback {
+        call: CallId(1),
+        language: Language::En
+    }));
+    // A new Arabic caller falls back on joining, keeping their own line.
     assert_eq!(
         join(&mut acd, t0, 2, Language::Ar),
         JoinResult::Joined {
-            language: Language::En
+            language: Language::Ar
         }
     );
-    // With Wait, queued in Arabic.
+    assert!(drain(&mut acd).contains(&AcdAction::LanguageFallback {
+        call: CallId(2),
+        language: Language::En
+    }));
+    // With Wait, no fallback.
     let wait = JoinOptions {
         no_agents: Some(NoAgentsPolicy::Wait),
         ..JoinOptions::default()
@@ -493,6 +513,16 @@ fn no_agents_policies() {
         JoinResult::Joined {
             language: Language::Ar
         }
+    );
+    assert!(!drain(&mut acd)
+        .iter()
+        .any(|a| matches!(a, AcdAction::LanguageFallback { .. })));
+    // The English agent gets ready: the first fallen-back caller is offered
+    // to them, never the caller who waits for Arabic.
+    ready(&mut acd, t0 + secs(1), "en");
+    assert_eq!(
+        offers(&drain(&mut acd)),
+        vec![(CallId(1), "en".to_string())]
     );
     // An Arabic agent logs in and out: a Reject caller in Arabic leaves.
     acd.agent_state(
@@ -521,6 +551,144 @@ fn no_agents_policies() {
     let acts = drain(&mut acd);
     assert!(acts.contains(&AcdAction::NoAgents { call: CallId(4) }));
     assert!(acd.is_queued(CallId(3)));
+    assert!(acd.is_queued(CallId(2)));
+}
+
+#[test]
+fn a_fallen_back_caller_is_taken_by_their_own_language_agent_who_logs_in() {
+    let t0 = Instant::now();
+    let mut q = QueueConfig::new("q");
+    q.no_agents = NoAgentsPolicy::Fallback(Language::En);
+    let mut acd = acd_with(
+        t0,
+        q,
+        vec![
+            agent("en", &[(Language::En, 9)]),
+            agent("lt", &[(Language::Lt, 5)]),
+        ],
+    );
+    let en = AgentId::from("en");
+    ready(&mut acd, t0, "en");
+    join(&mut acd, t0, 1, Language::En);
+    acd.offer_result(t0, CallId(1), &en, OfferResult::Answered)
+        .expect("offered");
+    drain(&mut acd);
+    // No Lithuanian speaker logged in: the caller may go to English speakers,
+    // but keeps their Lithuanian line (and its figures).
+    assert_eq!(
+        join(&mut acd, t0 + secs(1), 2, Language::Lt),
+        JoinResult::Joined {
+            language: Language::Lt
+        }
+    );
+    assert!(drain(&mut acd).contains(&AcdAction::LanguageFallback {
+        call: CallId(2),
+        language: Language::En
+    }));
+    let lines = &acd.queue_stats(t0 + secs(1))[0].lines;
+    assert!(lines
+        .iter()
+        .any(|l| l.language == Language::Lt && l.waiting == 1));
+    // A Lithuanian speaker logs in before the English agent is free.
+    ready(&mut acd, t0 + secs(2), "lt");
+    assert_eq!(
+        offers(&drain(&mut acd)),
+        vec![(CallId(2), "lt".to_string())]
+    );
+}
+
+#[test]
+fn wait_messages_come_after_their_delay_repeat_and_wait_for_a_ringing_phone() {
+    let t0 = Instant::now();
+    let mut acd = acd_with(
+        t0,
+        QueueConfig::new("q"),
+        vec![agent("a", &[(Language::Nb, 5)])],
+    );
+    let options = JoinOptions {
+        messages: vec![
+            MessageTiming {
+                after: secs(60),
+                every: Some(secs(120)),
+            },
+            MessageTiming {
+                after: secs(600),
+                every: None,
+            },
+        ],
+        announce_every: Some(secs(1000)),
+        ..JoinOptions::default()
+    };
+    assert!(matches!(
+        acd.join(t0, CallId(1), "q", Language::Nb, options),
+        JoinResult::Joined { .. }
+    ));
+    drain(&mut acd);
+    let mut heard: Vec<(u64, usize)> = Vec::new();
+    let mut announced: Vec<u64> = Vec::new();
+    let mut now = t0;
+    for _ in 0..1000 {
+        let Some(t) = acd.poll_timeout() else { break };
+        if t > t0 + secs(700) {
+            break;
+        }
+        now = t;
+        acd.handle_timeout(now);
+        for a in drain(&mut acd) {
+            match a {
+                AcdAction::WaitMessage { index, .. } => {
+                    heard.push((now.duration_since(t0).as_secs(), index))
+                }
+                AcdAction::Announce { .. } => announced.push(now.duration_since(t0).as_secs()),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(
+        heard,
+        vec![
+            (60, 0),
+            (180, 0),
+            (300, 0),
+            (420, 0),
+            (540, 0),
+            (600, 1),
+            (660, 0)
+        ]
+    );
+    // The step's announce_every (1000 s) replaced the queue's 60 s.
+    assert!(announced.is_empty(), "{announced:?}");
+
+    // While the agent's phone rings, the message waits for the offer to end.
+    ready(&mut acd, now, "a");
+    assert_eq!(offers(&drain(&mut acd)), vec![(CallId(1), "a".to_string())]);
+    let ring_from = now;
+    let mut during_ring = 0;
+    while let Some(t) = acd.poll_timeout() {
+        if t > ring_from + secs(19) {
+            break;
+        }
+        acd.handle_timeout(t);
+        during_ring += drain(&mut acd)
+            .iter()
+            .filter(|a| matches!(a, AcdAction::WaitMessage { .. }))
+            .count();
+    }
+    assert_eq!(during_ring, 0, "no message while ringing");
+    // The caller leaves: no timer of theirs is left behind.
+    assert!(acd.abandon(ring_from + secs(19), CallId(1)));
+    drain(&mut acd);
+    let left = acd.poll_timeout();
+    assert!(
+        left.is_none() || !acd.is_queued(CallId(1)),
+        "timers of a gone caller do nothing"
+    );
+    if let Some(t) = left {
+        acd.handle_timeout(t + secs(3600));
+        assert!(!drain(&mut acd)
+            .iter()
+            .any(|a| matches!(a, AcdAction::WaitMessage { .. })));
+    }
 }
 
 #[test]
@@ -697,11 +865,6 @@ impl Model {
                 );
                 *self.left.entry(*call).or_default() += 1;
                 let _ = outcome;
-            }
-            AcdAction::LanguageFallback { call, language } => {
-                if let Some(entry) = self.queued.get_mut(call) {
-                    entry.0 = *language;
-                }
             }
             _ => {}
         }

@@ -6,8 +6,11 @@
 //! agents at once); its media is keyed by the caller's key with the top bit set.
 
 use super::{CallManager, LocalEnd, MediaControl, Stage};
-use crate::acd::{AcdAction, AgentId, CallId, JoinOptions, JoinResult, LeaveOutcome, OfferResult};
+use crate::acd::{
+    AcdAction, AgentId, CallId, JoinOptions, JoinResult, LeaveOutcome, MessageTiming, OfferResult,
+};
 use crate::events::LiveEvent;
+use crate::flow::model::NoAgents;
 use crate::flow::{FlowEvent, QueueOptions};
 use crate::language::Language;
 use crate::media::Codec;
@@ -43,8 +46,11 @@ pub struct QueueSummary {
 #[derive(Debug, Clone)]
 pub(super) struct Queued {
     pub queue: String,
+    /// The caller's language: their line in the queue, and what they hear.
     pub language: Language,
     pub joined_at: Instant,
+    /// Prompt ids of each wait message, by `AcdAction::WaitMessage::index`.
+    pub messages: Vec<Vec<String>>,
 }
 
 /// A leg we placed to an agent for a caller.
@@ -83,6 +89,15 @@ impl<M: MediaControl> CallManager<M> {
             priority: options.priority.clamp(0, 255) as u8,
             no_agents: None,
             max_wait: options.max_wait,
+            announce_every: options.announce_every,
+            messages: options
+                .messages
+                .iter()
+                .map(|m| MessageTiming {
+                    after: m.after,
+                    every: m.every,
+                })
+                .collect(),
         };
         let result = self.acd.join(now, CallId(key.0), queue, language, join);
         tracing::info!(call = key.0, queue, language = language.code(), result = ?result, "queue");
@@ -94,6 +109,7 @@ impl<M: MediaControl> CallManager<M> {
                         queue: queue.to_string(),
                         language,
                         joined_at: now,
+                        messages: options.messages.iter().map(|m| m.prompts.clone()).collect(),
                     });
                     call.queue_name = Some(queue.to_string());
                     call.queued_at = Some(now);
@@ -161,11 +177,27 @@ impl<M: MediaControl> CallManager<M> {
                     }
                 }
                 AcdAction::LanguageFallback { call, language } => {
+                    let key = CallKey(call.0);
                     tracing::info!(
                         call = call.0,
-                        language = language.code(),
-                        "queued in another language"
+                        fallback = language.code(),
+                        "queue falls back to another language"
                     );
+                    if let Some(prompt) = self.fallback_prompt(key) {
+                        self.play_announcement(key, &[prompt.as_str()]);
+                    }
+                }
+                AcdAction::WaitMessage { call, index } => {
+                    let key = CallKey(call.0);
+                    let prompts = self
+                        .calls
+                        .get(&key)
+                        .and_then(|c| c.queued.as_ref())
+                        .and_then(|q| q.messages.get(index))
+                        .cloned()
+                        .unwrap_or_default();
+                    let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
+                    self.play_announcement(key, &refs);
                 }
                 AcdAction::QueueTimeout { call } => {
                     self.leave_queue_to_flow(now, CallKey(call.0), FlowEvent::QueueTimeout)
@@ -205,6 +237,17 @@ impl<M: MediaControl> CallManager<M> {
             self.refresh_agent_gauges();
         }
         self.refresh_queue_gauges(now);
+    }
+
+    /// What a caller hears when their queue falls back to another language
+    /// (`no_agents: { fallback: en, play: ... }` in queues.yaml).
+    fn fallback_prompt(&self, key: CallKey) -> Option<String> {
+        let call = self.calls.get(&key)?;
+        let queue = &call.queued.as_ref()?.queue;
+        match &call.bundle.flows.queues.get(queue)?.no_agents {
+            Some(NoAgents::Fallback { play, .. }) => play.clone(),
+            _ => None,
+        }
     }
 
     fn agent_skills(&self, agent: &AgentId) -> Vec<String> {

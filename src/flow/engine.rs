@@ -491,6 +491,7 @@ impl FlowRun {
                         .and(q.escalate.as_ref())
                         .map(|e| e.after),
                     escalate_to,
+                    messages: q.messages.clone(),
                 };
                 self.emit(FlowAction::Queue { queue, options });
                 self.wait = Wait::Queue;

@@ -26,6 +26,10 @@ pub const INTER_DIGIT_TIMEOUT: RangeInclusive<Duration> = secs(1)..=secs(30);
 pub const QUEUE_MAX_WAIT: RangeInclusive<Duration> = secs(10)..=secs(4 * 3600);
 pub const ESCALATE_AFTER: RangeInclusive<Duration> = secs(10)..=secs(2 * 3600);
 pub const ANNOUNCE_EVERY: RangeInclusive<Duration> = secs(15)..=secs(3600);
+pub const MESSAGE_AFTER: RangeInclusive<Duration> = secs(0)..=secs(4 * 3600);
+pub const MESSAGE_EVERY: RangeInclusive<Duration> = secs(30)..=secs(4 * 3600);
+/// Messages one queue step may hold.
+pub const MAX_WAIT_MESSAGES: usize = 8;
 pub const ATTEMPTS: RangeInclusive<u64> = 1..=10;
 pub const DIGITS: RangeInclusive<u64> = 1..=32;
 pub const COUNT_MAX: RangeInclusive<u64> = 0..=999;
@@ -516,20 +520,7 @@ fn parse_queues(cx: &mut Cx, node: &Node, out: &mut Parsed) {
             .get("min_proficiency")
             .and_then(|n| number(cx, n, "min_proficiency", 1..=10))
             .map(|n| n as u8);
-        let no_agents_reject = f.get("no_agents").and_then(|n| {
-            let v = text(cx, n, "no_agents")?;
-            match v.as_str() {
-                "wait" => Some(false),
-                "reject" => Some(true),
-                other => {
-                    cx.err(
-                        n.pos,
-                        format!("no_agents is `wait` or `reject`, not `{other}`"),
-                    );
-                    None
-                }
-            }
-        });
+        let no_agents = f.get("no_agents").and_then(|n| no_agents_policy(cx, n));
         out.queues.push(QueueDef {
             name,
             origin: cx.origin(key.pos),
@@ -542,9 +533,41 @@ fn parse_queues(cx: &mut Cx, node: &Node, out: &mut Parsed) {
             pause_on_no_answer,
             short_abandon,
             min_proficiency,
-            no_agents_reject,
+            no_agents,
         });
     }
+}
+
+/// `no_agents: wait | reject | { fallback: en, play: prompt }`.
+fn no_agents_policy(cx: &mut Cx, node: &Node) -> Option<NoAgents> {
+    const HINT: &str =
+        "no_agents is `wait`, `reject` or `{ fallback: <language>, play: <prompt> }`";
+    if node.as_map().is_none() {
+        let v = text(cx, node, "no_agents")?;
+        return match v.as_str() {
+            "wait" => Some(NoAgents::Wait),
+            "reject" => Some(NoAgents::Reject),
+            other => {
+                cx.err(node.pos, format!("{HINT}, not `{other}`"));
+                None
+            }
+        };
+    }
+    let f = fields(cx, node, "no_agents", &["fallback", "play"])?;
+    let Some(l) = f.get("fallback") else {
+        cx.err(node.pos, HINT);
+        return None;
+    };
+    let language = language(cx, l)?;
+    let play = match f.get("play") {
+        Some(p) => Some(text(cx, p, "prompt id")?),
+        None => None,
+    };
+    Some(NoAgents::Fallback {
+        language,
+        play,
+        origin: cx.origin(l.pos),
+    })
 }
 
 fn parse_ranges(cx: &mut Cx, node: &Node) -> Option<Vec<TimeRange>> {
@@ -1422,6 +1445,7 @@ fn parse_queue_step(cx: &mut Cx, node: &Node) -> Option<QueueStep> {
             on_timeout: None,
             on_full: None,
             on_no_agents: None,
+            messages: Vec::new(),
         });
     }
     let f = fields(
@@ -1437,6 +1461,7 @@ fn parse_queue_step(cx: &mut Cx, node: &Node) -> Option<QueueStep> {
             "on_timeout",
             "on_full",
             "on_no_agents",
+            "messages",
         ],
     )?;
     let Some(to) = f.get("to") else {
@@ -1453,6 +1478,7 @@ fn parse_queue_step(cx: &mut Cx, node: &Node) -> Option<QueueStep> {
         on_timeout: None,
         on_full: None,
         on_no_agents: None,
+        messages: Vec::new(),
     };
     if let Some(p) = f.get("priority") {
         q.priority = number(cx, p, "priority", 0..=9)? as i32;
@@ -1484,7 +1510,53 @@ fn parse_queue_step(cx: &mut Cx, node: &Node) -> Option<QueueStep> {
             *slot = Some(target(cx, n)?);
         }
     }
+    if let Some(n) = f.get("messages") {
+        q.messages = wait_messages(cx, n)?;
+    }
     Some(q)
+}
+
+/// `messages: [{ after: 10m, every: 5m, play: [a, b] }, ...]` on a queue step.
+fn wait_messages(cx: &mut Cx, node: &Node) -> Option<Vec<WaitMessage>> {
+    let Value::Seq(items) = &node.value else {
+        cx.err(
+            node.pos,
+            "messages is a list: `- { after: 10m, every: 5m, play: self_service }`",
+        );
+        return None;
+    };
+    if items.len() > MAX_WAIT_MESSAGES {
+        cx.err(
+            node.pos,
+            format!("at most {MAX_WAIT_MESSAGES} messages per queue step"),
+        );
+        return None;
+    }
+    let mut out: Vec<WaitMessage> = Vec::new();
+    for item in items {
+        let g = fields(cx, item, "message", &["after", "every", "play"])?;
+        let (Some(after), Some(play)) = (g.get("after"), g.get("play")) else {
+            cx.err(item.pos, "a message needs `after` and `play`");
+            return None;
+        };
+        let every = match g.get("every") {
+            Some(e) => Some(duration_in(cx, e, "message every", &MESSAGE_EVERY)?),
+            None => None,
+        };
+        let prompts = text_list(cx, play, "prompt id");
+        if prompts.is_empty() {
+            cx.err(play.pos, "a message needs at least one prompt in `play`");
+            return None;
+        }
+        out.push(WaitMessage {
+            after: duration_in(cx, after, "message after", &MESSAGE_AFTER)?,
+            every,
+            prompts,
+            origin: cx.origin(play.pos),
+        });
+    }
+    out.sort_by_key(|m| m.after);
+    Some(out)
 }
 
 fn parse_transfer(cx: &mut Cx, node: &Node) -> Option<StepKind> {

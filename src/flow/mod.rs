@@ -202,6 +202,8 @@ pub struct QueueOptions {
     /// After this long, agents of `escalate_to` may take the call too.
     pub escalate_after: Option<Duration>,
     pub escalate_to: Option<String>,
+    /// Said to callers who wait long (the step's `messages`).
+    pub messages: Vec<model::WaitMessage>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -232,6 +232,37 @@ pub struct QueueStep {
     pub on_timeout: Option<Target>,
     pub on_full: Option<Target>,
     pub on_no_agents: Option<Target>,
+    /// Said while the caller waits (e.g. self-service on the website after 10
+    /// minutes), in order of `after`.
+    pub messages: Vec<WaitMessage>,
+}
+
+/// A message for callers who have waited `after`, said again every `every`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitMessage {
+    pub after: Duration,
+    pub every: Option<Duration>,
+    /// Catalogue prompt ids, said one after another in the caller's language.
+    pub prompts: Vec<String>,
+    pub origin: Origin,
+}
+
+/// `no_agents` in `queues.yaml`: what happens to a caller when nobody who
+/// could take them is logged in.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum NoAgents {
+    /// Queue anyway: an agent may log in.
+    #[default]
+    Wait,
+    /// Do not queue: the flow's `on_no_agents` exit.
+    Reject,
+    /// Queue for agents of `language` instead while they are logged in (and
+    /// tell the caller with `play`); otherwise wait.
+    Fallback {
+        language: Language,
+        play: Option<String>,
+        origin: Origin,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,8 +291,7 @@ pub struct QueueDef {
     pub short_abandon: Option<Duration>,
     /// Lowest language proficiency (1-10) that takes calls before escalation.
     pub min_proficiency: Option<u8>,
-    /// When nobody who could take the call is logged in: `wait` (default) or
-    /// `reject` (the flow's `on_no_agents` exit).
-    pub no_agents_reject: Option<bool>,
+    /// When nobody who could take the call is logged in.
+    pub no_agents: Option<NoAgents>,
     pub max_wait: Option<Duration>,
 }

@@ -341,6 +341,17 @@ fn record(
                         duration::format(after)
                     ));
                 }
+                for m in &options.messages {
+                    let every = m
+                        .every
+                        .map(|e| format!(" every {}", duration::format(e)))
+                        .unwrap_or_default();
+                    detail.push(format!(
+                        "says {} after {}{every}",
+                        m.prompts.join("+"),
+                        duration::format(m.after)
+                    ));
+                }
                 if options.priority != 0 {
                     detail.push(format!("priority {}", options.priority));
                 }

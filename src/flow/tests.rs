@@ -821,3 +821,106 @@ fn check_and_run_tests_read_a_directory() {
         .iter()
         .any(|x| x.file.ends_with("prompts.yaml") && x.message.starts_with("prompt catalogue:")));
 }
+
+#[test]
+fn wait_messages_on_a_queue_step_reach_the_queue_in_order() {
+    let set = load(&format!(
+        "flows:\n  main:\n    steps:\n      - queue:\n          to: q_nb\n          messages:\n            - {{ after: 20m, play: closed }}\n            - {{ after: 5m, every: 5m, play: [welcome, enter] }}\n{OTHER}"
+    ));
+    let e = env();
+    let mut run = FlowRun::start(set, "main", CallInfo::default(), Instant::now(), &e);
+    let actions = drain(&mut run);
+    let Some(FlowAction::Queue { options, .. }) = actions.first() else {
+        panic!("{actions:?}")
+    };
+    let got: Vec<(u64, Option<u64>, Vec<String>)> = options
+        .messages
+        .iter()
+        .map(|m| {
+            (
+                m.after.as_secs(),
+                m.every.map(|e| e.as_secs()),
+                m.prompts.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (300, Some(300), vec!["welcome".into(), "enter".into()]),
+            (1200, None, vec!["closed".into()]),
+        ]
+    );
+}
+
+#[test]
+fn wait_message_mistakes_are_reported_where_they_are() {
+    let step = |messages: &str| {
+        format!("flows:\n  main:\n    steps:\n      - queue:\n          to: q_nb\n          messages: {messages}\n{OTHER}")
+    };
+    assert_diag(
+        &step("{ after: 5m, play: closed }"),
+        "f.yaml:15:21: messages is a list: `- { after: 10m, every: 5m, play: self_service }`",
+    );
+    assert_diag(
+        &step("[{ after: 5m }]"),
+        "f.yaml:15:22: a message needs `after` and `play`",
+    );
+    assert_diag(
+        &step("[{ after: 5m, play: clsoed }]"),
+        "f.yaml:15:41: unknown prompt `clsoed`",
+    );
+    assert_diag(
+        &step("[{ after: 5m, every: 5s, play: closed }]"),
+        "f.yaml:15:42: message every 5s is out of range: 30s to 4h",
+    );
+    assert_diag(
+        &step("[{ after: 5m, pley: closed }]"),
+        "f.yaml:15:35: unknown key `pley` in message: expected one of after, every, play",
+    );
+}
+
+fn queue_file_diags(queues: &str) -> Vec<String> {
+    let mut sources = sources_with(
+        &format!("flows:\n  main:\n    steps:\n      - queue: q_lt\n{OTHER}"),
+        &full_catalogue(),
+    );
+    sources
+        .files
+        .push((PathBuf::from("q.yaml"), format!("queues:\n  {queues}\n")));
+    let (_, d) = load_sources(&sources);
+    d.iter().map(|d| d.to_string()).collect()
+}
+
+#[test]
+fn no_agents_fallback_is_checked() {
+    let ok = queue_file_diags(
+        "q_lt: { skills: [general, lt], no_agents: { fallback: en, play: welcome } }",
+    );
+    assert!(ok.iter().all(|d| !d.contains("q.yaml")), "{ok:#?}");
+    let cases = [
+        (
+            "q_lt: { skills: [general, lt], no_agents: sometimes }",
+            "q.yaml:2:45: no_agents is `wait`, `reject` or `{ fallback: <language>, play: <prompt> }`, not `sometimes`",
+        ),
+        (
+            "q_lt: { skills: [general, lt], no_agents: { fallback: lt } }",
+            "q.yaml:2:57: queue `q_lt` falls back to its own language `lt`: name another language",
+        ),
+        (
+            "q_lt: { skills: [general, lt], no_agents: { fallback: en, play: nosuch } }",
+            "q.yaml:2:57: unknown prompt `nosuch`",
+        ),
+        (
+            "q_lt: { skills: [general, lt], no_agents: { play: welcome } }",
+            "q.yaml:2:45: no_agents is `wait`, `reject` or `{ fallback: <language>, play: <prompt> }`",
+        ),
+    ];
+    for (queues, expected) in cases {
+        let d = queue_file_diags(queues);
+        assert!(
+            d.iter().any(|x| x == expected),
+            "expected {expected}\ngot {d:#?}"
+        );
+    }
+}

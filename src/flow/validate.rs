@@ -100,6 +100,10 @@ pub fn validate(parsed: &mut Parsed, cx: &Context) -> Vec<Diagnostic> {
         }
     }
 
+    for q in &parsed.queues {
+        check_no_agents(&mut ck, q);
+    }
+
     for flow in &mut parsed.flows {
         for l in &flow.languages {
             if !cx.languages.contains(l) {
@@ -216,6 +220,17 @@ fn check_flow(ck: &mut Checker, flow: &mut Flow, flow_names: &BTreeMap<String, u
             }
             StepKind::Queue(q) => {
                 check_queue(ck, &q.queue, q.queue_origin, &langs);
+                for m in &q.messages {
+                    for id in &m.prompts {
+                        check_prompt(
+                            ck,
+                            id,
+                            &langs,
+                            m.origin,
+                            &format!("which flow `{name}` offers"),
+                        );
+                    }
+                }
                 if let Some(e) = &q.escalate {
                     check_queue(ck, &e.queue, e.origin, &langs);
                 }
@@ -264,6 +279,52 @@ fn check_queue(ck: &mut Checker, queue: &str, origin: Origin, langs: &[Language]
         }
     } else if !ck.parsed_queues.contains(queue) {
         ck.err(origin, format!("unknown queue `{queue}`"));
+    }
+}
+
+/// A queue's fallback language must be offered, and its message said in
+/// every language the queue takes callers in.
+fn check_no_agents(ck: &mut Checker, q: &QueueDef) {
+    let Some(NoAgents::Fallback {
+        language,
+        play,
+        origin,
+    }) = &q.no_agents
+    else {
+        return;
+    };
+    if !ck.cx.languages.contains(language) {
+        ck.err(
+            *origin,
+            format!(
+                "queue `{}` falls back to `{language}`, which is not offered (languages: {})",
+                q.name,
+                list(ck.cx.languages)
+            ),
+        );
+    }
+    let own: Vec<Language> = q
+        .skills
+        .iter()
+        .filter_map(|s| s.parse::<Language>().ok())
+        .collect();
+    if own.contains(language) {
+        ck.err(
+            *origin,
+            format!(
+                "queue `{}` falls back to its own language `{language}`: name another language",
+                q.name
+            ),
+        );
+    }
+    if let Some(id) = play {
+        let langs = if own.is_empty() {
+            ck.cx.languages.to_vec()
+        } else {
+            own
+        };
+        let needed_by = format!("which queue `{}` takes callers in", q.name);
+        check_prompt(ck, id, &langs, *origin, &needed_by);
     }
 }
 
@@ -378,7 +439,13 @@ fn check_items(ck: &mut Checker, items: &[PlayItem], langs: &[Language], flow: &
                     Some(l) => vec![*l],
                     None => langs.to_vec(),
                 };
-                check_prompt(ck, id, &wanted, *origin, flow);
+                check_prompt(
+                    ck,
+                    id,
+                    &wanted,
+                    *origin,
+                    &format!("which flow `{flow}` offers"),
+                );
             }
             PlayItem::Count {
                 source,
@@ -469,7 +536,7 @@ fn missing_count_forms_for(
     missing.into_iter().collect()
 }
 
-fn check_prompt(ck: &mut Checker, id: &str, langs: &[Language], origin: Origin, flow: &str) {
+fn check_prompt(ck: &mut Checker, id: &str, langs: &[Language], origin: Origin, needed_by: &str) {
     let Some(texts) = ck.cx.catalogue.prompts.get(id) else {
         ck.err(origin, format!("unknown prompt `{id}`"));
         return;
@@ -483,7 +550,7 @@ fn check_prompt(ck: &mut Checker, id: &str, langs: &[Language], origin: Origin, 
         ck.err(
             origin,
             format!(
-                "prompt `{id}` has no text in {}, which flow `{flow}` offers",
+                "prompt `{id}` has no text in {}, {needed_by}",
                 list(&no_text)
             ),
         );
@@ -498,7 +565,7 @@ fn check_prompt(ck: &mut Checker, id: &str, langs: &[Language], origin: Origin, 
             ck.err(
                 origin,
                 format!(
-                    "prompt `{id}` has no audio in {} (audio/<lang>/{id}.wav), which flow `{flow}` offers",
+                    "prompt `{id}` has no audio in {} (audio/<lang>/{id}.wav), {needed_by}",
                     list(&no_audio)
                 ),
             );
