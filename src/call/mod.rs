@@ -802,7 +802,7 @@ impl<M: MediaControl> CallManager<M> {
             (None, _) => (hung_up_by::SERVICE, format!("{reason:?}")),
         };
         crate::cdr::CallRecord {
-            id: format!("{}:{}", call.info.call_id, key.0),
+            id: record_id(call, key),
             call: key.0,
             sip_call_id: call.info.call_id.clone(),
             caller: call.info.from_user.clone(),
@@ -938,6 +938,12 @@ impl<M: MediaControl> CallManager<M> {
         tracing::info!(call = key.0, reason = why, "hanging up");
         self.endpoint.hangup(now, key);
     }
+}
+
+/// The call record's id: SIP Call-ID and the call's number (unique across
+/// restarts); queue log rows carry it to be joined with the record.
+fn record_id(call: &Call, key: CallKey) -> String {
+    format!("{}:{}", call.info.call_id, key.0)
 }
 
 /// Seconds since the Unix epoch, for records and the API.
