@@ -182,6 +182,17 @@ impl Store {
         Ok(added)
     }
 
+    /// Whether the schema has the queue log (a read-only open of an older
+    /// database does not migrate it).
+    pub fn has_queue_log(&self) -> Result<bool, StoreError> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'queue_log'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
     pub fn count_queue_log(&self) -> Result<i64, StoreError> {
         Ok(self
             .conn
