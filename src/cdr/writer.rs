@@ -71,6 +71,13 @@ impl RecordSink {
         };
         // Catch up before the first call so that reports see every call.
         writer.catch_up();
+        // Open (and migrate) now, so that a schema problem shows at start and
+        // reports find the tables before the first call ends.
+        if writer.store.is_none() && !writer.backing_off() {
+            if let Err(e) = writer.store() {
+                writer.failed(&e);
+            }
+        }
         std::thread::Builder::new()
             .name("call-records".into())
             .spawn(move || writer.run(rx))?;

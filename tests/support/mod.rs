@@ -125,6 +125,11 @@ impl Hotline {
         hotline
     }
 
+    /// The service's data directory (call records, queue log).
+    pub fn data_dir(&self) -> &Path {
+        self._data.path()
+    }
+
     /// Everything the service logged so far.
     pub fn log(&self) -> Vec<String> {
         self.log.lock().expect("log").clone()
