@@ -137,7 +137,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(&dir.path().join("j"), 1 << 20).unwrap();
         let event = Entry::Queue {
-            queue_log: sample_event(1, 7, "joined"),
+            queue_log: Box::new(sample_event(1, 7, "joined")),
         };
         // A bare record is what versions before the queue log wrote.
         assert!(j.append(&sample(1, 1)));

@@ -121,7 +121,7 @@ impl QueueEvent {
 #[serde(untagged)]
 pub enum Entry {
     Call(Box<CallRecord>),
-    Queue { queue_log: QueueEvent },
+    Queue { queue_log: Box<QueueEvent> },
 }
 
 /// Unix milliseconds now.

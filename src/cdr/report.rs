@@ -297,7 +297,7 @@ mod tests {
         let entries: Vec<Entry> = events
             .iter()
             .map(|e| Entry::Queue {
-                queue_log: e.clone(),
+                queue_log: Box::new(e.clone()),
             })
             .collect();
         store.insert_entries(&entries).unwrap();

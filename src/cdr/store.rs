@@ -265,11 +265,11 @@ mod tests {
         assert_eq!(s.count().unwrap(), 1);
         let batch = vec![
             Entry::Queue {
-                queue_log: sample_event(1, 10, "joined"),
+                queue_log: Box::new(sample_event(1, 10, "joined")),
             },
             Entry::Call(Box::new(sample(2, 20))),
             Entry::Queue {
-                queue_log: sample_event(2, 20, "abandoned"),
+                queue_log: Box::new(sample_event(2, 20, "abandoned")),
             },
         ];
         let added = s.insert_entries(&batch).unwrap();

@@ -99,7 +99,9 @@ impl RecordSink {
         let n = self.shared.next_event.fetch_add(1, Ordering::Relaxed);
         event.id = format!("{:013}-{n:010}", self.shared.run_ms);
         let kind = event.event.clone();
-        if !self.submit(Entry::Queue { queue_log: event }) {
+        if !self.submit(Entry::Queue {
+            queue_log: Box::new(event),
+        }) {
             self.shared.metrics.queue_log_dropped_total.inc();
             tracing::error!(event = %kind, "queue event dropped: journal full or unwritable");
         }
