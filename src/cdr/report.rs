@@ -59,7 +59,7 @@ pub fn report(store: &Store, options: &ReportOptions) -> Result<Vec<ReportRow>, 
             AVG(CASE WHEN queued_ms IS NOT NULL AND connected_ms IS NOT NULL
                 THEN (connected_ms - queued_ms) / 1000.0 END)
         FROM calls
-        WHERE started_ms >= ?3 AND started_ms < ?4
+        WHERE started_ms >= ?3 AND started_ms < ?4 AND outcome != 'refused'
         GROUP BY period, lang ORDER BY period, lang";
     let mut stmt = store.connection().prepare(sql)?;
     let rows = stmt.query_map(
@@ -344,8 +344,11 @@ mod tests {
         ivr_only.connected_ms = None;
         let mut english = sample(5, base);
         english.language = Some("en".into());
+        // Never answered: not one of the calls the summary counts.
+        let mut refused = sample(6, base);
+        refused.outcome = crate::cdr::REFUSED.into();
         store
-            .insert(&[fast, slow, gone, ivr_only, english])
+            .insert(&[fast, slow, gone, ivr_only, english, refused])
             .unwrap();
         let rows = report(
             &store,
