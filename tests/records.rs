@@ -269,7 +269,15 @@ fn hotline_with_agents(
     agents: &[(&str, &str)],
     extra_config: &str,
 ) -> (Hotline, [tempfile::TempDir; 2]) {
-    let flows = test_flows("");
+    hotline_with_queue_settings(agents, extra_config, "")
+}
+
+fn hotline_with_queue_settings(
+    agents: &[(&str, &str)],
+    extra_config: &str,
+    queue_settings: &str,
+) -> (Hotline, [tempfile::TempDir; 2]) {
+    let flows = test_flows(queue_settings);
     let accounts: Vec<(&str, &str, &str)> = agents
         .iter()
         .map(|(id, skills)| (*id, "pw", *skills))
@@ -578,4 +586,76 @@ fn a_locked_database_loses_nothing_and_calls_go_on() {
     for call in &calls {
         assert_eq!(events_of(&log, call), ["joined", "abandoned"], "{log:#?}");
     }
+}
+
+#[test]
+fn an_agent_who_does_not_answer_is_logged_as_ring_noanswer() {
+    let (hotline, _flows) = hotline_with_queue_settings(
+        &[("zofia", "{pl: 10}"), ("olek", "{pl: 10}")],
+        "",
+        "ring_timeout: 5s",
+    );
+    // Zofia registers first: the longest idle, offered first; she never answers.
+    let zofia_port = free_sip_port();
+    let zofia = hotline.sipp("agent_no_answer.xml").port(zofia_port).spawn();
+    std::thread::sleep(Duration::from_millis(200));
+    hotline
+        .sipp("agent_register.xml")
+        .key("agent_user", "zofia")
+        .arg("-au")
+        .arg("zofia")
+        .arg("-ap")
+        .arg("pw")
+        .key("contact_port", zofia_port)
+        .key("expires", 300)
+        .run_ok();
+    std::thread::sleep(Duration::from_millis(100));
+    let olek = agent(&hotline, "olek", "pw", 300);
+
+    let rtp = RtpListener::bind();
+    polish_caller(&hotline, &rtp, 10_000).run_ok();
+    zofia.wait_ok();
+    olek.phone.wait_ok();
+    hotline.wait_metric(
+        "hotline_calls_total{outcome=\"answered\"}",
+        1.0,
+        Duration::from_secs(5),
+    );
+    hotline.wait_metric("hotline_cdr_written_total", 1.0, Duration::from_secs(10));
+    hotline.wait_metric(
+        "hotline_queue_log_written_total",
+        5.0,
+        Duration::from_secs(10),
+    );
+    let data = hotline.data_dir();
+    let answered = call_ids(data, "answered");
+    assert_eq!(answered.len(), 1);
+    let log = queue_log(data);
+    let rows: Vec<(String, Option<String>)> = log
+        .iter()
+        .filter(|r| r.0.as_ref() == Some(&answered[0]) && r.6.is_none())
+        .map(|r| (r.2.clone(), r.3.clone()))
+        .collect();
+    let some = |s: &str| Some(s.to_string());
+    assert_eq!(
+        rows,
+        [
+            ("joined".to_string(), None),
+            ("offered".to_string(), some("zofia")),
+            ("ring_noanswer".to_string(), some("zofia")),
+            ("offered".to_string(), some("olek")),
+            ("answered".to_string(), some("olek")),
+        ],
+        "{log:#?}"
+    );
+    let noanswer = log.iter().find(|r| r.2 == "ring_noanswer").unwrap();
+    let db = Connection::open(data.join("records.db")).unwrap();
+    let code: Option<i64> = db
+        .query_row(
+            "SELECT code FROM queue_log WHERE event = 'ring_noanswer'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(code, Some(408), "{noanswer:?}");
 }
