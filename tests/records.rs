@@ -659,3 +659,38 @@ fn an_agent_who_does_not_answer_is_logged_as_ring_noanswer() {
         .unwrap();
     assert_eq!(code, Some(408), "{noanswer:?}");
 }
+
+#[test]
+fn a_queue_event_journaled_before_sigkill_is_stored_after_restart() {
+    let (mut hotline, _flows) = hotline_with_agents(&[("olek", "{pl: 10}")], "");
+    let data = hotline.data_dir().to_path_buf();
+    let db_path = data.join("records.db");
+    let until = Instant::now() + Duration::from_secs(5);
+    while !db_path.exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Nothing reaches the database: the event is in the journal only.
+    let lock = Connection::open(&db_path).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let rtp = RtpListener::bind();
+    let caller = polish_caller(&hotline, &rtp, 8_000).spawn();
+    hotline.wait_metric(
+        "hotline_queue_waiting{queue=\"advice_pl\"}",
+        1.0,
+        Duration::from_secs(20),
+    );
+    hotline.signal_and_wait("KILL", Duration::from_secs(5));
+    lock.execute_batch("COMMIT").unwrap();
+    drop(lock);
+    // The service is gone: nobody would answer the caller's BYE.
+    caller.kill();
+
+    let restarted = Server::start(&data);
+    let log = queue_log(&data);
+    assert!(
+        log.iter()
+            .any(|r| r.1.as_deref() == Some("advice_pl") && r.2 == "joined"),
+        "{log:#?}"
+    );
+    drop(restarted);
+}
