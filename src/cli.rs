@@ -229,6 +229,8 @@ pub struct ReportArgs {
     pub to: Option<String>,
     pub csv: Option<PathBuf>,
     pub threshold_s: u32,
+    /// The queue event log instead of the summary.
+    pub queue_log: bool,
 }
 
 /// Service level, abandonment and speed of answer from the call records.
@@ -269,6 +271,21 @@ fn report_inner(args: &ReportArgs) -> Result<(), String> {
         return Err(format!("{}: no call records yet", path.display()));
     }
     let store = Store::open_read_only(&path).map_err(|e| e.to_string())?;
+    if args.queue_log {
+        if !store.has_queue_log().map_err(|e| e.to_string())? {
+            return Err(format!(
+                "{}: no queue log yet (written by an older version; the service adds it when it starts)",
+                path.display()
+            ));
+        }
+        let rows = cdr::queue_log(&store, from_ms, to_ms).map_err(|e| e.to_string())?;
+        print!("{}", cdr::queue_log_text(&rows));
+        if let Some(csv) = &args.csv {
+            std::fs::write(csv, cdr::queue_log_csv(&rows))
+                .map_err(|e| format!("{}: {e}", csv.display()))?;
+        }
+        return Ok(());
+    }
     let options = ReportOptions {
         by,
         from_ms,

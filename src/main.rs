@@ -65,6 +65,9 @@ struct ReportArgs {
     /// Also write the rows to this CSV file.
     #[arg(long)]
     csv: Option<PathBuf>,
+    /// List the queue event log (one line per event) instead of the summary.
+    #[arg(long)]
+    queue_log: bool,
     /// Seconds within which an answer counts toward the service level.
     #[arg(long, default_value_t = 20)]
     threshold: u32,
@@ -175,6 +178,7 @@ fn main() -> ExitCode {
             to: a.to,
             csv: a.csv,
             threshold_s: a.threshold,
+            queue_log: a.queue_log,
         }),
     }
 }

@@ -90,6 +90,10 @@ pub struct Metrics {
     pub cdr_queue_depth: IntGauge,
     /// Time from a call's end to its record being stored, for the last batch.
     pub cdr_lag_seconds: Gauge,
+    /// Queue log rows stored in the database (same writer as call records).
+    pub queue_log_written_total: IntCounter,
+    /// Queue log rows lost: the journal was full or could not be written.
+    pub queue_log_dropped_total: IntCounter,
 }
 
 /// Outcomes of `hotline_calls_total`.
@@ -294,6 +298,14 @@ impl Metrics {
             "hotline_cdr_lag_seconds",
             "Seconds from a call's end to its record being stored (last batch)"
         ));
+        let queue_log_written_total = reg!(IntCounter::new(
+            "hotline_queue_log_written_total",
+            "Queue log rows stored in the database"
+        ));
+        let queue_log_dropped_total = reg!(IntCounter::new(
+            "hotline_queue_log_dropped_total",
+            "Queue log rows lost because the journal was full or unwritable"
+        ));
 
         // Pre-create the bounded label sets so that dashboards see zeros, not gaps.
         for s in stage::ALL {
@@ -346,6 +358,8 @@ impl Metrics {
             cdr_dropped_total,
             cdr_queue_depth,
             cdr_lag_seconds,
+            queue_log_written_total,
+            queue_log_dropped_total,
         }
     }
 
@@ -447,6 +461,8 @@ mod tests {
             "hotline_rtp_packets_received_total 0",
             "hotline_rtp_packets_relayed_total 0",
             "hotline_rtp_send_drops_total 0",
+            "hotline_queue_log_written_total 0",
+            "hotline_queue_log_dropped_total 0",
             "hotline_rtp_pacer_late_seconds_bucket{le=\"0.0001\"} 0",
             "hotline_rtp_pacer_late_seconds_bucket{le=\"0.02\"} 0",
         ] {

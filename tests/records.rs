@@ -258,3 +258,439 @@ fn an_unwritable_database_does_not_stop_calls_and_is_alarmed() {
     std::fs::remove_dir(data.path().join("records.db")).unwrap();
     assert!(server.wait_metric("hotline_cdr_written_total", 3.0, Duration::from_secs(40)) >= 3.0);
 }
+
+// ----- the queue log, refused calls, a locked database -----
+
+use support::agents::{agent, agents_yaml, test_flows};
+use support::{udp_exchange, Hotline, Options};
+
+/// `hotline serve` with agents (password `pw`) and the flows open every day.
+fn hotline_with_agents(
+    agents: &[(&str, &str)],
+    extra_config: &str,
+) -> (Hotline, [tempfile::TempDir; 2]) {
+    hotline_with_queue_settings(agents, extra_config, "")
+}
+
+fn hotline_with_queue_settings(
+    agents: &[(&str, &str)],
+    extra_config: &str,
+    queue_settings: &str,
+) -> (Hotline, [tempfile::TempDir; 2]) {
+    let flows = test_flows(queue_settings);
+    let accounts: Vec<(&str, &str, &str)> = agents
+        .iter()
+        .map(|(id, skills)| (*id, "pw", *skills))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let agents_file = dir.path().join("agents.yaml");
+    std::fs::write(&agents_file, agents_yaml(&accounts)).unwrap();
+    let hotline = Hotline::start_with(Options {
+        flows: Some(flows.path().to_path_buf()),
+        config: Some(format!(
+            "agents_file: {}\napi_token: t0k3n\n{extra_config}",
+            agents_file.display()
+        )),
+    });
+    (hotline, [flows, dir])
+}
+
+/// A Polish caller (menu 4, then 0 for a person) who stays `ms` in all.
+fn polish_caller(hotline: &Hotline, rtp: &RtpListener, ms: u64) -> support::Sipp {
+    hotline
+        .sipp("call_queue.xml")
+        .key("rtp_port", rtp.port)
+        .key("codecs", "0 101")
+        .key("digit", "4")
+        .key("digit2", "0")
+        .duration_ms(ms)
+}
+
+/// (call_id, queue, event, agent, wait_ms, position, state, reason), in order.
+type LogRow = (
+    Option<String>,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
+
+fn queue_log(data: &Path) -> Vec<LogRow> {
+    let db = Connection::open(data.join("records.db")).unwrap();
+    let mut stmt = db
+        .prepare(
+            "SELECT call_id, queue, event, agent, wait_ms, position, state, reason
+             FROM queue_log ORDER BY time_ms, id",
+        )
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+            r.get(7)?,
+        ))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+/// The ids of the calls table, by outcome.
+fn call_ids(data: &Path, outcome: &str) -> Vec<String> {
+    let db = Connection::open(data.join("records.db")).unwrap();
+    let mut stmt = db
+        .prepare("SELECT id FROM calls WHERE outcome = ?1 ORDER BY started_ms")
+        .unwrap();
+    stmt.query_map([outcome], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn events_of(log: &[LogRow], call: &str) -> Vec<String> {
+    log.iter()
+        .filter(|r| r.0.as_deref() == Some(call) && r.6.is_none())
+        .map(|r| r.2.clone())
+        .collect()
+}
+
+#[test]
+fn an_answered_and_an_abandoned_caller_leave_their_queue_log() {
+    let (hotline, _flows) = hotline_with_agents(&[("olek", "{pl: 10}"), ("ivan", "{ru: 10}")], "");
+    let olek = agent(&hotline, "olek", "pw", 300);
+    let (status, body) = hotline.post(
+        "/api/agents/ivan/state",
+        Some("t0k3n"),
+        r#"{"state":"paused","reason":"lunch"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+
+    // Answered: the agent takes the call, the caller hangs up after talking.
+    let rtp = RtpListener::bind();
+    polish_caller(&hotline, &rtp, 3_000).run_ok();
+    olek.phone.wait_ok();
+    hotline.wait_metric(
+        "hotline_calls_total{outcome=\"answered\"}",
+        1.0,
+        Duration::from_secs(5),
+    );
+
+    // Abandoned: the agent (wrapping up, then paused) is not offered the
+    // caller, who waits and gives up.
+    let (status, body) = hotline.post(
+        "/api/agents/olek/state",
+        Some("t0k3n"),
+        r#"{"state":"paused","reason":"tea"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    polish_caller(&hotline, &rtp, 5_000).run_ok();
+    hotline.wait_metric(
+        "hotline_calls_total{outcome=\"abandoned_queue\"}",
+        1.0,
+        Duration::from_secs(5),
+    );
+    hotline.wait_metric("hotline_cdr_written_total", 2.0, Duration::from_secs(10));
+    hotline.wait_metric(
+        "hotline_queue_log_written_total",
+        6.0,
+        Duration::from_secs(10),
+    );
+    assert_eq!(hotline.metric("hotline_queue_log_dropped_total"), 0.0);
+
+    let data = hotline.data_dir();
+    let log = queue_log(data);
+    let answered = call_ids(data, "answered");
+    let abandoned = call_ids(data, "abandoned_queue");
+    assert_eq!((answered.len(), abandoned.len()), (1, 1), "{log:#?}");
+
+    assert_eq!(
+        events_of(&log, &answered[0]),
+        ["joined", "offered", "answered"],
+        "{log:#?}"
+    );
+    let answer = log
+        .iter()
+        .find(|r| r.0.as_ref() == Some(&answered[0]) && r.2 == "answered")
+        .unwrap();
+    assert_eq!(answer.1.as_deref(), Some("advice_pl"));
+    assert_eq!(answer.3.as_deref(), Some("olek"));
+    assert!(answer.4.is_some_and(|w| w >= 0), "{answer:?}");
+
+    assert_eq!(
+        events_of(&log, &abandoned[0]),
+        ["joined", "abandoned"],
+        "{log:#?}"
+    );
+    let gone = log
+        .iter()
+        .find(|r| r.0.as_ref() == Some(&abandoned[0]) && r.2 == "abandoned")
+        .unwrap();
+    assert_eq!(gone.5, Some(1), "first in line: {gone:?}");
+    assert!(gone.4.is_some_and(|w| w > 0), "{gone:?}");
+
+    // The agents' states, in order: olek rang, talked, wrapped up; ivan
+    // went to lunch.
+    let states = |id: &str| -> Vec<(String, Option<String>)> {
+        log.iter()
+            .filter(|r| r.2 == "agent_state" && r.3.as_deref() == Some(id))
+            .map(|r| (r.6.clone().unwrap_or_default(), r.7.clone()))
+            .collect()
+    };
+    let olek_states: Vec<String> = states("olek").into_iter().map(|s| s.0).collect();
+    let at = |s: &str| olek_states.iter().position(|x| x == s);
+    assert!(
+        at("ready") < at("ringing")
+            && at("ringing") < at("on_call")
+            && at("on_call") < at("wrap_up"),
+        "{olek_states:?}"
+    );
+    assert!(at("ready").is_some(), "{olek_states:?}");
+    assert_eq!(
+        states("ivan"),
+        [("paused".to_string(), Some("lunch".to_string()))]
+    );
+
+    // The report lists the same log.
+    let csv = data.join("queue_log.csv");
+    let out = Command::new(env!("CARGO_BIN_EXE_hotline"))
+        .arg("report")
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--queue-log")
+        .arg("--csv")
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("abandoned") && text.contains("position=1"),
+        "{text}"
+    );
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(csv.lines().count(), log.len() + 1, "{csv}");
+    assert!(csv.contains(",advice_pl,pl,answered,olek,"), "{csv}");
+}
+
+#[test]
+fn a_call_refused_at_max_calls_is_recorded() {
+    let (hotline, _flows) = hotline_with_agents(&[("olek", "{pl: 10}")], "max_calls: 1\n");
+    let rtp = RtpListener::bind();
+    let first = hotline
+        .sipp("call_listen.xml")
+        .key("rtp_port", rtp.port)
+        .key("codecs", "0 101")
+        .duration_ms(3_000)
+        .spawn();
+    hotline.wait_metric(
+        "hotline_calls_active{stage=\"ivr\"}",
+        1.0,
+        Duration::from_secs(10),
+    );
+    let invite = "INVITE sip:116123@127.0.0.1 SIP/2.0\r\n\
+        Via: SIP/2.0/UDP {local};branch=z9hG4bK-full-1;rport\r\n\
+        Max-Forwards: 70\r\n\
+        From: <sip:4790000042@{local}>;tag=full\r\n\
+        To: <sip:116123@127.0.0.1>\r\n\
+        Call-ID: full-1@test\r\n\
+        CSeq: 7 INVITE\r\n\
+        Contact: <sip:caller@{local}>\r\n\
+        Content-Length: 0\r\n\r\n";
+    let reply = udp_exchange(hotline.sip, invite, Duration::from_secs(2)).expect("a reply");
+    assert!(reply.starts_with("SIP/2.0 503"), "{reply}");
+    first.wait_ok();
+    assert_eq!(
+        hotline.metric("hotline_calls_total{outcome=\"rejected\"}"),
+        1.0
+    );
+    hotline.wait_metric("hotline_cdr_written_total", 2.0, Duration::from_secs(10));
+    let db = Connection::open(hotline.data_dir().join("records.db")).unwrap();
+    let refused: (String, String, String, String, Option<i64>) = db
+        .query_row(
+            "SELECT id, caller, outcome, reason, answered_ms FROM calls WHERE sip_call_id = 'full-1@test'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        refused,
+        (
+            "full-1@test:refused:7".to_string(),
+            "4790000042".to_string(),
+            "refused".to_string(),
+            "max_calls".to_string(),
+            None
+        )
+    );
+}
+
+#[test]
+fn a_locked_database_loses_nothing_and_calls_go_on() {
+    let (hotline, _flows) = hotline_with_agents(&[("olek", "{pl: 10}")], "");
+    let db_path = hotline.data_dir().join("records.db");
+    // The service creates the schema at start.
+    let until = Instant::now() + Duration::from_secs(5);
+    while !db_path.exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let lock = Connection::open(&db_path).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+
+    // Nobody is logged in: callers wait in the queue and give up.
+    let rtp = RtpListener::bind();
+    let a = polish_caller(&hotline, &rtp, 5_000).spawn();
+    let b = polish_caller(&hotline, &rtp, 6_000).spawn();
+    a.wait_ok();
+    b.wait_ok();
+    hotline.wait_metric(
+        "hotline_calls_total{outcome=\"abandoned_queue\"}",
+        2.0,
+        Duration::from_secs(5),
+    );
+    assert!(
+        hotline.wait_metric(
+            "hotline_cdr_write_failures_total",
+            1.0,
+            Duration::from_secs(10)
+        ) >= 1.0
+    );
+    assert_eq!(hotline.metric("hotline_cdr_written_total"), 0.0);
+    assert_eq!(hotline.metric("hotline_queue_log_written_total"), 0.0);
+    assert_eq!(hotline.metric("hotline_cdr_dropped_total"), 0.0);
+    assert_eq!(hotline.metric("hotline_queue_log_dropped_total"), 0.0);
+
+    lock.execute_batch("COMMIT").unwrap();
+    drop(lock);
+    assert!(hotline.wait_metric("hotline_cdr_written_total", 2.0, Duration::from_secs(45)) >= 2.0);
+    hotline.wait_metric(
+        "hotline_queue_log_written_total",
+        4.0,
+        Duration::from_secs(10),
+    );
+    let data = hotline.data_dir();
+    let calls = call_ids(data, "abandoned_queue");
+    assert_eq!(calls.len(), 2);
+    let log = queue_log(data);
+    for call in &calls {
+        assert_eq!(events_of(&log, call), ["joined", "abandoned"], "{log:#?}");
+    }
+}
+
+#[test]
+fn an_agent_who_does_not_answer_is_logged_as_ring_noanswer() {
+    let (hotline, _flows) = hotline_with_queue_settings(
+        &[("zofia", "{pl: 10}"), ("olek", "{pl: 10}")],
+        "",
+        "ring_timeout: 5s",
+    );
+    // Zofia registers first: the longest idle, offered first; she never answers.
+    let zofia_port = free_sip_port();
+    let zofia = hotline.sipp("agent_no_answer.xml").port(zofia_port).spawn();
+    std::thread::sleep(Duration::from_millis(200));
+    hotline
+        .sipp("agent_register.xml")
+        .key("agent_user", "zofia")
+        .arg("-au")
+        .arg("zofia")
+        .arg("-ap")
+        .arg("pw")
+        .key("contact_port", zofia_port)
+        .key("expires", 300)
+        .run_ok();
+    std::thread::sleep(Duration::from_millis(100));
+    let olek = agent(&hotline, "olek", "pw", 300);
+
+    let rtp = RtpListener::bind();
+    polish_caller(&hotline, &rtp, 10_000).run_ok();
+    zofia.wait_ok();
+    olek.phone.wait_ok();
+    hotline.wait_metric(
+        "hotline_calls_total{outcome=\"answered\"}",
+        1.0,
+        Duration::from_secs(5),
+    );
+    hotline.wait_metric("hotline_cdr_written_total", 1.0, Duration::from_secs(10));
+    hotline.wait_metric(
+        "hotline_queue_log_written_total",
+        5.0,
+        Duration::from_secs(10),
+    );
+    let data = hotline.data_dir();
+    let answered = call_ids(data, "answered");
+    assert_eq!(answered.len(), 1);
+    let log = queue_log(data);
+    let rows: Vec<(String, Option<String>)> = log
+        .iter()
+        .filter(|r| r.0.as_ref() == Some(&answered[0]) && r.6.is_none())
+        .map(|r| (r.2.clone(), r.3.clone()))
+        .collect();
+    let some = |s: &str| Some(s.to_string());
+    assert_eq!(
+        rows,
+        [
+            ("joined".to_string(), None),
+            ("offered".to_string(), some("zofia")),
+            ("ring_noanswer".to_string(), some("zofia")),
+            ("offered".to_string(), some("olek")),
+            ("answered".to_string(), some("olek")),
+        ],
+        "{log:#?}"
+    );
+    let noanswer = log.iter().find(|r| r.2 == "ring_noanswer").unwrap();
+    let db = Connection::open(data.join("records.db")).unwrap();
+    let code: Option<i64> = db
+        .query_row(
+            "SELECT code FROM queue_log WHERE event = 'ring_noanswer'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(code, Some(408), "{noanswer:?}");
+}
+
+#[test]
+fn a_queue_event_journaled_before_sigkill_is_stored_after_restart() {
+    let (mut hotline, _flows) = hotline_with_agents(&[("olek", "{pl: 10}")], "");
+    let data = hotline.data_dir().to_path_buf();
+    let db_path = data.join("records.db");
+    let until = Instant::now() + Duration::from_secs(5);
+    while !db_path.exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Nothing reaches the database: the event is in the journal only.
+    let lock = Connection::open(&db_path).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let rtp = RtpListener::bind();
+    let caller = polish_caller(&hotline, &rtp, 8_000).spawn();
+    hotline.wait_metric(
+        "hotline_queue_waiting{queue=\"advice_pl\"}",
+        1.0,
+        Duration::from_secs(20),
+    );
+    hotline.signal_and_wait("KILL", Duration::from_secs(5));
+    lock.execute_batch("COMMIT").unwrap();
+    drop(lock);
+    // The service is gone: nobody would answer the caller's BYE.
+    caller.kill();
+
+    let restarted = Server::start(&data);
+    let log = queue_log(&data);
+    assert!(
+        log.iter()
+            .any(|r| r.1.as_deref() == Some("advice_pl") && r.2 == "joined"),
+        "{log:#?}"
+    );
+    drop(restarted);
+}

@@ -23,8 +23,8 @@ pub use config::{EscalationTier, NoAgentsPolicy, QueueConfig, QueuesConfig};
 pub use estimate::{ErrorSummary, PredictionError};
 pub use queue::{JoinOptions, MessageTiming};
 pub use router::{
-    Acd, AcdAction, AcdError, AgentView, JoinResult, LeaveOutcome, LineStats, OfferResult,
-    QueueStats,
+    Acd, AcdAction, AcdError, AgentView, CancelReason, JoinResult, LeaveOutcome, LineStats,
+    OfferResult, QueueStats,
 };
 pub use yaml::SourceError;
 

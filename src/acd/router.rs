@@ -83,6 +83,17 @@ impl LeaveOutcome {
     }
 }
 
+/// Why an offer was withdrawn, for the queue log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelReason {
+    /// The agent's phone rang past the ring timeout.
+    RingTimeout,
+    /// The agent paused, logged out or was removed while it rang.
+    AgentUnavailable,
+    /// The caller left the queue (hung up, taken out by the flow).
+    CallerLeft,
+}
+
 /// What the ACD asks of the world.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AcdAction {
@@ -99,6 +110,7 @@ pub enum AcdAction {
     CancelOffer {
         call: CallId,
         agent: AgentId,
+        reason: CancelReason,
     },
     /// Tell the caller where they are, in their language.
     Announce {
@@ -457,6 +469,7 @@ impl Acd {
                     self.actions.push_back(AcdAction::CancelOffer {
                         call,
                         agent: agent.clone(),
+                        reason: CancelReason::CallerLeft,
                     });
                     self.actions.push_back(AcdAction::AgentStateChanged {
                         agent,
@@ -568,6 +581,7 @@ impl Acd {
             self.actions.push_back(AcdAction::CancelOffer {
                 call,
                 agent: agent.clone(),
+                reason: CancelReason::AgentUnavailable,
             });
             self.offer_gone(now, call);
         }
@@ -764,6 +778,7 @@ impl Acd {
                             self.actions.push_back(AcdAction::CancelOffer {
                                 call,
                                 agent: slot.agent.id.clone(),
+                                reason: CancelReason::RingTimeout,
                             });
                         }
                         self.offer_failed(now, call, ai, "no answer");
@@ -1150,6 +1165,11 @@ impl Acd {
     }
 
     /// Whether the call is waiting (or ringing an agent) in a queue.
+    /// The caller's place in its line (1 is next), as announced.
+    pub fn position(&self, now: Instant, call: CallId) -> Option<usize> {
+        self.position_and_estimate(now, call).map(|(p, _)| p)
+    }
+
     pub fn is_queued(&self, call: CallId) -> bool {
         self.calls.contains_key(&call)
     }

@@ -244,7 +244,8 @@ fn ring_timeout_pauses_and_reoffers_to_the_next_agent() {
     let acts = drain(&mut acd);
     assert!(acts.contains(&AcdAction::CancelOffer {
         call: CallId(1),
-        agent: AgentId::from("a")
+        agent: AgentId::from("a"),
+        reason: crate::acd::CancelReason::RingTimeout
     }));
     assert_eq!(offers(&acts), vec![(CallId(1), "b".to_string())]);
     assert_eq!(
@@ -362,7 +363,8 @@ fn abandonment_while_ringing_cancels_and_counts_short() {
     let acts = drain(&mut acd);
     assert!(acts.contains(&AcdAction::CancelOffer {
         call: CallId(1),
-        agent: a.clone()
+        agent: a.clone(),
+        reason: crate::acd::CancelReason::CallerLeft
     }));
     assert!(acts.iter().any(|x| matches!(
         x,
@@ -418,7 +420,8 @@ fn pause_while_ringing_withdraws_the_offer_and_reoffers() {
     let acts = drain(&mut acd);
     assert!(acts.contains(&AcdAction::CancelOffer {
         call: CallId(1),
-        agent: AgentId::from("a")
+        agent: AgentId::from("a"),
+        reason: crate::acd::CancelReason::AgentUnavailable
     }));
     assert_eq!(offers(&acts), vec![(CallId(1), "b".to_string())]);
 }
@@ -450,7 +453,8 @@ fn full_queue_and_max_wait() {
     assert!(acts.contains(&AcdAction::QueueTimeout { call: CallId(1) }));
     assert!(acts.contains(&AcdAction::CancelOffer {
         call: CallId(1),
-        agent: AgentId::from("a")
+        agent: AgentId::from("a"),
+        reason: crate::acd::CancelReason::RingTimeout
     }));
     assert!(!acd.is_queued(CallId(1)));
 }
@@ -768,7 +772,8 @@ fn logging_out_during_a_call_is_deferred_and_reload_removes_agents() {
     let acts = drain(&mut acd);
     assert!(acts.contains(&AcdAction::CancelOffer {
         call: CallId(1),
-        agent: AgentId::from("a")
+        agent: AgentId::from("a"),
+        reason: crate::acd::CancelReason::AgentUnavailable
     }));
     assert_eq!(
         acd.agent_state(t0 + secs(2), &AgentId::from("a"), RequestedState::Ready),
@@ -853,7 +858,7 @@ impl Model {
                 prop_assert!(!skipped, "{call:?} overtook an earlier caller");
                 self.ringing.insert(*call, agent.clone());
             }
-            AcdAction::CancelOffer { call, agent } => {
+            AcdAction::CancelOffer { call, agent, .. } => {
                 let rung = self.ringing.remove(call);
                 prop_assert_eq!(rung.as_ref(), Some(agent));
             }

@@ -433,6 +433,7 @@ impl<M: MediaControl> CallManager<M> {
                     .calls_total
                     .with_label_values(&[outcome::REJECTED])
                     .inc();
+                self.record_refused(&r.incoming, refusal::DRAINING);
             }
         }
         self.process(now);
@@ -546,6 +547,7 @@ impl<M: MediaControl> CallManager<M> {
                 }
             },
             SipEvent::Register(request) => self.register(now, request),
+            SipEvent::Refused(refused) => self.endpoint_refused(refused),
             SipEvent::LegRinging { leg } => {
                 tracing::debug!(leg = leg.0, "agent phone ringing");
             }
@@ -561,7 +563,10 @@ impl<M: MediaControl> CallManager<M> {
 
     fn incoming(&mut self, now: Instant, incoming: IncomingCall) {
         let key = incoming.call;
-        let reject = |this: &mut Self, code: u16, why: &str| {
+        let trusted = self.endpoint.is_trusted(incoming.source.ip());
+        // `label` names the reason in the call record; only trusted sources
+        // get one, so that nobody else can fill the database.
+        let reject = |this: &mut Self, code: u16, why: &str, label: &str| {
             tracing::info!(call = key.0, sip_call_id = %incoming.call_id, caller = %incoming.from_user,
                 dialled = %incoming.dialled, code, reason = why, "call rejected");
             this.endpoint.reject(now, key, code);
@@ -569,9 +574,12 @@ impl<M: MediaControl> CallManager<M> {
                 .calls_total
                 .with_label_values(&[outcome::REJECTED])
                 .inc();
+            if trusted {
+                this.record_refused(&incoming, label);
+            }
         };
         if self.draining {
-            return reject(self, 503, "shutting down");
+            return reject(self, 503, "shutting down", refusal::DRAINING);
         }
         if self.feature_code(now, &incoming) {
             return;
@@ -579,17 +587,19 @@ impl<M: MediaControl> CallManager<M> {
         // Only trunks place calls into the hotline; an agent's phone may dial
         // feature codes (above) and nothing else, so no one can use it to
         // reach the outside.
-        if !self.endpoint.is_trusted(incoming.source.ip()) {
+        if !trusted {
             self.endpoint
                 .count_rejection(crate::sip::admission::Rejection::Untrusted);
-            return reject(self, 403, "not a trusted source");
+            return reject(self, 403, "not a trusted source", "untrusted");
         }
         let Some(offer_text) = incoming.offer.as_deref() else {
-            return reject(self, 488, "no SDP offer");
+            return reject(self, 488, "no SDP offer", refusal::NO_SDP);
         };
         let negotiated = match sdp::Offer::parse(offer_text).and_then(|o| sdp::negotiate(&o)) {
             Ok(n) => n,
-            Err(e) => return reject(self, e.status_code(), &e.to_string()),
+            Err(e) => {
+                return reject(self, e.status_code(), &e.to_string(), refusal::SDP);
+            }
         };
         let Some(entry) = self
             .bundle
@@ -597,7 +607,12 @@ impl<M: MediaControl> CallManager<M> {
             .entry_for(&incoming.dialled)
             .map(str::to_string)
         else {
-            return reject(self, 404, "no flow for the dialled number");
+            return reject(
+                self,
+                404,
+                "no flow for the dialled number",
+                refusal::NO_FLOW,
+            );
         };
         if self.answer_delay.is_zero() {
             self.answer(
@@ -640,6 +655,7 @@ impl<M: MediaControl> CallManager<M> {
                 .calls_total
                 .with_label_values(&[outcome::REJECTED])
                 .inc();
+            self.record_refused(&incoming, refusal::DRAINING);
             return;
         }
         let bundle = Arc::clone(&self.bundle);
@@ -653,6 +669,7 @@ impl<M: MediaControl> CallManager<M> {
                     .calls_total
                     .with_label_values(&[outcome::FAILED])
                     .inc();
+                self.record_refused(&incoming, refusal::NO_MEDIA_PORT);
                 return;
             }
         };
@@ -780,6 +797,61 @@ impl<M: MediaControl> CallManager<M> {
         }
     }
 
+    /// A call refused before answer: a record with outcome `refused` and why.
+    fn record_refused(&self, incoming: &IncomingCall, reason: &str) {
+        let Some(sink) = &self.records else {
+            return;
+        };
+        let at = crate::cdr::now_ms();
+        let flow = self
+            .bundle
+            .flows
+            .entry_for(&incoming.dialled)
+            .unwrap_or_default()
+            .to_string();
+        sink.record(crate::cdr::CallRecord {
+            id: format!("{}:{}", incoming.call_id, incoming.call.0),
+            call: incoming.call.0,
+            sip_call_id: incoming.call_id.clone(),
+            caller: incoming.from_user.clone(),
+            dialled: incoming.dialled.clone(),
+            ..refused_record(&self.bundle, flow, at, reason)
+        });
+    }
+
+    /// The endpoint refused an INVITE from a trusted source on its own.
+    fn endpoint_refused(&self, r: crate::sip::RefusedCall) {
+        tracing::info!(sip_call_id = %r.call_id, caller = %r.from_user, dialled = %r.dialled,
+            code = r.code, reason = r.reason.label(), "call refused by the endpoint");
+        // Counted once per call: a refusal at max_calls answers retransmissions
+        // from its transaction. Stateless refusals (max_transactions) would
+        // count every retransmission, so only the record keeps them.
+        if r.reason == crate::sip::Refusal::MaxCalls {
+            self.metrics
+                .calls_total
+                .with_label_values(&[outcome::REJECTED])
+                .inc();
+        }
+        let Some(sink) = &self.records else {
+            return;
+        };
+        let flow = self
+            .bundle
+            .flows
+            .entry_for(&r.dialled)
+            .unwrap_or_default()
+            .to_string();
+        sink.record(crate::cdr::CallRecord {
+            // No call number yet; a retransmission (same CSeq) is the same record.
+            id: format!("{}:refused:{}", r.call_id, r.cseq),
+            call: 0,
+            sip_call_id: r.call_id,
+            caller: r.from_user,
+            dialled: r.dialled,
+            ..refused_record(&self.bundle, flow, crate::cdr::now_ms(), r.reason.label())
+        });
+    }
+
     fn call_record(
         &self,
         now: Instant,
@@ -802,7 +874,7 @@ impl<M: MediaControl> CallManager<M> {
             (None, _) => (hung_up_by::SERVICE, format!("{reason:?}")),
         };
         crate::cdr::CallRecord {
-            id: format!("{}:{}", call.info.call_id, key.0),
+            id: record_id(call, key),
             call: key.0,
             sip_call_id: call.info.call_id.clone(),
             caller: call.info.from_user.clone(),
@@ -938,6 +1010,52 @@ impl<M: MediaControl> CallManager<M> {
         tracing::info!(call = key.0, reason = why, "hanging up");
         self.endpoint.hangup(now, key);
     }
+}
+
+/// Reasons in the records of calls refused before answer (the endpoint's own
+/// are [`crate::sip::Refusal`] labels: `max_calls`, `max_transactions`).
+mod refusal {
+    pub const DRAINING: &str = "draining";
+    pub const NO_MEDIA_PORT: &str = "no_media_port";
+    pub const NO_SDP: &str = "no_sdp";
+    pub const SDP: &str = "sdp_not_acceptable";
+    pub const NO_FLOW: &str = "no_flow";
+}
+
+/// The fields every refused call's record shares.
+fn refused_record(
+    bundle: &FlowBundle,
+    flow: String,
+    at_ms: i64,
+    reason: &str,
+) -> crate::cdr::CallRecord {
+    crate::cdr::CallRecord {
+        id: String::new(),
+        call: 0,
+        sip_call_id: String::new(),
+        caller: String::new(),
+        dialled: String::new(),
+        flow,
+        flow_version: bundle.flows.version().to_string(),
+        language: None,
+        path: Vec::new(),
+        queue: None,
+        agent: None,
+        outcome: crate::cdr::REFUSED.to_string(),
+        started_ms: at_ms,
+        answered_ms: None,
+        queued_ms: None,
+        connected_ms: None,
+        ended_ms: at_ms,
+        hung_up_by: crate::cdr::hung_up_by::SERVICE.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The call record's id: SIP Call-ID and the call's number (unique across
+/// restarts); queue log rows carry it to be joined with the record.
+fn record_id(call: &Call, key: CallKey) -> String {
+    format!("{}:{}", call.info.call_id, key.0)
 }
 
 /// Seconds since the Unix epoch, for records and the API.

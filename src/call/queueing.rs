@@ -7,8 +7,10 @@
 
 use super::{CallManager, LocalEnd, MediaControl, Stage};
 use crate::acd::{
-    AcdAction, AgentId, CallId, JoinOptions, JoinResult, LeaveOutcome, MessageTiming, OfferResult,
+    AcdAction, AgentId, AgentState, CallId, CancelReason, JoinOptions, JoinResult, LeaveOutcome,
+    MessageTiming, OfferResult,
 };
+use crate::cdr::{queue_event as qe, QueueEvent};
 use crate::events::LiveEvent;
 use crate::flow::model::NoAgents;
 use crate::flow::{FlowEvent, QueueOptions};
@@ -51,6 +53,8 @@ pub(super) struct Queued {
     pub joined_at: Instant,
     /// Prompt ids of each wait message, by `AcdAction::WaitMessage::index`.
     pub messages: Vec<Vec<String>>,
+    /// Place in the line when the caller hung up, for the queue log.
+    pub position_at_exit: Option<usize>,
 }
 
 /// A leg we placed to an agent for a caller.
@@ -101,8 +105,22 @@ impl<M: MediaControl> CallManager<M> {
         };
         let result = self.acd.join(now, CallId(key.0), queue, language, join);
         tracing::info!(call = key.0, queue, language = language.code(), result = ?result, "queue");
+        let exited = match &result {
+            JoinResult::Joined { .. } | JoinResult::AlreadyQueued => None,
+            JoinResult::Full => Some("full"),
+            JoinResult::NoAgents => Some("no_agents"),
+            JoinResult::UnknownQueue => Some("unknown_queue"),
+            JoinResult::LanguageNotServed => Some("language_not_served"),
+        };
+        if let Some(reason) = exited {
+            let mut e = self.queue_event(key, qe::EXITED, queue, language);
+            e.reason = Some(reason.to_string());
+            self.log_queue(e);
+        }
         let event = match result {
             JoinResult::Joined { language } => {
+                let joined = self.queue_event(key, qe::JOINED, queue, language);
+                self.log_queue(joined);
                 self.set_stage(key, Stage::Queue);
                 if let Some(call) = self.calls.get_mut(&key) {
                     call.queued = Some(Queued {
@@ -110,6 +128,7 @@ impl<M: MediaControl> CallManager<M> {
                         language,
                         joined_at: now,
                         messages: options.messages.iter().map(|m| m.prompts.clone()).collect(),
+                        position_at_exit: None,
                     });
                     call.queue_name = Some(queue.to_string());
                     call.queued_at = Some(now);
@@ -150,10 +169,15 @@ impl<M: MediaControl> CallManager<M> {
                     queue,
                     language,
                 } => self.offer(now, CallKey(call.0), agent, queue, language),
-                AcdAction::CancelOffer { call, agent } => {
+                AcdAction::CancelOffer {
+                    call,
+                    agent,
+                    reason,
+                } => {
                     let key = CallKey(call.0);
                     if let Some(leg) = self.leg_of(key) {
-                        tracing::info!(call = key.0, agent = %agent.as_str(), "offer withdrawn");
+                        tracing::info!(call = key.0, agent = %agent.as_str(), ?reason, "offer withdrawn");
+                        self.log_withdrawn(key, leg, reason);
                         self.drop_agent_leg(now, leg);
                     }
                 }
@@ -167,6 +191,11 @@ impl<M: MediaControl> CallManager<M> {
                 AcdAction::Escalated { call, tier } => {
                     let key = CallKey(call.0);
                     tracing::info!(call = key.0, tier, "queue escalated");
+                    if let Some(q) = self.calls.get(&key).and_then(|c| c.queued.clone()) {
+                        let mut e = self.queue_event(key, qe::ESCALATED, &q.queue, q.language);
+                        e.info = Some(serde_json::json!({ "tier": tier }).to_string());
+                        self.log_queue(e);
+                    }
                     let language = self
                         .calls
                         .get(&key)
@@ -183,6 +212,12 @@ impl<M: MediaControl> CallManager<M> {
                         fallback = language.code(),
                         "queue falls back to another language"
                     );
+                    if let Some(q) = self.calls.get(&key).and_then(|c| c.queued.clone()) {
+                        let mut e = self.queue_event(key, qe::FALLBACK, &q.queue, q.language);
+                        e.info =
+                            Some(serde_json::json!({ "language": language.code() }).to_string());
+                        self.log_queue(e);
+                    }
                     if let Some(prompt) = self.fallback_prompt(key) {
                         self.play_announcement(key, &[prompt.as_str()]);
                     }
@@ -222,6 +257,7 @@ impl<M: MediaControl> CallManager<M> {
                 ),
                 AcdAction::AgentStateChanged { agent, state } => {
                     tracing::info!(agent = %agent.as_str(), state = state.label(), "agent state");
+                    self.log_agent_state(&agent, &state);
                     let skills = self.agent_skills(&agent);
                     self.events.publish(LiveEvent::AgentState {
                         at: super::unix_now(),
@@ -275,6 +311,7 @@ impl<M: MediaControl> CallManager<M> {
         };
         let Some(binding) = self.registrar.contact_for(now, &agent).cloned() else {
             tracing::info!(call = key.0, agent = %agent.as_str(), "agent has no registered phone");
+            self.log_offer_failed(key, &agent, &queue, language, 480);
             let _ = self
                 .acd
                 .offer_result(now, CallId(key.0), &agent, OfferResult::Rejected(480));
@@ -285,6 +322,7 @@ impl<M: MediaControl> CallManager<M> {
             Ok(port) => port,
             Err(e) => {
                 tracing::warn!(call = key.0, error = %e, "no media for the agent leg");
+                self.log_offer_failed(key, &agent, &queue, language, 503);
                 let _ =
                     self.acd
                         .offer_result(now, CallId(key.0), &agent, OfferResult::Rejected(503));
@@ -338,6 +376,9 @@ impl<M: MediaControl> CallManager<M> {
             },
         );
         tracing::info!(call = key.0, agent = %agent.as_str(), leg = leg.0, queue = %queue, language = language.code(), "offering to agent");
+        let mut e = self.queue_event(key, qe::OFFERED, &queue, language);
+        e.agent = Some(agent.as_str().to_string());
+        self.log_queue(e);
         self.events.publish(LiveEvent::Offered {
             at: super::unix_now(),
             call: key.0,
@@ -408,6 +449,7 @@ impl<M: MediaControl> CallManager<M> {
             Some(Ok(n)) => n.stream_params(),
             other => {
                 tracing::warn!(call = key.0, leg = leg.0, error = ?other.map(|r| r.err()), "agent answer unusable");
+                self.log_leg_failed(key, &info, 488);
                 self.endpoint.hangup(now, leg);
                 self.media.close(agent_media_key(key));
                 if let Some(l) = self.legs.get_mut(&leg) {
@@ -518,6 +560,7 @@ impl<M: MediaControl> CallManager<M> {
             OfferResult::Rejected(code)
         };
         tracing::info!(call = key.0, agent = %info.agent.as_str(), code, "agent did not take the call");
+        self.log_leg_failed(key, &info, code);
         let _ = self
             .acd
             .offer_result(now, CallId(key.0), &info.agent, result);
@@ -555,6 +598,7 @@ impl<M: MediaControl> CallManager<M> {
 
     fn leg_failed_after_removal(&mut self, now: Instant, info: &AgentLeg) {
         let key = info.call;
+        self.log_leg_failed(key, info, 500);
         self.media.close(agent_media_key(key));
         if let Some(call) = self.calls.get_mut(&key) {
             call.agent_leg = None;
@@ -580,6 +624,10 @@ impl<M: MediaControl> CallManager<M> {
         if was_connected {
             let _ = self.acd.call_ended(now, CallId(key.0));
         } else if self.acd.is_queued(CallId(key.0)) {
+            let position = self.acd.position(now, CallId(key.0));
+            if let Some(q) = self.calls.get_mut(&key).and_then(|c| c.queued.as_mut()) {
+                q.position_at_exit = position;
+            }
             self.acd.abandon(now, CallId(key.0));
         }
         self.drain_acd(now);
@@ -724,6 +772,109 @@ impl<M: MediaControl> CallManager<M> {
             waited_s = waited.as_secs_f64(),
             "left queue"
         );
+        let (kind, reason) = match left {
+            LeaveOutcome::Answered { .. } => (qe::ANSWERED, None),
+            LeaveOutcome::Abandoned { .. } => (qe::ABANDONED, None),
+            LeaveOutcome::TimedOut => (qe::TIMED_OUT, None),
+            LeaveOutcome::NoAgents => (qe::EXITED, Some("no_agents")),
+            LeaveOutcome::Left => (qe::EXITED, Some("left")),
+        };
+        let mut e = self.queue_event(key, kind, queue, language);
+        e.wait_ms = Some(i64::try_from(waited.as_millis()).unwrap_or(i64::MAX));
+        e.reason = reason.map(str::to_string);
+        match left {
+            LeaveOutcome::Answered { agent } => e.agent = Some(agent.as_str().to_string()),
+            LeaveOutcome::Abandoned { .. } => {
+                e.position = self
+                    .calls
+                    .get(&key)
+                    .and_then(|c| c.queued.as_ref())
+                    .and_then(|q| q.position_at_exit)
+                    .map(|p| i64::try_from(p).unwrap_or(i64::MAX));
+            }
+            _ => {}
+        }
+        self.log_queue(e);
+    }
+
+    /// A queue log row for `key`'s call, stamped now.
+    fn queue_event(&self, key: CallKey, kind: &str, queue: &str, language: Language) -> QueueEvent {
+        QueueEvent {
+            call_id: self.calls.get(&key).map(|c| super::record_id(c, key)),
+            queue: Some(queue.to_string()),
+            language: Some(language.code().to_string()),
+            ..QueueEvent::new(kind, crate::cdr::now_ms())
+        }
+    }
+
+    /// Hands a queue event to the records writer (journal first), if kept.
+    pub(super) fn log_queue(&self, event: QueueEvent) {
+        if let Some(sink) = &self.records {
+            sink.queue_event(event);
+        }
+    }
+
+    fn log_offer_failed(
+        &self,
+        key: CallKey,
+        agent: &AgentId,
+        queue: &str,
+        language: Language,
+        code: u16,
+    ) {
+        let kind = if code == 408 {
+            qe::RING_NOANSWER
+        } else {
+            qe::OFFER_FAILED
+        };
+        let mut e = self.queue_event(key, kind, queue, language);
+        e.agent = Some(agent.as_str().to_string());
+        e.code = Some(code);
+        self.log_queue(e);
+    }
+
+    fn log_leg_failed(&self, key: CallKey, leg: &AgentLeg, code: u16) {
+        let language = self
+            .calls
+            .get(&key)
+            .and_then(|c| c.queued.as_ref())
+            .map(|q| q.language);
+        if let Some(language) = language {
+            self.log_offer_failed(key, &leg.agent, &leg.queue, language, code);
+        }
+    }
+
+    /// The ACD took an offer back. A caller who left is logged by its own
+    /// event; a ring timeout is a `ring_noanswer` (408, as the phone would
+    /// have said), an agent gone an `offer_failed` (487, the CANCEL).
+    fn log_withdrawn(&self, key: CallKey, leg: LegKey, reason: CancelReason) {
+        let Some(info) = self.legs.get(&leg) else {
+            return;
+        };
+        if info.cancelled {
+            return;
+        }
+        let code = match reason {
+            CancelReason::CallerLeft => return,
+            CancelReason::RingTimeout => 408,
+            CancelReason::AgentUnavailable => 487,
+        };
+        self.log_leg_failed(key, info, code);
+    }
+
+    fn log_agent_state(&self, agent: &AgentId, state: &AgentState) {
+        let mut e = QueueEvent::new(qe::AGENT_STATE, crate::cdr::now_ms());
+        e.agent = Some(agent.as_str().to_string());
+        e.state = Some(state.label().to_string());
+        match state {
+            AgentState::Paused { reason } => e.reason = Some(reason.clone()),
+            AgentState::Ringing { call } | AgentState::OnCall { call } => {
+                let key = CallKey(call.0);
+                e.call_id = self.calls.get(&key).map(|c| super::record_id(c, key));
+            }
+            _ => {}
+        }
+        self.log_queue(e);
     }
 
     /// `hotline_agents{skill,state}` from the ACD's view of every agent.

@@ -382,3 +382,58 @@ Content-Length: {}\r\n\r\n{sdp}",
     assert_eq!(resumed.remote, "127.0.0.2:7000".parse().expect("addr"));
     assert_eq!(h.manager.call_count(), 1);
 }
+
+/// The records' `(id, outcome, reason)` once `n` of them are stored.
+fn stored_records(dir: &Path, metrics: &Metrics, n: u64) -> Vec<(String, String, String)> {
+    for _ in 0..200 {
+        if metrics.cdr_written_total.get() >= n {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let db = rusqlite::Connection::open(dir.join(crate::cdr::DB_FILE)).expect("db");
+    let mut stmt = db
+        .prepare("SELECT id, outcome, reason FROM calls ORDER BY id")
+        .expect("select");
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("rows");
+    rows
+}
+
+#[test]
+fn refused_calls_from_trusted_sources_leave_a_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut h = Harness::new();
+    let sink = crate::cdr::RecordSink::start(dir.path(), Arc::clone(&h.metrics)).expect("sink");
+    h.manager.set_records(sink);
+    h.manager.media.fail_open = true;
+    h.send(&invite("r1", Some(OFFER)));
+    h.manager.media.fail_open = false;
+    h.send(&invite("r2", None));
+    h.manager.start_draining(h.now);
+    h.send(&invite("r3", Some(OFFER)));
+    // Nobody else may place calls, or fill the records.
+    h.manager
+        .endpoint
+        .set_admission(crate::sip::admission::AdmissionConfig {
+            trusted_sources: vec!["10.0.0.0/8".parse().expect("cidr")],
+            ..crate::sip::admission::AdmissionConfig::open()
+        });
+    let out = h.send(&invite("r4", Some(OFFER)));
+    assert!(out.iter().any(|m| m.starts_with("SIP/2.0 503")), "{out:?}");
+    let rows = stored_records(dir.path(), &h.metrics, 3);
+    let refused = |id: &str, reason: &str| (id.to_string(), "refused".to_string(), reason.into());
+    assert_eq!(
+        rows,
+        [
+            refused("r1:1", "no_media_port"),
+            refused("r2:2", "no_sdp"),
+            refused("r3:3", "draining"),
+        ]
+    ); // The untrusted one never arrives.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(h.metrics.cdr_written_total.get(), 3);
+}

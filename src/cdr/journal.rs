@@ -1,6 +1,6 @@
-//! The append-only journal: one JSON line per ended call.
+//! The append-only journal: one JSON line per ended call or queue event.
 
-use super::CallRecord;
+use super::Entry;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -28,10 +28,11 @@ impl Journal {
         })
     }
 
-    /// Appends one record in a single write. False when the journal is full or
-    /// the write failed: the caller counts the record as dropped.
-    pub fn append(&mut self, record: &CallRecord) -> bool {
-        let Ok(mut line) = serde_json::to_vec(record) else {
+    /// Appends one entry (an [`Entry`], or a bare call record as older
+    /// versions wrote) in a single write. False when the journal is full or
+    /// the write failed: the caller counts the entry as dropped.
+    pub fn append<T: serde::Serialize>(&mut self, entry: &T) -> bool {
+        let Ok(mut line) = serde_json::to_vec(entry) else {
             return false;
         };
         line.push(b'\n');
@@ -64,14 +65,14 @@ impl Journal {
 
     /// Every record in the file, in order; damaged lines (a torn last write)
     /// are skipped and counted.
-    pub fn read_all(&self) -> std::io::Result<(Vec<CallRecord>, usize)> {
+    pub fn read_all(&self) -> std::io::Result<(Vec<Entry>, usize)> {
         read_journal(&self.path)
     }
 }
 
 /// Reads a journal without holding it: appends only add lines at the end, and
 /// a line still being written is skipped now and read on a later replay.
-pub fn read_journal(path: &Path) -> std::io::Result<(Vec<CallRecord>, usize)> {
+pub fn read_journal(path: &Path) -> std::io::Result<(Vec<Entry>, usize)> {
     let mut reader = BufReader::new(File::open(path)?);
     let mut records = Vec::new();
     let mut damaged = 0;
@@ -97,7 +98,7 @@ pub fn read_journal(path: &Path) -> std::io::Result<(Vec<CallRecord>, usize)> {
             }
             continue;
         }
-        match serde_json::from_slice::<CallRecord>(&line) {
+        match serde_json::from_slice::<Entry>(&line) {
             Ok(r) => records.push(r),
             Err(_) => damaged += 1,
         }
@@ -108,7 +109,7 @@ pub fn read_journal(path: &Path) -> std::io::Result<(Vec<CallRecord>, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cdr::sample;
+    use crate::cdr::{sample, sample_event};
 
     #[test]
     fn appends_reads_back_and_skips_a_torn_line() {
@@ -125,10 +126,33 @@ mod tests {
             .unwrap();
         let (records, damaged) = j.read_all().unwrap();
         assert_eq!(records.len(), 2);
-        assert_eq!(records[1], sample(2, 1_000_000));
+        assert_eq!(records[1], Entry::Call(Box::new(sample(2, 1_000_000))));
         assert_eq!(damaged, 1);
         j.truncate().unwrap();
         assert!(j.read_all().unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn queue_events_and_plain_call_records_share_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(&dir.path().join("j"), 1 << 20).unwrap();
+        let event = Entry::Queue {
+            queue_log: Box::new(sample_event(1, 7, "joined")),
+        };
+        // A bare record is what versions before the queue log wrote.
+        assert!(j.append(&sample(1, 1)));
+        assert!(j.append(&event));
+        assert!(j.append(&Entry::Call(Box::new(sample(2, 1)))));
+        let (entries, damaged) = j.read_all().unwrap();
+        assert_eq!(damaged, 0);
+        assert_eq!(
+            entries,
+            vec![
+                Entry::Call(Box::new(sample(1, 1))),
+                event,
+                Entry::Call(Box::new(sample(2, 1)))
+            ]
+        );
     }
 
     #[test]

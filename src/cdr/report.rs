@@ -1,7 +1,7 @@
 //! Service level, abandonment and average speed of answer per language and
 //! period, from the call records.
 
-use super::{Store, StoreError};
+use super::{QueueEvent, Store, StoreError};
 use std::fmt::Write as _;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +59,7 @@ pub fn report(store: &Store, options: &ReportOptions) -> Result<Vec<ReportRow>, 
             AVG(CASE WHEN queued_ms IS NOT NULL AND connected_ms IS NOT NULL
                 THEN (connected_ms - queued_ms) / 1000.0 END)
         FROM calls
-        WHERE started_ms >= ?3 AND started_ms < ?4
+        WHERE started_ms >= ?3 AND started_ms < ?4 AND outcome != 'refused'
         GROUP BY period, lang ORDER BY period, lang";
     let mut stmt = store.connection().prepare(sql)?;
     let rows = stmt.query_map(
@@ -147,10 +147,182 @@ pub fn to_csv(rows: &[ReportRow]) -> String {
     out
 }
 
+/// The queue log between `from_ms` (inclusive) and `to_ms` (exclusive), in
+/// the order the events happened.
+pub fn queue_log(
+    store: &Store,
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+) -> Result<Vec<QueueEvent>, StoreError> {
+    let mut stmt = store.connection().prepare(
+        "SELECT id, time_ms, call_id, queue, language, event, agent, code, wait_ms,
+            position, state, reason, info
+         FROM queue_log WHERE time_ms >= ?1 AND time_ms < ?2 ORDER BY time_ms, id",
+    )?;
+    let rows = stmt.query_map(
+        rusqlite::params![from_ms.unwrap_or(i64::MIN), to_ms.unwrap_or(i64::MAX)],
+        |r| {
+            Ok(QueueEvent {
+                id: r.get(0)?,
+                time_ms: r.get(1)?,
+                call_id: r.get(2)?,
+                queue: r.get(3)?,
+                language: r.get(4)?,
+                event: r.get(5)?,
+                agent: r.get(6)?,
+                code: r.get(7)?,
+                wait_ms: r.get(8)?,
+                position: r.get(9)?,
+                state: r.get(10)?,
+                reason: r.get(11)?,
+                info: r.get(12)?,
+            })
+        },
+    )?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// `2023-11-14 22:13:20.000` (UTC).
+fn utc(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// The queue log for people: one line per event, the fields it has.
+pub fn queue_log_text(rows: &[QueueEvent]) -> String {
+    let mut out = format!(
+        "{:<23} {:<14} {:<4} {:<13} {:<30} details\n",
+        "time (UTC)", "queue", "lang", "event", "call"
+    );
+    for e in rows {
+        let mut details = Vec::new();
+        let mut add = |name: &str, v: Option<String>| {
+            if let Some(v) = v {
+                details.push(format!("{name}={v}"));
+            }
+        };
+        add("agent", e.agent.clone());
+        add("code", e.code.map(|c| c.to_string()));
+        add(
+            "wait",
+            e.wait_ms.map(|w| format!("{:.1}s", w as f64 / 1000.0)),
+        );
+        add("position", e.position.map(|p| p.to_string()));
+        add("state", e.state.clone());
+        add("reason", e.reason.clone());
+        add("info", e.info.clone());
+        let _ = writeln!(
+            out,
+            "{:<23} {:<14} {:<4} {:<13} {:<30} {}",
+            utc(e.time_ms),
+            e.queue.as_deref().unwrap_or("-"),
+            e.language.as_deref().unwrap_or("-"),
+            e.event,
+            e.call_id.as_deref().unwrap_or("-"),
+            details.join(" ")
+        );
+    }
+    out
+}
+
+/// One CSV field, quoted when it needs to be (RFC 4180).
+fn csv_field(v: &str) -> String {
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_string()
+    }
+}
+
+/// The queue log as CSV with a header line; absent fields are empty.
+pub fn queue_log_csv(rows: &[QueueEvent]) -> String {
+    let mut out = String::from(
+        "time_ms,time_utc,call_id,queue,language,event,agent,code,wait_ms,position,state,reason,info\n",
+    );
+    for e in rows {
+        let opt = |v: Option<&str>| csv_field(v.unwrap_or(""));
+        let num = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            e.time_ms,
+            utc(e.time_ms),
+            opt(e.call_id.as_deref()),
+            opt(e.queue.as_deref()),
+            opt(e.language.as_deref()),
+            csv_field(&e.event),
+            opt(e.agent.as_deref()),
+            num(e.code.map(i64::from)),
+            num(e.wait_ms),
+            num(e.position),
+            opt(e.state.as_deref()),
+            opt(e.reason.as_deref()),
+            opt(e.info.as_deref()),
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cdr::sample;
+    use crate::cdr::{sample, sample_event, Entry};
+
+    #[test]
+    fn queue_log_in_order_within_the_period_as_text_and_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("r.db")).unwrap();
+        let base = 1_700_000_000_000;
+        let mut answered = sample_event(3, base + 5_000, "answered");
+        answered.agent = Some("ola".into());
+        answered.wait_ms = Some(5_000);
+        let mut paused = sample_event(4, base + 6_000, "agent_state");
+        paused.call_id = None;
+        paused.queue = None;
+        paused.language = None;
+        paused.agent = Some("ola".into());
+        paused.state = Some("paused".into());
+        paused.reason = Some("lunch, then \"coffee\"".into());
+        let mut offered = sample_event(2, base, "offered");
+        offered.agent = Some("ola".into());
+        let events = [
+            answered,
+            sample_event(1, base, "joined"),
+            offered,
+            paused,
+            // Outside the period asked for.
+            sample_event(5, base + 86_400_000, "joined"),
+        ];
+        let entries: Vec<Entry> = events
+            .iter()
+            .map(|e| Entry::Queue {
+                queue_log: Box::new(e.clone()),
+            })
+            .collect();
+        store.insert_entries(&entries).unwrap();
+        let rows = queue_log(&store, Some(base), Some(base + 60_000)).unwrap();
+        let kinds: Vec<&str> = rows.iter().map(|r| r.event.as_str()).collect();
+        // Same millisecond: the id keeps the order they happened in.
+        assert_eq!(kinds, ["joined", "offered", "answered", "agent_state"]);
+        let text = queue_log_text(&rows);
+        let answered_line = text.lines().nth(3).unwrap();
+        assert!(answered_line.starts_with("2023-11-14 22:13:25.000 advice_nb"));
+        assert!(answered_line.contains("answered"));
+        assert!(answered_line.ends_with("agent=ola wait=5.0s"), "{text}");
+        let csv = queue_log_csv(&rows);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 5);
+        assert!(lines[0].starts_with("time_ms,time_utc,call_id,queue"));
+        assert_eq!(
+            lines[3],
+            "1700000005000,2023-11-14 22:13:25.000,abc@host:1,advice_nb,nb,answered,ola,,5000,,,,"
+        );
+        assert_eq!(
+            lines[4],
+            "1700000006000,2023-11-14 22:13:26.000,,,,agent_state,ola,,,,paused,\"lunch, then \"\"coffee\"\"\","
+        );
+    }
 
     #[test]
     fn service_level_abandonment_and_asa_per_language_and_day() {
@@ -172,8 +344,11 @@ mod tests {
         ivr_only.connected_ms = None;
         let mut english = sample(5, base);
         english.language = Some("en".into());
+        // Never answered: not one of the calls the summary counts.
+        let mut refused = sample(6, base);
+        refused.outcome = crate::cdr::REFUSED.into();
         store
-            .insert(&[fast, slow, gone, ivr_only, english])
+            .insert(&[fast, slow, gone, ivr_only, english, refused])
             .unwrap();
         let rows = report(
             &store,

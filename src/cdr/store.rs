@@ -1,6 +1,6 @@
 //! The SQLite side: schema migrations and batch inserts.
 
-use super::CallRecord;
+use super::{CallRecord, Entry, QueueEvent};
 use rusqlite::{params, Connection};
 use std::path::Path;
 
@@ -13,7 +13,8 @@ pub enum StoreError {
 }
 
 /// Each entry moves the schema one version up; never edit a shipped one.
-const MIGRATIONS: &[&str] = &["CREATE TABLE calls (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE calls (
         id TEXT PRIMARY KEY,
         call INTEGER NOT NULL,
         sip_call_id TEXT NOT NULL,
@@ -34,7 +35,43 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE calls (
         hung_up_by TEXT NOT NULL,
         reason TEXT NOT NULL
     );
-    CREATE INDEX calls_ended ON calls (ended_ms);"];
+    CREATE INDEX calls_ended ON calls (ended_ms);",
+    // 2: the queue event log.
+    "CREATE TABLE queue_log (
+        id TEXT PRIMARY KEY,
+        time_ms INTEGER NOT NULL,
+        call_id TEXT,
+        queue TEXT,
+        language TEXT,
+        event TEXT NOT NULL,
+        agent TEXT,
+        code INTEGER,
+        wait_ms INTEGER,
+        position INTEGER,
+        state TEXT,
+        reason TEXT,
+        info TEXT
+    );
+    CREATE INDEX queue_log_time ON queue_log (time_ms);
+    CREATE INDEX queue_log_call ON queue_log (call_id);",
+];
+
+/// How many of a batch were new, by kind.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Added {
+    pub calls: usize,
+    pub events: usize,
+}
+
+fn insert_event(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    e: &QueueEvent,
+) -> rusqlite::Result<usize> {
+    stmt.execute(params![
+        e.id, e.time_ms, e.call_id, e.queue, e.language, e.event, e.agent, e.code, e.wait_ms,
+        e.position, e.state, e.reason, e.info,
+    ])
+}
 
 pub struct Store {
     conn: Connection,
@@ -85,9 +122,24 @@ impl Store {
     /// Stores the batch in one transaction; records already there are left
     /// as they are. Returns how many were new.
     pub fn insert(&mut self, records: &[CallRecord]) -> Result<usize, StoreError> {
+        let entries: Vec<Entry> = records
+            .iter()
+            .map(|r| Entry::Call(Box::new(r.clone())))
+            .collect();
+        Ok(self.insert_entries(&entries)?.calls)
+    }
+
+    /// Stores call records and queue events in one transaction, ignoring
+    /// those already there (by id).
+    pub fn insert_entries(&mut self, entries: &[Entry]) -> Result<Added, StoreError> {
         let tx = self.conn.transaction()?;
-        let mut added = 0;
+        let mut added = Added::default();
         {
+            let mut events = tx.prepare_cached(
+                "INSERT OR IGNORE INTO queue_log (id, time_ms, call_id, queue, language, event,
+                 agent, code, wait_ms, position, state, reason, info)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )?;
             let mut stmt = tx.prepare_cached(
                 "INSERT OR IGNORE INTO calls (id, call, sip_call_id, caller, dialled, flow,
                  flow_version, language, path, queue, agent, outcome, started_ms,
@@ -95,8 +147,15 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
                  ?15, ?16, ?17, ?18, ?19)",
             )?;
-            for r in records {
-                added += stmt.execute(params![
+            for entry in entries {
+                let r = match entry {
+                    Entry::Call(r) => r,
+                    Entry::Queue { queue_log: e } => {
+                        added.events += insert_event(&mut events, e)?;
+                        continue;
+                    }
+                };
+                added.calls += stmt.execute(params![
                     r.id,
                     i64::try_from(r.call).unwrap_or(i64::MAX),
                     r.sip_call_id,
@@ -123,6 +182,23 @@ impl Store {
         Ok(added)
     }
 
+    /// Whether the schema has the queue log (a read-only open of an older
+    /// database does not migrate it).
+    pub fn has_queue_log(&self) -> Result<bool, StoreError> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'queue_log'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
+    pub fn count_queue_log(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM queue_log", [], |r| r.get(0))?)
+    }
+
     pub fn count(&self) -> Result<i64, StoreError> {
         Ok(self
             .conn
@@ -144,7 +220,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cdr::sample;
+    use crate::cdr::{sample, sample_event};
 
     #[test]
     fn migrates_once_and_inserts_idempotently() {
@@ -165,6 +241,48 @@ mod tests {
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn migrates_a_version_1_database_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        {
+            // A database as the first version left it.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        {
+            let conn = Connection::open(&path).unwrap();
+            let mut s = Store { conn };
+            s.migrate().unwrap();
+            assert_eq!(s.schema_version().unwrap(), 1 + 1);
+            s.insert(&[sample(1, 5)]).unwrap();
+        }
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        assert_eq!(s.count().unwrap(), 1);
+        let batch = vec![
+            Entry::Queue {
+                queue_log: Box::new(sample_event(1, 10, "joined")),
+            },
+            Entry::Call(Box::new(sample(2, 20))),
+            Entry::Queue {
+                queue_log: Box::new(sample_event(2, 20, "abandoned")),
+            },
+        ];
+        let added = s.insert_entries(&batch).unwrap();
+        assert_eq!(
+            added,
+            Added {
+                calls: 1,
+                events: 2
+            }
+        );
+        assert_eq!(s.insert_entries(&batch).unwrap(), Added::default());
+        assert_eq!(s.count_queue_log().unwrap(), 2);
+        assert_eq!(s.count().unwrap(), 2);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The writer thread and the handle calls use to give it records.
 
-use super::{CallRecord, Journal, Store};
+use super::{CallRecord, Entry, Journal, QueueEvent, Store};
 use crate::metrics::Metrics;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -8,7 +8,7 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryS
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-/// Records waiting for the writer; past this they stay in the journal only.
+/// Entries waiting for the writer; past this they stay in the journal only.
 const CHANNEL_CAPACITY: usize = 10_000;
 const BATCH_MAX: usize = 500;
 /// How long the writer gathers a batch after its first record.
@@ -24,18 +24,23 @@ pub type SinkMetrics = Metrics;
 
 struct Shared {
     journal: Mutex<Journal>,
-    /// Records journaled and sent but not yet processed by the writer.
+    /// Entries journaled and sent but not yet processed by the writer.
     pending: AtomicU64,
-    /// Some journaled records are not in the database: replay the journal.
+    /// Some journaled entries are not in the database: replay the journal.
     spilled: AtomicBool,
     metrics: Arc<Metrics>,
+    /// Queue event ids: this run's start (ms) and a counter, so that ids are
+    /// unique across restarts and sort in the order events happened.
+    run_ms: i64,
+    next_event: AtomicU64,
 }
 
-/// Where calls hand their record. Never blocks on the database.
+/// Where calls hand their record and the queue its events. Never blocks on
+/// the database.
 #[derive(Clone)]
 pub struct RecordSink {
     shared: Arc<Shared>,
-    tx: SyncSender<CallRecord>,
+    tx: SyncSender<Entry>,
 }
 
 impl RecordSink {
@@ -51,6 +56,8 @@ impl RecordSink {
             pending: AtomicU64::new(0),
             spilled: AtomicBool::new(spilled),
             metrics,
+            run_ms: super::now_ms(),
+            next_event: AtomicU64::new(0),
         });
         let (tx, rx) = sync_channel(CHANNEL_CAPACITY);
         let db_path = data_dir.join(super::DB_FILE);
@@ -59,9 +66,18 @@ impl RecordSink {
             db_path,
             store: None,
             last_error_log: None,
+            retry: RETRY_MIN,
+            retry_at: None,
         };
         // Catch up before the first call so that reports see every call.
         writer.catch_up();
+        // Open (and migrate) now, so that a schema problem shows at start and
+        // reports find the tables before the first call ends.
+        if writer.store.is_none() && !writer.backing_off() {
+            if let Err(e) = writer.store() {
+                writer.failed(&e);
+            }
+        }
         std::thread::Builder::new()
             .name("call-records".into())
             .spawn(move || writer.run(rx))?;
@@ -70,26 +86,51 @@ impl RecordSink {
 
     /// Journals the record and queues it for the database.
     pub fn record(&self, record: CallRecord) {
-        let metrics = &self.shared.metrics;
-        let Ok(mut journal) = self.shared.journal.lock() else {
-            metrics.cdr_dropped_total.inc();
-            return;
-        };
-        if !journal.append(&record) {
-            metrics.cdr_dropped_total.inc();
-            tracing::error!(id = %record.id, "call record dropped: journal full or unwritable");
-            return;
+        let id = record.id.clone();
+        if !self.submit(Entry::Call(Box::new(record))) {
+            self.shared.metrics.cdr_dropped_total.inc();
+            tracing::error!(id = %id, "call record dropped: journal full or unwritable");
         }
-        match self.tx.try_send(record) {
-            Ok(()) => {
-                let depth = self.shared.pending.fetch_add(1, Ordering::SeqCst) + 1;
-                metrics.cdr_queue_depth.set(depth as i64);
-            }
+    }
+
+    /// Journals a queue event (its id is given here) and queues it for the
+    /// database.
+    pub fn queue_event(&self, mut event: QueueEvent) {
+        let n = self.shared.next_event.fetch_add(1, Ordering::Relaxed);
+        event.id = format!("{:013}-{n:010}", self.shared.run_ms);
+        let kind = event.event.clone();
+        if !self.submit(Entry::Queue {
+            queue_log: Box::new(event),
+        }) {
+            self.shared.metrics.queue_log_dropped_total.inc();
+            tracing::error!(event = %kind, "queue event dropped: journal full or unwritable");
+        }
+    }
+
+    /// False when the entry could not be journaled (and is lost).
+    fn submit(&self, entry: Entry) -> bool {
+        let Ok(mut journal) = self.shared.journal.lock() else {
+            return false;
+        };
+        if !journal.append(&entry) {
+            return false;
+        }
+        // Counted before it is sent: the writer may take it (and count it
+        // down) before `try_send` even returns.
+        let depth = self
+            .shared
+            .pending
+            .fetch_add(1, Ordering::SeqCst)
+            .saturating_add(1);
+        match self.tx.try_send(entry) {
+            Ok(()) => self.shared.metrics.cdr_queue_depth.set(depth as i64),
             // In the journal: the writer replays it.
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.shared.pending.fetch_sub(1, Ordering::SeqCst);
                 self.shared.spilled.store(true, Ordering::SeqCst);
             }
         }
+        true
     }
 }
 
@@ -98,16 +139,22 @@ struct Writer {
     db_path: PathBuf,
     store: Option<Store>,
     last_error_log: Option<Instant>,
+    /// The next backoff step after a failure.
+    retry: Duration,
+    /// While set, the database is left alone until then: entries arriving
+    /// meanwhile are only in the journal, replayed at that time. Without it
+    /// every batch would retry (and wait out the busy timeout) at once.
+    retry_at: Option<Instant>,
 }
 
 impl Writer {
-    fn run(mut self, rx: Receiver<CallRecord>) {
-        let mut retry = RETRY_MIN;
+    fn run(mut self, rx: Receiver<Entry>) {
         loop {
-            let wait = if self.shared.spilled.load(Ordering::SeqCst) {
-                retry
-            } else {
-                Duration::from_secs(1)
+            let now = Instant::now();
+            let wait = match self.retry_at {
+                Some(at) => at.saturating_duration_since(now),
+                None if self.shared.spilled.load(Ordering::SeqCst) => RETRY_MIN,
+                None => Duration::from_secs(1),
             };
             let mut batch = Vec::new();
             match rx.recv_timeout(wait) {
@@ -127,17 +174,23 @@ impl Writer {
                         Err(_) => break,
                     }
                 }
-                self.write(&batch);
-            }
-            if self.shared.spilled.load(Ordering::SeqCst) {
-                if self.catch_up() {
-                    retry = RETRY_MIN;
+                if self.backing_off() {
+                    // Already in the journal: replayed when the backoff ends.
+                    self.shared.spilled.store(true, Ordering::SeqCst);
+                    self.processed(batch.len());
                 } else {
-                    retry = (retry * 2).min(RETRY_MAX);
+                    self.write(&batch);
                 }
+            }
+            if self.shared.spilled.load(Ordering::SeqCst) && !self.backing_off() {
+                self.catch_up();
             }
             self.truncate_if_done();
         }
+    }
+
+    fn backing_off(&self) -> bool {
+        self.retry_at.is_some_and(|at| Instant::now() < at)
     }
 
     fn store(&mut self) -> Result<&mut Store, super::StoreError> {
@@ -150,13 +203,25 @@ impl Writer {
             .ok_or(super::StoreError::Sqlite(rusqlite::Error::InvalidQuery))
     }
 
-    fn write(&mut self, batch: &[CallRecord]) {
+    fn write(&mut self, batch: &[Entry]) {
         let metrics = Arc::clone(&self.shared.metrics);
-        let result = self.store().and_then(|s| s.insert(batch));
+        let result = self.store().and_then(|s| s.insert_entries(batch));
         match result {
             Ok(_) => {
-                metrics.cdr_written_total.inc_by(batch.len() as u64);
-                if let Some(oldest) = batch.iter().map(|r| r.ended_ms).min() {
+                self.succeeded();
+                let calls = batch.iter().filter(|e| matches!(e, Entry::Call(_))).count();
+                metrics.cdr_written_total.inc_by(calls as u64);
+                metrics
+                    .queue_log_written_total
+                    .inc_by((batch.len() - calls) as u64);
+                let oldest = batch
+                    .iter()
+                    .filter_map(|e| match e {
+                        Entry::Call(r) => Some(r.ended_ms),
+                        Entry::Queue { .. } => None,
+                    })
+                    .min();
+                if let Some(oldest) = oldest {
                     metrics.cdr_lag_seconds.set(lag_seconds(oldest));
                 }
             }
@@ -165,17 +230,22 @@ impl Writer {
                 self.shared.spilled.store(true, Ordering::SeqCst);
             }
         }
+        self.processed(batch.len());
+    }
+
+    /// `n` entries taken off the channel.
+    fn processed(&self, n: usize) {
         let left = self
             .shared
             .pending
-            .fetch_sub(batch.len() as u64, Ordering::SeqCst)
-            .saturating_sub(batch.len() as u64);
-        metrics.cdr_queue_depth.set(left as i64);
+            .fetch_sub(n as u64, Ordering::SeqCst)
+            .saturating_sub(n as u64);
+        self.shared.metrics.cdr_queue_depth.set(left as i64);
     }
 
     /// Stores whatever the journal holds. True when it all went in.
     fn catch_up(&mut self) -> bool {
-        // Cleared first: a record spilled while we read sets it again.
+        // Cleared first: an entry spilled while we read sets it again.
         self.shared.spilled.store(false, Ordering::SeqCst);
         // Read outside the lock so that calls ending meanwhile never wait.
         let path = match self.shared.journal.lock() {
@@ -183,22 +253,25 @@ impl Writer {
             Err(_) => return false,
         };
         let read = super::journal::read_journal(&path);
-        let (records, damaged) = match read {
+        let (entries, damaged) = match read {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "call record journal unreadable");
                 self.shared.spilled.store(true, Ordering::SeqCst);
+                self.backoff();
                 return false;
             }
         };
         if damaged > 0 {
             tracing::warn!(damaged, "call record journal: damaged lines skipped");
         }
-        for chunk in records.chunks(BATCH_MAX) {
-            let result = self.store().and_then(|s| s.insert(chunk));
+        for chunk in entries.chunks(BATCH_MAX) {
+            let result = self.store().and_then(|s| s.insert_entries(chunk));
             match result {
                 Ok(added) => {
-                    self.shared.metrics.cdr_written_total.inc_by(added as u64);
+                    let m = &self.shared.metrics;
+                    m.cdr_written_total.inc_by(added.calls as u64);
+                    m.queue_log_written_total.inc_by(added.events as u64);
                 }
                 Err(e) => {
                     self.failed(&e);
@@ -207,8 +280,9 @@ impl Writer {
                 }
             }
         }
-        if !records.is_empty() {
-            tracing::info!(records = records.len(), "call record journal replayed");
+        self.succeeded();
+        if !entries.is_empty() {
+            tracing::info!(entries = entries.len(), "call record journal replayed");
         }
         self.truncate_if_done();
         true
@@ -218,7 +292,7 @@ impl Writer {
         let Ok(mut journal) = self.shared.journal.lock() else {
             return;
         };
-        // Under the lock no record can be appended between the checks and
+        // Under the lock no entry can be appended between the checks and
         // the truncation.
         if journal.is_empty()
             || self.shared.pending.load(Ordering::SeqCst) != 0
@@ -231,10 +305,24 @@ impl Writer {
         }
     }
 
+    fn succeeded(&mut self) {
+        if self.retry_at.take().is_some() {
+            tracing::info!("call records database writable again");
+        }
+        self.retry = RETRY_MIN;
+    }
+
+    /// Leave the database alone for the next backoff step (doubling, capped).
+    fn backoff(&mut self) {
+        self.retry_at = Some(Instant::now() + self.retry);
+        self.retry = (self.retry * 2).min(RETRY_MAX);
+    }
+
     fn failed(&mut self, e: &super::StoreError) {
         // Reopen next time: the file may have been replaced or repaired.
         self.store = None;
         self.shared.metrics.cdr_write_failures_total.inc();
+        self.backoff();
         let now = Instant::now();
         if self
             .last_error_log
@@ -242,6 +330,7 @@ impl Writer {
         {
             self.last_error_log = Some(now);
             tracing::error!(error = %e, db = %self.db_path.display(),
+                retry_in_ms = self.retry_at.map(|at| at.saturating_duration_since(now).as_millis() as u64),
                 "call records not written; kept in the journal and retried");
         }
     }
@@ -316,12 +405,51 @@ mod tests {
         std::fs::create_dir(&db).unwrap();
         let metrics = Arc::new(Metrics::new());
         let sink = RecordSink::start(dir.path(), Arc::clone(&metrics)).unwrap();
-        sink.record(sample(1, 1));
-        sink.record(sample(2, 1));
-        assert!(wait_for(|| metrics.cdr_write_failures_total.get() >= 2));
+        // Opening fails at once, so without a backoff every batch (one per
+        // record here) would try again.
+        let started = std::time::Instant::now();
+        for i in 0..30 {
+            sink.record(sample(i, 1));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let failures = metrics.cdr_write_failures_total.get();
+        assert!(failures >= 2);
+        // Backoff 0.5 s, 1 s, 2 s ...: about log2(elapsed / 0.5) attempts.
+        let bound = 2 + (elapsed / 0.5).log2().ceil() as u64;
+        assert!(
+            failures <= bound,
+            "{failures} attempts in {elapsed:.1} s (at most {bound} with backoff)"
+        );
         assert_eq!(metrics.cdr_written_total.get(), 0);
         std::fs::remove_dir(&db).unwrap();
-        assert!(wait_for(|| metrics.cdr_written_total.get() == 2));
-        assert_eq!(Store::open(&db).unwrap().count().unwrap(), 2);
+        assert!(wait_for(|| metrics.cdr_written_total.get() == 30));
+        assert_eq!(Store::open(&db).unwrap().count().unwrap(), 30);
+    }
+
+    #[test]
+    fn a_locked_database_backs_off_then_gets_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join(crate::cdr::DB_FILE);
+        let metrics = Arc::new(Metrics::new());
+        let sink = RecordSink::start(dir.path(), Arc::clone(&metrics)).unwrap();
+        // Another connection holds the write lock.
+        let holder = rusqlite::Connection::open(&db).unwrap();
+        holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        // Batches keep arriving while it fails: they must not each retry.
+        for i in 0..30 {
+            sink.record(sample(i, 1));
+            sink.queue_event(crate::cdr::QueueEvent::new("joined", 1));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(metrics.cdr_write_failures_total.get() >= 1);
+        assert_eq!(metrics.cdr_written_total.get(), 0);
+        holder.execute_batch("COMMIT").unwrap();
+        assert!(wait_for(
+            || metrics.cdr_written_total.get() == 30 && metrics.queue_log_written_total.get() == 30
+        ));
+        let store = Store::open(&db).unwrap();
+        assert_eq!(store.count().unwrap(), 30);
+        assert_eq!(store.count_queue_log().unwrap(), 30);
     }
 }

@@ -125,6 +125,11 @@ impl Hotline {
         hotline
     }
 
+    /// The service's data directory (call records, queue log).
+    pub fn data_dir(&self) -> &Path {
+        self._data.path()
+    }
+
     /// Everything the service logged so far.
     pub fn log(&self) -> Vec<String> {
         self.log.lock().expect("log").clone()
@@ -416,6 +421,12 @@ pub struct RunningSipp {
 }
 
 impl RunningSipp {
+    /// Stops sipp at once (its peer is gone, say).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn wait(self) -> (bool, String) {
         let out = self.child.wait_with_output().expect("sipp output");
         let mut report = String::from_utf8_lossy(&out.stdout).into_owned();

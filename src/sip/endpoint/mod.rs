@@ -212,6 +212,42 @@ pub enum SipEvent {
     ProbeFailed { session: SessionKey, code: u16 },
     /// A REGISTER to answer with `respond_register`.
     Register(RegisterRequest),
+    /// A new INVITE from a trusted source that the endpoint refused itself
+    /// (already answered): for the call record. Untrusted sources get none,
+    /// so scanners cannot fill the records.
+    Refused(RefusedCall),
+}
+
+/// Why the endpoint refused an INVITE on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `max_calls` calls and legs already (503).
+    MaxCalls,
+    /// No room for another server transaction (503, stateless).
+    MaxTransactions,
+}
+
+impl Refusal {
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::MaxCalls => "max_calls",
+            Refusal::MaxTransactions => "max_transactions",
+        }
+    }
+}
+
+/// What a refused INVITE carried, for its record.
+#[derive(Debug, Clone)]
+pub struct RefusedCall {
+    pub call_id: String,
+    /// The INVITE's CSeq number: a retransmission has the same, so its
+    /// record is the same.
+    pub cseq: u32,
+    pub from_user: String,
+    pub dialled: String,
+    pub source: SocketAddr,
+    pub code: u16,
+    pub reason: Refusal,
 }
 
 /// What to call: an agent's registered contact, reached where it registered from.
@@ -958,6 +994,9 @@ impl SipEndpoint {
         if !self.open_server(now, &key, method == Method::Invite, reply.peer, None) {
             let answer = Answer::code(503).header("Retry-After", RETRY_AFTER_SECS.to_string());
             self.send_stateless(&reply, answer);
+            if method == Method::Invite && tag.is_none() {
+                self.refused(&msg, source, 503, Refusal::MaxTransactions);
+            }
             return;
         }
         if let Some(unsupported) = msg.header("Require").filter(|r| !r.trim().is_empty()) {
@@ -1031,6 +1070,7 @@ impl SipEndpoint {
         if self.calls.len() >= self.config.max_calls {
             let answer = Answer::code(503).header("Retry-After", RETRY_AFTER_SECS.to_string());
             self.respond(now, &key, &tagged, answer);
+            self.refused(&msg, source, 503, Refusal::MaxCalls);
             return;
         }
         let dialog = match Dialog::from_invite(&msg, &local_tag) {
@@ -1749,6 +1789,25 @@ impl SipEndpoint {
             destination: peer.addr,
             payload,
         });
+    }
+
+    /// Tells the call layer about an INVITE refused here, when it came from a
+    /// trusted source (others are only counted, never recorded).
+    fn refused(&mut self, msg: &Message, source: SocketAddr, code: u16, reason: Refusal) {
+        if !self.admission.is_trusted(source.ip()) {
+            return;
+        }
+        let from = msg.header("From").unwrap_or("");
+        let from_uri = NameAddr::parse(from).map(|n| n.uri).unwrap_or_default();
+        self.push_event(SipEvent::Refused(RefusedCall {
+            call_id: msg.call_id().unwrap_or("").to_string(),
+            cseq: msg.cseq().map(|c| c.seq).unwrap_or(0),
+            from_user: uri_user(&from_uri).unwrap_or_default(),
+            dialled: msg.request_uri().and_then(uri_user).unwrap_or_default(),
+            source,
+            code,
+            reason,
+        }));
     }
 
     fn push_event(&mut self, event: SipEvent) {

@@ -745,8 +745,36 @@ fn over_capacity_gets_503_with_retry_after() {
     assert_eq!(sent.len(), 1);
     assert!(sent[0].starts_with("SIP/2.0 503 Service Unavailable\r\n"));
     assert!(sent[0].contains("\r\nRetry-After: 5\r\n"));
-    assert!(h.events().is_empty());
+    // The call layer hears of it, for the call record.
+    let events = h.events();
+    assert_eq!(events.len(), 1);
+    let SipEvent::Refused(refused) = &events[0] else {
+        panic!("{events:?}");
+    };
+    assert_eq!(refused.reason, Refusal::MaxCalls);
+    assert_eq!(
+        (refused.call_id.as_str(), refused.code),
+        ("cap-2@sipp", 503)
+    );
     assert_eq!(h.ep.call_count(), 1);
+    // A retransmission is answered by the transaction: no second event.
+    h.feed(100, &invite("cap-2@sipp", "z9hG4bK-c2", Some(SDP)));
+    assert!(h.events().is_empty());
+}
+
+#[test]
+fn a_refusal_from_an_untrusted_source_is_not_reported() {
+    let mut h = Harness::new(1);
+    h.ep.set_admission(crate::sip::admission::AdmissionConfig {
+        trusted_sources: vec!["10.0.0.0/8".parse().unwrap()],
+        ..crate::sip::admission::AdmissionConfig::open()
+    });
+    h.feed(0, &invite("cap-1@sipp", "z9hG4bK-c1", Some(SDP)));
+    h.sent();
+    h.events();
+    h.feed(0, &invite("cap-2@sipp", "z9hG4bK-c2", Some(SDP)));
+    assert!(h.sent()[0].starts_with("SIP/2.0 503 Service Unavailable\r\n"));
+    assert!(h.events().is_empty());
 }
 
 #[test]
