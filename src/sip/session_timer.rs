@@ -362,7 +362,10 @@ mod tests {
                 refresher: Some(Refresher::Uac)
             }
         );
-        assert_eq!(se(" 1800 ; Refresher = UAS ").refresher, Some(Refresher::Uas));
+        assert_eq!(
+            se(" 1800 ; Refresher = UAS ").refresher,
+            Some(Refresher::Uas)
+        );
         assert_eq!(se("90;foo=bar").refresher, None);
         assert_eq!(se("90;refresher=proxy").refresher, None);
         assert_eq!(se("4000;refresher=uac").format(), "4000;refresher=uac");
@@ -386,11 +389,9 @@ mod tests {
         let msg = "INVITE sip:1000@h SIP/2.0\r\nVia: SIP/2.0/UDP a:5060;branch=z9hG4bK1\r\n\
                    From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: x1\r\nCSeq: 1 INVITE\r\n\
                    x: 1200;refresher=uac\r\nk: 100rel, timer\r\nContent-Length: 0\r\n\r\n";
-        let crate::sip::wire::Decoded::Message(m) = crate::sip::wire::decode(
-            msg.as_bytes(),
-            crate::sip::wire::Framing::Datagram,
-            65535,
-        ) else {
+        let crate::sip::wire::Decoded::Message(m) =
+            crate::sip::wire::decode(msg.as_bytes(), crate::sip::wire::Framing::Datagram, 65535)
+        else {
             panic!("not decoded");
         };
         let r = TimerRequest::read(|name| m.headers_named(name));
@@ -430,8 +431,10 @@ mod tests {
             }
         );
         let d = uas_negotiate(&request(Some("120;refresher=uas"), None, true), &OURS);
-        assert!(matches!(d, UasDecision::Accept { refresher: Side::Us, session, .. }
-            if session.refresher == Some(Refresher::Uas)));
+        assert!(
+            matches!(d, UasDecision::Accept { refresher: Side::Us, session, .. }
+            if session.refresher == Some(Refresher::Uas))
+        );
     }
 
     #[test]
@@ -461,8 +464,10 @@ mod tests {
         );
         // No Session-Expires at all: we insert ours.
         let d = uas_negotiate(&request(None, None, false), &OURS);
-        assert!(matches!(d, UasDecision::Accept { session, refresher: Side::Us, .. }
-            if session.interval == 1800));
+        assert!(
+            matches!(d, UasDecision::Accept { session, refresher: Side::Us, .. }
+            if session.interval == 1800)
+        );
     }
 
     #[test]
@@ -512,7 +517,10 @@ mod tests {
         assert!(h.contains(&("Supported".into(), "timer".into())));
         assert!(h.contains(&("Session-Expires".into(), "1800".into())));
         assert!(h.contains(&("Min-SE".into(), "90".into())));
-        assert_eq!(uac_read_2xx(Some("1800;refresher=uac")), Some((1800, Side::Us)));
+        assert_eq!(
+            uac_read_2xx(Some("1800;refresher=uac")),
+            Some((1800, Side::Us))
+        );
         assert_eq!(
             uac_read_2xx(Some("900;refresher=uas")),
             Some((900, Side::Peer))
