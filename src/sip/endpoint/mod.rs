@@ -7,13 +7,15 @@
 //!   `answer_reoffer`, `hangup`
 //! - outbound legs (`LegKey`, e.g. the hotline ringing an agent): `invite`,
 //!   `cancel`, `answer_leg_reoffer`, `hangup`; events `Leg*`
-//! - both (`SessionKey`): `hangup`, `probe` (→ `ProbeFailed`), `hangup_all`
+//! - both (`SessionKey`): `hangup`, `probe` (→ `ProbeFailed`), `hangup_all`;
+//!   RFC 4028 session timers run on their own (→ `ProbeFailed` when our
+//!   refresh fails, `SessionExpired` when the peer's does not come)
 //! - REGISTER: `SipEvent::Register`, answered with `respond_register`
 //!
 //! The endpoint answers on its own, without asking the call layer: 100 Trying to
 //! INVITE, OPTIONS 200, CANCEL (200 + 487 on the INVITE, then `Cancelled`),
-//! BYE 200 (then `Ended`/`LegEnded`), unknown dialog 481, unsupported method
-//! 405 with Allow, malformed 400 (or drop), INFO `application/dtmf-relay` 200 (then
+//! BYE 200 (then `Ended`/`LegEnded`), UPDATE without SDP 200 (a session
+//! refresh), unknown dialog 481, unsupported method 405 with Allow, malformed 400 (or drop), INFO `application/dtmf-relay` 200 (then
 //! `Dtmf`/`LegDtmf`), ACKs for responses to our INVITEs, retransmissions. It
 //! counts requests received and responses sent in `Metrics`.
 //!
@@ -39,13 +41,26 @@
 //!   known but unsupported methods (SUBSCRIBE, ...) → 405 with Allow; unknown
 //!   method tokens → 501 with Allow (RFC 4475 3.1.1.2).
 //! - A re-INVITE while an earlier INVITE is unfinished → 500 with Retry-After
-//!   (RFC 3261 14.2). Any `Require` → 420 (we support no extensions, so no
-//!   RFC 4028 session timers either: `probe` finds vanished peers instead).
+//!   (RFC 3261 14.2). `Require` naming anything but `timer` → 420 with
+//!   `Unsupported` listing the rest.
+//! - RFC 4028 session timers (`super::session_timer`, `set_session_timers`):
+//!   `Supported: timer` and `Allow: ... UPDATE` in our 2xx, OPTIONS answers and
+//!   INVITEs. An INVITE (or re-INVITE, UPDATE) whose Session-Expires is below
+//!   our Min-SE gets 422 with `Min-SE` and never reaches the call layer; else
+//!   its 2xx carries `Session-Expires` (+ `Require: timer` if the UAC supports
+//!   timers) and the timer starts when that 2xx is sent. In-dialog UPDATE and
+//!   re-INVITE are refreshes; an UPDATE with SDP gets 488 (we make no
+//!   offer/answer in UPDATE). When we refresh it is an UPDATE without SDP at
+//!   half the interval (408/481/none → `ProbeFailed`, other failures keep the
+//!   session). When the peer refreshes, none by `interval - min(32, interval/3)`
+//!   → `SessionExpired`. Legs offer `Session-Expires` and follow the 2xx; a
+//!   2xx without it means no timer (RFC 4028 7.2). A 422 to a leg's INVITE is
+//!   not retried: the leg fails like any other refusal.
 //! - Bounds: `max_calls` calls and legs together (then 503 + Retry-After, or
 //!   `LegFailed` 503), max_transactions (at least 4*max_calls) server and client
 //!   transactions, max_calls+64 REGISTERs awaiting an answer, output queues of
-//!   8*max_calls+1024. The shell drains `poll_transmit`/`poll_event` after
-//!   every call in.
+//!   8*max_calls+1024; a session timer lives in its call, with no table of
+//!   its own. The shell drains `poll_transmit`/`poll_event` after every call in.
 
 use super::admission::{Admission, AdmissionConfig, Rejection, RequestClass};
 use super::dialog::{Dialog, DialogId, SentInvite};
@@ -708,11 +723,12 @@ impl SipEndpoint {
             .saturating_add(64)
     }
 
-    /// A session may have an INVITE, a CANCEL or BYE, and a probe out at once.
+    /// A session may have an INVITE, a CANCEL or BYE, a probe and a session
+    /// refresh out at once.
     fn max_clients(&self) -> usize {
         self.config
             .max_transactions
-            .max(self.config.max_calls.saturating_mul(3))
+            .max(self.config.max_calls.saturating_mul(4))
             .saturating_add(64)
     }
 
