@@ -143,12 +143,15 @@ impl Default for TimerConfig {
 }
 
 /// What a request (INVITE, re-INVITE, UPDATE) said about session timers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimerRequest {
     pub session_expires: Option<SessionExpires>,
     pub min_se: Option<u32>,
     /// `Supported: timer` (or `Require: timer`).
     pub supported: bool,
+    /// Whether we may refresh with UPDATE: the request has no `Allow`, or
+    /// its `Allow` lists UPDATE.
+    pub allows_update: bool,
 }
 
 impl TimerRequest {
@@ -165,6 +168,8 @@ impl TimerRequest {
             min_se: headers("Min-SE").next().and_then(parse_min_se),
             supported: lists_tag(headers("Supported"), "timer")
                 || lists_tag(headers("Require"), "timer"),
+            allows_update: headers("Allow").next().is_none()
+                || lists_tag(headers("Allow"), "UPDATE"),
         }
     }
 }
@@ -181,6 +186,9 @@ pub enum UasDecision {
         require_timer: bool,
         refresher: Side,
     },
+    /// 2xx without `Session-Expires`: the UAC cannot refresh (no timer
+    /// support) and we could not either (its `Allow` leaves out UPDATE).
+    NoTimer,
 }
 
 /// RFC 4028 9: the UAS answer to a session refresh or initial INVITE.
@@ -190,7 +198,9 @@ pub enum UasDecision {
 ///   `session_expires` but never below the request's Min-SE or our own.
 /// - Refresher: the request's when the UAC supports timers; else we choose
 ///   `uac` (the caller proves it is alive); a UAC without timer support
-///   cannot refresh, so then it is `uas` (us) and no `Require: timer`.
+///   cannot refresh, so then it is `uas` (us) and no `Require: timer`; if
+///   its `Allow` leaves out UPDATE, no session timer at all (we refresh only
+///   with UPDATE, and an unanswered refresh would end a healthy call).
 pub fn uas_negotiate(request: &TimerRequest, ours: &TimerConfig) -> UasDecision {
     if let Some(se) = request.session_expires {
         if se.interval < ours.min_se {
@@ -209,8 +219,10 @@ pub fn uas_negotiate(request: &TimerRequest, ours: &TimerConfig) -> UasDecision 
             .session_expires
             .and_then(|se| se.refresher)
             .unwrap_or(Refresher::Uac)
-    } else {
+    } else if request.allows_update {
         Refresher::Uas
+    } else {
+        return UasDecision::NoTimer;
     };
     UasDecision::Accept {
         session: SessionExpires {
@@ -345,6 +357,7 @@ mod tests {
             session_expires: se_value.map(se),
             min_se,
             supported,
+            allows_update: true,
         }
     }
 
@@ -397,6 +410,7 @@ mod tests {
         let r = TimerRequest::read(|name| m.headers_named(name));
         assert_eq!(r.session_expires, Some(se("1200;refresher=uac")));
         assert!(r.supported);
+        assert!(r.allows_update, "no Allow: UPDATE not ruled out");
     }
 
     #[test]
@@ -468,6 +482,24 @@ mod tests {
             matches!(d, UasDecision::Accept { session, refresher: Side::Us, .. }
             if session.interval == 1800)
         );
+        // ... unless it cannot take our UPDATE refreshes.
+        let no_update = TimerRequest {
+            allows_update: false,
+            ..request(None, None, false)
+        };
+        assert_eq!(uas_negotiate(&no_update, &OURS), UasDecision::NoTimer);
+        // A UAC with timer support refreshes itself whatever it allows.
+        let refreshing = TimerRequest {
+            allows_update: false,
+            ..request(Some("600"), None, true)
+        };
+        assert!(matches!(
+            uas_negotiate(&refreshing, &OURS),
+            UasDecision::Accept {
+                refresher: Side::Peer,
+                ..
+            }
+        ));
     }
 
     #[test]

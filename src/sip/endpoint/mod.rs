@@ -48,7 +48,8 @@
 //!   INVITEs. An INVITE (or re-INVITE, UPDATE) whose Session-Expires is below
 //!   our Min-SE gets 422 with `Min-SE` and never reaches the call layer; else
 //!   its 2xx carries `Session-Expires` (+ `Require: timer` if the UAC supports
-//!   timers) and the timer starts when that 2xx is sent. In-dialog UPDATE and
+//!   timers; none if it neither supports timers nor allows UPDATE) and the
+//!   timer starts when that 2xx is sent. In-dialog UPDATE and
 //!   re-INVITE are refreshes; an UPDATE with SDP gets 488 (we make no
 //!   offer/answer in UPDATE). When we refresh it is an UPDATE without SDP at
 //!   half the interval (408/481/none → `ProbeFailed`, other failures keep the
@@ -1188,7 +1189,7 @@ impl SipEndpoint {
                 wake: None,
                 reinvite: None,
                 bye_after_ack: false,
-                timer_answer: Some(timer_answer),
+                timer_answer,
                 timer: None,
             },
         );
@@ -1278,7 +1279,7 @@ impl SipEndpoint {
                         c.dialog.remote_target = contact.uri;
                     }
                     c.reinvite = Some((key.clone(), reply, seq));
-                    c.timer_answer = Some(timer_answer);
+                    c.timer_answer = timer_answer;
                 }
                 self.push_event(match session {
                     SessionKey::Call(call) => SipEvent::ReOffer { call, offer },
@@ -1321,7 +1322,7 @@ impl SipEndpoint {
 
     /// RFC 4028 9 on a request that may carry a session timer: the answer to
     /// keep for its 2xx, or the 422 to send instead.
-    fn negotiate_timer(&self, msg: &Message) -> Result<TimerAnswer, Answer<'static>> {
+    fn negotiate_timer(&self, msg: &Message) -> Result<Option<TimerAnswer>, Answer<'static>> {
         let request = TimerRequest::read(|name| msg.headers_named(name));
         match session_timer::uas_negotiate(&request, &self.session_timers) {
             UasDecision::TooSmall { min_se } => {
@@ -1331,11 +1332,12 @@ impl SipEndpoint {
                 session,
                 require_timer,
                 refresher,
-            } => Ok(TimerAnswer {
+            } => Ok(Some(TimerAnswer {
                 session,
                 require: require_timer,
                 refresher,
-            }),
+            })),
+            UasDecision::NoTimer => Ok(None),
         }
     }
 
@@ -1376,7 +1378,9 @@ impl SipEndpoint {
             .header("Contact", contact)
             .header("Allow", ALLOW)
             .header("Supported", SUPPORTED);
-        answer.headers.extend(timer.headers());
+        answer
+            .headers
+            .extend(timer.iter().flat_map(TimerAnswer::headers));
         if self.respond(now, key, &reply, answer).is_none() {
             return;
         }
@@ -1390,10 +1394,10 @@ impl SipEndpoint {
             {
                 c.dialog.remote_target = contact.uri;
             }
-            c.timer = Some(timer.timer(now));
+            c.timer = timer.map(|t| t.timer(now));
         }
-        tracing::debug!(?session, interval = timer.session.interval, refresher = ?timer.refresher,
-            "session refreshed by the peer");
+        tracing::debug!(?session, interval = ?timer.map(|t| t.session.interval),
+            refresher = ?timer.map(|t| t.refresher), "session refreshed by the peer");
         self.reschedule_call(call);
     }
 

@@ -310,3 +310,18 @@ fn agent_leg_refreshed_by_us_ends_on_481() {
         [SipEvent::ProbeFailed { session: SessionKey::Leg(l), code: 481 }] if *l == leg
     ));
 }
+
+#[test]
+fn caller_that_neither_supports_timers_nor_allows_update_gets_no_timer() {
+    let mut h = Harness::new(10);
+    let (_call, _tag, ok) = call_with(
+        &mut h,
+        "st-8@sipp",
+        "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\n",
+    );
+    assert!(!ok.contains("Session-Expires"), "{ok}");
+    assert!(!ok.contains("Require:"), "{ok}");
+    assert!(ok.contains("\r\nSupported: timer\r\n"), "{ok}");
+    assert!(h.run_until(4_000_000).is_empty(), "no refresh is ever sent");
+    assert!(h.events().is_empty());
+}
