@@ -1529,9 +1529,9 @@ impl SipEndpoint {
         if let Some(w) = wake {
             self.wakes.remove(&w);
         }
+        // The session timer runs on (or, after the first ACK, starts).
+        self.reschedule_call(call);
         if first {
-            // The session timer may now run (see `reschedule_call`).
-            self.reschedule_call(call);
             self.push_event(SipEvent::Confirmed { call });
         }
         if bye {

@@ -238,6 +238,18 @@ fn update_with_sdp_and_reinvite_below_min_se_are_refused() {
         ok.contains("\r\nSession-Expires: 300;refresher=uac\r\n"),
         "{ok}"
     );
+    // After its ACK the refreshed timer runs: 300 - 32 s after the 200.
+    h.feed(
+        3_020,
+        &in_dialog("ACK", "st-7@sipp", &tag, 4, "z9hG4bK-re-8-ack", "", ""),
+    );
+    h.run_until(3_010 + 267_999);
+    assert!(h.events().is_empty());
+    h.run_until(3_010 + 268_000);
+    assert!(matches!(
+        h.events().as_slice(),
+        [SipEvent::SessionExpired { session: SessionKey::Call(c) }] if *c == call
+    ));
 }
 
 #[test]
