@@ -59,7 +59,8 @@ pub fn vanishing_agent(hotline: &Hotline, id: &str, password: &str, ring_ms: u64
         id,
         password,
         ring_ms,
-        &["-default_behaviors", "none"],
+        // Its call lasts beyond the probe's 32 s: a longer overall timeout.
+        &["-default_behaviors", "none", "-timeout", "120s"],
     )
 }
 
