@@ -1760,6 +1760,8 @@ impl SipEndpoint {
         self.pending_timeout(now, call);
     }
 
+    /// The 2xx retransmission and CANCEL parts of `call_timeout`; re-arms
+    /// the call's wake for whatever is next (the session timer included).
     fn pending_timeout(&mut self, now: Instant, call: CallKey) {
         let t2 = self.timers.t2;
         let Some(c) = self.calls.get_mut(&call) else {
