@@ -49,6 +49,13 @@ pub struct Config {
     /// Seconds without RTP from a leg before the peer is probed (and the call
     /// ended if it does not answer); 0 turns the check off.
     pub rtp_timeout_s: u64,
+    /// RFC 4028 session interval asked for and granted at most: a session
+    /// not refreshed within it is ended (BYE both legs), so a vanished peer
+    /// never keeps an agent "on call". At least `min_se_s`.
+    pub session_expires_s: u32,
+    /// Smallest session interval accepted (`Min-SE`); a shorter
+    /// `Session-Expires` gets 422. At least 90 (RFC 4028 4).
+    pub min_se_s: u32,
     /// Networks (CIDR) INVITEs are taken from: trunks and SBCs. Others get
     /// 403, except an agent's registered phone dialling a feature code.
     pub trusted_sources: Vec<crate::sip::admission::Cidr>,
@@ -79,6 +86,8 @@ impl Default for Config {
             agents_file: PathBuf::from("agents.yaml"),
             ready_on_register: true,
             rtp_timeout_s: 30,
+            session_expires_s: 1800,
+            min_se_s: 90,
             trusted_sources: crate::sip::admission::AdmissionConfig::default().trusted_sources,
             sip_admission: crate::sip::admission::AdmissionConfig::default(),
         }
@@ -171,6 +180,17 @@ impl Config {
                 "max_sip_message below 1024 bytes would refuse ordinary INVITEs".to_string(),
             ));
         }
+        if self.min_se_s < crate::sip::session_timer::MIN_SE_FLOOR {
+            return Err(ConfigError::Invalid(format!(
+                "min_se_s must be at least {} (RFC 4028)",
+                crate::sip::session_timer::MIN_SE_FLOOR
+            )));
+        }
+        if self.session_expires_s < self.min_se_s {
+            return Err(ConfigError::Invalid(
+                "session_expires_s must be at least min_se_s".to_string(),
+            ));
+        }
         self.sip_admission
             .validate()
             .map_err(ConfigError::Invalid)?;
@@ -182,6 +202,14 @@ impl Config {
         crate::sip::admission::AdmissionConfig {
             trusted_sources: self.trusted_sources.clone(),
             ..self.sip_admission.clone()
+        }
+    }
+
+    /// RFC 4028 settings for the SIP endpoint.
+    pub fn session_timers(&self) -> crate::sip::session_timer::TimerConfig {
+        crate::sip::session_timer::TimerConfig {
+            session_expires: self.session_expires_s,
+            min_se: self.min_se_s,
         }
     }
 
@@ -217,7 +245,25 @@ mod tests {
         assert_eq!(c.flows, PathBuf::from("ivr-flows"));
         assert_eq!(c.data_dir, PathBuf::from("data"));
         assert_eq!((c.rtp_ports.min, c.rtp_ports.max), (20000, 30000));
+        assert_eq!((c.session_expires_s, c.min_se_s), (1800, 90));
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn session_timer_settings_are_validated() {
+        let mut c = Config {
+            min_se_s: 89,
+            ..Config::default()
+        };
+        let e = c.validate().expect_err("below 90").to_string();
+        assert!(e.contains("min_se_s"), "{e}");
+        c.min_se_s = 600;
+        c.session_expires_s = 300;
+        let e = c.validate().expect_err("below min_se").to_string();
+        assert!(e.contains("session_expires_s"), "{e}");
+        c.session_expires_s = 600;
+        assert!(c.validate().is_ok());
+        assert_eq!(c.session_timers().min_se, 600);
     }
 
     #[test]

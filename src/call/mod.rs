@@ -95,6 +95,8 @@ enum LocalEnd {
     Refused,
     /// Something broke (no audio, transfer impossible, shutdown).
     Failure,
+    /// RFC 4028: a leg's peer did not refresh its session in time.
+    SessionExpired,
 }
 
 impl LocalEnd {
@@ -118,7 +120,7 @@ impl LocalEnd {
             LocalEnd::FlowClosed => outcome::CLOSED,
             LocalEnd::QueueTimedOut => outcome::TIMED_OUT,
             LocalEnd::Refused => outcome::REJECTED,
-            LocalEnd::Failure => outcome::FAILED,
+            LocalEnd::Failure | LocalEnd::SessionExpired => outcome::FAILED,
         }
     }
 }
@@ -546,6 +548,21 @@ impl<M: MediaControl> CallManager<M> {
                     self.end_call_locally(now, call, LocalEnd::Failure, "agent unreachable");
                 }
             },
+            SipEvent::SessionExpired { session } => {
+                let call = match session {
+                    SessionKey::Call(call) => Some(call),
+                    SessionKey::Leg(leg) => self.legs.get(&leg).map(|l| l.call),
+                };
+                let Some(call) = call else {
+                    return;
+                };
+                tracing::info!(
+                    call = call.0,
+                    ?session,
+                    "session expired: no refresh from the peer"
+                );
+                self.end_call_locally(now, call, LocalEnd::SessionExpired, SESSION_EXPIRED);
+            }
             SipEvent::Register(request) => self.register(now, request),
             SipEvent::Refused(refused) => self.endpoint_refused(refused),
             SipEvent::LegRinging { leg } => {
@@ -869,6 +886,9 @@ impl<M: MediaControl> CallManager<M> {
             .unwrap_or(call.answered_at);
         let (by, why) = match (call.local_end, reason) {
             (Some(LocalEnd::Answered), _) => (hung_up_by::AGENT, format!("{reason:?}")),
+            (Some(LocalEnd::SessionExpired), _) => {
+                (hung_up_by::SERVICE, SESSION_EXPIRED.to_string())
+            }
             (Some(end), _) => (hung_up_by::SERVICE, format!("{end:?}")),
             (None, EndReason::RemoteBye) => (hung_up_by::CALLER, format!("{reason:?}")),
             (None, _) => (hung_up_by::SERVICE, format!("{reason:?}")),
@@ -1057,6 +1077,10 @@ fn refused_record(
 fn record_id(call: &Call, key: CallKey) -> String {
     format!("{}:{}", call.info.call_id, key.0)
 }
+
+/// The call record reason (and log reason) of a call ended because a leg's
+/// RFC 4028 session timer expired.
+const SESSION_EXPIRED: &str = "session_expired";
 
 /// Seconds since the Unix epoch, for records and the API.
 pub fn unix_now() -> f64 {

@@ -437,3 +437,59 @@ fn refused_calls_from_trusted_sources_leave_a_record() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(h.metrics.cdr_written_total.get(), 3);
 }
+
+#[test]
+fn a_caller_who_stops_refreshing_is_hung_up_and_recorded_as_session_expired() {
+    let mut h = Harness::new();
+    let data = tempfile::tempdir().expect("tempdir");
+    let sink = crate::cdr::RecordSink::start(data.path(), Arc::clone(&h.metrics)).expect("sink");
+    h.manager.set_records(sink);
+    let inv = invite("c9", Some(OFFER)).replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nSession-Expires: 90;refresher=uac\r\nSupported: timer\r\n",
+    );
+    let out = h.send(&inv);
+    let ok = out
+        .iter()
+        .find(|m| m.starts_with("SIP/2.0 200"))
+        .expect("200");
+    assert!(
+        ok.contains("\r\nSession-Expires: 90;refresher=uac\r\n"),
+        "{ok}"
+    );
+    let tag = to_tag(ok);
+    h.send(&in_dialog("ACK", "c9", &tag, 1));
+    // RFC 4028 10: expiry at 90 - min(32, 30) = 60 s without a refresh.
+    let out = h.advance(Duration::from_millis(59_900));
+    assert!(!out.iter().any(|m| m.starts_with("BYE ")), "{out:?}");
+    let out = h.advance(Duration::from_millis(200));
+    let bye = out
+        .iter()
+        .find(|m| m.starts_with("BYE "))
+        .unwrap_or_else(|| panic!("BYE: {out:?}"));
+    // The BYE's own headers make its 200 (Via, From, To, Call-ID, CSeq).
+    let response = bye.replacen(
+        bye.lines().next().expect("request line"),
+        "SIP/2.0 200 OK",
+        1,
+    );
+    h.send(&response);
+    assert_eq!(h.counter(outcome::FAILED), 1);
+    // The record says why.
+    let db = data.path().join(crate::cdr::DB_FILE);
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let row: Option<(String, String)> = rusqlite::Connection::open(&db).ok().and_then(|c| {
+            c.query_row("SELECT reason, hung_up_by FROM calls", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .ok()
+        });
+        if let Some(row) = row {
+            assert_eq!(row, ("session_expired".to_string(), "service".to_string()));
+            break;
+        }
+        assert!(Instant::now() < end, "no call record");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -122,6 +122,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         Arc::clone(&metrics),
     );
     endpoint.set_admission(config.admission());
+    endpoint.set_session_timers(config.session_timers());
     let mut manager = CallManager::new(
         endpoint,
         media,

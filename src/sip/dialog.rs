@@ -130,17 +130,35 @@ impl Dialog {
     /// Builds the next in-dialog request (new CSeq). `via` is the full Via
     /// value with a fresh branch.
     pub fn request(&mut self, method: &str, via: &str, user_agent: &str) -> Vec<u8> {
+        self.request_with(method, via, user_agent, &[])
+    }
+
+    /// `request` with extra headers (e.g. Session-Expires on a refresh).
+    pub fn request_with(
+        &mut self,
+        method: &str,
+        via: &str,
+        user_agent: &str,
+        extra: &[(String, String)],
+    ) -> Vec<u8> {
         self.local_cseq = self.local_cseq.saturating_add(1);
-        self.build(method, self.local_cseq, via, user_agent)
+        self.build(method, self.local_cseq, via, user_agent, extra)
     }
 
     /// The ACK for a 2xx to the INVITE with CSeq `invite_cseq` (RFC 3261
     /// 13.2.2.4): its own branch, the INVITE's CSeq number, the dialog's route.
     pub fn ack(&self, invite_cseq: u32, via: &str, user_agent: &str) -> Vec<u8> {
-        self.build("ACK", invite_cseq, via, user_agent)
+        self.build("ACK", invite_cseq, via, user_agent, &[])
     }
 
-    fn build(&self, method: &str, cseq: u32, via: &str, user_agent: &str) -> Vec<u8> {
+    fn build(
+        &self,
+        method: &str,
+        cseq: u32,
+        via: &str,
+        user_agent: &str,
+        extra: &[(String, String)],
+    ) -> Vec<u8> {
         let (request_uri, routes) = self.route();
         let mut w = Writer::request(method, &request_uri);
         w.header("Via", via).header("Max-Forwards", "70");
@@ -158,6 +176,9 @@ impl Dialog {
             .header("Call-ID", &self.id.call_id)
             .header("CSeq", &format!("{cseq} {method}"))
             .header("User-Agent", user_agent);
+        for (name, value) in extra {
+            w.header(name, value);
+        }
         w.finish(None, b"")
     }
 

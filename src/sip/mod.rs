@@ -10,6 +10,7 @@ pub mod dialog;
 pub mod dtmf_relay;
 pub mod endpoint;
 pub mod message;
+pub mod session_timer;
 pub mod transaction;
 pub mod wire;
 

@@ -46,15 +46,43 @@ pub struct Agent {
 
 /// Starts an agent's phone and registers it (digest auth) with the service.
 pub fn agent(hotline: &Hotline, id: &str, password: &str, ring_ms: u64) -> Agent {
+    agent_phone(hotline, id, password, ring_ms, &[])
+}
+
+/// An agent whose phone answers and then goes silent: it sends no RTP (the
+/// test never does) and leaves in-dialog requests such as OPTIONS
+/// unanswered (sipp without default behaviours ignores them), but still
+/// answers the final BYE.
+pub fn vanishing_agent(hotline: &Hotline, id: &str, password: &str, ring_ms: u64) -> Agent {
+    agent_phone(
+        hotline,
+        id,
+        password,
+        ring_ms,
+        // Its call lasts beyond the probe's 32 s: a longer overall timeout.
+        &["-default_behaviors", "none", "-timeout", "120s"],
+    )
+}
+
+fn agent_phone(
+    hotline: &Hotline,
+    id: &str,
+    password: &str,
+    ring_ms: u64,
+    sipp_args: &[&str],
+) -> Agent {
     let rtp = RtpListener::bind();
     let phone_port = free_sip_port();
-    let phone = hotline
+    let mut phone = hotline
         .sipp("agent_answer.xml")
         .port(phone_port)
         .key("rtp_port", rtp.port)
         .key("codecs", "8 0 101")
-        .duration_ms(ring_ms)
-        .spawn();
+        .duration_ms(ring_ms);
+    for a in sipp_args {
+        phone = phone.arg(a);
+    }
+    let phone = phone.spawn();
     std::thread::sleep(Duration::from_millis(200));
     hotline
         .sipp("agent_register.xml")

@@ -63,6 +63,10 @@ impl SipEndpoint {
             .header("Contact", &self.contact(out.transport))
             .header("Allow", ALLOW)
             .header("User-Agent", &self.config.user_agent);
+        // RFC 4028 7.1: offer a session timer; the agent's phone picks the refresher.
+        for (name, value) in session_timer::uac_headers(&self.session_timers, None) {
+            w.header(&name, &value);
+        }
         for (name, value) in clean_headers(out.headers) {
             w.header(&name, &value);
         }
@@ -115,6 +119,8 @@ impl SipEndpoint {
                 wake: None,
                 reinvite: None,
                 bye_after_ack: false,
+                timer_answer: None,
+                timer: None,
             },
         );
         tracing::debug!(?leg, "INVITE sent");
@@ -317,7 +323,10 @@ impl SipEndpoint {
         let state = self.calls.get(&slot).map(|c| c.state);
         match state {
             Some(CallState::Dialing | CallState::Early | CallState::Cancelling) => {
-                self.confirm_leg(slot, dialog);
+                // RFC 4028 7.2: no Session-Expires in the 2xx, no session timer.
+                let timer = session_timer::uac_read_2xx(msg.header("Session-Expires"))
+                    .map(|(interval, side)| SessionTimer::new(now, interval, side));
+                self.confirm_leg(slot, dialog, timer);
                 if state == Some(CallState::Cancelling) {
                     // The 2xx crossed our CANCEL: the session exists, end it.
                     tracing::info!(leg = slot.0, "2xx crossed CANCEL: sending BYE");
@@ -338,12 +347,13 @@ impl SipEndpoint {
         }
     }
 
-    fn confirm_leg(&mut self, slot: CallKey, dialog: Dialog) {
+    fn confirm_leg(&mut self, slot: CallKey, dialog: Dialog, timer: Option<SessionTimer>) {
         let Some(c) = self.calls.get_mut(&slot) else {
             return;
         };
         let early = std::mem::replace(&mut c.dialog, dialog);
         c.state = CallState::Confirmed;
+        c.timer = timer;
         if let Some(o) = c.outgoing() {
             o.cancel_deadline = None;
             o.cancel_pending = false;

@@ -7,13 +7,15 @@
 //!   `answer_reoffer`, `hangup`
 //! - outbound legs (`LegKey`, e.g. the hotline ringing an agent): `invite`,
 //!   `cancel`, `answer_leg_reoffer`, `hangup`; events `Leg*`
-//! - both (`SessionKey`): `hangup`, `probe` (→ `ProbeFailed`), `hangup_all`
+//! - both (`SessionKey`): `hangup`, `probe` (→ `ProbeFailed`), `hangup_all`;
+//!   RFC 4028 session timers run on their own (→ `ProbeFailed` when our
+//!   refresh fails, `SessionExpired` when the peer's does not come)
 //! - REGISTER: `SipEvent::Register`, answered with `respond_register`
 //!
 //! The endpoint answers on its own, without asking the call layer: 100 Trying to
 //! INVITE, OPTIONS 200, CANCEL (200 + 487 on the INVITE, then `Cancelled`),
-//! BYE 200 (then `Ended`/`LegEnded`), unknown dialog 481, unsupported method
-//! 405 with Allow, malformed 400 (or drop), INFO `application/dtmf-relay` 200 (then
+//! BYE 200 (then `Ended`/`LegEnded`), UPDATE without SDP 200 (a session
+//! refresh), unknown dialog 481, unsupported method 405 with Allow, malformed 400 (or drop), INFO `application/dtmf-relay` 200 (then
 //! `Dtmf`/`LegDtmf`), ACKs for responses to our INVITEs, retransmissions. It
 //! counts requests received and responses sent in `Metrics`.
 //!
@@ -39,13 +41,27 @@
 //!   known but unsupported methods (SUBSCRIBE, ...) → 405 with Allow; unknown
 //!   method tokens → 501 with Allow (RFC 4475 3.1.1.2).
 //! - A re-INVITE while an earlier INVITE is unfinished → 500 with Retry-After
-//!   (RFC 3261 14.2). Any `Require` → 420 (we support no extensions, so no
-//!   RFC 4028 session timers either: `probe` finds vanished peers instead).
+//!   (RFC 3261 14.2). `Require` naming anything but `timer` → 420 with
+//!   `Unsupported` listing the rest.
+//! - RFC 4028 session timers (`super::session_timer`, `set_session_timers`):
+//!   `Supported: timer` and `Allow: ... UPDATE` in our 2xx, OPTIONS answers and
+//!   INVITEs. An INVITE (or re-INVITE, UPDATE) whose Session-Expires is below
+//!   our Min-SE gets 422 with `Min-SE` and never reaches the call layer; else
+//!   its 2xx carries `Session-Expires` (+ `Require: timer` if the UAC supports
+//!   timers; none if it neither supports timers nor allows UPDATE) and the
+//!   timer starts when that 2xx is sent. In-dialog UPDATE and
+//!   re-INVITE are refreshes; an UPDATE with SDP gets 488 (we make no
+//!   offer/answer in UPDATE). When we refresh it is an UPDATE without SDP at
+//!   half the interval (408/481/none → `ProbeFailed`, other failures keep the
+//!   session). When the peer refreshes, none by `interval - min(32, interval/3)`
+//!   → `SessionExpired`. Legs offer `Session-Expires` and follow the 2xx; a
+//!   2xx without it means no timer (RFC 4028 7.2). A 422 to a leg's INVITE is
+//!   not retried: the leg fails like any other refusal.
 //! - Bounds: `max_calls` calls and legs together (then 503 + Retry-After, or
 //!   `LegFailed` 503), max_transactions (at least 4*max_calls) server and client
 //!   transactions, max_calls+64 REGISTERs awaiting an answer, output queues of
-//!   8*max_calls+1024. The shell drains `poll_transmit`/`poll_event` after
-//!   every call in.
+//!   8*max_calls+1024; a session timer lives in its call, with no table of
+//!   its own. The shell drains `poll_transmit`/`poll_event` after every call in.
 
 use super::admission::{Admission, AdmissionConfig, Rejection, RequestClass};
 use super::dialog::{Dialog, DialogId, SentInvite};
@@ -53,6 +69,9 @@ use super::dtmf_relay;
 use super::message::{
     display_name, is_token_byte, split_list, uri_user, Message, Method, NameAddr, StartLine,
     Writer, MAGIC_COOKIE,
+};
+use super::session_timer::{
+    self, SessionExpires, SessionTimer, Side, TimerAction, TimerConfig, TimerRequest, UasDecision,
 };
 use super::transaction::{
     ClientEvent, InviteClient, InviteClientEvent, InviteServer, InviteServerState, NonInviteClient,
@@ -207,9 +226,13 @@ pub enum SipEvent {
     LegReOffer { leg: LegKey, offer: Option<String> },
     /// A digit from SIP INFO on a leg (already answered 200).
     LegDtmf { leg: LegKey, digit: char },
-    /// An in-dialog OPTIONS from `probe` got 408/481 or no answer (`code` 408):
-    /// the peer has likely gone. The session is still open; hang it up.
+    /// An in-dialog OPTIONS from `probe`, or our session refresh (RFC 4028
+    /// UPDATE), got 408/481 or no answer (`code` 408): the peer has likely
+    /// gone. The session is still open; hang it up.
     ProbeFailed { session: SessionKey, code: u16 },
+    /// RFC 4028: the peer was to refresh the session and did not by the
+    /// deadline. The session is still open; hang it up.
+    SessionExpired { session: SessionKey },
     /// A REGISTER to answer with `respond_register`.
     Register(RegisterRequest),
     /// A new INVITE from a trusted source that the endpoint refused itself
@@ -311,7 +334,9 @@ pub struct RegisterRequest {
 }
 
 /// Methods we handle, for `Allow`.
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, UPDATE";
+/// Option tags we support (RFC 4028 session timers), for `Supported`.
+const SUPPORTED: &str = "timer";
 /// Bodies we understand, for `Accept`.
 const ACCEPT: &str = "application/sdp, application/dtmf-relay, application/dtmf";
 /// Seconds a caller is asked to wait before retrying when we are full.
@@ -445,6 +470,8 @@ enum Purpose {
     Cancel,
     /// In-dialog OPTIONS from `probe`.
     Probe(CallKey),
+    /// Our RFC 4028 session refresh (UPDATE without SDP).
+    Refresh(CallKey),
     /// Nothing to report (a BYE to a stray fork, an outcome already handled).
     Done,
 }
@@ -569,6 +596,35 @@ struct Call {
     reinvite: Option<(ServerKey, Reply, u32)>,
     /// `hangup` came before the ACK: send BYE once it arrives (or we give up).
     bye_after_ack: bool,
+    /// What the 2xx to the INVITE (or pending re-INVITE) says about the
+    /// session timer; it starts when that 2xx goes out.
+    timer_answer: Option<TimerAnswer>,
+    /// The RFC 4028 session timer, once running.
+    timer: Option<SessionTimer>,
+}
+
+/// A UAS decision to accept a session timer, kept until the 2xx is sent.
+#[derive(Debug, Clone, Copy)]
+struct TimerAnswer {
+    session: SessionExpires,
+    require: bool,
+    refresher: Side,
+}
+
+impl TimerAnswer {
+    /// The 2xx headers: `Session-Expires`, and `Require: timer` when the UAC
+    /// supports timers (RFC 4028 9).
+    fn headers(&self) -> Vec<(String, String)> {
+        let mut out = vec![("Session-Expires".to_string(), self.session.format())];
+        if self.require {
+            out.push(("Require".to_string(), "timer".to_string()));
+        }
+        out
+    }
+
+    fn timer(&self, now: Instant) -> SessionTimer {
+        SessionTimer::new(now, self.session.interval, self.refresher)
+    }
 }
 
 type WakeKey = (Instant, u64);
@@ -624,6 +680,7 @@ pub struct SipEndpoint {
     wake_seq: u64,
     transmits: VecDeque<Transmit>,
     events: VecDeque<SipEvent>,
+    session_timers: TimerConfig,
 }
 
 impl SipEndpoint {
@@ -645,7 +702,13 @@ impl SipEndpoint {
             wake_seq: 0,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            session_timers: TimerConfig::default(),
         }
+    }
+
+    /// Replaces the RFC 4028 settings (Session-Expires we ask for, Min-SE).
+    pub fn set_session_timers(&mut self, config: TimerConfig) {
+        self.session_timers = config;
     }
 
     /// Replaces the RFC 3261 timer values (tests shrink them).
@@ -697,11 +760,12 @@ impl SipEndpoint {
             .saturating_add(64)
     }
 
-    /// A session may have an INVITE, a CANCEL or BYE, and a probe out at once.
+    /// A session may have an INVITE, a CANCEL or BYE, a probe and a session
+    /// refresh out at once.
     fn max_clients(&self) -> usize {
         self.config
             .max_transactions
-            .max(self.config.max_calls.saturating_mul(3))
+            .max(self.config.max_calls.saturating_mul(4))
             .saturating_add(64)
     }
 
@@ -797,12 +861,18 @@ impl SipEndpoint {
             return;
         };
         let seq = c.dialog.remote_cseq;
-        let answer = self.ok_with_sdp(reply.peer.transport, sdp);
+        let timer = c.timer_answer;
+        let mut answer = self.ok_with_sdp(reply.peer.transport, sdp);
+        answer
+            .headers
+            .extend(timer.iter().flat_map(TimerAnswer::headers));
         if let Some(bytes) = self.respond(now, &key, &reply, answer) {
-            self.start_ok_retransmit(now, call, seq, bytes, reply.peer);
             if let Some(c) = self.calls.get_mut(&call) {
                 c.state = CallState::Answered;
+                c.timer_answer = None;
+                c.timer = timer.map(|t| t.timer(now));
             }
+            self.start_ok_retransmit(now, call, seq, bytes, reply.peer);
         }
     }
 
@@ -881,10 +951,21 @@ impl SipEndpoint {
         else {
             return;
         };
+        let timer = self
+            .calls
+            .get_mut(&call)
+            .and_then(|c| c.timer_answer.take());
         match sdp {
             Some(sdp) => {
-                let answer = self.ok_with_sdp(reply.peer.transport, sdp);
+                let mut answer = self.ok_with_sdp(reply.peer.transport, sdp);
+                answer
+                    .headers
+                    .extend(timer.iter().flat_map(TimerAnswer::headers));
                 if let Some(bytes) = self.respond(now, &key, &reply, answer) {
+                    // A re-INVITE is a session refresh (RFC 4028 10).
+                    if let (Some(c), Some(t)) = (self.calls.get_mut(&call), timer) {
+                        c.timer = Some(t.timer(now));
+                    }
                     self.start_ok_retransmit(now, call, seq, bytes, reply.peer);
                 }
             }
@@ -999,8 +1080,14 @@ impl SipEndpoint {
             }
             return;
         }
-        if let Some(unsupported) = msg.header("Require").filter(|r| !r.trim().is_empty()) {
-            let answer = Answer::code(420).header("Unsupported", unsupported.to_string());
+        let unsupported: Vec<&str> = msg
+            .headers_named("Require")
+            .flat_map(|r| r.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case(SUPPORTED))
+            .collect();
+        if !unsupported.is_empty() {
+            let answer = Answer::code(420).header("Unsupported", unsupported.join(", "));
             self.respond(now, &key, &reply, answer);
             return;
         }
@@ -1052,6 +1139,7 @@ impl SipEndpoint {
     fn options_answer(&self) -> Answer<'static> {
         Answer::code(200)
             .header("Allow", ALLOW)
+            .header("Supported", SUPPORTED)
             .header("Accept", ACCEPT)
             .header("Accept-Language", "en")
     }
@@ -1085,6 +1173,15 @@ impl SipEndpoint {
             self.respond(now, &key, &tagged, Answer::code(482));
             return;
         }
+        let timer_answer = match self.negotiate_timer(&msg) {
+            Ok(t) => t,
+            Err(answer) => {
+                tracing::info!(sip_call_id = %dialog.id.call_id, %source,
+                    "session interval too small: 422");
+                self.respond(now, &key, &tagged, answer);
+                return;
+            }
+        };
         // 100 Trying carries no To tag (RFC 3261 8.2.6.2).
         let bare = Reply::new(&essentials, source, transport, None);
         self.respond(now, &key, &bare, Answer::code(100));
@@ -1132,6 +1229,8 @@ impl SipEndpoint {
                 wake: None,
                 reinvite: None,
                 bye_after_ack: false,
+                timer_answer,
+                timer: None,
             },
         );
         self.push_event(SipEvent::IncomingCall(incoming));
@@ -1199,6 +1298,13 @@ impl SipEndpoint {
                     self.respond(now, key, &reply, answer);
                     return;
                 }
+                let timer_answer = match self.negotiate_timer(msg) {
+                    Ok(t) => t,
+                    Err(answer) => {
+                        self.respond(now, key, &reply, answer);
+                        return;
+                    }
+                };
                 self.respond(now, key, &reply, Answer::code(100));
                 let offer = (msg.content_type().as_deref() == Some("application/sdp")
                     && !msg.body.is_empty())
@@ -1213,6 +1319,7 @@ impl SipEndpoint {
                         c.dialog.remote_target = contact.uri;
                     }
                     c.reinvite = Some((key.clone(), reply, seq));
+                    c.timer_answer = timer_answer;
                 }
                 self.push_event(match session {
                     SessionKey::Call(call) => SipEvent::ReOffer { call, offer },
@@ -1245,11 +1352,184 @@ impl SipEndpoint {
                 let answer = self.options_answer();
                 self.respond(now, key, &reply, answer);
             }
+            Method::Update => self.handle_update(now, key, msg, call, reply),
             m => {
                 let code = if m.is_known() { 405 } else { 501 };
                 self.respond(now, key, &reply, Answer::code(code).header("Allow", ALLOW));
             }
         }
+    }
+
+    /// RFC 4028 9 on a request that may carry a session timer: the answer to
+    /// keep for its 2xx, or the 422 to send instead.
+    fn negotiate_timer(&self, msg: &Message) -> Result<Option<TimerAnswer>, Answer<'static>> {
+        let request = TimerRequest::read(|name| msg.headers_named(name));
+        match session_timer::uas_negotiate(&request, &self.session_timers) {
+            UasDecision::TooSmall { min_se } => {
+                Err(Answer::code(422).header("Min-SE", min_se.to_string()))
+            }
+            UasDecision::Accept {
+                session,
+                require_timer,
+                refresher,
+            } => Ok(Some(TimerAnswer {
+                session,
+                require: require_timer,
+                refresher,
+            })),
+            UasDecision::NoTimer => Ok(None),
+        }
+    }
+
+    /// In-dialog UPDATE (RFC 3311), taken as a session refresh (RFC 4028
+    /// 10): 200 with the negotiated Session-Expires, timer restarted. We make
+    /// no offer/answer in UPDATE, so one with a body gets 488 and changes nothing.
+    fn handle_update(
+        &mut self,
+        now: Instant,
+        key: &ServerKey,
+        msg: &Message,
+        call: CallKey,
+        reply: Reply,
+    ) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let session = c.session(call);
+        if !matches!(c.state, CallState::Answered | CallState::Confirmed) {
+            let answer = Answer::code(500).header("Retry-After", "1");
+            self.respond(now, key, &reply, answer);
+            return;
+        }
+        if !msg.body.is_empty() {
+            let answer = Answer::code(488).header("Accept", ACCEPT);
+            self.respond(now, key, &reply, answer);
+            return;
+        }
+        let timer = match self.negotiate_timer(msg) {
+            Ok(t) => t,
+            Err(answer) => {
+                self.respond(now, key, &reply, answer);
+                return;
+            }
+        };
+        let contact = self.contact(reply.peer.transport);
+        let mut answer = Answer::code(200)
+            .header("Contact", contact)
+            .header("Allow", ALLOW)
+            .header("Supported", SUPPORTED);
+        answer
+            .headers
+            .extend(timer.iter().flat_map(TimerAnswer::headers));
+        if self.respond(now, key, &reply, answer).is_none() {
+            return;
+        }
+        if let Some(c) = self.calls.get_mut(&call) {
+            // UPDATE is a target refresh request (RFC 3311 5.2).
+            if let Some(contact) = msg
+                .header("Contact")
+                .and_then(|v| split_list(v).into_iter().next())
+                .and_then(NameAddr::parse)
+                .filter(|c| c.uri != "*")
+            {
+                c.dialog.remote_target = contact.uri;
+            }
+            c.timer = timer.map(|t| t.timer(now));
+        }
+        tracing::debug!(?session, interval = ?timer.map(|t| t.session.interval),
+            refresher = ?timer.map(|t| t.refresher), "session refreshed by the peer");
+        self.reschedule_call(call);
+    }
+
+    /// Sends our session refresh: UPDATE without SDP (RFC 4028 7.4), us as
+    /// refresher again. Its outcome arrives in `request_done`.
+    fn send_refresh(&mut self, now: Instant, call: CallKey) {
+        let Some((transport, interval)) = self.calls.get(&call).and_then(|c| {
+            let interval = c.timer.as_ref()?.interval().as_secs();
+            Some((
+                c.peer.transport,
+                u32::try_from(interval).unwrap_or(u32::MAX),
+            ))
+        }) else {
+            return;
+        };
+        let (branch, via) = self.new_via(transport);
+        let user_agent = self.config.user_agent.clone();
+        let ours = TimerConfig {
+            session_expires: interval,
+            min_se: self.session_timers.min_se.min(interval),
+        };
+        let mut extra = vec![("Contact".to_string(), self.contact(transport))];
+        extra.extend(session_timer::uac_headers(
+            &ours,
+            Some(SessionExpires {
+                interval,
+                refresher: Some(session_timer::Refresher::Uac),
+            }),
+        ));
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let session = c.session(call);
+        let bytes = c.dialog.request_with("UPDATE", &via, &user_agent, &extra);
+        let peer = c.peer;
+        if self.start_request(now, peer, &branch, "UPDATE", bytes, Purpose::Refresh(call)) {
+            tracing::debug!(?session, interval, "session refresh sent");
+        } else if let Some(t) = self.calls.get_mut(&call).and_then(|c| c.timer.as_mut()) {
+            // No room to track it: try again at the next half interval.
+            tracing::warn!(?session, "no room for a session refresh");
+            t.refresh_declined(now, None);
+        }
+    }
+
+    /// The outcome of our session refresh: 408/481/none means the peer is
+    /// gone (as a failed probe); a 2xx starts a new interval; anything else
+    /// shows the peer alive, so the session goes on.
+    fn refresh_done(
+        &mut self,
+        now: Instant,
+        call: CallKey,
+        code: Option<u16>,
+        msg: Option<&Message>,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.state != CallState::Confirmed {
+            return;
+        }
+        let session = c.session(call);
+        let Some(t) = c.timer.as_mut() else {
+            return;
+        };
+        match code {
+            None | Some(408) | Some(481) => {
+                c.timer = None;
+                tracing::info!(?session, ?code, "session refresh failed: peer gone");
+                self.push_event(SipEvent::ProbeFailed {
+                    session,
+                    code: code.unwrap_or(408),
+                });
+                return;
+            }
+            Some(200..=299) => {
+                let current = u32::try_from(t.interval().as_secs()).unwrap_or(u32::MAX);
+                let se = msg.and_then(|m| m.header("Session-Expires"));
+                // A 2xx without Session-Expires (a peer without timers):
+                // we go on refreshing, as our check that it is still there.
+                let (interval, side) =
+                    session_timer::uac_read_2xx(se).unwrap_or((current, Side::Us));
+                t.refreshed(now, interval, side);
+            }
+            Some(422) => {
+                let min_se = msg
+                    .and_then(|m| m.header("Min-SE"))
+                    .and_then(session_timer::parse_min_se);
+                t.refresh_declined(now, min_se);
+            }
+            Some(_) => t.refresh_declined(now, None),
+        }
+        self.reschedule_call(call);
     }
 
     fn handle_ack(&mut self, now: Instant, key: &ServerKey, msg: &Message) {
@@ -1289,6 +1569,8 @@ impl SipEndpoint {
         if let Some(w) = wake {
             self.wakes.remove(&w);
         }
+        // The session timer runs on (or, after the first ACK, starts).
+        self.reschedule_call(call);
         if first {
             self.push_event(SipEvent::Confirmed { call });
         }
@@ -1395,7 +1677,7 @@ impl SipEndpoint {
             ClientTx::NonInvite(tx) => {
                 if let ClientEvent::Final(code) = tx.on_response(now, code) {
                     let purpose = std::mem::replace(&mut entry.purpose, Purpose::Done);
-                    self.request_done(&key, purpose, Some(code));
+                    self.request_done(now, &key, purpose, Some(code), Some(msg));
                 }
             }
             ClientTx::Invite(tx) => {
@@ -1407,7 +1689,14 @@ impl SipEndpoint {
     }
 
     /// A non-INVITE request we sent got its final response (`None`: timed out).
-    fn request_done(&mut self, key: &str, purpose: Purpose, code: Option<u16>) {
+    fn request_done(
+        &mut self,
+        now: Instant,
+        key: &str,
+        purpose: Purpose,
+        code: Option<u16>,
+        msg: Option<&Message>,
+    ) {
         match purpose {
             Purpose::Bye(call, Some(reason)) => {
                 tracing::debug!(?call, ?code, "BYE finished");
@@ -1429,6 +1718,7 @@ impl SipEndpoint {
                     });
                 }
             }
+            Purpose::Refresh(call) => self.refresh_done(now, call, code, msg),
             Purpose::Bye(_, None) | Purpose::Invite(_) | Purpose::Cancel | Purpose::Done => {}
         }
     }
@@ -1477,7 +1767,7 @@ impl SipEndpoint {
                 match purpose {
                     Purpose::Invite(inv) if timed_out => self.leg_failed(inv.leg, 408),
                     Purpose::Invite(_) => {}
-                    other => self.request_done(&key, other, None),
+                    other => self.request_done(now, &key, other, None, None),
                 }
             }
             TimerOutcome::Idle => {}
@@ -1486,8 +1776,33 @@ impl SipEndpoint {
     }
 
     /// 2xx retransmission: T1, 2T1, ... capped at T2; give up after 64*T1.
-    /// Also the wait for the final response after our CANCEL.
+    /// Also the wait for the final response after our CANCEL, and the
+    /// session timer of a confirmed session.
     fn call_timeout(&mut self, now: Instant, call: CallKey) {
+        let action = self
+            .calls
+            .get_mut(&call)
+            .filter(|c| c.state == CallState::Confirmed)
+            .and_then(|c| c.timer.as_mut())
+            .and_then(|t| t.poll(now));
+        match action {
+            Some(TimerAction::Refresh) => self.send_refresh(now, call),
+            Some(TimerAction::Expired) => {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.timer = None;
+                    let session = c.session(call);
+                    tracing::info!(?session, "session expired: no refresh from the peer");
+                    self.push_event(SipEvent::SessionExpired { session });
+                }
+            }
+            None => {}
+        }
+        self.pending_timeout(now, call);
+    }
+
+    /// The 2xx retransmission and CANCEL parts of `call_timeout`; re-arms
+    /// the call's wake for whatever is next (the session timer included).
+    fn pending_timeout(&mut self, now: Instant, call: CallKey) {
         let t2 = self.timers.t2;
         let Some(c) = self.calls.get_mut(&call) else {
             return;
@@ -1503,6 +1818,7 @@ impl SipEndpoint {
         }
         let session = c.session(call);
         let Some(p) = c.pending_ok.as_mut() else {
+            self.reschedule_call(call);
             return;
         };
         if now >= p.give_up {
@@ -1539,6 +1855,7 @@ impl SipEndpoint {
             headers: vec![
                 ("Contact".to_string(), contact),
                 ("Allow".to_string(), ALLOW.to_string()),
+                ("Supported".to_string(), SUPPORTED.to_string()),
             ],
             body: Some(("application/sdp", sdp.as_bytes())),
         }
@@ -1880,10 +2197,13 @@ impl SipEndpoint {
         }
         let ok = c.pending_ok.as_ref().map(|p| p.next.min(p.give_up));
         let cancel = c.outgoing().and_then(|o| o.cancel_deadline);
-        let next = match (ok, cancel) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        // The session timer runs once the session is confirmed (and not ending).
+        let timer = c
+            .timer
+            .as_ref()
+            .filter(|_| c.state == CallState::Confirmed)
+            .and_then(SessionTimer::deadline);
+        let next = [ok, cancel, timer].into_iter().flatten().min();
         let wake = self.schedule(next, Wake::Call(call));
         if let Some(c) = self.calls.get_mut(&call) {
             c.wake = wake;

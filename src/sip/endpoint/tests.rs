@@ -496,7 +496,7 @@ fn out_of_dialog_requests() {
     h.feed(0, &req("OPTIONS", "z9hG4bK-o1"));
     let ok = h.sent().pop().unwrap();
     assert!(ok.starts_with("SIP/2.0 200 OK\r\n"));
-    assert!(ok.contains("\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER\r\n"));
+    assert!(ok.contains("\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, UPDATE\r\n"));
     assert!(
         ok.contains("\r\nAccept: application/sdp, application/dtmf-relay, application/dtmf\r\n")
     );
@@ -504,7 +504,7 @@ fn out_of_dialog_requests() {
     h.feed(0, &req("SUBSCRIBE", "z9hG4bK-r1"));
     let r = h.sent().pop().unwrap();
     assert!(r.starts_with("SIP/2.0 405 Method Not Allowed\r\n"));
-    assert!(r.contains("\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER\r\n"));
+    assert!(r.contains("\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, UPDATE\r\n"));
     h.feed(0, &req("FROBNICATE", "z9hG4bK-f1"));
     assert!(h
         .sent()
@@ -915,8 +915,9 @@ fn rfc4475_messages_get_the_expected_answers() {
         let got = sent.first().map(|s| s.get(8..11).unwrap_or("").to_string());
         assert_eq!(got.as_deref(), *code, "{name}");
         if *name == "intmeth" {
-            assert!(sent[0]
-                .contains("\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER\r\n"));
+            assert!(sent[0].contains(
+                "\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, UPDATE\r\n"
+            ));
         }
         if *name == "escnull" {
             // A valid REGISTER: it waits for the registrar.
@@ -945,3 +946,4 @@ fn rfc4475_messages_get_the_expected_answers() {
 mod admission;
 mod legs;
 mod register;
+mod session_timer;

@@ -3,10 +3,10 @@
 
 use super::*;
 
-const AGENT_SDP: &str = "v=0\r\no=agent 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 0\r\n";
+pub(super) const AGENT_SDP: &str = "v=0\r\no=agent 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 0\r\n";
 
 /// Where the agent's REGISTER came from (behind NAT: not its Contact).
-fn agent() -> SocketAddr {
+pub(super) fn agent() -> SocketAddr {
     "127.0.0.1:40123".parse().unwrap()
 }
 
@@ -28,14 +28,20 @@ fn outbound() -> OutboundInvite {
     }
 }
 
-fn header<'a>(msg: &'a str, name: &str) -> &'a str {
+pub(super) fn header<'a>(msg: &'a str, name: &str) -> &'a str {
     msg.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(": ")))
         .unwrap_or_else(|| panic!("no {name} in {msg}"))
 }
 
 /// A response from the agent to one of our requests.
-fn reply(request: &str, status: &str, to_tag: Option<&str>, extra: &str, body: &str) -> String {
+pub(super) fn reply(
+    request: &str,
+    status: &str,
+    to_tag: Option<&str>,
+    extra: &str,
+    body: &str,
+) -> String {
     let to = match to_tag {
         Some(t) if !header(request, "To").contains(";tag=") => {
             format!("{};tag={t}", header(request, "To"))
@@ -57,12 +63,12 @@ fn reply(request: &str, status: &str, to_tag: Option<&str>, extra: &str, body: &
     )
 }
 
-fn feed_agent(h: &mut Harness, at: u64, text: &str) {
+pub(super) fn feed_agent(h: &mut Harness, at: u64, text: &str) {
     h.feed_from(at, Transport::Udp, agent(), text);
 }
 
 /// Sends the INVITE; returns the leg and the INVITE text.
-fn dial(h: &mut Harness) -> (LegKey, String) {
+pub(super) fn dial(h: &mut Harness) -> (LegKey, String) {
     let leg = h.ep.invite(h.at(0), outbound());
     let sent = h.sent_to();
     assert_eq!(sent.len(), 1);
@@ -70,7 +76,7 @@ fn dial(h: &mut Harness) -> (LegKey, String) {
     (leg, sent[0].1.clone())
 }
 
-const AGENT_CONTACT: &str = "Contact: <sip:agent7@10.1.2.3:5062>\r\n";
+pub(super) const AGENT_CONTACT: &str = "Contact: <sip:agent7@10.1.2.3:5062>\r\n";
 
 /// INVITE, 180, 200, ACK: an answered leg.
 fn answered_leg(h: &mut Harness) -> (LegKey, String) {
@@ -97,7 +103,14 @@ fn answered_leg(h: &mut Harness) -> (LegKey, String) {
 }
 
 /// An in-dialog request from the agent.
-fn from_agent(method: &str, inv: &str, cseq: u32, branch: &str, extra: &str, body: &str) -> String {
+pub(super) fn from_agent(
+    method: &str,
+    inv: &str,
+    cseq: u32,
+    branch: &str,
+    extra: &str,
+    body: &str,
+) -> String {
     let ours = header(inv, "From");
     format!(
         "{method} {} SIP/2.0\r\nVia: SIP/2.0/UDP 10.1.2.3:5062;branch={branch};rport\r\n\
@@ -139,8 +152,11 @@ fn invite_ringing_answered_acked_then_agent_bye() {
              Call-ID: {call_id}\r\n\
              CSeq: 1 INVITE\r\n\
              Contact: <sip:127.0.0.1:5060>\r\n\
-             Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER\r\n\
+             Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, UPDATE\r\n\
              User-Agent: hotline-test\r\n\
+             Supported: timer\r\n\
+             Session-Expires: 1800\r\n\
+             Min-SE: 90\r\n\
              X-Hotline-Language: pl\r\n\
              X-Hotline-Queue: advice_pl\r\n\
              Content-Type: application/sdp\r\n\
