@@ -205,21 +205,27 @@ impl Browser {
         result["result"]["value"].clone()
     }
 
-    /// What the wallboard shows: the status line and a language tile's values.
+    /// What the wallboard shows: the status line and a language tile's
+    /// values; empty while the page is still loading (`Page.navigate` answers
+    /// before the document is there).
     fn board(&mut self, language: &str) -> Board {
         let value = self.eval(&format!(
             r#"(() => {{
+                const status = document.getElementById("status");
                 const tile = document.getElementById("lang-{language}");
                 const v = (name) => tile ? tile.querySelector(".v." + name).textContent : null;
                 return JSON.stringify({{
-                    status: document.getElementById("status").textContent,
+                    status: status ? status.textContent : "",
                     waiting: v("waiting"),
                     abandoned: v("abandoned"),
                     chosen: v("chosen"),
                 }});
             }})()"#
         ));
-        serde_json::from_str(value.as_str().unwrap_or("{}")).expect("board json")
+        value
+            .as_str()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_default()
     }
 
     /// Polls the open page (no reload) until `ok` holds; bounded.
@@ -245,7 +251,7 @@ impl Browser {
 }
 
 /// Values of one language tile and the connection status, as text.
-#[derive(Debug, serde::Deserialize, PartialEq)]
+#[derive(Debug, Default, serde::Deserialize, PartialEq)]
 struct Board {
     status: String,
     waiting: Option<String>,
