@@ -199,6 +199,10 @@ pub struct CallManager<M: MediaControl> {
     ready_on_register: bool,
     /// Where ended calls' records go, when records are kept.
     records: Option<crate::cdr::RecordSink>,
+    /// When `housekeeping` runs next.
+    housekeeping_at: Instant,
+    /// The wallboard day last announced (`day_started`).
+    announced_day: chrono::NaiveDate,
 }
 
 /// A call accepted but not answered yet (ringing for the answer delay).
@@ -221,6 +225,7 @@ impl<M: MediaControl> CallManager<M> {
         let agents = Arc::new(AgentDirectory::default());
         let acd = Acd::new(now, queues_from_flows(&bundle.flows), (*agents).clone());
         prepare_series(&metrics, &bundle.flows);
+        let announced_day = metrics.today.day_at(chrono::Utc::now());
         let registrar = Registrar::new(
             RegistrarConfig::default(),
             DigestAuth::with_random_secret(agents.realm(), now, DigestConfig::default()),
@@ -245,6 +250,8 @@ impl<M: MediaControl> CallManager<M> {
             legs: HashMap::new(),
             ready_on_register: true,
             records: None,
+            housekeeping_at: now + HOUSEKEEPING_EVERY,
+            announced_day,
         };
         manager.refresh_agent_gauges();
         manager.refresh_queue_gauges(now);
@@ -360,6 +367,9 @@ impl<M: MediaControl> CallManager<M> {
 
     /// Runs SIP and flow timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if now >= self.housekeeping_at {
+            self.housekeeping(now, chrono::Utc::now());
+        }
         self.endpoint.handle_timeout(now);
         self.registrar.handle_timeout(now);
         self.drain_registrar(now);
@@ -383,6 +393,25 @@ impl<M: MediaControl> CallManager<M> {
         self.process(now);
     }
 
+    /// Refreshes what depends on the wall clock `wall`: which languages are
+    /// offered (the line may have opened or closed) and, after local
+    /// midnight, a new wallboard day (announced as `day_started`).
+    pub fn housekeeping(&mut self, now: Instant, wall: chrono::DateTime<chrono::Utc>) {
+        self.housekeeping_at = now + HOUSEKEEPING_EVERY;
+        let offered = self.bundle.flows.languages_offered_at(wall);
+        self.metrics.set_languages_offered(&offered);
+        // A snapshot starts the new day even when no call has counted yet.
+        let day = self.metrics.today.snapshot(wall).day;
+        if day != self.announced_day {
+            self.announced_day = day;
+            tracing::info!(%day, "a new day on the wallboard");
+            self.events.publish(LiveEvent::DayStarted {
+                at: unix_now(),
+                day: day.to_string(),
+            });
+        }
+    }
+
     /// The next instant `handle_timeout` must run.
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
@@ -390,6 +419,7 @@ impl<M: MediaControl> CallManager<M> {
             self.endpoint.poll_timeout(),
             self.acd.poll_timeout(),
             self.registrar.poll_timeout(),
+            Some(self.housekeeping_at),
         ]
         .into_iter()
         .flatten()
@@ -429,10 +459,7 @@ impl<M: MediaControl> CallManager<M> {
             if let Some(r) = self.ringing.remove(&key) {
                 self.timers.remove(&(r.answer_at, key));
                 self.endpoint.reject(now, key, 503);
-                self.metrics
-                    .calls_total
-                    .with_label_values(&[outcome::REJECTED])
-                    .inc();
+                self.metrics.call_ended(outcome::REJECTED);
             }
         }
         self.process(now);
@@ -510,10 +537,7 @@ impl<M: MediaControl> CallManager<M> {
                     self.timers.remove(&(r.answer_at, call));
                 }
                 tracing::info!(call = call.0, "cancelled before answer");
-                self.metrics
-                    .calls_total
-                    .with_label_values(&[outcome::ABANDONED_IVR])
-                    .inc();
+                self.metrics.call_ended(outcome::ABANDONED_IVR);
                 self.events.publish(LiveEvent::CallEnded {
                     at: unix_now(),
                     call: call.0,
@@ -565,10 +589,7 @@ impl<M: MediaControl> CallManager<M> {
             tracing::info!(call = key.0, sip_call_id = %incoming.call_id, caller = %incoming.from_user,
                 dialled = %incoming.dialled, code, reason = why, "call rejected");
             this.endpoint.reject(now, key, code);
-            this.metrics
-                .calls_total
-                .with_label_values(&[outcome::REJECTED])
-                .inc();
+            this.metrics.call_ended(outcome::REJECTED);
         };
         if self.draining {
             return reject(self, 503, "shutting down");
@@ -636,10 +657,7 @@ impl<M: MediaControl> CallManager<M> {
         if self.draining {
             tracing::info!(call = key.0, "call refused: shutting down");
             self.endpoint.reject(now, key, 503);
-            self.metrics
-                .calls_total
-                .with_label_values(&[outcome::REJECTED])
-                .inc();
+            self.metrics.call_ended(outcome::REJECTED);
             return;
         }
         let bundle = Arc::clone(&self.bundle);
@@ -649,10 +667,7 @@ impl<M: MediaControl> CallManager<M> {
             Err(e) => {
                 tracing::warn!(call = key.0, error = %e, "call refused: no media");
                 self.endpoint.reject(now, key, 503);
-                self.metrics
-                    .calls_total
-                    .with_label_values(&[outcome::FAILED])
-                    .inc();
+                self.metrics.call_ended(outcome::FAILED);
                 return;
             }
         };
@@ -765,7 +780,7 @@ impl<M: MediaControl> CallManager<M> {
             },
             (None, _) => outcome::FAILED,
         };
-        self.metrics.calls_total.with_label_values(&[result]).inc();
+        self.metrics.call_ended(result);
         self.events.publish(LiveEvent::CallEnded {
             at: unix_now(),
             call: key.0,
@@ -872,10 +887,7 @@ impl<M: MediaControl> CallManager<M> {
                 FlowAction::StopPlayback => self.media.stop(key),
                 FlowAction::LanguageSelected(language) => {
                     tracing::info!(call = key.0, language = language.code(), "language chosen");
-                    self.metrics
-                        .language_selected_total
-                        .with_label_values(&[language.code()])
-                        .inc();
+                    self.metrics.language_chosen(language);
                     self.events.publish(LiveEvent::LanguageChosen {
                         at: unix_now(),
                         call: key.0,
@@ -948,11 +960,16 @@ pub fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Series for the flow set's queues at zero, and the languages it offers.
+/// Series for the flow set's queues at zero, and the languages it offers now.
 fn prepare_series(metrics: &Metrics, flows: &FlowSet) {
     let queues: Vec<&str> = flows.queues.keys().map(String::as_str).collect();
-    metrics.prepare_series(&queues, &flows.languages);
+    metrics.prepare_series(&queues);
+    metrics.set_languages_offered(&flows.languages_offered_at(chrono::Utc::now()));
 }
+
+/// How often wall-clock state is refreshed: opening hours behind
+/// `hotline_language_offered` (minute resolution) and the wallboard's day.
+pub const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(15);
 
 #[cfg(test)]
 mod tests;

@@ -382,3 +382,53 @@ Content-Length: {}\r\n\r\n{sdp}",
     assert_eq!(resumed.remote, "127.0.0.2:7000".parse().expect("addr"));
     assert_eq!(h.manager.call_count(), 1);
 }
+
+#[test]
+fn languages_are_offered_only_while_the_line_is_open_and_a_new_day_is_announced() {
+    let mut h = Harness::new();
+    let events = crate::events::EventBus::new();
+    let mut stream = events.subscribe();
+    h.manager.set_events(events);
+    let wall = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .expect("instant")
+            .with_timezone(&chrono::Utc)
+    };
+    let offered = |m: &Metrics, code: &str| m.language_offered.with_label_values(&[code]).get();
+
+    // The default flows' `staffed` schedule: open all day on ordinary days,
+    // 08:00-14:00 on Christmas Eve, closed on Christmas Day (a holiday).
+    h.manager
+        .housekeeping(h.now, wall("2026-12-24T13:59:00+01:00"));
+    assert_eq!(offered(&h.metrics, "pl"), 1);
+    assert_eq!(offered(&h.metrics, "nb"), 1);
+    h.manager
+        .housekeeping(h.now, wall("2026-12-24T14:00:00+01:00"));
+    assert_eq!(
+        offered(&h.metrics, "pl"),
+        0,
+        "closed at 14:00 on Christmas Eve"
+    );
+    assert_eq!(offered(&h.metrics, "nb"), 0);
+    h.manager
+        .housekeeping(h.now, wall("2026-12-25T10:00:00+01:00"));
+    assert_eq!(offered(&h.metrics, "ar"), 0, "closed on Christmas Day");
+    h.manager
+        .housekeeping(h.now, wall("2026-12-28T10:00:00+01:00"));
+    assert_eq!(offered(&h.metrics, "ar"), 1);
+
+    // Each local day was announced once, in order.
+    let mut days = Vec::new();
+    while let Ok(event) = stream.try_recv() {
+        if let LiveEvent::DayStarted { day, .. } = event {
+            days.push(day);
+        }
+    }
+    assert_eq!(days, ["2026-12-24", "2026-12-25", "2026-12-28"]);
+
+    // The timer runs housekeeping on its own.
+    assert!(h
+        .manager
+        .poll_timeout()
+        .is_some_and(|at| at <= h.now + HOUSEKEEPING_EVERY));
+}

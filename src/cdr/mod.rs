@@ -13,7 +13,7 @@ mod store;
 mod writer;
 
 pub use journal::Journal;
-pub use report::{report, to_csv, to_text, Bucket, ReportOptions, ReportRow};
+pub use report::{day_totals, report, to_csv, to_text, Bucket, ReportOptions, ReportRow};
 pub use store::{Store, StoreError};
 pub use writer::{RecordSink, SinkMetrics};
 
