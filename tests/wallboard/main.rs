@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use support::agents::{agents_yaml, test_flows};
 use support::rtp::RtpListener;
 use support::ws::WsClient;
-use support::{copy_flows, repo, Hotline, Options};
+use support::{copy_flows, free_sip_port, repo, Hotline, Options};
 
 /// The page's DOM after its scripts ran and the stream delivered the snapshot.
 fn rendered_dom(hotline: &Hotline, profile: &std::path::Path) -> String {
@@ -219,6 +219,7 @@ impl Browser {
                     waiting: v("waiting"),
                     abandoned: v("abandoned"),
                     chosen: v("chosen"),
+                    agents: v("agents"),
                 }});
             }})()"#
         ));
@@ -257,6 +258,8 @@ struct Board {
     waiting: Option<String>,
     abandoned: Option<String>,
     chosen: Option<String>,
+    /// "ready / busy".
+    agents: Option<String>,
 }
 
 /// Chromium writes the port it picked to `DevToolsActivePort` (first line).
@@ -377,4 +380,52 @@ fn one_open_wallboard_follows_a_caller_who_waits_and_hangs_up() {
     });
     assert_eq!(after.status, "live", "{after:?}");
     assert_eq!(after.chosen.as_deref(), Some("1"), "{after:?}");
+}
+
+#[test]
+fn the_open_wallboard_counts_an_agent_once_through_pause_and_ready() {
+    let flows = test_flows("");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agents_file = dir.path().join("agents.yaml");
+    std::fs::write(
+        &agents_file,
+        agents_yaml(&[("olek", "haslo-1", "{pl: 10}")]),
+    )
+    .expect("write agents");
+    let hotline = Hotline::start_with(Options {
+        flows: Some(flows.path().to_path_buf()),
+        config: Some(format!(
+            "agents_file: {}\napi_token: t0k3n\n",
+            agents_file.display()
+        )),
+    });
+    let mut browser = Browser::start();
+    browser.navigate(&format!("http://{}/", hotline.http));
+    let board = browser.wait_board("pl", Duration::from_secs(10), |b| b.status == "live");
+    assert_eq!(board.agents.as_deref(), Some("0 / 0"), "{board:?}");
+
+    // Olek's phone registers (no call comes, so nothing needs to answer).
+    hotline
+        .sipp("agent_register.xml")
+        .key("agent_user", "olek")
+        .arg("-au")
+        .arg("olek")
+        .arg("-ap")
+        .arg("haslo-1")
+        .key("contact_port", free_sip_port())
+        .key("expires", 300)
+        .run_ok();
+    let has = |want: &'static str| move |b: &Board| b.agents.as_deref() == Some(want);
+    browser.wait_board("pl", Duration::from_secs(10), has("1 / 0"));
+
+    // Paused and ready again: counted once, not once per event.
+    for (state, want) in [("paused", "0 / 0"), ("ready", "1 / 0"), ("paused", "0 / 0")] {
+        let (status, body) = hotline.post(
+            "/api/agents/olek/state",
+            Some("t0k3n"),
+            &format!(r#"{{"state":"{state}"}}"#),
+        );
+        assert_eq!(status, 200, "{body}");
+        browser.wait_board("pl", Duration::from_secs(10), has(want));
+    }
 }
