@@ -61,6 +61,9 @@ pub struct Config {
     pub trusted_sources: Vec<crate::sip::admission::Cidr>,
     /// Per-source rate limits, digest-failure throttling and scanner list.
     pub sip_admission: crate::sip::admission::AdmissionConfig,
+    /// The hotline's timezone (IANA name): where "today" on the wallboard
+    /// starts at midnight. Schedules name their own (same default).
+    pub timezone: String,
 }
 
 impl Default for Config {
@@ -90,6 +93,7 @@ impl Default for Config {
             min_se_s: 90,
             trusted_sources: crate::sip::admission::AdmissionConfig::default().trusted_sources,
             sip_admission: crate::sip::admission::AdmissionConfig::default(),
+            timezone: "Europe/Oslo".to_string(),
         }
     }
 }
@@ -194,7 +198,18 @@ impl Config {
         self.sip_admission
             .validate()
             .map_err(ConfigError::Invalid)?;
+        self.tz()?;
         Ok(())
+    }
+
+    /// The parsed `timezone`.
+    pub fn tz(&self) -> Result<chrono_tz::Tz, ConfigError> {
+        self.timezone.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "unknown timezone `{}`: use an IANA name such as Europe/Oslo",
+                self.timezone
+            ))
+        })
     }
 
     /// Admission rules for the SIP endpoint, trusted sources included.

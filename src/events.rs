@@ -51,12 +51,21 @@ pub enum LiveEvent {
         queue: String,
         language: Option<Language>,
         waited_seconds: f64,
+        /// Under the queue's short-abandon threshold (wallboards leave these
+        /// out of abandonment).
+        short: bool,
     },
     CallEnded {
         at: f64,
         call: u64,
         outcome: &'static str,
         language: Option<Language>,
+    },
+    /// Local midnight passed (the hotline's timezone): "today" totals start
+    /// again from zero. `day` is the new date, `YYYY-MM-DD`.
+    DayStarted {
+        at: f64,
+        day: String,
     },
     AgentState {
         at: f64,

@@ -19,3 +19,4 @@ pub mod registrar;
 pub mod sdp;
 pub mod server;
 pub mod sip;
+pub mod today;

@@ -94,6 +94,9 @@ pub struct Metrics {
     pub queue_log_written_total: IntCounter,
     /// Queue log rows lost: the journal was full or could not be written.
     pub queue_log_dropped_total: IntCounter,
+    /// Not Prometheus: the wallboard's totals since local midnight, counted
+    /// where the counters above are (see `crate::today`).
+    pub today: crate::today::Today,
 }
 
 /// Outcomes of `hotline_calls_total`.
@@ -360,13 +363,29 @@ impl Metrics {
             cdr_lag_seconds,
             queue_log_written_total,
             queue_log_dropped_total,
+            today: crate::today::Today::default(),
         }
     }
 
+    /// Counts a call that ended (or was refused), in `hotline_calls_total`
+    /// and today's totals.
+    pub fn call_ended(&self, outcome: &str) {
+        self.calls_total.with_label_values(&[outcome]).inc();
+        self.today.call_ended(chrono::Utc::now(), outcome);
+    }
+
+    /// Counts a caller's language choice, in `hotline_language_selected_total`
+    /// and today's totals.
+    pub fn language_chosen(&self, language: crate::language::Language) {
+        self.language_selected_total
+            .with_label_values(&[language.code()])
+            .inc();
+        self.today.language_chosen(chrono::Utc::now(), language);
+    }
+
     /// Creates every bounded label set of the live queues and languages at
-    /// zero, so dashboards and alerts see series before the first call, and
-    /// marks which languages the flows offer.
-    pub fn prepare_series(&self, queues: &[&str], offered: &[crate::language::Language]) {
+    /// zero, so dashboards and alerts see series before the first call.
+    pub fn prepare_series(&self, queues: &[&str]) {
         for queue in queues {
             for language in crate::language::Language::ALL {
                 let labels = [*queue, language.code()];
@@ -385,6 +404,11 @@ impl Metrics {
             self.queue_estimated_wait_seconds
                 .with_label_values(&[queue]);
         }
+    }
+
+    /// `hotline_language_offered`: 1 for the languages offered now (the
+    /// flows' languages while the line is open), 0 for the others.
+    pub fn set_languages_offered(&self, offered: &[crate::language::Language]) {
         for language in crate::language::Language::ALL {
             self.language_offered
                 .with_label_values(&[language.code()])

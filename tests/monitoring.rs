@@ -45,7 +45,13 @@ fn sample_names(body: &str) -> BTreeSet<String> {
 fn every_metric_the_dashboard_names_exists_on_a_fresh_service() {
     let wanted = dashboard_metrics();
     assert!(wanted.len() > 10, "too few metrics found: {wanted:?}");
-    let hotline = Hotline::start();
+    // Flows open around the clock: `hotline_language_offered` follows the
+    // opening hours, and no holiday may close the line during the test.
+    let flows = test_flows("");
+    let hotline = Hotline::start_with(Options {
+        flows: Some(flows.path().to_path_buf()),
+        config: None,
+    });
     let (status, body) = hotline.get("/metrics");
     assert_eq!(status, 200);
     let have = sample_names(&body);
@@ -252,4 +258,52 @@ fn prometheus_sees_the_calls_placed() {
         2.0 / 3.0,
         timeout,
     );
+}
+
+#[test]
+fn languages_are_not_offered_while_the_line_is_closed_and_are_again_after_a_reload() {
+    let flows = test_flows("");
+    let schedules = flows.path().join("schedules.yaml");
+    // Closed all day yesterday, today and tomorrow (Oslo), so the test does
+    // not depend on the hour it runs at.
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Europe::Oslo)
+        .date_naive();
+    let mut closed = String::from(
+        "schedules:\n  staffed:\n    timezone: Europe/Oslo\n    weekly:\n      daily: \"00:00-24:00\"\n    exceptions:\n",
+    );
+    for day in [today.pred_opt(), Some(today), today.succ_opt()]
+        .into_iter()
+        .flatten()
+    {
+        closed.push_str(&format!("      \"{day}\": closed\n"));
+    }
+    let open = std::fs::read_to_string(&schedules).expect("schedules");
+    std::fs::write(&schedules, closed).expect("write schedules");
+    let hotline = Hotline::start_with(Options {
+        flows: Some(flows.path().to_path_buf()),
+        config: Some("api_token: t0k3n\n".to_string()),
+    });
+    for code in ["nb", "en", "ar", "pl", "ru", "ro", "lt"] {
+        assert_eq!(
+            hotline.metric(&format!("hotline_language_offered{{language=\"{code}\"}}")),
+            0.0,
+            "{code} is not offered while the line is closed"
+        );
+    }
+
+    std::fs::write(&schedules, open).expect("write schedules");
+    let (status, body) = hotline.post("/api/flows/reload", Some("t0k3n"), "");
+    assert_eq!(status, 200, "{body}");
+    for code in ["nb", "pl", "lt"] {
+        assert_eq!(
+            hotline.wait_metric(
+                &format!("hotline_language_offered{{language=\"{code}\"}}"),
+                1.0,
+                Duration::from_secs(10)
+            ),
+            1.0,
+            "{code} is offered once the line is open"
+        );
+    }
 }

@@ -32,6 +32,10 @@ struct Server {
 
 impl Server {
     fn start(data: &Path) -> Server {
+        Server::start_with_flows(data, &repo().join("ivr-flows"))
+    }
+
+    fn start_with_flows(data: &Path, flows: &Path) -> Server {
         let sip: SocketAddr = format!("127.0.0.1:{}", free_sip_port()).parse().unwrap();
         let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
         let rtp = rtp_base();
@@ -40,7 +44,7 @@ impl Server {
             .args(["--sip-listen", &sip.to_string()])
             .args(["--http-listen", &http.to_string()])
             .arg("--flows")
-            .arg(repo().join("ivr-flows"))
+            .arg(flows)
             .arg("--data-dir")
             .arg(data)
             .args(["--rtp-ports", &format!("{}-{}", rtp, rtp + 199)])
@@ -118,6 +122,35 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("start sipp (apt-get install sip-tester)")
+    }
+
+    /// One caller who chooses Polish (4), asks for an adviser (0), waits in
+    /// the queue (no agent) and hangs up after about `ms`.
+    fn polish_caller_who_gives_up(&self, ms: u64, rtp: u16) -> Child {
+        Command::new("sipp")
+            .arg(self.sip.to_string())
+            .arg("-sf")
+            .arg(repo().join("tests/sipp/call_queue.xml"))
+            .args(["-i", "127.0.0.1"])
+            .args(["-p", &free_sip_port().to_string()])
+            .args(["-mp", &free_sip_port().to_string()])
+            .args(["-m", "1", "-d", &ms.to_string(), "-s", "1000"])
+            .args(["-key", "rtp_port", &rtp.to_string()])
+            .args(["-key", "codecs", "0 101"])
+            .args(["-key", "digit", "4", "-key", "digit2", "0"])
+            .args(["-nostdin", "-timeout", "60s"])
+            .current_dir(std::env::temp_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sipp (apt-get install sip-tester)")
+    }
+
+    /// The first frame of `/ws`.
+    fn snapshot(&self) -> serde_json::Value {
+        let mut ws = support::ws::WsClient::connect(self.http, "/ws").expect("ws upgrade");
+        ws.wait_for("snapshot", Duration::from_secs(10))
     }
 
     fn kill9(mut self) {
@@ -693,4 +726,61 @@ fn a_queue_event_journaled_before_sigkill_is_stored_after_restart() {
         "{log:#?}"
     );
     drop(restarted);
+}
+
+#[test]
+fn the_wallboard_still_counts_todays_calls_after_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    // Open every day, so that no public holiday closes the queue.
+    let flows = support::agents::test_flows("");
+    let server = Server::start_with_flows(data.path(), flows.path());
+    let fresh = server.snapshot();
+    assert_eq!(fresh["totals"]["languages"]["pl"], 0, "{fresh}");
+    assert_eq!(fresh["totals"]["timezone"], "Europe/Oslo");
+
+    let rtp = RtpListener::bind();
+    let mut caller = server.polish_caller_who_gives_up(3_000, rtp.port);
+    assert!(caller.wait().unwrap().success(), "sipp failed");
+    let abandoned = "hotline_calls_total{outcome=\"abandoned_queue\"}";
+    assert_eq!(
+        server.wait_metric(abandoned, 1.0, Duration::from_secs(10)),
+        1.0
+    );
+    let check = |snapshot: &serde_json::Value, when: &str| {
+        let totals = &snapshot["totals"];
+        assert_eq!(totals["languages"]["pl"], 1, "{when}: {snapshot}");
+        assert_eq!(
+            totals["outcomes"]["abandoned_queue"], 1,
+            "{when}: {snapshot}"
+        );
+        let day = day_in_oslo();
+        assert_eq!(totals["day"], day.as_str(), "{when}: {snapshot}");
+        let queue = snapshot["queues"]
+            .as_array()
+            .and_then(|q| q.iter().find(|q| q["name"] == "advice_pl"))
+            .unwrap_or_else(|| panic!("{when}: no advice_pl in {snapshot}"));
+        assert_eq!(
+            queue["by_language"]["pl"]["abandoned"], 1,
+            "{when}: {snapshot}"
+        );
+        assert_eq!(
+            queue["by_language"]["pl"]["answered"], 0,
+            "{when}: {snapshot}"
+        );
+    };
+    check(&server.snapshot(), "before the restart");
+
+    // Killed at once: the record may still be only in the journal.
+    server.kill9();
+    let server = Server::start_with_flows(data.path(), flows.path());
+    assert_eq!(server.metric(abandoned), 0.0, "Prometheus counters restart");
+    check(&server.snapshot(), "after the restart");
+}
+
+/// Today's date in Oslo, `YYYY-MM-DD`.
+fn day_in_oslo() -> String {
+    chrono::Utc::now()
+        .with_timezone(&chrono_tz::Europe::Oslo)
+        .date_naive()
+        .to_string()
 }

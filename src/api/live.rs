@@ -2,8 +2,8 @@
 //! `GET /`: the wallboard page, which reads that stream.
 
 use super::{call_summaries, constant_time_eq, ApiState};
-use crate::metrics::Metrics;
 use crate::server::Control;
+use crate::today::DayTotals;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -40,12 +40,13 @@ pub async fn websocket(
 async fn stream(mut socket: WebSocket, s: ApiState) {
     // Subscribe before taking the snapshot so nothing falls between the two.
     let mut events = s.events.subscribe();
+    let today = s.metrics.today.snapshot(chrono::Utc::now());
     let snapshot = serde_json::json!({
         "type": "snapshot",
         "at": crate::call::unix_now(),
         "calls": call_summaries(&s).await.unwrap_or_default(),
-        "totals": totals(&s.metrics),
-        "queues": queue_snapshot(&s).await,
+        "totals": totals(&today, s.metrics.today.timezone()),
+        "queues": queue_snapshot(&s, &today).await,
         "agents": ask_core(&s, Control::Agents).await.unwrap_or_default(),
     });
     if socket
@@ -131,22 +132,23 @@ async fn command(s: &ApiState, text: &str) -> serde_json::Value {
     }
 }
 
-/// Counters a fresh wallboard starts from: languages chosen and call outcomes.
-fn totals(m: &Metrics) -> serde_json::Value {
+/// Counters a fresh wallboard starts from: languages chosen and call outcomes
+/// today (since local midnight in the hotline's timezone, see `crate::today`).
+fn totals(today: &DayTotals, timezone: chrono_tz::Tz) -> serde_json::Value {
     let mut languages = BTreeMap::new();
     for l in crate::language::Language::ALL {
-        languages.insert(
-            l.code(),
-            m.language_selected_total
-                .with_label_values(&[l.code()])
-                .get(),
-        );
+        languages.insert(l.code(), today.languages.get(&l).copied().unwrap_or(0));
     }
     let mut outcomes = BTreeMap::new();
     for o in crate::metrics::outcome::ALL {
-        outcomes.insert(o, m.calls_total.with_label_values(&[o]).get());
+        outcomes.insert(o, today.outcomes.get(o).copied().unwrap_or(0));
     }
-    serde_json::json!({ "languages": languages, "outcomes": outcomes })
+    serde_json::json!({
+        "day": today.day.to_string(),
+        "timezone": timezone.name(),
+        "languages": languages,
+        "outcomes": outcomes,
+    })
 }
 
 /// Asks the core loop (which owns queues and agents) for a summary.
@@ -163,22 +165,22 @@ async fn ask_core<T>(
 }
 
 /// Queues as the API lists them, with each language's answered and abandoned
-/// callers since the service started.
-async fn queue_snapshot(s: &ApiState) -> Vec<serde_json::Value> {
+/// callers today.
+async fn queue_snapshot(s: &ApiState, today: &DayTotals) -> Vec<serde_json::Value> {
     let queues = ask_core(s, Control::Queues).await.unwrap_or_default();
     queues
         .into_iter()
         .map(|q| {
             let mut by_language = serde_json::Map::new();
             for l in crate::language::Language::ALL {
-                let labels = [q.name.as_str(), l.code()];
+                let day = today
+                    .queues
+                    .get(&(q.name.clone(), l))
+                    .copied()
+                    .unwrap_or_default();
                 by_language.insert(
                     l.code().to_string(),
-                    serde_json::json!({
-                        "answered": s.metrics.queue_answered_total.with_label_values(&labels).get(),
-                        "abandoned": s.metrics.queue_abandoned_total.with_label_values(&labels).get(),
-                        "answered_in_time": answered_within(&s.metrics, &q.name, l.code(), 20.0),
-                    }),
+                    serde_json::to_value(day).unwrap_or_default(),
                 );
             }
             let mut value = serde_json::to_value(&q).unwrap_or_default();
@@ -188,21 +190,4 @@ async fn queue_snapshot(s: &ApiState) -> Vec<serde_json::Value> {
             value
         })
         .collect()
-}
-
-/// Answered callers of a queue and language who waited at most `seconds`
-/// (a bucket bound of the wait histogram).
-fn answered_within(m: &Metrics, queue: &str, language: &str, seconds: f64) -> u64 {
-    use prometheus::core::Metric;
-    let histogram = m
-        .queue_wait_seconds
-        .with_label_values(&[queue, language, "answered"])
-        .metric();
-    histogram
-        .get_histogram()
-        .get_bucket()
-        .iter()
-        .find(|b| (b.upper_bound() - seconds).abs() < 1e-9)
-        .map(|b| b.cumulative_count())
-        .unwrap_or(0)
 }

@@ -201,6 +201,10 @@ pub struct CallManager<M: MediaControl> {
     ready_on_register: bool,
     /// Where ended calls' records go, when records are kept.
     records: Option<crate::cdr::RecordSink>,
+    /// When `housekeeping` runs next.
+    housekeeping_at: Instant,
+    /// The wallboard day last announced (`day_started`).
+    announced_day: chrono::NaiveDate,
 }
 
 /// A call accepted but not answered yet (ringing for the answer delay).
@@ -223,6 +227,7 @@ impl<M: MediaControl> CallManager<M> {
         let agents = Arc::new(AgentDirectory::default());
         let acd = Acd::new(now, queues_from_flows(&bundle.flows), (*agents).clone());
         prepare_series(&metrics, &bundle.flows);
+        let announced_day = metrics.today.day_at(chrono::Utc::now());
         let registrar = Registrar::new(
             RegistrarConfig::default(),
             DigestAuth::with_random_secret(agents.realm(), now, DigestConfig::default()),
@@ -247,6 +252,8 @@ impl<M: MediaControl> CallManager<M> {
             legs: HashMap::new(),
             ready_on_register: true,
             records: None,
+            housekeeping_at: now + HOUSEKEEPING_EVERY,
+            announced_day,
         };
         manager.refresh_agent_gauges();
         manager.refresh_queue_gauges(now);
@@ -362,6 +369,9 @@ impl<M: MediaControl> CallManager<M> {
 
     /// Runs SIP and flow timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if now >= self.housekeeping_at {
+            self.housekeeping(now, chrono::Utc::now());
+        }
         self.endpoint.handle_timeout(now);
         self.registrar.handle_timeout(now);
         self.drain_registrar(now);
@@ -385,6 +395,25 @@ impl<M: MediaControl> CallManager<M> {
         self.process(now);
     }
 
+    /// Refreshes what depends on the wall clock `wall`: which languages are
+    /// offered (the line may have opened or closed) and, after local
+    /// midnight, a new wallboard day (announced as `day_started`).
+    pub fn housekeeping(&mut self, now: Instant, wall: chrono::DateTime<chrono::Utc>) {
+        self.housekeeping_at = now + HOUSEKEEPING_EVERY;
+        let offered = self.bundle.flows.languages_offered_at(wall);
+        self.metrics.set_languages_offered(&offered);
+        // A snapshot starts the new day even when no call has counted yet.
+        let day = self.metrics.today.snapshot(wall).day;
+        if day != self.announced_day {
+            self.announced_day = day;
+            tracing::info!(%day, "a new day on the wallboard");
+            self.events.publish(LiveEvent::DayStarted {
+                at: unix_now(),
+                day: day.to_string(),
+            });
+        }
+    }
+
     /// The next instant `handle_timeout` must run.
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
@@ -392,6 +421,7 @@ impl<M: MediaControl> CallManager<M> {
             self.endpoint.poll_timeout(),
             self.acd.poll_timeout(),
             self.registrar.poll_timeout(),
+            Some(self.housekeeping_at),
         ]
         .into_iter()
         .flatten()
@@ -431,10 +461,7 @@ impl<M: MediaControl> CallManager<M> {
             if let Some(r) = self.ringing.remove(&key) {
                 self.timers.remove(&(r.answer_at, key));
                 self.endpoint.reject(now, key, 503);
-                self.metrics
-                    .calls_total
-                    .with_label_values(&[outcome::REJECTED])
-                    .inc();
+                self.metrics.call_ended(outcome::REJECTED);
                 self.record_refused(&r.incoming, refusal::DRAINING);
             }
         }
@@ -511,12 +538,16 @@ impl<M: MediaControl> CallManager<M> {
             SipEvent::Cancelled { call } => {
                 if let Some(r) = self.ringing.remove(&call) {
                     self.timers.remove(&(r.answer_at, call));
+                    // Ended before we answered: still a call taken, recorded.
+                    self.record_unanswered(
+                        &r.incoming,
+                        outcome::ABANDONED_IVR,
+                        crate::cdr::hung_up_by::CALLER,
+                        "cancelled_before_answer",
+                    );
                 }
                 tracing::info!(call = call.0, "cancelled before answer");
-                self.metrics
-                    .calls_total
-                    .with_label_values(&[outcome::ABANDONED_IVR])
-                    .inc();
+                self.metrics.call_ended(outcome::ABANDONED_IVR);
                 self.events.publish(LiveEvent::CallEnded {
                     at: unix_now(),
                     call: call.0,
@@ -587,10 +618,7 @@ impl<M: MediaControl> CallManager<M> {
             tracing::info!(call = key.0, sip_call_id = %incoming.call_id, caller = %incoming.from_user,
                 dialled = %incoming.dialled, code, reason = why, "call rejected");
             this.endpoint.reject(now, key, code);
-            this.metrics
-                .calls_total
-                .with_label_values(&[outcome::REJECTED])
-                .inc();
+            this.metrics.call_ended(outcome::REJECTED);
             if trusted {
                 this.record_refused(&incoming, label);
             }
@@ -668,10 +696,7 @@ impl<M: MediaControl> CallManager<M> {
         if self.draining {
             tracing::info!(call = key.0, "call refused: shutting down");
             self.endpoint.reject(now, key, 503);
-            self.metrics
-                .calls_total
-                .with_label_values(&[outcome::REJECTED])
-                .inc();
+            self.metrics.call_ended(outcome::REJECTED);
             self.record_refused(&incoming, refusal::DRAINING);
             return;
         }
@@ -682,10 +707,7 @@ impl<M: MediaControl> CallManager<M> {
             Err(e) => {
                 tracing::warn!(call = key.0, error = %e, "call refused: no media");
                 self.endpoint.reject(now, key, 503);
-                self.metrics
-                    .calls_total
-                    .with_label_values(&[outcome::FAILED])
-                    .inc();
+                self.metrics.call_ended(outcome::FAILED);
                 self.record_refused(&incoming, refusal::NO_MEDIA_PORT);
                 return;
             }
@@ -799,7 +821,7 @@ impl<M: MediaControl> CallManager<M> {
             },
             (None, _) => outcome::FAILED,
         };
-        self.metrics.calls_total.with_label_values(&[result]).inc();
+        self.metrics.call_ended(result);
         self.events.publish(LiveEvent::CallEnded {
             at: unix_now(),
             call: key.0,
@@ -816,6 +838,22 @@ impl<M: MediaControl> CallManager<M> {
 
     /// A call refused before answer: a record with outcome `refused` and why.
     fn record_refused(&self, incoming: &IncomingCall, reason: &str) {
+        self.record_unanswered(
+            incoming,
+            crate::cdr::REFUSED,
+            crate::cdr::hung_up_by::SERVICE,
+            reason,
+        );
+    }
+
+    /// The record of a call that ended before it was answered.
+    fn record_unanswered(
+        &self,
+        incoming: &IncomingCall,
+        outcome: &str,
+        hung_up_by: &str,
+        reason: &str,
+    ) {
         let Some(sink) = &self.records else {
             return;
         };
@@ -832,6 +870,8 @@ impl<M: MediaControl> CallManager<M> {
             sip_call_id: incoming.call_id.clone(),
             caller: incoming.from_user.clone(),
             dialled: incoming.dialled.clone(),
+            outcome: outcome.to_string(),
+            hung_up_by: hung_up_by.to_string(),
             ..refused_record(&self.bundle, flow, at, reason)
         });
     }
@@ -844,10 +884,7 @@ impl<M: MediaControl> CallManager<M> {
         // from its transaction. Stateless refusals (max_transactions) would
         // count every retransmission, so only the record keeps them.
         if r.reason == crate::sip::Refusal::MaxCalls {
-            self.metrics
-                .calls_total
-                .with_label_values(&[outcome::REJECTED])
-                .inc();
+            self.metrics.call_ended(outcome::REJECTED);
         }
         let Some(sink) = &self.records else {
             return;
@@ -964,10 +1001,7 @@ impl<M: MediaControl> CallManager<M> {
                 FlowAction::StopPlayback => self.media.stop(key),
                 FlowAction::LanguageSelected(language) => {
                     tracing::info!(call = key.0, language = language.code(), "language chosen");
-                    self.metrics
-                        .language_selected_total
-                        .with_label_values(&[language.code()])
-                        .inc();
+                    self.metrics.language_chosen(language);
                     self.events.publish(LiveEvent::LanguageChosen {
                         at: unix_now(),
                         call: key.0,
@@ -1090,11 +1124,16 @@ pub fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Series for the flow set's queues at zero, and the languages it offers.
+/// Series for the flow set's queues at zero, and the languages it offers now.
 fn prepare_series(metrics: &Metrics, flows: &FlowSet) {
     let queues: Vec<&str> = flows.queues.keys().map(String::as_str).collect();
-    metrics.prepare_series(&queues, &flows.languages);
+    metrics.prepare_series(&queues);
+    metrics.set_languages_offered(&flows.languages_offered_at(chrono::Utc::now()));
 }
+
+/// How often wall-clock state is refreshed: opening hours behind
+/// `hotline_language_offered` (minute resolution) and the wallboard's day.
+pub const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(15);
 
 #[cfg(test)]
 mod tests;

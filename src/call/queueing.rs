@@ -739,6 +739,8 @@ impl<M: MediaControl> CallManager<M> {
                 m.queue_answered_total
                     .with_label_values(&[queue, lang])
                     .inc();
+                m.today
+                    .queue_answered(chrono::Utc::now(), queue, language, waited.as_secs_f64());
                 if let Some(p) = prediction {
                     m.queue_estimate_error_seconds
                         .with_label_values(&[queue])
@@ -754,12 +756,15 @@ impl<M: MediaControl> CallManager<M> {
                         .with_label_values(&[queue, lang])
                         .inc();
                 }
+                m.today
+                    .queue_abandoned(chrono::Utc::now(), queue, language, *short);
                 self.events.publish(LiveEvent::Abandoned {
                     at: super::unix_now(),
                     call: key.0,
                     queue: queue.to_string(),
                     language: Some(language),
                     waited_seconds: waited.as_secs_f64(),
+                    short: *short,
                 });
             }
             _ => {}

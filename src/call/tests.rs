@@ -303,6 +303,9 @@ fn shutdown_hangs_up_calls_in_progress() {
 #[test]
 fn answer_delay_rings_first_and_cancel_is_abandoned() {
     let mut h = Harness::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = crate::cdr::RecordSink::start(dir.path(), Arc::clone(&h.metrics)).expect("sink");
+    h.manager.set_records(sink);
     h.manager.set_answer_delay(Duration::from_secs(2));
     let out = h.send(&invite("c7", Some(OFFER)));
     assert!(out.iter().any(|m| m.starts_with("SIP/2.0 180")), "{out:?}");
@@ -324,6 +327,15 @@ Content-Length: 0\r\n\r\n";
         "no answer after cancel"
     );
     assert!(h.manager.media.opened.is_empty());
+    // Ended before it was answered, and still on record.
+    assert_eq!(
+        stored_records(dir.path(), &h.metrics, 1),
+        [(
+            "c7:1".to_string(),
+            "abandoned_ivr".to_string(),
+            "cancelled_before_answer".to_string()
+        )]
+    );
 }
 
 #[test]
@@ -492,4 +504,54 @@ fn a_caller_who_stops_refreshing_is_hung_up_and_recorded_as_session_expired() {
         assert!(Instant::now() < end, "no call record");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn languages_are_offered_only_while_the_line_is_open_and_a_new_day_is_announced() {
+    let mut h = Harness::new();
+    let events = crate::events::EventBus::new();
+    let mut stream = events.subscribe();
+    h.manager.set_events(events);
+    let wall = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .expect("instant")
+            .with_timezone(&chrono::Utc)
+    };
+    let offered = |m: &Metrics, code: &str| m.language_offered.with_label_values(&[code]).get();
+
+    // The default flows' `staffed` schedule: open all day on ordinary days,
+    // 08:00-14:00 on Christmas Eve, closed on Christmas Day (a holiday).
+    h.manager
+        .housekeeping(h.now, wall("2026-12-24T13:59:00+01:00"));
+    assert_eq!(offered(&h.metrics, "pl"), 1);
+    assert_eq!(offered(&h.metrics, "nb"), 1);
+    h.manager
+        .housekeeping(h.now, wall("2026-12-24T14:00:00+01:00"));
+    assert_eq!(
+        offered(&h.metrics, "pl"),
+        0,
+        "closed at 14:00 on Christmas Eve"
+    );
+    assert_eq!(offered(&h.metrics, "nb"), 0);
+    h.manager
+        .housekeeping(h.now, wall("2026-12-25T10:00:00+01:00"));
+    assert_eq!(offered(&h.metrics, "ar"), 0, "closed on Christmas Day");
+    h.manager
+        .housekeeping(h.now, wall("2026-12-28T10:00:00+01:00"));
+    assert_eq!(offered(&h.metrics, "ar"), 1);
+
+    // Each local day was announced once, in order.
+    let mut days = Vec::new();
+    while let Ok(event) = stream.try_recv() {
+        if let LiveEvent::DayStarted { day, .. } = event {
+            days.push(day);
+        }
+    }
+    assert_eq!(days, ["2026-12-24", "2026-12-25", "2026-12-28"]);
+
+    // The timer runs housekeeping on its own.
+    assert!(h
+        .manager
+        .poll_timeout()
+        .is_some_and(|at| at <= h.now + HOUSEKEEPING_EVERY));
 }

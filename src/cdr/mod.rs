@@ -19,8 +19,8 @@ mod writer;
 
 pub use journal::Journal;
 pub use report::{
-    queue_log, queue_log_csv, queue_log_text, report, to_csv, to_text, Bucket, ReportOptions,
-    ReportRow,
+    day_totals, queue_log, queue_log_csv, queue_log_text, report, to_csv, to_text, Bucket,
+    ReportOptions, ReportRow,
 };
 pub use store::{Added, Store, StoreError};
 pub use writer::{RecordSink, SinkMetrics};

@@ -133,6 +133,78 @@ impl FlowSet {
     pub fn flow(&self, name: &str) -> Option<&Flow> {
         self.flows.iter().find(|f| f.name == name)
     }
+
+    /// Schedules the line depends on: those named by `schedule:` conditions
+    /// in the entry flows and every flow they call. Sorted, no duplicates.
+    pub fn line_schedules(&self) -> Vec<&str> {
+        let mut seen = BTreeSet::new();
+        let mut todo: Vec<usize> = self
+            .entries
+            .values()
+            .filter_map(|name| self.flows.iter().position(|f| &f.name == name))
+            .collect();
+        let mut names = BTreeSet::new();
+        // Each flow is visited once, so this ends on call cycles too.
+        while let Some(index) = todo.pop() {
+            if !seen.insert(index) {
+                continue;
+            }
+            let Some(flow) = self.flows.get(index) else {
+                continue;
+            };
+            for step in &flow.steps {
+                match &step.kind {
+                    model::StepKind::Call { index, .. } => todo.push(*index),
+                    model::StepKind::Branch { arms, .. } => {
+                        for (condition, _) in arms {
+                            schedule_names(condition, &mut names);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        names.into_iter().collect()
+    }
+
+    /// Whether the line is open at `at`: one of its schedules (above) is open,
+    /// or it has none (a 24/7 line). Schedules that do not exist count as
+    /// closed, except `always`, as the engine treats them.
+    pub fn is_line_open(&self, at: chrono::DateTime<chrono::Utc>) -> bool {
+        let names = self.line_schedules();
+        names.is_empty()
+            || names.iter().any(|name| match self.schedules.get(*name) {
+                Some(s) => s.is_open(at),
+                None => *name == schedule::ALWAYS,
+            })
+    }
+
+    /// The languages callers are offered at `at`: every language of the set
+    /// while the line is open, none while it is closed.
+    pub fn languages_offered_at(&self, at: chrono::DateTime<chrono::Utc>) -> Vec<Language> {
+        if self.is_line_open(at) {
+            self.languages.clone()
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// Collects the schedule names a condition mentions, however nested.
+fn schedule_names<'a>(condition: &'a model::Condition, out: &mut BTreeSet<&'a str>) {
+    use model::Condition;
+    match condition {
+        Condition::Schedule(name, _) => {
+            out.insert(name.as_str());
+        }
+        Condition::All(list) | Condition::Any(list) => {
+            for c in list {
+                schedule_names(c, out);
+            }
+        }
+        Condition::Not(inner) => schedule_names(inner, out),
+        _ => {}
+    }
 }
 
 /// Facts about the call that flows branch on.

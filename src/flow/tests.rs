@@ -924,3 +924,61 @@ fn no_agents_fallback_is_checked() {
         );
     }
 }
+
+// ---- opening hours of the line (hotline_language_offered) ----
+
+fn at(rfc3339: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(rfc3339)
+        .expect("instant")
+        .with_timezone(&Utc)
+}
+
+#[test]
+fn the_line_is_open_when_a_schedule_its_flows_use_is_open() {
+    // The schedule sits in a flow the entry calls, behind `not`.
+    let set = load(&format!(
+        "flows:
+  main:
+    steps:
+      - call: adviser
+  adviser:
+    steps:
+      - branch:
+          - when: {{ not: {{ schedule: office }} }}
+            goto: closed
+          - else: open
+      - id: open
+        play: welcome
+      - id: closed
+        hangup: closed
+{OTHER}"
+    ));
+    assert_eq!(set.line_schedules(), vec!["office"]);
+    // Wednesday 10:00 in Oslo: open, every language offered.
+    let open = at("2025-03-05T10:00:00+01:00");
+    assert!(set.is_line_open(open));
+    assert_eq!(set.languages_offered_at(open), set.languages);
+    // The same day at 17:00, a Saturday, and Easter Monday: closed, none offered.
+    for closed in [
+        "2025-03-05T17:00:00+01:00",
+        "2025-03-08T10:00:00+01:00",
+        "2025-04-21T10:00:00+02:00",
+    ] {
+        assert!(!set.is_line_open(at(closed)), "{closed}");
+        assert!(set.languages_offered_at(at(closed)).is_empty(), "{closed}");
+    }
+}
+
+#[test]
+fn a_line_whose_flows_name_no_schedule_is_always_open() {
+    let set = load(&format!(
+        "flows:\n  main:\n    steps:\n      - play: welcome\n{OTHER}"
+    ));
+    assert!(set.line_schedules().is_empty());
+    assert!(set.is_line_open(at("2025-03-08T03:00:00+01:00")));
+    assert_eq!(
+        set.languages_offered_at(at("2025-03-08T03:00:00+01:00"))
+            .len(),
+        Language::ALL.len()
+    );
+}

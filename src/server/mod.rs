@@ -65,6 +65,10 @@ pub enum ServeError {
 /// Runs the service until SIGINT/SIGTERM, then hangs up every call and returns.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::new());
+    match config.tz() {
+        Ok(tz) => metrics.today.set_timezone(tz),
+        Err(e) => tracing::warn!(error = %e, "wallboard days follow Europe/Oslo"),
+    }
     let bundle = load_bundle(&config.flows).map_err(|report| ServeError::Flows {
         dir: config.flows.display().to_string(),
         report,
@@ -134,7 +138,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     manager.set_ready_on_register(config.ready_on_register);
     manager.set_agents(std::time::Instant::now(), agents);
     match crate::cdr::RecordSink::start(&config.data_dir, Arc::clone(&metrics)) {
-        Ok(sink) => manager.set_records(sink),
+        Ok(sink) => {
+            // The journal has been replayed: the database holds every call.
+            seed_today(&metrics, &config.data_dir, &manager.bundle().flows);
+            manager.set_records(sink);
+        }
         Err(e) => tracing::error!(error = %e, dir = %config.data_dir.display(),
             "call records disabled: the journal cannot be opened"),
     }
@@ -290,6 +298,37 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                 hanging_up = true;
                 shutdown_deadline = Some(now + Duration::from_millis(config.shutdown_grace_ms));
             }
+        }
+    }
+}
+
+/// Seeds the wallboard's "today" from the calls recorded since local midnight,
+/// so that a restart mid-day does not zero it. Without a readable database
+/// the day starts from zero (logged).
+fn seed_today(metrics: &Metrics, data_dir: &std::path::Path, flows: &crate::flow::FlowSet) {
+    let now = chrono::Utc::now();
+    let day = metrics.today.day_at(now);
+    let from_ms = metrics.today.midnight_ms(now);
+    let queues = crate::acd::from_flows::queues_from_flows(flows);
+    let default_short = crate::acd::QueueConfig::new("").short_abandon_threshold;
+    let short_abandon = |queue: &str| {
+        queues
+            .queues
+            .iter()
+            .find(|q| q.name == queue)
+            .map_or(default_short, |q| q.short_abandon_threshold)
+    };
+    let path = data_dir.join(crate::cdr::DB_FILE);
+    let seeded = crate::cdr::Store::open_read_only(&path)
+        .and_then(|store| crate::cdr::day_totals(&store, day, from_ms, i64::MAX, short_abandon));
+    match seeded {
+        Ok(totals) => {
+            let calls: u64 = totals.outcomes.values().sum();
+            metrics.today.seed(now, &totals);
+            tracing::info!(%day, calls, "wallboard totals seeded from today's call records");
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, %day, "wallboard totals start from zero: call records unreadable");
         }
     }
 }
