@@ -29,3 +29,5 @@ cargo test --locked -- --test-threads 4 2>&1 | tee "$log"
 # One closing line for the whole suite (the last runner line is the doc tests').
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      END { printf "total: %d passed, %d failed\n", p, f }' "$log"
+# A short coverage-guided fuzz run of every target (FUZZ_SECONDS each).
+./scripts/fuzz.sh
