@@ -10,6 +10,7 @@ command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v chromium >/dev/null || need+=(chromium)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -168,6 +168,13 @@ impl Config {
                 "max_calls must be at least 1".to_string(),
             ));
         }
+        if self.sip_listen.ip().is_unspecified() && self.public_ip.is_none() {
+            // SDP and Contact would carry 0.0.0.0: calls would have no audio.
+            return Err(ConfigError::Invalid(format!(
+                "sip_listen {} listens on every address: set public_ip to the address trunks and phones reach this host at",
+                self.sip_listen
+            )));
+        }
         let ports = usize::from(self.rtp_ports.max - self.rtp_ports.min) / 2;
         if ports == 0 {
             return Err(ConfigError::Invalid(
@@ -293,5 +300,17 @@ mod tests {
         std::fs::write(&p, "sip_listn: 127.0.0.1:5070\n").expect("write");
         let e = Config::from_file(&p).expect_err("typo refused").to_string();
         assert!(e.contains("hotline.yaml"), "{e}");
+    }
+
+    #[test]
+    fn listening_everywhere_needs_the_address_to_advertise() {
+        let mut c = Config {
+            sip_listen: "0.0.0.0:5060".parse().expect("addr"),
+            ..Config::default()
+        };
+        let e = c.validate().expect_err("0.0.0.0 in SDP").to_string();
+        assert!(e.contains("public_ip"), "{e}");
+        c.public_ip = Some("192.0.2.10".parse().expect("ip"));
+        assert!(c.validate().is_ok());
     }
 }

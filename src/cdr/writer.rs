@@ -350,8 +350,9 @@ mod tests {
     use crate::cdr::sample;
 
     fn wait_for(mut f: impl FnMut() -> bool) -> bool {
-        // Bounded polling of a real thread; the store itself is tested without it.
-        for _ in 0..200 {
+        // Bounded polling of a real thread; the store itself is tested without
+        // it. Long enough for the longest backoff (30 s) and a busy timeout.
+        for _ in 0..1_800 {
             if f() {
                 return true;
             }

@@ -41,7 +41,7 @@ pub fn free_tcp_port() -> u16 {
 }
 
 /// A distinct RTP range per server, below the ephemeral range.
-fn rtp_range() -> (u16, u16) {
+pub fn rtp_range() -> (u16, u16) {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let slot = NEXT.fetch_add(1, Ordering::Relaxed) as u32;
     let base = 10_000 + ((std::process::id() * 37 + slot * 200) % 9_000) as u16;
