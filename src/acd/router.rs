@@ -1102,7 +1102,14 @@ impl Acd {
         let affected: Vec<(CallId, usize, Language, Option<Language>, NoAgentsPolicy)> = self
             .calls
             .values()
-            .filter(|c| c.offer.is_none() && c.no_agents != NoAgentsPolicy::Wait)
+            // A ringing caller may fall back too (else, should the offer fail,
+            // they would wait behind callers who joined later and fell back);
+            // only leaving waits for the offer to end.
+            .filter(|c| match c.no_agents {
+                NoAgentsPolicy::Wait => false,
+                NoAgentsPolicy::Reject => c.offer.is_none(),
+                NoAgentsPolicy::Fallback(_) => c.fallback.is_none(),
+            })
             .map(|c| (c.call, c.queue, c.language, c.fallback, c.no_agents.clone()))
             .collect();
         // (queue, language, any tier) → someone logged in.

@@ -602,6 +602,47 @@ fn a_fallen_back_caller_is_taken_by_their_own_language_agent_who_logs_in() {
 }
 
 #[test]
+fn a_caller_ringing_an_agent_falls_back_with_the_others() {
+    let t0 = Instant::now();
+    let mut q = QueueConfig::new("q");
+    q.no_agents = NoAgentsPolicy::Fallback(Language::En);
+    q.escalation = vec![EscalationTier {
+        after: secs(10),
+        add_languages: vec![Language::Nb],
+        min_proficiency: 1,
+    }];
+    let mut acd = acd_with(
+        t0,
+        q,
+        vec![
+            agent("p", &[(Language::Pl, 9)]),
+            agent("n", &[(Language::Nb, 9)]),
+            agent("e", &[(Language::En, 9)]),
+        ],
+    );
+    let paused = || RequestedState::Paused { reason: "x".into() };
+    acd.agent_state(t0, &AgentId::from("p"), paused())
+        .expect("known");
+    acd.agent_state(t0, &AgentId::from("e"), paused())
+        .expect("known");
+    join(&mut acd, t0, 1, Language::Pl);
+    acd.handle_timeout(t0 + secs(10));
+    ready(&mut acd, t0 + secs(10), "n");
+    assert_eq!(offers(&drain(&mut acd)), vec![(CallId(1), "n".to_string())]);
+    // The last Polish speaker leaves while the Norwegian agent's phone rings.
+    acd.agent_state(
+        t0 + secs(11),
+        &AgentId::from("p"),
+        RequestedState::LoggedOut,
+    )
+    .expect("known");
+    assert!(drain(&mut acd).contains(&AcdAction::LanguageFallback {
+        call: CallId(1),
+        language: Language::En
+    }));
+}
+
+#[test]
 fn wait_messages_come_after_their_delay_repeat_and_wait_for_a_ringing_phone() {
     let t0 = Instant::now();
     let mut acd = acd_with(
@@ -877,7 +918,7 @@ impl Model {
     }
 }
 
-fn run(events: Vec<Event>, pause_on_no_answer: bool) -> Result<(), TestCaseError> {
+fn run(events: Vec<Event>, pause_on_no_answer: bool, fallback: bool) -> Result<(), TestCaseError> {
     let t0 = Instant::now();
     let mut q = QueueConfig::new("q");
     q.max_length = 12;
@@ -892,6 +933,9 @@ fn run(events: Vec<Event>, pause_on_no_answer: bool) -> Result<(), TestCaseError
         min_proficiency: 1,
     }];
     q.min_proficiency = 3;
+    if fallback {
+        q.no_agents = NoAgentsPolicy::Fallback(Language::En);
+    }
     let agents = vec![
         agent("a0", &[(Language::Nb, 8), (Language::En, 5)]),
         agent("a1", &[(Language::En, 9)]),
@@ -1035,7 +1079,8 @@ proptest! {
     fn invariants_hold_over_random_events(
         events in proptest::collection::vec(event(), 0..150),
         pause in any::<bool>(),
+        fallback in any::<bool>(),
     ) {
-        run(events, pause)?;
+        run(events, pause, fallback)?;
     }
 }
