@@ -150,15 +150,27 @@ fn sdp() {
 
 #[test]
 fn rtp_dtmf() {
+    // As the fuzz target: datagrams framed by a length byte, one stream.
+    let mut presses = 0;
     run("rtp_dtmf", |data| {
-        let _ = rtp::locate(data);
-        if let Ok(packet) = rtp::parse(data) {
-            let _ = dtmf::TelephoneEvent::parse(packet.payload);
-        }
-        if let Some(event) = dtmf::TelephoneEvent::parse(data) {
-            let _ = dtmf::event_to_digit(event.event);
+        let mut detector = dtmf::DtmfDetector::new();
+        let mut rest = data;
+        while let Some((&len, tail)) = rest.split_first() {
+            let (datagram, next) = tail.split_at(usize::from(len).min(tail.len()));
+            rest = next;
+            let _ = rtp::locate(datagram);
+            if let Some(event) = dtmf::TelephoneEvent::parse(datagram) {
+                let _ = dtmf::event_to_digit(event.event);
+            }
+            if let Ok(packet) = rtp::parse(datagram) {
+                let (ssrc, ts) = (packet.header.ssrc, packet.header.timestamp);
+                presses += usize::from(detector.on_packet(ssrc, ts, packet.payload).is_some());
+                assert_eq!(detector.on_packet(ssrc, ts, packet.payload), None);
+            }
         }
     });
+    // The framed seeds hold real presses (5, then 0; and a lone 5).
+    assert!(presses >= 3, "{presses} key presses in the seeds");
 }
 
 #[test]
