@@ -632,4 +632,21 @@ fn a_lithuanian_caller_with_no_lithuanian_agent_in_is_told_then_reaches_the_engl
         1.0,
         SECS(5),
     );
+    // The queue log says so too.
+    hotline.wait_metric("hotline_queue_log_written_total", 5.0, SECS(10));
+    let db = rusqlite::Connection::open(hotline.data_dir().join("records.db")).expect("db");
+    let events: Vec<(String, Option<String>)> = db
+        .prepare("SELECT event, info FROM queue_log WHERE queue = 'advice_lt' ORDER BY time_ms, id")
+        .expect("select")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let names: Vec<&str> = events.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(
+        names,
+        ["joined", "fallback", "offered", "answered"],
+        "{events:?}"
+    );
+    assert_eq!(events[1].1.as_deref(), Some(r#"{"language":"en"}"#));
 }
