@@ -72,7 +72,17 @@ CONF
 SERVICE=$!
 cleanup() { kill "$SERVICE" "${PHONES:-}" "${CALLERS_PID:-}" "${PROBE_PID:-}" 2>/dev/null || true; }
 trap cleanup EXIT
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null && break; sleep 0.1; done
+ready=
+for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null && { ready=1; break; }
+    kill -0 "$SERVICE" 2>/dev/null || break
+    sleep 0.1
+done
+if [ -z "$ready" ]; then
+    echo "hotline did not start (see $RUN_DIR/hotline.log):" >&2
+    tail -n 5 "$RUN_DIR/hotline.log" >&2
+    exit 1
+fi
 
 # The agents' phones: one sipp answering every agent's calls, talking TALK_MS.
 sipp "127.0.0.1:$SIP_PORT" -sf "$AGENT_SCENARIO" -i 127.0.0.1 -mi 127.0.0.1 -p "$PHONES_PORT" \
