@@ -243,16 +243,7 @@ fn two_callers_and_one_agent_are_served_in_arrival_order() {
         .arg("2")
         .spawn();
     std::thread::sleep(Duration::from_millis(200));
-    hotline
-        .sipp("agent_register.xml")
-        .key("agent_user", "olek")
-        .arg("-au")
-        .arg("olek")
-        .arg("-ap")
-        .arg("haslo-1")
-        .key("contact_port", phone_port)
-        .key("expires", 300)
-        .run_ok();
+    support::agents::register(&hotline, "olek", "haslo-1", phone_port);
 
     let caller = |talk_ms: u64| {
         let rtp = RtpListener::bind();
@@ -369,16 +360,7 @@ fn the_agent_hanging_up_ends_the_callers_call() {
         .duration_ms(3_000)
         .spawn();
     std::thread::sleep(Duration::from_millis(200));
-    hotline
-        .sipp("agent_register.xml")
-        .key("agent_user", "olek")
-        .arg("-au")
-        .arg("olek")
-        .arg("-ap")
-        .arg("haslo-1")
-        .key("contact_port", phone_port)
-        .key("expires", 300)
-        .run_ok();
+    support::agents::register(&hotline, "olek", "haslo-1", phone_port);
     let caller_rtp = RtpListener::bind();
     let caller = asks_for_adviser(&hotline, "call_queue_until_bye.xml", &caller_rtp, "4").spawn();
     // The caller's sipp succeeds only when it receives the BYE.
@@ -466,16 +448,7 @@ fn an_agent_who_does_not_answer_is_skipped_and_paused() {
     let zofia_port = free_sip_port();
     let zofia = hotline.sipp("agent_no_answer.xml").port(zofia_port).spawn();
     std::thread::sleep(Duration::from_millis(200));
-    hotline
-        .sipp("agent_register.xml")
-        .key("agent_user", "zofia")
-        .arg("-au")
-        .arg("zofia")
-        .arg("-ap")
-        .arg("haslo-9")
-        .key("contact_port", zofia_port)
-        .key("expires", 300)
-        .run_ok();
+    support::agents::register(&hotline, "zofia", "haslo-9", zofia_port);
     std::thread::sleep(Duration::from_millis(100));
     let olek = agent(&hotline, "olek", "haslo-1", 300);
 

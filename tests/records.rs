@@ -632,16 +632,7 @@ fn an_agent_who_does_not_answer_is_logged_as_ring_noanswer() {
     let zofia_port = free_sip_port();
     let zofia = hotline.sipp("agent_no_answer.xml").port(zofia_port).spawn();
     std::thread::sleep(Duration::from_millis(200));
-    hotline
-        .sipp("agent_register.xml")
-        .key("agent_user", "zofia")
-        .arg("-au")
-        .arg("zofia")
-        .arg("-ap")
-        .arg("pw")
-        .key("contact_port", zofia_port)
-        .key("expires", 300)
-        .run_ok();
+    support::agents::register(&hotline, "zofia", "pw", zofia_port);
     std::thread::sleep(Duration::from_millis(100));
     let olek = agent(&hotline, "olek", "pw", 300);
 

@@ -87,6 +87,13 @@ fn agent_phone(
     }
     let phone = phone.spawn();
     std::thread::sleep(Duration::from_millis(200));
+    register(hotline, id, password, phone_port);
+    Agent { phone, rtp }
+}
+
+/// Registers agent `id` (digest auth with `password`) for a phone answering
+/// on `contact_port`, for 300 s.
+pub fn register(hotline: &Hotline, id: &str, password: &str, contact_port: u16) {
     hotline
         .sipp("agent_register.xml")
         .key("agent_user", id)
@@ -94,8 +101,7 @@ fn agent_phone(
         .arg(id)
         .arg("-ap")
         .arg(password)
-        .key("contact_port", phone_port)
+        .key("contact_port", contact_port)
         .key("expires", 300)
         .run_ok();
-    Agent { phone, rtp }
 }

@@ -109,7 +109,7 @@ impl WsClient {
         }
     }
 
-    /// Reads events until one of `kind` arrives (skipping others).
+    /// Reads events until one of `kind` arrives (earlier ones are passed over).
     pub fn wait_for(&mut self, kind: &str, timeout: Duration) -> serde_json::Value {
         let end = Instant::now() + timeout;
         while Instant::now() < end {

@@ -405,16 +405,7 @@ fn the_open_wallboard_counts_an_agent_once_through_pause_and_ready() {
     assert_eq!(board.agents.as_deref(), Some("0 / 0"), "{board:?}");
 
     // Olek's phone registers (no call comes, so nothing needs to answer).
-    hotline
-        .sipp("agent_register.xml")
-        .key("agent_user", "olek")
-        .arg("-au")
-        .arg("olek")
-        .arg("-ap")
-        .arg("haslo-1")
-        .key("contact_port", free_sip_port())
-        .key("expires", 300)
-        .run_ok();
+    support::agents::register(&hotline, "olek", "haslo-1", free_sip_port());
     let has = |want: &'static str| move |b: &Board| b.agents.as_deref() == Some(want);
     browser.wait_board("pl", Duration::from_secs(10), has("1 / 0"));
 
