@@ -191,16 +191,8 @@ impl<M: MediaControl> CallManager<M> {
                 AcdAction::Escalated { call, tier } => {
                     let key = CallKey(call.0);
                     tracing::info!(call = key.0, tier, "queue escalated");
-                    if let Some(q) = self.calls.get(&key).and_then(|c| c.queued.clone()) {
-                        let mut e = self.queue_event(key, qe::ESCALATED, &q.queue, q.language);
-                        e.info = Some(serde_json::json!({ "tier": tier }).to_string());
-                        self.log_queue(e);
-                    }
-                    let language = self
-                        .calls
-                        .get(&key)
-                        .and_then(|c| c.queued.as_ref())
-                        .map(|q| q.language);
+                    let info = serde_json::json!({ "tier": tier });
+                    let language = self.log_queued_event(key, qe::ESCALATED, info);
                     if language.is_some_and(|l| l != Language::En) {
                         self.play_announcement(key, &["queue_escalated"]);
                     }
@@ -212,12 +204,8 @@ impl<M: MediaControl> CallManager<M> {
                         fallback = language.code(),
                         "queue falls back to another language"
                     );
-                    if let Some(q) = self.calls.get(&key).and_then(|c| c.queued.clone()) {
-                        let mut e = self.queue_event(key, qe::FALLBACK, &q.queue, q.language);
-                        e.info =
-                            Some(serde_json::json!({ "language": language.code() }).to_string());
-                        self.log_queue(e);
-                    }
+                    let info = serde_json::json!({ "language": language.code() });
+                    self.log_queued_event(key, qe::FALLBACK, info);
                     if let Some(prompt) = self.fallback_prompt(key) {
                         self.play_announcement(key, &[prompt.as_str()]);
                     }
@@ -273,6 +261,21 @@ impl<M: MediaControl> CallManager<M> {
             self.refresh_agent_gauges();
         }
         self.refresh_queue_gauges(now);
+    }
+
+    /// Logs a queue event with `info` for a queued caller; their language.
+    fn log_queued_event(
+        &mut self,
+        key: CallKey,
+        event: &str,
+        info: serde_json::Value,
+    ) -> Option<Language> {
+        let q = self.calls.get(&key)?.queued.as_ref()?;
+        let (queue, language) = (q.queue.clone(), q.language);
+        let mut e = self.queue_event(key, event, &queue, language);
+        e.info = Some(info.to_string());
+        self.log_queue(e);
+        Some(language)
     }
 
     /// What a caller hears when their queue falls back to another language
