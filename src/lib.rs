@@ -19,4 +19,5 @@ pub mod registrar;
 pub mod sdp;
 pub mod server;
 pub mod sip;
+pub mod time;
 pub mod today;

@@ -5,6 +5,8 @@
 //! names from the flow files, SIP method names (unknown ones become `other`) and
 //! response codes. Caller numbers and call ids are never labels.
 
+use crate::call::{CoreGauges, Observation, AGENT_STATES};
+use chrono::{DateTime, Utc};
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -97,38 +99,6 @@ pub struct Metrics {
     /// Not Prometheus: the wallboard's totals since local midnight, counted
     /// where the counters above are (see `crate::today`).
     pub today: crate::today::Today,
-}
-
-/// Outcomes of `hotline_calls_total`.
-pub mod outcome {
-    pub const ANSWERED: &str = "answered";
-    pub const ABANDONED_IVR: &str = "abandoned_ivr";
-    pub const ABANDONED_QUEUE: &str = "abandoned_queue";
-    pub const TIMED_OUT: &str = "timed_out";
-    pub const CLOSED: &str = "closed";
-    pub const REJECTED: &str = "rejected";
-    pub const FAILED: &str = "failed";
-    /// Served by the IVR alone: the flow reached its end (information given,
-    /// goodbye said) without a queue. An addition to the contract's list.
-    pub const COMPLETED: &str = "completed";
-    pub const ALL: [&str; 8] = [
-        ANSWERED,
-        COMPLETED,
-        ABANDONED_IVR,
-        ABANDONED_QUEUE,
-        TIMED_OUT,
-        CLOSED,
-        REJECTED,
-        FAILED,
-    ];
-}
-
-/// Stages of `hotline_calls_active`.
-pub mod stage {
-    pub const IVR: &str = "ivr";
-    pub const QUEUE: &str = "queue";
-    pub const AGENT: &str = "agent";
-    pub const ALL: [&str; 3] = [IVR, QUEUE, AGENT];
 }
 
 impl Metrics {
@@ -311,10 +281,10 @@ impl Metrics {
         ));
 
         // Pre-create the bounded label sets so that dashboards see zeros, not gaps.
-        for s in stage::ALL {
-            calls_active.with_label_values(&[s]);
+        for s in crate::call::Stage::ALL {
+            calls_active.with_label_values(&[s.label()]);
         }
-        for o in outcome::ALL {
+        for o in crate::cdr::outcome::ALL {
             calls_total.with_label_values(&[o]);
         }
         for l in crate::language::Language::ALL {
@@ -365,22 +335,6 @@ impl Metrics {
             queue_log_dropped_total,
             today: crate::today::Today::default(),
         }
-    }
-
-    /// Counts a call that ended (or was refused), in `hotline_calls_total`
-    /// and today's totals.
-    pub fn call_ended(&self, outcome: &str) {
-        self.calls_total.with_label_values(&[outcome]).inc();
-        self.today.call_ended(chrono::Utc::now(), outcome);
-    }
-
-    /// Counts a caller's language choice, in `hotline_language_selected_total`
-    /// and today's totals.
-    pub fn language_chosen(&self, language: crate::language::Language) {
-        self.language_selected_total
-            .with_label_values(&[language.code()])
-            .inc();
-        self.today.language_chosen(chrono::Utc::now(), language);
     }
 
     /// Creates every bounded label set of the live queues and languages at
@@ -439,6 +393,97 @@ impl Metrics {
             "other"
         };
         self.sip_responses_total.with_label_values(&[label]).inc();
+    }
+
+    /// Counts what the call core observed, at wall time `wall` (the
+    /// wallboard's day totals count beside the counters).
+    pub fn observe(&self, wall: DateTime<Utc>, observation: &Observation) {
+        match observation {
+            Observation::CallEnded { outcome } => {
+                self.calls_total.with_label_values(&[outcome]).inc();
+                self.today.call_ended(wall, outcome);
+            }
+            Observation::LanguageChosen(language) => {
+                self.language_selected_total
+                    .with_label_values(&[language.code()])
+                    .inc();
+                self.today.language_chosen(wall, *language);
+            }
+            Observation::QueueLeft {
+                queue,
+                language,
+                outcome,
+                waited,
+                answered,
+                abandoned,
+                prediction,
+            } => {
+                let labels = [queue.as_str(), language.code()];
+                self.queue_wait_seconds
+                    .with_label_values(&[queue, language.code(), outcome])
+                    .observe(waited.as_secs_f64());
+                if *answered {
+                    self.queue_answered_total.with_label_values(&labels).inc();
+                    self.today
+                        .queue_answered(wall, queue, *language, waited.as_secs_f64());
+                    if let Some(p) = prediction {
+                        self.queue_estimate_error_seconds
+                            .with_label_values(&[queue])
+                            .observe(p.error_seconds());
+                    }
+                }
+                if let Some(short) = abandoned {
+                    self.queue_abandoned_total.with_label_values(&labels).inc();
+                    if *short {
+                        self.queue_short_abandoned_total
+                            .with_label_values(&labels)
+                            .inc();
+                    }
+                    self.today.queue_abandoned(wall, queue, *language, *short);
+                }
+            }
+            Observation::LanguagesOffered(offered) => self.set_languages_offered(offered),
+            // A snapshot starts the new day even when no call has counted yet.
+            Observation::DayStarted { .. } => {
+                self.today.snapshot(wall);
+            }
+        }
+    }
+
+    /// Sets the gauges from the call core's figures.
+    pub fn set_gauges(&self, gauges: &CoreGauges) {
+        for (stage, count) in &gauges.calls_active {
+            self.calls_active
+                .with_label_values(&[stage.label()])
+                .set(i64::try_from(*count).unwrap_or(i64::MAX));
+        }
+        for q in &gauges.queues {
+            let name = [q.name.as_str()];
+            self.queue_waiting
+                .with_label_values(&name)
+                .set(q.waiting as i64);
+            self.queue_oldest_wait_seconds
+                .with_label_values(&name)
+                .set(q.oldest_wait.map(|d| d.as_secs_f64()).unwrap_or(0.0));
+            self.queue_estimated_wait_seconds
+                .with_label_values(&name)
+                .set(q.estimated_wait.map(|d| d.as_secs_f64()).unwrap_or(0.0));
+        }
+        self.agents.reset();
+        for agent in &gauges.agents {
+            for language in agent.skills.keys() {
+                self.agents
+                    .with_label_values(&[language.code(), agent.state.label()])
+                    .inc();
+            }
+        }
+        // Every language and state is present, at zero when nobody is in it,
+        // so that "no agent logged in for a language" can be alerted on.
+        for language in crate::language::Language::ALL {
+            for state in AGENT_STATES {
+                self.agents.with_label_values(&[language.code(), state]);
+            }
+        }
     }
 
     /// The Prometheus text exposition of every metric.

@@ -59,7 +59,7 @@ impl DayTotals {
 
     /// Only the outcomes of `hotline_calls_total` are kept (a bounded set).
     pub fn call_ended(&mut self, outcome: &str) {
-        if let Some(known) = crate::metrics::outcome::ALL.iter().find(|o| **o == outcome) {
+        if let Some(known) = crate::cdr::outcome::ALL.iter().find(|o| **o == outcome) {
             *self.outcomes.entry((*known).to_string()).or_default() += 1;
         }
     }
@@ -104,6 +104,9 @@ impl DayTotals {
     }
 }
 
+/// Where the day starts when the configuration names no timezone.
+pub const DEFAULT_TIMEZONE: Tz = chrono_tz::Europe::Oslo;
+
 /// Today's totals behind a lock, shared by the call core (which counts) and
 /// the API (which reads). Each operation is a few map updates.
 pub struct Today {
@@ -131,7 +134,7 @@ impl Today {
         self.timezone
             .lock()
             .map(|tz| *tz)
-            .unwrap_or(chrono_tz::Europe::Oslo)
+            .unwrap_or(DEFAULT_TIMEZONE)
     }
 
     /// The local day at `now`.
@@ -207,7 +210,7 @@ impl Today {
 
 impl Default for Today {
     fn default() -> Self {
-        Today::new(chrono_tz::Europe::Oslo, Utc::now())
+        Today::new(DEFAULT_TIMEZONE, Utc::now())
     }
 }
 

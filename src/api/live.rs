@@ -40,10 +40,11 @@ pub async fn websocket(
 async fn stream(mut socket: WebSocket, s: ApiState) {
     // Subscribe before taking the snapshot so nothing falls between the two.
     let mut events = s.events.subscribe();
-    let today = s.metrics.today.snapshot(chrono::Utc::now());
+    let now = crate::time::Now::read();
+    let today = s.metrics.today.snapshot(now.wall);
     let snapshot = serde_json::json!({
         "type": "snapshot",
-        "at": crate::call::unix_now(),
+        "at": now.unix_seconds(),
         "calls": call_summaries(&s).await.unwrap_or_default(),
         "totals": totals(&today, s.metrics.today.timezone()),
         "queues": queue_snapshot(&s, &today).await,
@@ -140,7 +141,7 @@ fn totals(today: &DayTotals, timezone: chrono_tz::Tz) -> serde_json::Value {
         languages.insert(l.code(), today.languages.get(&l).copied().unwrap_or(0));
     }
     let mut outcomes = BTreeMap::new();
-    for o in crate::metrics::outcome::ALL {
+    for o in crate::cdr::outcome::ALL {
         outcomes.insert(o, today.outcomes.get(o).copied().unwrap_or(0));
     }
     serde_json::json!({

@@ -9,8 +9,8 @@ use crate::registrar::{
     Transport as RegTransport,
 };
 use crate::sip::{IncomingCall, RegisterRequest, Transport};
+use crate::time::Now;
 use serde::Serialize;
-use std::time::Instant;
 
 /// An agent as the API shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -38,7 +38,7 @@ pub enum AgentStateError {
 
 impl<M: MediaControl> CallManager<M> {
     /// A REGISTER from a softphone.
-    pub(super) fn register(&mut self, now: Instant, request: RegisterRequest) {
+    pub(super) fn register(&mut self, now: Now, request: RegisterRequest) {
         let contacts = if request.wildcard {
             Contacts::Wildcard
         } else if request.contacts.is_empty() {
@@ -71,7 +71,7 @@ impl<M: MediaControl> CallManager<M> {
         };
         let outcome = self
             .registrar
-            .handle_register(now, &registration, &*self.agents);
+            .handle_register(now.mono, &registration, &*self.agents);
         let code = outcome.status_code();
         let mut headers: Vec<(String, String)> = Vec::new();
         match &outcome {
@@ -101,13 +101,13 @@ impl<M: MediaControl> CallManager<M> {
             RegisterOutcome::OutOfOrder => {}
         }
         self.endpoint
-            .respond_register(now, request.handle, code, headers);
+            .respond_register(now.mono, request.handle, code, headers);
         self.drain_registrar(now);
     }
 
     /// Registration is logging in: the first binding makes the agent ready
     /// (or whatever `ready_on_register` says), the last one gone logs out.
-    pub(super) fn drain_registrar(&mut self, now: Instant) {
+    pub(super) fn drain_registrar(&mut self, now: Now) {
         while let Some(event) = self.registrar.poll_event() {
             let (agent, requested) = match event {
                 RegistrarEvent::Registered { agent } => {
@@ -122,7 +122,7 @@ impl<M: MediaControl> CallManager<M> {
                 }
                 RegistrarEvent::Unregistered { agent } => (agent, RequestedState::LoggedOut),
             };
-            if let Err(e) = self.acd.agent_state(now, &agent, requested) {
+            if let Err(e) = self.acd.agent_state(now.mono, &agent, requested) {
                 tracing::warn!(agent = %agent.as_str(), error = %e, "agent state from registration refused");
             }
         }
@@ -134,7 +134,7 @@ impl<M: MediaControl> CallManager<M> {
     /// its SIP user; the call is answered with 200 by nothing: it is refused
     /// with a status that phones show (`480` with a reason naming the state).
     /// Returns false when the INVITE is not a feature code.
-    pub(super) fn feature_code(&mut self, now: Instant, incoming: &IncomingCall) -> bool {
+    pub(super) fn feature_code(&mut self, now: Now, incoming: &IncomingCall) -> bool {
         let Some(requested) = feature_code(&incoming.dialled) else {
             return false;
         };
@@ -144,13 +144,13 @@ impl<M: MediaControl> CallManager<M> {
             .map(|a| a.id.clone());
         let registered_here = agent.as_ref().is_some_and(|a| {
             self.registrar
-                .bindings(now, a)
+                .bindings(now.mono, a)
                 .iter()
                 .any(|b| b.source == incoming.source)
         });
         let Some(agent) = agent.filter(|_| registered_here) else {
             tracing::warn!(user = %incoming.from_user, source = %incoming.source, "feature code from an unregistered phone");
-            self.endpoint.reject(now, incoming.call, 403);
+            self.endpoint.reject(now.mono, incoming.call, 403);
             return true;
         };
         let label = match &requested {
@@ -158,11 +158,11 @@ impl<M: MediaControl> CallManager<M> {
             RequestedState::Paused { .. } => "paused",
             RequestedState::LoggedOut => "logged_out",
         };
-        match self.acd.agent_state(now, &agent, requested) {
+        match self.acd.agent_state(now.mono, &agent, requested) {
             Ok(effect) => {
                 tracing::info!(agent = %agent.as_str(), state = label, effect = ?effect, "feature code");
                 self.endpoint.reject_with(
-                    now,
+                    now.mono,
                     incoming.call,
                     480,
                     vec![(
@@ -173,7 +173,7 @@ impl<M: MediaControl> CallManager<M> {
             }
             Err(e) => {
                 tracing::info!(agent = %agent.as_str(), error = %e, "feature code refused");
-                self.endpoint.reject(now, incoming.call, 403);
+                self.endpoint.reject(now.mono, incoming.call, 403);
             }
         }
         self.drain_acd(now);
@@ -183,7 +183,7 @@ impl<M: MediaControl> CallManager<M> {
     /// Sets an agent's state (HTTP API).
     pub fn set_agent_state(
         &mut self,
-        now: Instant,
+        now: Now,
         agent: &str,
         state: &str,
         reason: Option<String>,
@@ -206,7 +206,7 @@ impl<M: MediaControl> CallManager<M> {
         }
         let result = self
             .acd
-            .agent_state(now, &id, requested)
+            .agent_state(now.mono, &id, requested)
             .map_err(|e| AgentStateError::Refused(e.to_string()));
         self.drain_acd(now);
         result?;
@@ -218,12 +218,12 @@ impl<M: MediaControl> CallManager<M> {
     }
 
     /// Every agent, for the API and the wallboard.
-    pub fn agent_summaries(&self, now: Instant) -> Vec<AgentSummary> {
+    pub fn agent_summaries(&self, now: Now) -> Vec<AgentSummary> {
         self.acd
             .agents()
             .into_iter()
             .map(|a| AgentSummary {
-                registered: self.registrar.contact_for(now, &a.id).is_some(),
+                registered: self.registrar.contact_for(now.mono, &a.id).is_some(),
                 id: a.id.as_str().to_string(),
                 name: a.name.clone(),
                 state: a.state.label().to_string(),
@@ -238,7 +238,7 @@ impl<M: MediaControl> CallManager<M> {
                     .collect(),
                 idle_seconds: a
                     .idle_since
-                    .map(|t| now.saturating_duration_since(t).as_secs_f64()),
+                    .map(|t| now.mono.saturating_duration_since(t).as_secs_f64()),
             })
             .collect()
     }

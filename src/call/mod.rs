@@ -8,30 +8,33 @@
 
 mod agents;
 mod media_control;
+mod outputs;
 mod queueing;
 
 pub use agents::{AgentStateError, AgentSummary};
 pub use media_control::MediaControl;
+pub use outputs::{CoreGauges, Observation, Output};
 pub use queueing::{QueueSummary, AGENT_STATES};
 
 use crate::acd::{from_flows::queues_from_flows, Acd, AgentDirectory, AgentId};
-use crate::events::{EventBus, LiveEvent};
+use crate::cdr::outcome;
+use crate::events::LiveEvent;
 use crate::flow::{CallInfo, FlowAction, FlowEnv, FlowEvent, FlowRun, FlowSet};
 use crate::language::Language;
 use crate::media::{MediaEvent, PromptLibrary};
-use crate::metrics::{outcome, stage, Metrics};
 use crate::registrar::{DigestAuth, DigestConfig, Registrar, RegistrarConfig};
 use crate::sdp;
 use crate::sip::{
     CallKey, EndReason, IncomingCall, LegKey, SessionKey, SipEndpoint, SipEvent, Transmit,
     Transport,
 };
+use crate::time::Now;
 use queueing::{AgentLeg, Queued};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// One version of what operators edit: the flows and the prompt audio they use.
 /// Calls keep the version they started with until they end.
@@ -50,11 +53,13 @@ pub enum Stage {
 }
 
 impl Stage {
-    fn label(self) -> &'static str {
+    pub const ALL: [Stage; 3] = [Stage::Ivr, Stage::Queue, Stage::Agent];
+
+    pub fn label(self) -> &'static str {
         match self {
-            Stage::Ivr => stage::IVR,
-            Stage::Queue => stage::QUEUE,
-            Stage::Agent => stage::AGENT,
+            Stage::Ivr => "ivr",
+            Stage::Queue => "queue",
+            Stage::Agent => "agent",
         }
     }
 }
@@ -156,17 +161,17 @@ struct Call {
     connected_at: Option<Instant>,
 }
 
-/// What flow conditions see of the world: the wall clock, and queue and agent
-/// figures refreshed whenever the ACD moves.
-#[derive(Default)]
+/// What flow conditions see of the world: the wall clock of the input being
+/// handled, and queue and agent figures refreshed whenever the ACD moves.
 struct LiveEnv {
+    wall: chrono::DateTime<chrono::Utc>,
     queues: BTreeMap<String, crate::flow::QueueState>,
     agents_ready: BTreeMap<String, u32>,
 }
 
 impl FlowEnv for LiveEnv {
     fn now_wall(&self) -> chrono::DateTime<chrono::Utc> {
-        chrono::Utc::now()
+        self.wall
     }
     fn queue_state(&self, queue: &str) -> crate::flow::QueueState {
         self.queues.get(queue).cloned().unwrap_or_default()
@@ -181,7 +186,6 @@ pub struct CallManager<M: MediaControl> {
     endpoint: SipEndpoint,
     media: M,
     bundle: Arc<FlowBundle>,
-    metrics: Arc<Metrics>,
     media_ip: IpAddr,
     calls: HashMap<CallKey, Call>,
     timers: BTreeSet<(Instant, CallKey)>,
@@ -191,7 +195,6 @@ pub struct CallManager<M: MediaControl> {
     /// Ringing before answer, when an answer delay is set.
     answer_delay: Duration,
     ringing: HashMap<CallKey, Ringing>,
-    events: EventBus,
     env: LiveEnv,
     acd: Acd,
     registrar: Registrar,
@@ -199,12 +202,19 @@ pub struct CallManager<M: MediaControl> {
     legs: HashMap<LegKey, AgentLeg>,
     /// Whether an agent whose phone registers becomes ready at once.
     ready_on_register: bool,
-    /// Where ended calls' records go, when records are kept.
-    records: Option<crate::cdr::RecordSink>,
     /// When `housekeeping` runs next.
     housekeeping_at: Instant,
+    /// Where the wallboard's day starts at midnight.
+    timezone: chrono_tz::Tz,
     /// The wallboard day last announced (`day_started`).
     announced_day: chrono::NaiveDate,
+    /// Records, queue log rows, live events and counts for the shell to
+    /// deliver; drained after every input, so bounded by the work of one input.
+    outputs: VecDeque<Output>,
+    /// Calls in each stage (`hotline_calls_active`), by `Stage as usize`.
+    stage_counts: [u64; 3],
+    /// Whether the figures behind the gauges moved since the shell last read them.
+    gauges_changed: bool,
 }
 
 /// A call accepted but not answered yet (ringing for the answer delay).
@@ -217,26 +227,27 @@ struct Ringing {
 
 impl<M: MediaControl> CallManager<M> {
     pub fn new(
+        now: Now,
         endpoint: SipEndpoint,
         media: M,
         bundle: Arc<FlowBundle>,
-        metrics: Arc<Metrics>,
         media_ip: IpAddr,
     ) -> Self {
-        let now = Instant::now();
         let agents = Arc::new(AgentDirectory::default());
-        let acd = Acd::new(now, queues_from_flows(&bundle.flows), (*agents).clone());
-        prepare_series(&metrics, &bundle.flows);
-        let announced_day = metrics.today.day_at(chrono::Utc::now());
+        let acd = Acd::new(
+            now.mono,
+            queues_from_flows(&bundle.flows),
+            (*agents).clone(),
+        );
+        let timezone = crate::today::DEFAULT_TIMEZONE;
         let registrar = Registrar::new(
             RegistrarConfig::default(),
-            DigestAuth::with_random_secret(agents.realm(), now, DigestConfig::default()),
+            DigestAuth::with_random_secret(agents.realm(), now.mono, DigestConfig::default()),
         );
         let mut manager = CallManager {
             endpoint,
             media,
             bundle,
-            metrics,
             media_ip,
             calls: HashMap::new(),
             timers: BTreeSet::new(),
@@ -244,29 +255,42 @@ impl<M: MediaControl> CallManager<M> {
             dirty: Vec::new(),
             answer_delay: Duration::ZERO,
             ringing: HashMap::new(),
-            events: EventBus::new(),
-            env: LiveEnv::default(),
+            env: LiveEnv {
+                wall: now.wall,
+                queues: BTreeMap::new(),
+                agents_ready: BTreeMap::new(),
+            },
             acd,
             registrar,
             agents,
             legs: HashMap::new(),
             ready_on_register: true,
-            records: None,
-            housekeeping_at: now + HOUSEKEEPING_EVERY,
-            announced_day,
+            housekeeping_at: now.mono + HOUSEKEEPING_EVERY,
+            timezone,
+            announced_day: crate::today::local_day(timezone, now.wall),
+            outputs: VecDeque::new(),
+            stage_counts: [0; 3],
+            gauges_changed: true,
         };
-        manager.refresh_agent_gauges();
-        manager.refresh_queue_gauges(now);
+        manager.offer_languages(now);
+        manager.refresh_flow_env(now);
         manager
+    }
+
+    /// Where the wallboard's day starts (config `timezone`).
+    pub fn set_timezone(&mut self, now: Now, timezone: chrono_tz::Tz) {
+        self.timezone = timezone;
+        self.announced_day = crate::today::local_day(timezone, now.wall);
     }
 
     /// Loads (or reloads) the agent accounts. Agents keep their state; the
     /// digest realm follows the file.
-    pub fn set_agents(&mut self, now: Instant, agents: AgentDirectory) {
+    pub fn set_agents(&mut self, now: Now, agents: AgentDirectory) {
+        self.env.wall = now.wall;
         if agents.realm() != self.agents.realm() {
             self.registrar = Registrar::new(
                 RegistrarConfig::default(),
-                DigestAuth::with_random_secret(agents.realm(), now, DigestConfig::default()),
+                DigestAuth::with_random_secret(agents.realm(), now.mono, DigestConfig::default()),
             );
         }
         if !agents.is_empty() {
@@ -274,25 +298,14 @@ impl<M: MediaControl> CallManager<M> {
             self.registrar
                 .set_algorithms(crate::registrar::algorithms_for(&accounts));
         }
-        self.acd.set_agents(now, agents.clone());
+        self.acd.set_agents(now.mono, agents.clone());
         self.agents = Arc::new(agents);
         self.drain_acd(now);
-        self.refresh_agent_gauges();
     }
 
     /// Whether a phone registering makes its agent ready (else paused).
     pub fn set_ready_on_register(&mut self, ready: bool) {
         self.ready_on_register = ready;
-    }
-
-    /// Where live events go (the WebSocket stream).
-    /// Keeps a record of every answered call from now on.
-    pub fn set_records(&mut self, sink: crate::cdr::RecordSink) {
-        self.records = Some(sink);
-    }
-
-    pub fn set_events(&mut self, events: EventBus) {
-        self.events = events;
     }
 
     /// Ring this long before answering new calls.
@@ -302,10 +315,12 @@ impl<M: MediaControl> CallManager<M> {
 
     /// New calls take this version; calls in progress keep theirs. The queues
     /// it defines replace the running ones (callers waiting stay).
-    pub fn set_bundle(&mut self, now: Instant, bundle: Arc<FlowBundle>) {
-        self.acd.set_queues(now, queues_from_flows(&bundle.flows));
-        prepare_series(&self.metrics, &bundle.flows);
+    pub fn set_bundle(&mut self, now: Now, bundle: Arc<FlowBundle>) {
+        self.env.wall = now.wall;
+        self.acd
+            .set_queues(now.mono, queues_from_flows(&bundle.flows));
         self.bundle = bundle;
+        self.offer_languages(now);
         self.drain_acd(now);
     }
 
@@ -316,15 +331,21 @@ impl<M: MediaControl> CallManager<M> {
         if call.stage == stage {
             return;
         }
-        self.metrics
-            .calls_active
-            .with_label_values(&[call.stage.label()])
-            .dec();
-        self.metrics
-            .calls_active
-            .with_label_values(&[stage.label()])
-            .inc();
+        let from = call.stage;
         call.stage = stage;
+        self.stage_left(from);
+        self.stage_entered(stage);
+    }
+
+    fn stage_entered(&mut self, stage: Stage) {
+        self.stage_counts[stage as usize] += 1;
+        self.gauges_changed = true;
+    }
+
+    fn stage_left(&mut self, stage: Stage) {
+        let count = &mut self.stage_counts[stage as usize];
+        *count = count.saturating_sub(1);
+        self.gauges_changed = true;
     }
 
     pub fn bundle(&self) -> &Arc<FlowBundle> {
@@ -336,19 +357,16 @@ impl<M: MediaControl> CallManager<M> {
     }
 
     /// One SIP datagram or framed TCP message.
-    pub fn handle_sip(
-        &mut self,
-        now: Instant,
-        transport: Transport,
-        source: SocketAddr,
-        data: &[u8],
-    ) {
-        self.endpoint.handle_input(now, transport, source, data);
+    pub fn handle_sip(&mut self, now: Now, transport: Transport, source: SocketAddr, data: &[u8]) {
+        self.env.wall = now.wall;
+        self.endpoint
+            .handle_input(now.mono, transport, source, data);
         self.process(now);
     }
 
     /// A digit or the end of a playback, from the media side.
-    pub fn handle_media(&mut self, now: Instant, event: MediaEvent) {
+    pub fn handle_media(&mut self, now: Now, event: MediaEvent) {
+        self.env.wall = now.wall;
         match event {
             MediaEvent::PlaybackFinished { call, play_id } => {
                 if !Self::is_announcement(play_id) {
@@ -368,17 +386,18 @@ impl<M: MediaControl> CallManager<M> {
     }
 
     /// Runs SIP and flow timers that are due.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        if now >= self.housekeeping_at {
-            self.housekeeping(now, chrono::Utc::now());
+    pub fn handle_timeout(&mut self, now: Now) {
+        self.env.wall = now.wall;
+        if now.mono >= self.housekeeping_at {
+            self.housekeeping(now);
         }
-        self.endpoint.handle_timeout(now);
-        self.registrar.handle_timeout(now);
+        self.endpoint.handle_timeout(now.mono);
+        self.registrar.handle_timeout(now.mono);
         self.drain_registrar(now);
-        self.acd.handle_timeout(now);
+        self.acd.handle_timeout(now.mono);
         self.drain_acd(now);
         while let Some(&(at, key)) = self.timers.first() {
-            if at > now {
+            if at > now.mono {
                 break;
             }
             self.timers.remove(&(at, key));
@@ -388,30 +407,35 @@ impl<M: MediaControl> CallManager<M> {
             }
             if let Some(call) = self.calls.get_mut(&key) {
                 call.deadline = None;
-                call.flow.handle_timeout(now, &self.env);
+                call.flow.handle_timeout(now.mono, &self.env);
                 self.dirty.push(key);
             }
         }
         self.process(now);
     }
 
-    /// Refreshes what depends on the wall clock `wall`: which languages are
+    /// Refreshes what depends on the wall clock: which languages are
     /// offered (the line may have opened or closed) and, after local
     /// midnight, a new wallboard day (announced as `day_started`).
-    pub fn housekeeping(&mut self, now: Instant, wall: chrono::DateTime<chrono::Utc>) {
-        self.housekeeping_at = now + HOUSEKEEPING_EVERY;
-        let offered = self.bundle.flows.languages_offered_at(wall);
-        self.metrics.set_languages_offered(&offered);
-        // A snapshot starts the new day even when no call has counted yet.
-        let day = self.metrics.today.snapshot(wall).day;
+    pub fn housekeeping(&mut self, now: Now) {
+        self.housekeeping_at = now.mono + HOUSEKEEPING_EVERY;
+        self.offer_languages(now);
+        let day = crate::today::local_day(self.timezone, now.wall);
         if day != self.announced_day {
             self.announced_day = day;
             tracing::info!(%day, "a new day on the wallboard");
-            self.events.publish(LiveEvent::DayStarted {
-                at: unix_now(),
+            self.observe(Observation::DayStarted { day });
+            self.emit_live(LiveEvent::DayStarted {
+                at: now.unix_seconds(),
                 day: day.to_string(),
             });
         }
+    }
+
+    /// `hotline_language_offered`: the flows' languages while the line is open.
+    fn offer_languages(&mut self, now: Now) {
+        let offered = self.bundle.flows.languages_offered_at(now.wall);
+        self.observe(Observation::LanguagesOffered(offered));
     }
 
     /// The next instant `handle_timeout` must run.
@@ -431,12 +455,12 @@ impl<M: MediaControl> CallManager<M> {
     /// A leg sent no RTP for the configured time: its peer may have vanished
     /// without a BYE. Ask it with an in-dialog OPTIONS; `ProbeFailed` ends the
     /// call, so no agent is left stuck "on call".
-    fn rtp_silent(&mut self, now: Instant, media_key: CallKey) {
+    fn rtp_silent(&mut self, now: Now, media_key: CallKey) {
         let caller = CallKey(media_key.0 & !queueing::AGENT_LEG_BIT);
         if media_key == caller {
             if self.calls.contains_key(&caller) {
                 tracing::info!(call = caller.0, "no RTP from the caller: probing");
-                self.endpoint.probe(now, caller);
+                self.endpoint.probe(now.mono, caller);
             }
         } else if let Some(leg) = self.calls.get(&caller).and_then(|c| c.agent_leg) {
             tracing::info!(
@@ -444,7 +468,7 @@ impl<M: MediaControl> CallManager<M> {
                 leg = leg.0,
                 "no RTP from the agent: probing"
             );
-            self.endpoint.probe(now, leg);
+            self.endpoint.probe(now.mono, leg);
         }
     }
 
@@ -454,22 +478,22 @@ impl<M: MediaControl> CallManager<M> {
 
     /// Refuses new calls (503 with Retry-After) and those still ringing; calls
     /// in progress go on.
-    pub fn start_draining(&mut self, now: Instant) {
+    pub fn start_draining(&mut self, now: Now) {
         self.draining = true;
         let ringing: Vec<CallKey> = self.ringing.keys().copied().collect();
         for key in ringing {
             if let Some(r) = self.ringing.remove(&key) {
                 self.timers.remove(&(r.answer_at, key));
-                self.endpoint.reject(now, key, 503);
-                self.metrics.call_ended(outcome::REJECTED);
-                self.record_refused(&r.incoming, refusal::DRAINING);
+                self.endpoint.reject(now.mono, key, 503);
+                self.count_call_ended(outcome::REJECTED);
+                self.record_refused(now, &r.incoming, refusal::DRAINING);
             }
         }
         self.process(now);
     }
 
     /// Stops taking calls and hangs up every call in progress.
-    pub fn shut_down(&mut self, now: Instant) {
+    pub fn shut_down(&mut self, now: Now) {
         self.start_draining(now);
         let keys: Vec<CallKey> = self.calls.keys().copied().collect();
         for key in keys {
@@ -484,7 +508,7 @@ impl<M: MediaControl> CallManager<M> {
     }
 
     /// The calls in progress, for the API.
-    pub fn summaries(&self, now: Instant) -> Vec<CallSummary> {
+    pub fn summaries(&self, now: Now) -> Vec<CallSummary> {
         let mut out: Vec<CallSummary> = self
             .calls
             .iter()
@@ -497,12 +521,16 @@ impl<M: MediaControl> CallManager<M> {
                 language: c.flow.language(),
                 flow_version: c.bundle.flows.version().to_string(),
                 step: c.flow.path().last().cloned(),
-                duration_seconds: now.saturating_duration_since(c.answered_at).as_secs_f64(),
+                duration_seconds: now
+                    .mono
+                    .saturating_duration_since(c.answered_at)
+                    .as_secs_f64(),
                 queue: c.queued.as_ref().map(|q| q.queue.clone()),
-                waited_seconds: c
-                    .queued
-                    .as_ref()
-                    .map(|q| now.saturating_duration_since(q.joined_at).as_secs_f64()),
+                waited_seconds: c.queued.as_ref().map(|q| {
+                    now.mono
+                        .saturating_duration_since(q.joined_at)
+                        .as_secs_f64()
+                }),
                 agent: c.connected_agent.as_ref().map(|a| a.as_str().to_string()),
             })
             .collect();
@@ -510,7 +538,7 @@ impl<M: MediaControl> CallManager<M> {
         out
     }
 
-    fn process(&mut self, now: Instant) {
+    fn process(&mut self, now: Now) {
         // Bounded: each pass either consumes SIP events or flow actions; both
         // sources are finite per input.
         loop {
@@ -529,7 +557,7 @@ impl<M: MediaControl> CallManager<M> {
         }
     }
 
-    fn sip_event(&mut self, now: Instant, event: SipEvent) {
+    fn sip_event(&mut self, now: Now, event: SipEvent) {
         match event {
             SipEvent::IncomingCall(incoming) => self.incoming(now, incoming),
             SipEvent::Confirmed { call } => {
@@ -540,6 +568,7 @@ impl<M: MediaControl> CallManager<M> {
                     self.timers.remove(&(r.answer_at, call));
                     // Ended before we answered: still a call taken, recorded.
                     self.record_unanswered(
+                        now,
                         &r.incoming,
                         outcome::ABANDONED_IVR,
                         crate::cdr::hung_up_by::CALLER,
@@ -547,9 +576,9 @@ impl<M: MediaControl> CallManager<M> {
                     );
                 }
                 tracing::info!(call = call.0, "cancelled before answer");
-                self.metrics.call_ended(outcome::ABANDONED_IVR);
-                self.events.publish(LiveEvent::CallEnded {
-                    at: unix_now(),
+                self.count_call_ended(outcome::ABANDONED_IVR);
+                self.emit_live(LiveEvent::CallEnded {
+                    at: now.unix_seconds(),
                     call: call.0,
                     outcome: outcome::ABANDONED_IVR,
                     language: None,
@@ -595,7 +624,7 @@ impl<M: MediaControl> CallManager<M> {
                 self.end_call_locally(now, call, LocalEnd::SessionExpired, SESSION_EXPIRED);
             }
             SipEvent::Register(request) => self.register(now, request),
-            SipEvent::Refused(refused) => self.endpoint_refused(refused),
+            SipEvent::Refused(refused) => self.endpoint_refused(now, refused),
             SipEvent::LegRinging { leg } => {
                 tracing::debug!(leg = leg.0, "agent phone ringing");
             }
@@ -609,7 +638,7 @@ impl<M: MediaControl> CallManager<M> {
         }
     }
 
-    fn incoming(&mut self, now: Instant, incoming: IncomingCall) {
+    fn incoming(&mut self, now: Now, incoming: IncomingCall) {
         let key = incoming.call;
         let trusted = self.endpoint.is_trusted(incoming.source.ip());
         // `label` names the reason in the call record; only trusted sources
@@ -617,10 +646,10 @@ impl<M: MediaControl> CallManager<M> {
         let reject = |this: &mut Self, code: u16, why: &str, label: &str| {
             tracing::info!(call = key.0, sip_call_id = %incoming.call_id, caller = %incoming.from_user,
                 dialled = %incoming.dialled, code, reason = why, "call rejected");
-            this.endpoint.reject(now, key, code);
-            this.metrics.call_ended(outcome::REJECTED);
+            this.endpoint.reject(now.mono, key, code);
+            this.count_call_ended(outcome::REJECTED);
             if trusted {
-                this.record_refused(&incoming, label);
+                this.record_refused(now, &incoming, label);
             }
         };
         if self.draining {
@@ -666,12 +695,12 @@ impl<M: MediaControl> CallManager<M> {
                     incoming,
                     negotiated,
                     entry,
-                    answer_at: now,
+                    answer_at: now.mono,
                 },
             );
         } else {
-            let answer_at = now + self.answer_delay;
-            self.endpoint.ring(now, key);
+            let answer_at = now.mono + self.answer_delay;
+            self.endpoint.ring(now.mono, key);
             self.timers.insert((answer_at, key));
             self.ringing.insert(
                 key,
@@ -685,7 +714,7 @@ impl<M: MediaControl> CallManager<M> {
         }
     }
 
-    fn answer(&mut self, now: Instant, ringing: Ringing) {
+    fn answer(&mut self, now: Now, ringing: Ringing) {
         let Ringing {
             incoming,
             negotiated,
@@ -695,9 +724,9 @@ impl<M: MediaControl> CallManager<M> {
         let key = incoming.call;
         if self.draining {
             tracing::info!(call = key.0, "call refused: shutting down");
-            self.endpoint.reject(now, key, 503);
-            self.metrics.call_ended(outcome::REJECTED);
-            self.record_refused(&incoming, refusal::DRAINING);
+            self.endpoint.reject(now.mono, key, 503);
+            self.count_call_ended(outcome::REJECTED);
+            self.record_refused(now, &incoming, refusal::DRAINING);
             return;
         }
         let bundle = Arc::clone(&self.bundle);
@@ -706,28 +735,31 @@ impl<M: MediaControl> CallManager<M> {
             Ok(port) => port,
             Err(e) => {
                 tracing::warn!(call = key.0, error = %e, "call refused: no media");
-                self.endpoint.reject(now, key, 503);
-                self.metrics.call_ended(outcome::FAILED);
-                self.record_refused(&incoming, refusal::NO_MEDIA_PORT);
+                self.endpoint.reject(now.mono, key, 503);
+                self.count_call_ended(outcome::FAILED);
+                self.record_refused(now, &incoming, refusal::NO_MEDIA_PORT);
                 return;
             }
         };
         let answer = negotiated.answer().render(self.media_ip, port, key.0, 1);
-        self.endpoint.answer(now, key, &answer);
+        self.endpoint.answer(now.mono, key, &answer);
         let call_info = CallInfo {
             caller: incoming.from_user.clone(),
             dialled: incoming.dialled.clone(),
         };
-        let flow = FlowRun::start(Arc::clone(&bundle.flows), &entry, call_info, now, &self.env);
+        let flow = FlowRun::start(
+            Arc::clone(&bundle.flows),
+            &entry,
+            call_info,
+            now.mono,
+            &self.env,
+        );
         tracing::info!(call = key.0, sip_call_id = %incoming.call_id, caller = %incoming.from_user,
             dialled = %incoming.dialled, flow = %entry, flow_version = %bundle.flows.version(),
             codec = params.codec.name(), "call answered");
-        self.metrics
-            .calls_active
-            .with_label_values(&[stage::IVR])
-            .inc();
-        self.events.publish(LiveEvent::CallStarted {
-            at: unix_now(),
+        self.stage_entered(Stage::Ivr);
+        self.emit_live(LiveEvent::CallStarted {
+            at: now.unix_seconds(),
             call: key.0,
             dialled: incoming.dialled.clone(),
         });
@@ -738,7 +770,7 @@ impl<M: MediaControl> CallManager<M> {
                 flow,
                 bundle,
                 stage: Stage::Ivr,
-                answered_at: now,
+                answered_at: now.mono,
                 media_open: true,
                 sdp_session_version: 1,
                 local_rtp_port: port,
@@ -758,9 +790,9 @@ impl<M: MediaControl> CallManager<M> {
         self.dirty.push(key);
     }
 
-    fn reoffer(&mut self, now: Instant, key: CallKey, offer: Option<String>) {
+    fn reoffer(&mut self, now: Now, key: CallKey, offer: Option<String>) {
         let Some(call) = self.calls.get_mut(&key) else {
-            self.endpoint.answer_reoffer(now, key, None);
+            self.endpoint.answer_reoffer(now.mono, key, None);
             return;
         };
         let negotiated = match offer
@@ -770,13 +802,13 @@ impl<M: MediaControl> CallManager<M> {
             Some(Ok(n)) => n,
             Some(Err(e)) => {
                 tracing::info!(call = key.0, error = %e, "re-INVITE refused");
-                self.endpoint.answer_reoffer(now, key, None);
+                self.endpoint.answer_reoffer(now.mono, key, None);
                 return;
             }
             None => {
                 // A re-INVITE without SDP asks us to offer: we offer what we have.
                 // Our answer stays as it was; the ACK carries theirs.
-                self.endpoint.answer_reoffer(now, key, None);
+                self.endpoint.answer_reoffer(now.mono, key, None);
                 return;
             }
         };
@@ -793,10 +825,10 @@ impl<M: MediaControl> CallManager<M> {
             send = negotiated.stream_params().send,
             "re-INVITE answered"
         );
-        self.endpoint.answer_reoffer(now, key, Some(&answer));
+        self.endpoint.answer_reoffer(now.mono, key, Some(&answer));
     }
 
-    fn ended(&mut self, now: Instant, key: CallKey, reason: EndReason) {
+    fn ended(&mut self, now: Now, key: CallKey, reason: EndReason) {
         // Out of the queue (abandoned) or off the agent (wrap-up) first.
         self.caller_gone(now, key);
         let Some(call) = self.calls.remove(&key) else {
@@ -808,10 +840,7 @@ impl<M: MediaControl> CallManager<M> {
         if call.media_open {
             self.media.close(key);
         }
-        self.metrics
-            .calls_active
-            .with_label_values(&[call.stage.label()])
-            .dec();
+        self.stage_left(call.stage);
         let result = match (call.local_end, reason) {
             (Some(end), _) => end.outcome(),
             (None, EndReason::RemoteBye) => match call.stage {
@@ -821,9 +850,9 @@ impl<M: MediaControl> CallManager<M> {
             },
             (None, _) => outcome::FAILED,
         };
-        self.metrics.call_ended(result);
-        self.events.publish(LiveEvent::CallEnded {
-            at: unix_now(),
+        self.count_call_ended(result);
+        self.emit_live(LiveEvent::CallEnded {
+            at: now.unix_seconds(),
             call: key.0,
             outcome: result,
             language: call.flow.language(),
@@ -831,14 +860,14 @@ impl<M: MediaControl> CallManager<M> {
         tracing::info!(call = key.0, sip_call_id = %call.info.call_id, outcome = result,
             reason = ?reason, language = ?call.flow.language().map(Language::code),
             path = %call.flow.path().join(">"), "call ended");
-        if let Some(sink) = &self.records {
-            sink.record(self.call_record(now, key, &call, result, reason));
-        }
+        let record = self.call_record(now, key, &call, result, reason);
+        self.outputs.push_back(Output::Record(record));
     }
 
     /// A call refused before answer: a record with outcome `refused` and why.
-    fn record_refused(&self, incoming: &IncomingCall, reason: &str) {
+    fn record_refused(&mut self, now: Now, incoming: &IncomingCall, reason: &str) {
         self.record_unanswered(
+            now,
             incoming,
             crate::cdr::REFUSED,
             crate::cdr::hung_up_by::SERVICE,
@@ -848,75 +877,71 @@ impl<M: MediaControl> CallManager<M> {
 
     /// The record of a call that ended before it was answered.
     fn record_unanswered(
-        &self,
+        &mut self,
+        now: Now,
         incoming: &IncomingCall,
         outcome: &str,
         hung_up_by: &str,
         reason: &str,
     ) {
-        let Some(sink) = &self.records else {
-            return;
-        };
-        let at = crate::cdr::now_ms();
+        let at = now.wall_ms();
         let flow = self
             .bundle
             .flows
             .entry_for(&incoming.dialled)
             .unwrap_or_default()
             .to_string();
-        sink.record(crate::cdr::CallRecord {
-            id: format!("{}:{}", incoming.call_id, incoming.call.0),
-            call: incoming.call.0,
-            sip_call_id: incoming.call_id.clone(),
-            caller: incoming.from_user.clone(),
-            dialled: incoming.dialled.clone(),
-            outcome: outcome.to_string(),
-            hung_up_by: hung_up_by.to_string(),
-            ..refused_record(&self.bundle, flow, at, reason)
-        });
+        self.outputs
+            .push_back(Output::Record(crate::cdr::CallRecord {
+                id: format!("{}:{}", incoming.call_id, incoming.call.0),
+                call: incoming.call.0,
+                sip_call_id: incoming.call_id.clone(),
+                caller: incoming.from_user.clone(),
+                dialled: incoming.dialled.clone(),
+                outcome: outcome.to_string(),
+                hung_up_by: hung_up_by.to_string(),
+                ..refused_record(&self.bundle, flow, at, reason)
+            }));
     }
 
     /// The endpoint refused an INVITE from a trusted source on its own.
-    fn endpoint_refused(&self, r: crate::sip::RefusedCall) {
+    fn endpoint_refused(&mut self, now: Now, r: crate::sip::RefusedCall) {
         tracing::info!(sip_call_id = %r.call_id, caller = %r.from_user, dialled = %r.dialled,
             code = r.code, reason = r.reason.label(), "call refused by the endpoint");
         // Counted once per call: a refusal at max_calls answers retransmissions
         // from its transaction. Stateless refusals (max_transactions) would
         // count every retransmission, so only the record keeps them.
         if r.reason == crate::sip::Refusal::MaxCalls {
-            self.metrics.call_ended(outcome::REJECTED);
+            self.count_call_ended(outcome::REJECTED);
         }
-        let Some(sink) = &self.records else {
-            return;
-        };
         let flow = self
             .bundle
             .flows
             .entry_for(&r.dialled)
             .unwrap_or_default()
             .to_string();
-        sink.record(crate::cdr::CallRecord {
-            // No call number yet; a retransmission (same CSeq) is the same record.
-            id: format!("{}:refused:{}", r.call_id, r.cseq),
-            call: 0,
-            sip_call_id: r.call_id,
-            caller: r.from_user,
-            dialled: r.dialled,
-            ..refused_record(&self.bundle, flow, crate::cdr::now_ms(), r.reason.label())
-        });
+        self.outputs
+            .push_back(Output::Record(crate::cdr::CallRecord {
+                // No call number yet; a retransmission (same CSeq) is the same record.
+                id: format!("{}:refused:{}", r.call_id, r.cseq),
+                call: 0,
+                sip_call_id: r.call_id,
+                caller: r.from_user,
+                dialled: r.dialled,
+                ..refused_record(&self.bundle, flow, now.wall_ms(), r.reason.label())
+            }));
     }
 
     fn call_record(
         &self,
-        now: Instant,
+        now: Now,
         key: CallKey,
         call: &Call,
         result: &str,
         reason: EndReason,
     ) -> crate::cdr::CallRecord {
-        use crate::cdr::{hung_up_by, wall_ms};
-        let now_wall = SystemTime::now();
-        let wall = |at: Instant| wall_ms(now, now_wall, at);
+        use crate::cdr::hung_up_by;
+        let wall = |at: Instant| now.wall_ms_at(at);
         let started = call
             .answered_at
             .checked_sub(self.answer_delay)
@@ -950,23 +975,23 @@ impl<M: MediaControl> CallManager<M> {
             answered_ms: Some(wall(call.answered_at)),
             queued_ms: call.queued_at.map(wall),
             connected_ms: call.connected_at.map(wall),
-            ended_ms: wall(now),
+            ended_ms: now.wall_ms(),
             hung_up_by: by.to_string(),
             reason: why,
         }
     }
 
-    fn flow_event(&mut self, now: Instant, key: CallKey, event: FlowEvent) {
+    fn flow_event(&mut self, now: Now, key: CallKey, event: FlowEvent) {
         if let Some(call) = self.calls.get_mut(&key) {
             if call.local_end.is_none() {
-                call.flow.handle_event(now, event, &self.env);
+                call.flow.handle_event(now.mono, event, &self.env);
                 self.dirty.push(key);
             }
         }
     }
 
     /// Carries out what the flow asked for, then re-arms its timer.
-    fn drain_flow(&mut self, now: Instant, key: CallKey) {
+    fn drain_flow(&mut self, now: Now, key: CallKey) {
         // Bounded by the engine's own step limit per event.
         loop {
             let Some(call) = self.calls.get_mut(&key) else {
@@ -990,7 +1015,7 @@ impl<M: MediaControl> CallManager<M> {
                         .collect();
                     if clips.is_empty() {
                         call.flow.handle_event(
-                            now,
+                            now.mono,
                             FlowEvent::PlaybackFinished { play_id },
                             &self.env,
                         );
@@ -1001,9 +1026,9 @@ impl<M: MediaControl> CallManager<M> {
                 FlowAction::StopPlayback => self.media.stop(key),
                 FlowAction::LanguageSelected(language) => {
                     tracing::info!(call = key.0, language = language.code(), "language chosen");
-                    self.metrics.language_chosen(language);
-                    self.events.publish(LiveEvent::LanguageChosen {
-                        at: unix_now(),
+                    self.observe(Observation::LanguageChosen(language));
+                    self.emit_live(LiveEvent::LanguageChosen {
+                        at: now.unix_seconds(),
                         call: key.0,
                         language,
                     });
@@ -1042,7 +1067,7 @@ impl<M: MediaControl> CallManager<M> {
         }
     }
 
-    fn end_call_locally(&mut self, now: Instant, key: CallKey, end: LocalEnd, why: &str) {
+    fn end_call_locally(&mut self, now: Now, key: CallKey, end: LocalEnd, why: &str) {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -1062,7 +1087,7 @@ impl<M: MediaControl> CallManager<M> {
             call.media_open = false;
         }
         tracing::info!(call = key.0, reason = why, "hanging up");
-        self.endpoint.hangup(now, key);
+        self.endpoint.hangup(now.mono, key);
     }
 }
 
@@ -1115,21 +1140,6 @@ fn record_id(call: &Call, key: CallKey) -> String {
 /// The call record reason (and log reason) of a call ended because a leg's
 /// RFC 4028 session timer expired.
 const SESSION_EXPIRED: &str = "session_expired";
-
-/// Seconds since the Unix epoch, for records and the API.
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-/// Series for the flow set's queues at zero, and the languages it offers now.
-fn prepare_series(metrics: &Metrics, flows: &FlowSet) {
-    let queues: Vec<&str> = flows.queues.keys().map(String::as_str).collect();
-    metrics.prepare_series(&queues);
-    metrics.set_languages_offered(&flows.languages_offered_at(chrono::Utc::now()));
-}
 
 /// How often wall-clock state is refreshed: opening hours behind
 /// `hotline_language_offered` (minute resolution) and the wallboard's day.

@@ -5,12 +5,12 @@
 //! One agent leg per caller at a time (the ACD never offers a caller to two
 //! agents at once); its media is keyed by the caller's key with the top bit set.
 
-use super::{CallManager, LocalEnd, MediaControl, Stage};
+use super::{CallManager, LocalEnd, MediaControl, Observation, Stage};
 use crate::acd::{
     AcdAction, AgentId, AgentState, CallId, CancelReason, JoinOptions, JoinResult, LeaveOutcome,
     MessageTiming, OfferResult,
 };
-use crate::cdr::{queue_event as qe, QueueEvent};
+use crate::cdr::{queue_event as qe, QueueEvent, QueueEventInfo};
 use crate::events::LiveEvent;
 use crate::flow::model::NoAgents;
 use crate::flow::{FlowEvent, QueueOptions};
@@ -18,6 +18,7 @@ use crate::language::Language;
 use crate::media::Codec;
 use crate::sdp;
 use crate::sip::{CallKey, EndReason, LegKey, OutboundInvite, Transport};
+use crate::time::Now;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,15 @@ pub(super) struct Queued {
     pub position_at_exit: Option<usize>,
 }
 
+/// A caller's exit from a queue, as the ACD reported it.
+struct Exit<'a> {
+    queue: &'a str,
+    language: Language,
+    left: &'a LeaveOutcome,
+    waited: Duration,
+    prediction: Option<crate::acd::PredictionError>,
+}
+
 /// A leg we placed to an agent for a caller.
 #[derive(Debug, Clone)]
 pub(super) struct AgentLeg {
@@ -77,7 +87,7 @@ impl<M: MediaControl> CallManager<M> {
     /// The flow asked to queue the caller.
     pub(super) fn join_queue(
         &mut self,
-        now: Instant,
+        now: Now,
         key: CallKey,
         queue: &str,
         options: &QueueOptions,
@@ -103,7 +113,9 @@ impl<M: MediaControl> CallManager<M> {
                 })
                 .collect(),
         };
-        let result = self.acd.join(now, CallId(key.0), queue, language, join);
+        let result = self
+            .acd
+            .join(now.mono, CallId(key.0), queue, language, join);
         tracing::info!(call = key.0, queue, language = language.code(), result = ?result, "queue");
         let exited = match &result {
             JoinResult::Joined { .. } | JoinResult::AlreadyQueued => None,
@@ -113,30 +125,30 @@ impl<M: MediaControl> CallManager<M> {
             JoinResult::LanguageNotServed => Some("language_not_served"),
         };
         if let Some(reason) = exited {
-            let mut e = self.queue_event(key, qe::EXITED, queue, language);
+            let mut e = self.queue_event(now, key, qe::EXITED, queue, language);
             e.reason = Some(reason.to_string());
             self.log_queue(e);
         }
         let event = match result {
             JoinResult::Joined { language } => {
-                let joined = self.queue_event(key, qe::JOINED, queue, language);
+                let joined = self.queue_event(now, key, qe::JOINED, queue, language);
                 self.log_queue(joined);
                 self.set_stage(key, Stage::Queue);
                 if let Some(call) = self.calls.get_mut(&key) {
                     call.queued = Some(Queued {
                         queue: queue.to_string(),
                         language,
-                        joined_at: now,
+                        joined_at: now.mono,
                         messages: options.messages.iter().map(|m| m.prompts.clone()).collect(),
                         position_at_exit: None,
                     });
                     call.queue_name = Some(queue.to_string());
-                    call.queued_at = Some(now);
+                    call.queued_at = Some(now.mono);
                     let music = call.bundle.prompts.hold_music();
                     self.media.play_music(key, music);
                 }
-                self.events.publish(LiveEvent::Queued {
-                    at: super::unix_now(),
+                self.emit_live(LiveEvent::Queued {
+                    at: now.unix_seconds(),
                     call: key.0,
                     queue: queue.to_string(),
                     language: Some(language),
@@ -151,7 +163,7 @@ impl<M: MediaControl> CallManager<M> {
         };
         if let Some(event) = event {
             if let Some(call) = self.calls.get_mut(&key) {
-                call.flow.handle_event(now, event, &self.env);
+                call.flow.handle_event(now.mono, event, &self.env);
                 self.dirty.push(key);
             }
         }
@@ -159,8 +171,7 @@ impl<M: MediaControl> CallManager<M> {
     }
 
     /// Carries out what the ACD asked for.
-    pub(super) fn drain_acd(&mut self, now: Instant) {
-        let mut agents_changed = false;
+    pub(super) fn drain_acd(&mut self, now: Now) {
         while let Some(action) = self.acd.poll_action() {
             match action {
                 AcdAction::Offer {
@@ -177,7 +188,7 @@ impl<M: MediaControl> CallManager<M> {
                     let key = CallKey(call.0);
                     if let Some(leg) = self.leg_of(key) {
                         tracing::info!(call = key.0, agent = %agent.as_str(), ?reason, "offer withdrawn");
-                        self.log_withdrawn(key, leg, reason);
+                        self.log_withdrawn(now, key, leg, reason);
                         self.drop_agent_leg(now, leg);
                     }
                 }
@@ -187,12 +198,12 @@ impl<M: MediaControl> CallManager<M> {
                     estimated_wait,
                     first,
                     ..
-                } => self.announce(CallKey(call.0), position, estimated_wait, first),
+                } => self.announce(now, CallKey(call.0), position, estimated_wait, first),
                 AcdAction::Escalated { call, tier } => {
                     let key = CallKey(call.0);
                     tracing::info!(call = key.0, tier, "queue escalated");
-                    let info = serde_json::json!({ "tier": tier });
-                    let language = self.log_queued_event(key, qe::ESCALATED, info);
+                    let info = QueueEventInfo::Number("tier", tier as u64);
+                    let language = self.log_queued_event(now, key, qe::ESCALATED, info);
                     if language.is_some_and(|l| l != Language::En) {
                         self.play_announcement(key, &["queue_escalated"]);
                     }
@@ -204,8 +215,8 @@ impl<M: MediaControl> CallManager<M> {
                         fallback = language.code(),
                         "queue falls back to another language"
                     );
-                    let info = serde_json::json!({ "language": language.code() });
-                    self.log_queued_event(key, qe::FALLBACK, info);
+                    let info = QueueEventInfo::Text("language", language.code());
+                    self.log_queued_event(now, key, qe::FALLBACK, info);
                     if let Some(prompt) = self.fallback_prompt(key) {
                         self.play_announcement(key, &[prompt.as_str()]);
                     }
@@ -236,44 +247,44 @@ impl<M: MediaControl> CallManager<M> {
                     waited,
                     prediction,
                 } => self.record_left(
+                    now,
                     CallKey(call.0),
-                    &queue,
-                    language,
-                    &outcome,
-                    waited,
-                    prediction,
+                    Exit {
+                        queue: &queue,
+                        language,
+                        left: &outcome,
+                        waited,
+                        prediction,
+                    },
                 ),
                 AcdAction::AgentStateChanged { agent, state } => {
                     tracing::info!(agent = %agent.as_str(), state = state.label(), "agent state");
-                    self.log_agent_state(&agent, &state);
+                    self.log_agent_state(now, &agent, &state);
                     let skills = self.agent_skills(&agent);
-                    self.events.publish(LiveEvent::AgentState {
-                        at: super::unix_now(),
+                    self.emit_live(LiveEvent::AgentState {
+                        at: now.unix_seconds(),
                         agent: agent.as_str().to_string(),
                         state: state.label().to_string(),
                         skills,
                     });
-                    agents_changed = true;
                 }
             }
         }
-        if agents_changed {
-            self.refresh_agent_gauges();
-        }
-        self.refresh_queue_gauges(now);
+        self.refresh_flow_env(now);
     }
 
     /// Logs a queue event with `info` for a queued caller; their language.
     fn log_queued_event(
         &mut self,
+        now: Now,
         key: CallKey,
         event: &str,
-        info: serde_json::Value,
+        info: QueueEventInfo<'_>,
     ) -> Option<Language> {
         let q = self.calls.get(&key)?.queued.as_ref()?;
         let (queue, language) = (q.queue.clone(), q.language);
-        let mut e = self.queue_event(key, event, &queue, language);
-        e.info = Some(info.to_string());
+        let mut e = self.queue_event(now, key, event, &queue, language);
+        e.set_info(info);
         self.log_queue(e);
         Some(language)
     }
@@ -298,26 +309,19 @@ impl<M: MediaControl> CallManager<M> {
 
     /// Rings an agent for a caller: a media port for the agent leg, our offer,
     /// and an INVITE to where the agent's phone registered from.
-    fn offer(
-        &mut self,
-        now: Instant,
-        key: CallKey,
-        agent: AgentId,
-        queue: String,
-        language: Language,
-    ) {
+    fn offer(&mut self, now: Now, key: CallKey, agent: AgentId, queue: String, language: Language) {
         let Some(call) = self.calls.get(&key) else {
-            let _ = self
-                .acd
-                .offer_result(now, CallId(key.0), &agent, OfferResult::Rejected(481));
+            let _ =
+                self.acd
+                    .offer_result(now.mono, CallId(key.0), &agent, OfferResult::Rejected(481));
             return;
         };
-        let Some(binding) = self.registrar.contact_for(now, &agent).cloned() else {
+        let Some(binding) = self.registrar.contact_for(now.mono, &agent).cloned() else {
             tracing::info!(call = key.0, agent = %agent.as_str(), "agent has no registered phone");
-            self.log_offer_failed(key, &agent, &queue, language, 480);
-            let _ = self
-                .acd
-                .offer_result(now, CallId(key.0), &agent, OfferResult::Rejected(480));
+            self.log_offer_failed(now, key, &agent, &queue, language, 480);
+            let _ =
+                self.acd
+                    .offer_result(now.mono, CallId(key.0), &agent, OfferResult::Rejected(480));
             return;
         };
         let media_key = agent_media_key(key);
@@ -325,10 +329,13 @@ impl<M: MediaControl> CallManager<M> {
             Ok(port) => port,
             Err(e) => {
                 tracing::warn!(call = key.0, error = %e, "no media for the agent leg");
-                self.log_offer_failed(key, &agent, &queue, language, 503);
-                let _ =
-                    self.acd
-                        .offer_result(now, CallId(key.0), &agent, OfferResult::Rejected(503));
+                self.log_offer_failed(now, key, &agent, &queue, language, 503);
+                let _ = self.acd.offer_result(
+                    now.mono,
+                    CallId(key.0),
+                    &agent,
+                    OfferResult::Rejected(503),
+                );
                 return;
             }
         };
@@ -360,7 +367,7 @@ impl<M: MediaControl> CallManager<M> {
             _ => Transport::Udp,
         };
         let leg = self.endpoint.invite(
-            now,
+            now.mono,
             OutboundInvite {
                 request_uri: binding.uri.clone(),
                 destination: ring_destination(&binding.uri, binding.source),
@@ -379,11 +386,11 @@ impl<M: MediaControl> CallManager<M> {
             },
         );
         tracing::info!(call = key.0, agent = %agent.as_str(), leg = leg.0, queue = %queue, language = language.code(), "offering to agent");
-        let mut e = self.queue_event(key, qe::OFFERED, &queue, language);
+        let mut e = self.queue_event(now, key, qe::OFFERED, &queue, language);
         e.agent = Some(agent.as_str().to_string());
         self.log_queue(e);
-        self.events.publish(LiveEvent::Offered {
-            at: super::unix_now(),
+        self.emit_live(LiveEvent::Offered {
+            at: now.unix_seconds(),
             call: key.0,
             queue: queue.clone(),
             agent: agent.as_str().to_string(),
@@ -412,7 +419,7 @@ impl<M: MediaControl> CallManager<M> {
 
     /// Tears down an agent leg whatever its state (CANCEL before the answer,
     /// BYE after) and releases its media. The leg's final SIP event is ignored.
-    pub(super) fn drop_agent_leg(&mut self, now: Instant, leg: LegKey) {
+    pub(super) fn drop_agent_leg(&mut self, now: Now, leg: LegKey) {
         let Some(info) = self.legs.get_mut(&leg) else {
             return;
         };
@@ -422,10 +429,10 @@ impl<M: MediaControl> CallManager<M> {
         info.cancelled = true;
         let key = info.call;
         if info.answered {
-            self.endpoint.hangup(now, leg);
+            self.endpoint.hangup(now.mono, leg);
             self.media.unbridge(key);
         } else {
-            self.endpoint.cancel(now, leg);
+            self.endpoint.cancel(now.mono, leg);
         }
         self.media.close(agent_media_key(key));
         if let Some(call) = self.calls.get_mut(&key) {
@@ -436,12 +443,12 @@ impl<M: MediaControl> CallManager<M> {
     }
 
     /// The agent's phone answered.
-    pub(super) fn leg_answered(&mut self, now: Instant, leg: LegKey, answer: Option<String>) {
+    pub(super) fn leg_answered(&mut self, now: Now, leg: LegKey, answer: Option<String>) {
         let Some(info) = self.legs.get(&leg).cloned() else {
             return;
         };
         if info.cancelled {
-            self.endpoint.hangup(now, leg);
+            self.endpoint.hangup(now.mono, leg);
             return;
         }
         let key = info.call;
@@ -452,8 +459,8 @@ impl<M: MediaControl> CallManager<M> {
             Some(Ok(n)) => n.stream_params(),
             other => {
                 tracing::warn!(call = key.0, leg = leg.0, error = ?other.map(|r| r.err()), "agent answer unusable");
-                self.log_leg_failed(key, &info, 488);
-                self.endpoint.hangup(now, leg);
+                self.log_leg_failed(now, key, &info, 488);
+                self.endpoint.hangup(now.mono, leg);
                 self.media.close(agent_media_key(key));
                 if let Some(l) = self.legs.get_mut(&leg) {
                     l.cancelled = true;
@@ -462,7 +469,7 @@ impl<M: MediaControl> CallManager<M> {
                     call.agent_leg = None;
                 }
                 let _ = self.acd.offer_result(
-                    now,
+                    now.mono,
                     CallId(key.0),
                     &info.agent,
                     OfferResult::Rejected(488),
@@ -473,12 +480,12 @@ impl<M: MediaControl> CallManager<M> {
         };
         match self
             .acd
-            .offer_result(now, CallId(key.0), &info.agent, OfferResult::Answered)
+            .offer_result(now.mono, CallId(key.0), &info.agent, OfferResult::Answered)
         {
             Ok(()) => {}
             Err(e) => {
                 tracing::info!(call = key.0, leg = leg.0, error = %e, "answer came too late: leg ended");
-                self.endpoint.hangup(now, leg);
+                self.endpoint.hangup(now.mono, leg);
                 self.media.close(agent_media_key(key));
                 if let Some(l) = self.legs.get_mut(&leg) {
                     l.cancelled = true;
@@ -498,36 +505,36 @@ impl<M: MediaControl> CallManager<M> {
             let waited = call
                 .queued
                 .take()
-                .map(|q| now.saturating_duration_since(q.joined_at))
+                .map(|q| now.mono.saturating_duration_since(q.joined_at))
                 .unwrap_or_default();
             call.connected_agent = Some(info.agent.clone());
-            call.connected_at = Some(now);
-            self.events.publish(LiveEvent::Answered {
-                at: super::unix_now(),
+            call.connected_at = Some(now.mono);
+            // The flow's queue step ends here: the call belongs to the agent.
+            call.flow
+                .handle_event(now.mono, FlowEvent::QueueAnswered, &self.env);
+            self.emit_live(LiveEvent::Answered {
+                at: now.unix_seconds(),
                 call: key.0,
                 queue: info.queue.clone(),
                 agent: info.agent.as_str().to_string(),
                 waited_seconds: waited.as_secs_f64(),
             });
-            // The flow's queue step ends here: the call belongs to the agent.
-            call.flow
-                .handle_event(now, FlowEvent::QueueAnswered, &self.env);
         }
         tracing::info!(call = key.0, agent = %info.agent.as_str(), codec = params.codec.name(), "connected to agent");
         self.drain_acd(now);
     }
 
     /// The agent's phone re-INVITEs (hold, a new address): follow it.
-    pub(super) fn leg_reoffer(&mut self, now: Instant, leg: LegKey, offer: Option<String>) {
+    pub(super) fn leg_reoffer(&mut self, now: Now, leg: LegKey, offer: Option<String>) {
         let Some(info) = self.legs.get_mut(&leg) else {
-            self.endpoint.answer_leg_reoffer(now, leg, None);
+            self.endpoint.answer_leg_reoffer(now.mono, leg, None);
             return;
         };
         let negotiated = offer
             .as_deref()
             .map(|o| sdp::Offer::parse(o).and_then(|o| sdp::negotiate(&o)));
         let Some(Ok(n)) = negotiated else {
-            self.endpoint.answer_leg_reoffer(now, leg, None);
+            self.endpoint.answer_leg_reoffer(now.mono, leg, None);
             return;
         };
         info.sdp_version += 1;
@@ -539,11 +546,12 @@ impl<M: MediaControl> CallManager<M> {
             info.sdp_version,
         );
         self.media.update(media_key, n.stream_params());
-        self.endpoint.answer_leg_reoffer(now, leg, Some(&answer));
+        self.endpoint
+            .answer_leg_reoffer(now.mono, leg, Some(&answer));
     }
 
     /// The agent's phone refused or never answered.
-    pub(super) fn leg_failed(&mut self, now: Instant, leg: LegKey, code: u16) {
+    pub(super) fn leg_failed(&mut self, now: Now, leg: LegKey, code: u16) {
         let Some(info) = self.legs.remove(&leg) else {
             return;
         };
@@ -563,15 +571,15 @@ impl<M: MediaControl> CallManager<M> {
             OfferResult::Rejected(code)
         };
         tracing::info!(call = key.0, agent = %info.agent.as_str(), code, "agent did not take the call");
-        self.log_leg_failed(key, &info, code);
+        self.log_leg_failed(now, key, &info, code);
         let _ = self
             .acd
-            .offer_result(now, CallId(key.0), &info.agent, result);
+            .offer_result(now.mono, CallId(key.0), &info.agent, result);
         self.drain_acd(now);
     }
 
     /// The agent leg ended after it was answered (the agent hung up, or it failed).
-    pub(super) fn leg_ended(&mut self, now: Instant, leg: LegKey, reason: EndReason) {
+    pub(super) fn leg_ended(&mut self, now: Now, leg: LegKey, reason: EndReason) {
         let Some(info) = self.legs.remove(&leg) else {
             return;
         };
@@ -585,7 +593,7 @@ impl<M: MediaControl> CallManager<M> {
         tracing::info!(call = key.0, agent = %info.agent.as_str(), reason = ?reason, "agent leg ended");
         self.media.unbridge(key);
         self.media.close(agent_media_key(key));
-        let _ = self.acd.call_ended(now, CallId(key.0));
+        let _ = self.acd.call_ended(now.mono, CallId(key.0));
         if let Some(call) = self.calls.get_mut(&key) {
             call.agent_leg = None;
         }
@@ -599,22 +607,25 @@ impl<M: MediaControl> CallManager<M> {
         self.drain_acd(now);
     }
 
-    fn leg_failed_after_removal(&mut self, now: Instant, info: &AgentLeg) {
+    fn leg_failed_after_removal(&mut self, now: Now, info: &AgentLeg) {
         let key = info.call;
-        self.log_leg_failed(key, info, 500);
+        self.log_leg_failed(now, key, info, 500);
         self.media.close(agent_media_key(key));
         if let Some(call) = self.calls.get_mut(&key) {
             call.agent_leg = None;
         }
-        let _ = self
-            .acd
-            .offer_result(now, CallId(key.0), &info.agent, OfferResult::Rejected(500));
+        let _ = self.acd.offer_result(
+            now.mono,
+            CallId(key.0),
+            &info.agent,
+            OfferResult::Rejected(500),
+        );
         self.drain_acd(now);
     }
 
     /// The caller's call ends (either side): take it out of the queue or end
     /// the agent leg, so that nobody is left ringing or "on call".
-    pub(super) fn caller_gone(&mut self, now: Instant, key: CallKey) {
+    pub(super) fn caller_gone(&mut self, now: Now, key: CallKey) {
         let Some(call) = self.calls.get(&key) else {
             return;
         };
@@ -625,23 +636,23 @@ impl<M: MediaControl> CallManager<M> {
             self.legs.remove(&leg);
         }
         if was_connected {
-            let _ = self.acd.call_ended(now, CallId(key.0));
+            let _ = self.acd.call_ended(now.mono, CallId(key.0));
         } else if self.acd.is_queued(CallId(key.0)) {
-            let position = self.acd.position(now, CallId(key.0));
+            let position = self.acd.position(now.mono, CallId(key.0));
             if let Some(q) = self.calls.get_mut(&key).and_then(|c| c.queued.as_mut()) {
                 q.position_at_exit = position;
             }
-            self.acd.abandon(now, CallId(key.0));
+            self.acd.abandon(now.mono, CallId(key.0));
         }
         self.drain_acd(now);
     }
 
-    fn leave_queue_to_flow(&mut self, now: Instant, key: CallKey, event: FlowEvent) {
+    fn leave_queue_to_flow(&mut self, now: Now, key: CallKey, event: FlowEvent) {
         self.media.stop_music(key);
         self.set_stage(key, Stage::Ivr);
         if let Some(call) = self.calls.get_mut(&key) {
             call.queued = None;
-            call.flow.handle_event(now, event, &self.env);
+            call.flow.handle_event(now.mono, event, &self.env);
             self.dirty.push(key);
         }
     }
@@ -651,6 +662,7 @@ impl<M: MediaControl> CallManager<M> {
     /// exist (a number with no recording is left out rather than mis-said).
     fn announce(
         &mut self,
+        _now: Now,
         key: CallKey,
         position: usize,
         estimated: Option<Duration>,
@@ -715,16 +727,14 @@ impl<M: MediaControl> CallManager<M> {
         play_id >= ANNOUNCEMENT_PLAY_ID
     }
 
-    fn record_left(
-        &mut self,
-        key: CallKey,
-        queue: &str,
-        language: Language,
-        left: &LeaveOutcome,
-        waited: Duration,
-        prediction: Option<crate::acd::PredictionError>,
-    ) {
-        let m = &self.metrics;
+    fn record_left(&mut self, now: Now, key: CallKey, exit: Exit<'_>) {
+        let Exit {
+            queue,
+            language,
+            left,
+            waited,
+            prediction,
+        } = exit;
         let lang = language.code();
         let label = match left {
             LeaveOutcome::Answered { .. } => "answered",
@@ -734,43 +744,27 @@ impl<M: MediaControl> CallManager<M> {
             // so that offered = answered + abandoned + timed_out holds.
             LeaveOutcome::NoAgents | LeaveOutcome::Left => "timed_out",
         };
-        m.queue_wait_seconds
-            .with_label_values(&[queue, lang, label])
-            .observe(waited.as_secs_f64());
-        match left {
-            LeaveOutcome::Answered { .. } => {
-                m.queue_answered_total
-                    .with_label_values(&[queue, lang])
-                    .inc();
-                m.today
-                    .queue_answered(chrono::Utc::now(), queue, language, waited.as_secs_f64());
-                if let Some(p) = prediction {
-                    m.queue_estimate_error_seconds
-                        .with_label_values(&[queue])
-                        .observe(p.error_seconds());
-                }
-            }
-            LeaveOutcome::Abandoned { short } => {
-                m.queue_abandoned_total
-                    .with_label_values(&[queue, lang])
-                    .inc();
-                if *short {
-                    m.queue_short_abandoned_total
-                        .with_label_values(&[queue, lang])
-                        .inc();
-                }
-                m.today
-                    .queue_abandoned(chrono::Utc::now(), queue, language, *short);
-                self.events.publish(LiveEvent::Abandoned {
-                    at: super::unix_now(),
-                    call: key.0,
-                    queue: queue.to_string(),
-                    language: Some(language),
-                    waited_seconds: waited.as_secs_f64(),
-                    short: *short,
-                });
-            }
-            _ => {}
+        self.observe(Observation::QueueLeft {
+            queue: queue.to_string(),
+            language,
+            outcome: label,
+            waited,
+            answered: matches!(left, LeaveOutcome::Answered { .. }),
+            abandoned: match left {
+                LeaveOutcome::Abandoned { short } => Some(*short),
+                _ => None,
+            },
+            prediction,
+        });
+        if let LeaveOutcome::Abandoned { short } = left {
+            self.emit_live(LiveEvent::Abandoned {
+                at: now.unix_seconds(),
+                call: key.0,
+                queue: queue.to_string(),
+                language: Some(language),
+                waited_seconds: waited.as_secs_f64(),
+                short: *short,
+            });
         }
         tracing::info!(
             call = key.0,
@@ -787,7 +781,7 @@ impl<M: MediaControl> CallManager<M> {
             LeaveOutcome::NoAgents => (qe::EXITED, Some("no_agents")),
             LeaveOutcome::Left => (qe::EXITED, Some("left")),
         };
-        let mut e = self.queue_event(key, kind, queue, language);
+        let mut e = self.queue_event(now, key, kind, queue, language);
         e.wait_ms = Some(i64::try_from(waited.as_millis()).unwrap_or(i64::MAX));
         e.reason = reason.map(str::to_string);
         match left {
@@ -806,24 +800,25 @@ impl<M: MediaControl> CallManager<M> {
     }
 
     /// A queue log row for `key`'s call, stamped now.
-    fn queue_event(&self, key: CallKey, kind: &str, queue: &str, language: Language) -> QueueEvent {
+    fn queue_event(
+        &self,
+        now: Now,
+        key: CallKey,
+        kind: &str,
+        queue: &str,
+        language: Language,
+    ) -> QueueEvent {
         QueueEvent {
             call_id: self.calls.get(&key).map(|c| super::record_id(c, key)),
             queue: Some(queue.to_string()),
             language: Some(language.code().to_string()),
-            ..QueueEvent::new(kind, crate::cdr::now_ms())
-        }
-    }
-
-    /// Hands a queue event to the records writer (journal first), if kept.
-    pub(super) fn log_queue(&self, event: QueueEvent) {
-        if let Some(sink) = &self.records {
-            sink.queue_event(event);
+            ..QueueEvent::new(kind, now.wall_ms())
         }
     }
 
     fn log_offer_failed(
-        &self,
+        &mut self,
+        now: Now,
         key: CallKey,
         agent: &AgentId,
         queue: &str,
@@ -835,28 +830,28 @@ impl<M: MediaControl> CallManager<M> {
         } else {
             qe::OFFER_FAILED
         };
-        let mut e = self.queue_event(key, kind, queue, language);
+        let mut e = self.queue_event(now, key, kind, queue, language);
         e.agent = Some(agent.as_str().to_string());
         e.code = Some(code);
         self.log_queue(e);
     }
 
-    fn log_leg_failed(&self, key: CallKey, leg: &AgentLeg, code: u16) {
+    fn log_leg_failed(&mut self, now: Now, key: CallKey, leg: &AgentLeg, code: u16) {
         let language = self
             .calls
             .get(&key)
             .and_then(|c| c.queued.as_ref())
             .map(|q| q.language);
         if let Some(language) = language {
-            self.log_offer_failed(key, &leg.agent, &leg.queue, language, code);
+            self.log_offer_failed(now, key, &leg.agent, &leg.queue, language, code);
         }
     }
 
     /// The ACD took an offer back. A caller who left is logged by its own
     /// event; a ring timeout is a `ring_noanswer` (408, as the phone would
     /// have said), an agent gone an `offer_failed` (487, the CANCEL).
-    fn log_withdrawn(&self, key: CallKey, leg: LegKey, reason: CancelReason) {
-        let Some(info) = self.legs.get(&leg) else {
+    fn log_withdrawn(&mut self, now: Now, key: CallKey, leg: LegKey, reason: CancelReason) {
+        let Some(info) = self.legs.get(&leg).cloned() else {
             return;
         };
         if info.cancelled {
@@ -867,11 +862,11 @@ impl<M: MediaControl> CallManager<M> {
             CancelReason::RingTimeout => 408,
             CancelReason::AgentUnavailable => 487,
         };
-        self.log_leg_failed(key, info, code);
+        self.log_leg_failed(now, key, &info, code);
     }
 
-    fn log_agent_state(&self, agent: &AgentId, state: &AgentState) {
-        let mut e = QueueEvent::new(qe::AGENT_STATE, crate::cdr::now_ms());
+    fn log_agent_state(&mut self, now: Now, agent: &AgentId, state: &AgentState) {
+        let mut e = QueueEvent::new(qe::AGENT_STATE, now.wall_ms());
         e.agent = Some(agent.as_str().to_string());
         e.state = Some(state.label().to_string());
         match state {
@@ -885,41 +880,12 @@ impl<M: MediaControl> CallManager<M> {
         self.log_queue(e);
     }
 
-    /// `hotline_agents{skill,state}` from the ACD's view of every agent.
-    pub(super) fn refresh_agent_gauges(&mut self) {
-        let m = &self.metrics;
-        m.agents.reset();
-        for agent in self.acd.agents() {
-            for language in agent.skills.keys() {
-                m.agents
-                    .with_label_values(&[language.code(), agent.state.label()])
-                    .inc();
-            }
-        }
-        // Every language and state is present, at zero when nobody is in it,
-        // so that "no agent logged in for a language" can be alerted on.
-        for language in crate::language::Language::ALL {
-            for state in AGENT_STATES {
-                m.agents.with_label_values(&[language.code(), state]);
-            }
-        }
-    }
-
-    /// Queue gauges and the snapshot flows branch on.
-    pub(super) fn refresh_queue_gauges(&mut self, now: Instant) {
-        let stats = self.acd.queue_stats(now);
+    /// The queue and agent figures flow conditions branch on; the gauges'
+    /// figures moved too.
+    pub(super) fn refresh_flow_env(&mut self, now: Now) {
+        self.gauges_changed = true;
         self.env.queues.clear();
-        for q in &stats {
-            let m = &self.metrics;
-            m.queue_waiting
-                .with_label_values(&[q.name.as_str()])
-                .set(q.waiting as i64);
-            m.queue_oldest_wait_seconds
-                .with_label_values(&[q.name.as_str()])
-                .set(q.oldest_wait.map(|d| d.as_secs_f64()).unwrap_or(0.0));
-            m.queue_estimated_wait_seconds
-                .with_label_values(&[q.name.as_str()])
-                .set(q.estimated_wait.map(|d| d.as_secs_f64()).unwrap_or(0.0));
+        for q in self.acd.queue_stats(now.mono) {
             self.env.queues.insert(
                 q.name.clone(),
                 crate::flow::QueueState {
@@ -943,9 +909,9 @@ impl<M: MediaControl> CallManager<M> {
     }
 
     /// Every queue, for the API and the wallboard.
-    pub fn queue_summaries(&self, now: Instant) -> Vec<QueueSummary> {
+    pub fn queue_summaries(&self, now: Now) -> Vec<QueueSummary> {
         self.acd
-            .queue_stats(now)
+            .queue_stats(now.mono)
             .into_iter()
             .map(|q| QueueSummary {
                 waiting: q.waiting,
@@ -963,9 +929,9 @@ impl<M: MediaControl> CallManager<M> {
     }
 
     /// Where an agent's phone should be rung: for tests and the API.
-    pub fn agent_contact(&self, now: Instant, agent: &str) -> Option<SocketAddr> {
+    pub fn agent_contact(&self, now: Now, agent: &str) -> Option<SocketAddr> {
         self.registrar
-            .contact_for(now, &AgentId::from(agent))
+            .contact_for(now.mono, &AgentId::from(agent))
             .map(|b| b.source)
     }
 }

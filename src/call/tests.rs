@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::media::{Clip, MediaError, StreamParams};
+use crate::metrics::Metrics;
 use crate::sip::EndpointConfig;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -63,16 +64,19 @@ fn bundle() -> Arc<FlowBundle> {
         .clone()
 }
 
+/// The call core with the shell's part played: outputs go to real sinks.
 struct Harness {
     manager: CallManager<FakeMedia>,
     metrics: Arc<Metrics>,
-    now: Instant,
+    sinks: crate::server::Sinks,
+    now: Now,
     peer: SocketAddr,
 }
 
 impl Harness {
     fn new() -> Harness {
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let now = Now::read();
         let endpoint = SipEndpoint::new(
             EndpointConfig {
                 local_addr: "127.0.0.1:5060".parse().expect("addr"),
@@ -83,18 +87,36 @@ impl Harness {
             },
             Arc::clone(&metrics),
         );
-        Harness {
+        let mut h = Harness {
             manager: CallManager::new(
+                now,
                 endpoint,
                 FakeMedia::default(),
                 bundle(),
-                Arc::clone(&metrics),
                 "127.0.0.1".parse().expect("ip"),
             ),
+            sinks: crate::server::Sinks {
+                metrics: Arc::clone(&metrics),
+                records: None,
+                events: crate::events::EventBus::new(),
+            },
             metrics,
-            now: Instant::now(),
+            now,
             peer: "127.0.0.1:5999".parse().expect("addr"),
-        }
+        };
+        h.deliver();
+        h
+    }
+
+    /// Keeps records from now on, in `dir`.
+    fn keep_records(&mut self, dir: &Path) {
+        let sink =
+            crate::cdr::RecordSink::start(dir, Arc::clone(&self.metrics)).expect("records sink");
+        self.sinks.records = Some(sink);
+    }
+
+    fn deliver(&mut self) {
+        self.sinks.deliver(self.now, &mut self.manager);
     }
 
     fn send(&mut self, text: &str) -> Vec<String> {
@@ -103,7 +125,13 @@ impl Harness {
         self.drain()
     }
 
+    fn media_event(&mut self, event: MediaEvent) {
+        self.manager.handle_media(self.now, event);
+        self.deliver();
+    }
+
     fn drain(&mut self) -> Vec<String> {
+        self.deliver();
         let mut out = Vec::new();
         while let Some(t) = self.manager.poll_transmit() {
             out.push(String::from_utf8_lossy(&t.payload).into_owned());
@@ -113,17 +141,17 @@ impl Harness {
 
     /// Advances the fake clock, running every timer due on the way.
     fn advance(&mut self, by: Duration) -> Vec<String> {
-        let end = self.now + by;
+        let end = self.now.mono + by;
         let mut out = Vec::new();
         while let Some(at) = self.manager.poll_timeout() {
             if at > end {
                 break;
             }
-            self.now = at.max(self.now);
+            self.now = self.now.at(at.max(self.now.mono));
             self.manager.handle_timeout(self.now);
             out.extend(self.drain());
         }
-        self.now = end;
+        self.now = self.now.at(end);
         out
     }
 
@@ -132,8 +160,14 @@ impl Harness {
         let Some(&(call, play_id, _)) = self.manager.media.plays.last() else {
             return;
         };
-        self.manager
-            .handle_media(self.now, MediaEvent::PlaybackFinished { call, play_id });
+        self.media_event(MediaEvent::PlaybackFinished { call, play_id });
+    }
+
+    /// Runs the wall-clock housekeeping as if it were `wall`.
+    fn housekeeping(&mut self, wall: chrono::DateTime<chrono::Utc>) {
+        self.manager.housekeeping(Now::new(self.now.mono, wall));
+        self.sinks
+            .deliver(Now::new(self.now.mono, wall), &mut self.manager);
     }
 
     fn counter(&self, outcome: &str) -> u64 {
@@ -210,8 +244,7 @@ fn answers_plays_welcome_and_a_digit_chooses_the_language() {
 
     // Press 2 while the menu plays: barge-in stops it, English is chosen.
     h.finish_playback();
-    h.manager
-        .handle_media(h.now, MediaEvent::Digit { call, digit: '2' });
+    h.media_event(MediaEvent::Digit { call, digit: '2' });
     assert!(h.manager.media.stops >= 1, "barge-in stops the prompt");
     assert_eq!(
         h.metrics
@@ -304,8 +337,7 @@ fn shutdown_hangs_up_calls_in_progress() {
 fn answer_delay_rings_first_and_cancel_is_abandoned() {
     let mut h = Harness::new();
     let dir = tempfile::tempdir().expect("tempdir");
-    let sink = crate::cdr::RecordSink::start(dir.path(), Arc::clone(&h.metrics)).expect("sink");
-    h.manager.set_records(sink);
+    h.keep_records(dir.path());
     h.manager.set_answer_delay(Duration::from_secs(2));
     let out = h.send(&invite("c7", Some(OFFER)));
     assert!(out.iter().any(|m| m.starts_with("SIP/2.0 180")), "{out:?}");
@@ -419,13 +451,13 @@ fn stored_records(dir: &Path, metrics: &Metrics, n: u64) -> Vec<(String, String,
 fn refused_calls_from_trusted_sources_leave_a_record() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut h = Harness::new();
-    let sink = crate::cdr::RecordSink::start(dir.path(), Arc::clone(&h.metrics)).expect("sink");
-    h.manager.set_records(sink);
+    h.keep_records(dir.path());
     h.manager.media.fail_open = true;
     h.send(&invite("r1", Some(OFFER)));
     h.manager.media.fail_open = false;
     h.send(&invite("r2", None));
     h.manager.start_draining(h.now);
+    h.drain();
     h.send(&invite("r3", Some(OFFER)));
     // Nobody else may place calls, or fill the records.
     h.manager
@@ -454,8 +486,7 @@ fn refused_calls_from_trusted_sources_leave_a_record() {
 fn a_caller_who_stops_refreshing_is_hung_up_and_recorded_as_session_expired() {
     let mut h = Harness::new();
     let data = tempfile::tempdir().expect("tempdir");
-    let sink = crate::cdr::RecordSink::start(data.path(), Arc::clone(&h.metrics)).expect("sink");
-    h.manager.set_records(sink);
+    h.keep_records(data.path());
     let inv = invite("c9", Some(OFFER)).replace(
         "Max-Forwards: 70\r\n",
         "Max-Forwards: 70\r\nSession-Expires: 90;refresher=uac\r\nSupported: timer\r\n",
@@ -509,9 +540,7 @@ fn a_caller_who_stops_refreshing_is_hung_up_and_recorded_as_session_expired() {
 #[test]
 fn languages_are_offered_only_while_the_line_is_open_and_a_new_day_is_announced() {
     let mut h = Harness::new();
-    let events = crate::events::EventBus::new();
-    let mut stream = events.subscribe();
-    h.manager.set_events(events);
+    let mut stream = h.sinks.events.subscribe();
     let wall = |t: &str| {
         chrono::DateTime::parse_from_rfc3339(t)
             .expect("instant")
@@ -521,23 +550,19 @@ fn languages_are_offered_only_while_the_line_is_open_and_a_new_day_is_announced(
 
     // The default flows' `staffed` schedule: open all day on ordinary days,
     // 08:00-14:00 on Christmas Eve, closed on Christmas Day (a holiday).
-    h.manager
-        .housekeeping(h.now, wall("2026-12-24T13:59:00+01:00"));
+    h.housekeeping(wall("2026-12-24T13:59:00+01:00"));
     assert_eq!(offered(&h.metrics, "pl"), 1);
     assert_eq!(offered(&h.metrics, "nb"), 1);
-    h.manager
-        .housekeeping(h.now, wall("2026-12-24T14:00:00+01:00"));
+    h.housekeeping(wall("2026-12-24T14:00:00+01:00"));
     assert_eq!(
         offered(&h.metrics, "pl"),
         0,
         "closed at 14:00 on Christmas Eve"
     );
     assert_eq!(offered(&h.metrics, "nb"), 0);
-    h.manager
-        .housekeeping(h.now, wall("2026-12-25T10:00:00+01:00"));
+    h.housekeeping(wall("2026-12-25T10:00:00+01:00"));
     assert_eq!(offered(&h.metrics, "ar"), 0, "closed on Christmas Day");
-    h.manager
-        .housekeeping(h.now, wall("2026-12-28T10:00:00+01:00"));
+    h.housekeeping(wall("2026-12-28T10:00:00+01:00"));
     assert_eq!(offered(&h.metrics, "ar"), 1);
 
     // Each local day was announced once, in order.
@@ -553,5 +578,5 @@ fn languages_are_offered_only_while_the_line_is_open_and_a_new_day_is_announced(
     assert!(h
         .manager
         .poll_timeout()
-        .is_some_and(|at| at <= h.now + HOUSEKEEPING_EVERY));
+        .is_some_and(|at| at <= h.now.mono + HOUSEKEEPING_EVERY));
 }

@@ -60,6 +60,30 @@ pub struct CallRecord {
     pub reason: String,
 }
 
+/// How a call ended: the `outcome` of its record and of `hotline_calls_total`.
+pub mod outcome {
+    pub const ANSWERED: &str = "answered";
+    pub const ABANDONED_IVR: &str = "abandoned_ivr";
+    pub const ABANDONED_QUEUE: &str = "abandoned_queue";
+    pub const TIMED_OUT: &str = "timed_out";
+    pub const CLOSED: &str = "closed";
+    pub const REJECTED: &str = "rejected";
+    pub const FAILED: &str = "failed";
+    /// Served by the IVR alone: the flow reached its end (information given,
+    /// goodbye said) without a queue. An addition to the contract's list.
+    pub const COMPLETED: &str = "completed";
+    pub const ALL: [&str; 8] = [
+        ANSWERED,
+        COMPLETED,
+        ABANDONED_IVR,
+        ABANDONED_QUEUE,
+        TIMED_OUT,
+        CLOSED,
+        REJECTED,
+        FAILED,
+    ];
+}
+
 /// Outcome of a call record for an INVITE refused before answer (the
 /// reason says why); kept apart from `hotline_calls_total`'s outcomes.
 pub const REFUSED: &str = "refused";
@@ -115,6 +139,23 @@ impl QueueEvent {
             ..QueueEvent::default()
         }
     }
+
+    /// Sets `info` to an object with one field.
+    pub fn set_info(&mut self, info: QueueEventInfo<'_>) {
+        let object = match info {
+            QueueEventInfo::Number(key, value) => serde_json::json!({ key: value }),
+            QueueEventInfo::Text(key, value) => serde_json::json!({ key: value }),
+        };
+        self.info = Some(object.to_string());
+    }
+}
+
+/// The one field of a queue event's `info` (an escalation's tier, a
+/// fallback's language).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueEventInfo<'a> {
+    Number(&'a str, u64),
+    Text(&'a str, &'a str),
 }
 
 /// One journal line. Call records keep the plain shape older journals have,

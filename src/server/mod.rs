@@ -6,9 +6,11 @@
 //! and the HTTP server run as their own tasks.
 
 pub mod reload;
+mod sinks;
 pub mod tcp;
 
 pub use reload::{load_bundle, ReloadStatus};
+pub use sinks::Sinks;
 
 use crate::api::{self, ApiState};
 use crate::call::{CallManager, CallSummary, FlowBundle};
@@ -16,6 +18,7 @@ use crate::config::Config;
 use crate::media::{MediaConfig, MediaEngine};
 use crate::metrics::Metrics;
 use crate::sip::{EndpointConfig, SipEndpoint, Transport};
+use crate::time::Now;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -127,25 +130,33 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     );
     endpoint.set_admission(config.admission());
     endpoint.set_session_timers(config.session_timers());
+    let bundle = Arc::new(bundle);
+    prepare_series(&metrics, &bundle.flows);
     let mut manager = CallManager::new(
+        Now::read(),
         endpoint,
         media,
-        Arc::new(bundle),
-        Arc::clone(&metrics),
+        Arc::clone(&bundle),
         config.media_ip(),
     );
+    if let Ok(tz) = config.tz() {
+        manager.set_timezone(Now::read(), tz);
+    }
     manager.set_answer_delay(Duration::from_millis(config.answer_delay_ms));
     manager.set_ready_on_register(config.ready_on_register);
-    manager.set_agents(std::time::Instant::now(), agents);
-    match crate::cdr::RecordSink::start(&config.data_dir, Arc::clone(&metrics)) {
+    manager.set_agents(Now::read(), agents);
+    let records = match crate::cdr::RecordSink::start(&config.data_dir, Arc::clone(&metrics)) {
         Ok(sink) => {
             // The journal has been replayed: the database holds every call.
-            seed_today(&metrics, &config.data_dir, &manager.bundle().flows);
-            manager.set_records(sink);
+            seed_today(&metrics, &config.data_dir, &bundle.flows);
+            Some(sink)
         }
-        Err(e) => tracing::error!(error = %e, dir = %config.data_dir.display(),
-            "call records disabled: the journal cannot be opened"),
-    }
+        Err(e) => {
+            tracing::error!(error = %e, dir = %config.data_dir.display(),
+                "call records disabled: the journal cannot be opened");
+            None
+        }
+    };
 
     let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpEvent>(4096);
     tokio::spawn(tcp::accept_loop(
@@ -156,7 +167,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let (control_tx, mut control_rx) = mpsc::channel::<Control>(256);
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let events = crate::events::EventBus::new();
-    manager.set_events(events.clone());
+    let sinks = Sinks {
+        metrics: Arc::clone(&metrics),
+        records,
+        events: events.clone(),
+    };
+    sinks.deliver(Now::read(), &mut manager);
     let api_state = ApiState {
         metrics: Arc::clone(&metrics),
         control: control_tx.clone(),
@@ -210,7 +226,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             received = udp.recv_from(&mut buf) => match received {
                 Ok((n, source)) => {
                     let data = buf.get(..n).unwrap_or(&[]);
-                    manager.handle_sip(std::time::Instant::now(), Transport::Udp, source, data);
+                    manager.handle_sip(Now::read(), Transport::Udp, source, data);
                 }
                 Err(e) => tracing::debug!(error = %e, "udp receive error"),
             },
@@ -219,39 +235,40 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                     tcp_writers.insert(peer, writer);
                 }
                 TcpEvent::Message { peer, data } => {
-                    manager.handle_sip(std::time::Instant::now(), Transport::Tcp, peer, &data);
+                    manager.handle_sip(Now::read(), Transport::Tcp, peer, &data);
                 }
                 TcpEvent::Closed { peer } => {
                     tcp_writers.remove(&peer);
                 }
             },
             Some(event) = media_events.recv() => {
-                manager.handle_media(std::time::Instant::now(), event);
+                manager.handle_media(Now::read(), event);
             }
             Some(control) = control_rx.recv() => match control {
                 Control::Calls(reply) => {
-                    let _ = reply.send(manager.summaries(std::time::Instant::now()));
+                    let _ = reply.send(manager.summaries(Now::read()));
                 }
                 Control::Swap(bundle) => {
                     tracing::info!(flow_version = %bundle.flows.version(), "flows reloaded");
-                    manager.set_bundle(std::time::Instant::now(), bundle);
+                    prepare_series(&metrics, &bundle.flows);
+                    manager.set_bundle(Now::read(), bundle);
                 }
                 Control::SwapAgents(directory) => {
-                    manager.set_agents(std::time::Instant::now(), directory);
+                    manager.set_agents(Now::read(), directory);
                 }
                 Control::Agents(reply) => {
-                    let _ = reply.send(manager.agent_summaries(std::time::Instant::now()));
+                    let _ = reply.send(manager.agent_summaries(Now::read()));
                 }
                 Control::Queues(reply) => {
-                    let _ = reply.send(manager.queue_summaries(std::time::Instant::now()));
+                    let _ = reply.send(manager.queue_summaries(Now::read()));
                 }
                 Control::SetAgentState { agent, state, reason, reply } => {
-                    let result = manager.set_agent_state(std::time::Instant::now(), &agent, &state, reason);
+                    let result = manager.set_agent_state(Now::read(), &agent, &state, reason);
                     let _ = reply.send(result);
                 }
             },
             _ = tokio::time::sleep_until(wake) => {
-                manager.handle_timeout(std::time::Instant::now());
+                manager.handle_timeout(Now::read());
             }
             _ = sigterm.recv(), if shutdown_deadline.is_none() => {
                 shutdown_deadline = Some(begin_shutdown(&mut manager, &ready, &config, "SIGTERM"));
@@ -260,6 +277,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                 shutdown_deadline = Some(begin_shutdown(&mut manager, &ready, &config, "SIGINT"));
             }
         }
+        sinks.deliver(Now::read(), &mut manager);
         while let Some(t) = manager.poll_transmit() {
             match t.transport {
                 Transport::Udp => {
@@ -294,12 +312,19 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                     calls = manager.call_count(),
                     "drain limit reached: hanging up calls in progress"
                 );
-                manager.shut_down(std::time::Instant::now());
+                manager.shut_down(Now::read());
                 hanging_up = true;
                 shutdown_deadline = Some(now + Duration::from_millis(config.shutdown_grace_ms));
             }
         }
     }
+}
+
+/// Series for the flow set's queues at zero, so dashboards and alerts see
+/// them before the first call.
+fn prepare_series(metrics: &Metrics, flows: &crate::flow::FlowSet) {
+    let queues: Vec<&str> = flows.queues.keys().map(String::as_str).collect();
+    metrics.prepare_series(&queues);
 }
 
 /// Seeds the wallboard's "today" from the calls recorded since local midnight,
@@ -346,6 +371,6 @@ fn begin_shutdown<M: crate::call::MediaControl>(
         "shutting down: refusing new calls (503), letting calls in progress finish"
     );
     ready.store(false, std::sync::atomic::Ordering::Relaxed);
-    manager.start_draining(std::time::Instant::now());
+    manager.start_draining(Now::read());
     Instant::now() + Duration::from_secs(config.drain_limit_s)
 }

@@ -1,0 +1,101 @@
+//! What the call core hands to the shell: records for the journal, live
+//! events for `/ws`, and counts for the metrics. The core touches no file,
+//! channel or registry itself; the shell drains [`CallManager::poll_output`]
+//! after every input and delivers each output where it belongs.
+
+use super::{CallManager, MediaControl, Stage};
+use crate::acd::{AgentView, PredictionError, QueueStats};
+use crate::cdr::{CallRecord, QueueEvent};
+use crate::events::LiveEvent;
+use crate::language::Language;
+use crate::time::Now;
+use std::time::Duration;
+
+/// One thing for the shell to deliver.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// A call record, for the journal and the database.
+    Record(CallRecord),
+    /// A row of the queue log, for the journal and the database.
+    QueueLog(QueueEvent),
+    /// A live event, for `/ws` and the wallboard.
+    Live(LiveEvent),
+    /// Something counted by the metrics and the wallboard's day totals.
+    Count(Observation),
+}
+
+/// What the metrics side counts, as the call core saw it happen.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observation {
+    /// A call ended (or was refused) with this `hotline_calls_total` outcome.
+    CallEnded {
+        outcome: &'static str,
+    },
+    LanguageChosen(Language),
+    /// A caller left a queue after `waited`.
+    QueueLeft {
+        queue: String,
+        language: Language,
+        /// The `outcome` label of `hotline_queue_wait_seconds`.
+        outcome: &'static str,
+        waited: Duration,
+        answered: bool,
+        /// Abandoned (hung up while waiting); `short` under the threshold.
+        abandoned: Option<bool>,
+        prediction: Option<PredictionError>,
+    },
+    /// The languages the line offers now (opening hours).
+    LanguagesOffered(Vec<Language>),
+    /// Local midnight passed: the wallboard's day starts again.
+    DayStarted {
+        day: chrono::NaiveDate,
+    },
+}
+
+/// The figures behind the gauges, read by the metrics side when they moved.
+#[derive(Debug, Clone)]
+pub struct CoreGauges {
+    /// Calls per stage (`hotline_calls_active{stage}`).
+    pub calls_active: Vec<(Stage, u64)>,
+    pub queues: Vec<QueueStats>,
+    pub agents: Vec<AgentView>,
+}
+
+impl<M: MediaControl> CallManager<M> {
+    /// The next record, event or count for the shell to deliver.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// The gauges' figures, when they moved since the last call (else `None`).
+    pub fn poll_gauges(&mut self, now: Now) -> Option<CoreGauges> {
+        if !std::mem::take(&mut self.gauges_changed) {
+            return None;
+        }
+        Some(CoreGauges {
+            calls_active: Stage::ALL
+                .iter()
+                .map(|&s| (s, self.stage_counts[s as usize]))
+                .collect(),
+            queues: self.acd.queue_stats(now.mono),
+            agents: self.acd.agents(),
+        })
+    }
+
+    pub(super) fn emit_live(&mut self, event: LiveEvent) {
+        self.outputs.push_back(Output::Live(event));
+    }
+
+    pub(super) fn observe(&mut self, observation: Observation) {
+        self.outputs.push_back(Output::Count(observation));
+    }
+
+    pub(super) fn count_call_ended(&mut self, outcome: &'static str) {
+        self.observe(Observation::CallEnded { outcome });
+    }
+
+    /// Hands a queue event to the records writer (journal first).
+    pub(super) fn log_queue(&mut self, event: QueueEvent) {
+        self.outputs.push_back(Output::QueueLog(event));
+    }
+}
