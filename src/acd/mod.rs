@@ -28,6 +28,4 @@ pub use router::{
 };
 pub use yaml::SourceError;
 
-/// A call, as the call layer numbers it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CallId(pub u64);
+pub use crate::ids::CallId;

@@ -17,7 +17,7 @@ use crate::flow::{FlowEvent, QueueOptions};
 use crate::language::Language;
 use crate::media::Codec;
 use crate::sdp;
-use crate::sip::{CallKey, EndReason, LegKey, OutboundInvite, Transport};
+use crate::sip::{EndReason, LegKey, OutboundInvite, Transport};
 use crate::time::Now;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 /// Marks the media stream of a caller's agent leg.
 pub(super) const AGENT_LEG_BIT: u64 = 1 << 63;
 
-pub(super) fn agent_media_key(call: CallKey) -> CallKey {
-    CallKey(call.0 | AGENT_LEG_BIT)
+pub(super) fn agent_media_key(call: CallId) -> CallId {
+    CallId(call.0 | AGENT_LEG_BIT)
 }
 
 /// Announcement play ids live in their own range so that a late
@@ -70,7 +70,7 @@ struct Exit<'a> {
 /// A leg we placed to an agent for a caller.
 #[derive(Debug, Clone)]
 pub(super) struct AgentLeg {
-    pub call: CallKey,
+    pub call: CallId,
     pub agent: AgentId,
     pub queue: String,
     /// Withdrawn by the ACD (ring timeout, pause, caller gone): whatever the
@@ -88,7 +88,7 @@ impl<M: MediaControl> CallManager<M> {
     pub(super) fn join_queue(
         &mut self,
         now: Now,
-        key: CallKey,
+        key: CallId,
         queue: &str,
         options: &QueueOptions,
     ) {
@@ -113,9 +113,7 @@ impl<M: MediaControl> CallManager<M> {
                 })
                 .collect(),
         };
-        let result = self
-            .acd
-            .join(now.mono, CallId(key.0), queue, language, join);
+        let result = self.acd.join(now.mono, key, queue, language, join);
         tracing::info!(call = key.0, queue, language = language.code(), result = ?result, "queue");
         let exited = match &result {
             JoinResult::Joined { .. } | JoinResult::AlreadyQueued => None,
@@ -179,13 +177,13 @@ impl<M: MediaControl> CallManager<M> {
                     agent,
                     queue,
                     language,
-                } => self.offer(now, CallKey(call.0), agent, queue, language),
+                } => self.offer(now, call, agent, queue, language),
                 AcdAction::CancelOffer {
                     call,
                     agent,
                     reason,
                 } => {
-                    let key = CallKey(call.0);
+                    let key = call;
                     if let Some(leg) = self.leg_of(key) {
                         tracing::info!(call = key.0, agent = %agent.as_str(), ?reason, "offer withdrawn");
                         self.log_withdrawn(now, key, leg, reason);
@@ -198,9 +196,9 @@ impl<M: MediaControl> CallManager<M> {
                     estimated_wait,
                     first,
                     ..
-                } => self.announce(now, CallKey(call.0), position, estimated_wait, first),
+                } => self.announce(now, call, position, estimated_wait, first),
                 AcdAction::Escalated { call, tier } => {
-                    let key = CallKey(call.0);
+                    let key = call;
                     tracing::info!(call = key.0, tier, "queue escalated");
                     let info = QueueEventInfo::Number("tier", tier as u64);
                     let language = self.log_queued_event(now, key, qe::ESCALATED, info);
@@ -209,7 +207,7 @@ impl<M: MediaControl> CallManager<M> {
                     }
                 }
                 AcdAction::LanguageFallback { call, language } => {
-                    let key = CallKey(call.0);
+                    let key = call;
                     tracing::info!(
                         call = call.0,
                         fallback = language.code(),
@@ -222,7 +220,7 @@ impl<M: MediaControl> CallManager<M> {
                     }
                 }
                 AcdAction::WaitMessage { call, index } => {
-                    let key = CallKey(call.0);
+                    let key = call;
                     let prompts = self
                         .calls
                         .get(&key)
@@ -234,10 +232,10 @@ impl<M: MediaControl> CallManager<M> {
                     self.play_announcement(key, &refs);
                 }
                 AcdAction::QueueTimeout { call } => {
-                    self.leave_queue_to_flow(now, CallKey(call.0), FlowEvent::QueueTimeout)
+                    self.leave_queue_to_flow(now, call, FlowEvent::QueueTimeout)
                 }
                 AcdAction::NoAgents { call } => {
-                    self.leave_queue_to_flow(now, CallKey(call.0), FlowEvent::QueueNoAgents)
+                    self.leave_queue_to_flow(now, call, FlowEvent::QueueNoAgents)
                 }
                 AcdAction::CallLeft {
                     call,
@@ -248,7 +246,7 @@ impl<M: MediaControl> CallManager<M> {
                     prediction,
                 } => self.record_left(
                     now,
-                    CallKey(call.0),
+                    call,
                     Exit {
                         queue: &queue,
                         language,
@@ -277,7 +275,7 @@ impl<M: MediaControl> CallManager<M> {
     fn log_queued_event(
         &mut self,
         now: Now,
-        key: CallKey,
+        key: CallId,
         event: &str,
         info: QueueEventInfo<'_>,
     ) -> Option<Language> {
@@ -291,7 +289,7 @@ impl<M: MediaControl> CallManager<M> {
 
     /// What a caller hears when their queue falls back to another language
     /// (`no_agents: { fallback: en, play: ... }` in queues.yaml).
-    fn fallback_prompt(&self, key: CallKey) -> Option<String> {
+    fn fallback_prompt(&self, key: CallId) -> Option<String> {
         let call = self.calls.get(&key)?;
         let queue = &call.queued.as_ref()?.queue;
         match &call.bundle.flows.queues.get(queue)?.no_agents {
@@ -309,19 +307,19 @@ impl<M: MediaControl> CallManager<M> {
 
     /// Rings an agent for a caller: a media port for the agent leg, our offer,
     /// and an INVITE to where the agent's phone registered from.
-    fn offer(&mut self, now: Now, key: CallKey, agent: AgentId, queue: String, language: Language) {
+    fn offer(&mut self, now: Now, key: CallId, agent: AgentId, queue: String, language: Language) {
         let Some(call) = self.calls.get(&key) else {
-            let _ =
-                self.acd
-                    .offer_result(now.mono, CallId(key.0), &agent, OfferResult::Rejected(481));
+            let _ = self
+                .acd
+                .offer_result(now.mono, key, &agent, OfferResult::Rejected(481));
             return;
         };
         let Some(binding) = self.registrar.contact_for(now.mono, &agent).cloned() else {
             tracing::info!(call = key.0, agent = %agent.as_str(), "agent has no registered phone");
             self.log_offer_failed(now, key, &agent, &queue, language, 480);
-            let _ =
-                self.acd
-                    .offer_result(now.mono, CallId(key.0), &agent, OfferResult::Rejected(480));
+            let _ = self
+                .acd
+                .offer_result(now.mono, key, &agent, OfferResult::Rejected(480));
             return;
         };
         let media_key = agent_media_key(key);
@@ -330,12 +328,9 @@ impl<M: MediaControl> CallManager<M> {
             Err(e) => {
                 tracing::warn!(call = key.0, error = %e, "no media for the agent leg");
                 self.log_offer_failed(now, key, &agent, &queue, language, 503);
-                let _ = self.acd.offer_result(
-                    now.mono,
-                    CallId(key.0),
-                    &agent,
-                    OfferResult::Rejected(503),
-                );
+                let _ = self
+                    .acd
+                    .offer_result(now.mono, key, &agent, OfferResult::Rejected(503));
                 return;
             }
         };
@@ -413,7 +408,7 @@ impl<M: MediaControl> CallManager<M> {
         }
     }
 
-    fn leg_of(&self, key: CallKey) -> Option<LegKey> {
+    fn leg_of(&self, key: CallId) -> Option<LegKey> {
         self.calls.get(&key).and_then(|c| c.agent_leg)
     }
 
@@ -468,19 +463,16 @@ impl<M: MediaControl> CallManager<M> {
                 if let Some(call) = self.calls.get_mut(&key) {
                     call.agent_leg = None;
                 }
-                let _ = self.acd.offer_result(
-                    now.mono,
-                    CallId(key.0),
-                    &info.agent,
-                    OfferResult::Rejected(488),
-                );
+                let _ =
+                    self.acd
+                        .offer_result(now.mono, key, &info.agent, OfferResult::Rejected(488));
                 self.drain_acd(now);
                 return;
             }
         };
         match self
             .acd
-            .offer_result(now.mono, CallId(key.0), &info.agent, OfferResult::Answered)
+            .offer_result(now.mono, key, &info.agent, OfferResult::Answered)
         {
             Ok(()) => {}
             Err(e) => {
@@ -572,9 +564,7 @@ impl<M: MediaControl> CallManager<M> {
         };
         tracing::info!(call = key.0, agent = %info.agent.as_str(), code, "agent did not take the call");
         self.log_leg_failed(now, key, &info, code);
-        let _ = self
-            .acd
-            .offer_result(now.mono, CallId(key.0), &info.agent, result);
+        let _ = self.acd.offer_result(now.mono, key, &info.agent, result);
         self.drain_acd(now);
     }
 
@@ -593,7 +583,7 @@ impl<M: MediaControl> CallManager<M> {
         tracing::info!(call = key.0, agent = %info.agent.as_str(), reason = ?reason, "agent leg ended");
         self.media.unbridge(key);
         self.media.close(agent_media_key(key));
-        let _ = self.acd.call_ended(now.mono, CallId(key.0));
+        let _ = self.acd.call_ended(now.mono, key);
         if let Some(call) = self.calls.get_mut(&key) {
             call.agent_leg = None;
         }
@@ -614,18 +604,15 @@ impl<M: MediaControl> CallManager<M> {
         if let Some(call) = self.calls.get_mut(&key) {
             call.agent_leg = None;
         }
-        let _ = self.acd.offer_result(
-            now.mono,
-            CallId(key.0),
-            &info.agent,
-            OfferResult::Rejected(500),
-        );
+        let _ = self
+            .acd
+            .offer_result(now.mono, key, &info.agent, OfferResult::Rejected(500));
         self.drain_acd(now);
     }
 
     /// The caller's call ends (either side): take it out of the queue or end
     /// the agent leg, so that nobody is left ringing or "on call".
-    pub(super) fn caller_gone(&mut self, now: Now, key: CallKey) {
+    pub(super) fn caller_gone(&mut self, now: Now, key: CallId) {
         let Some(call) = self.calls.get(&key) else {
             return;
         };
@@ -636,18 +623,18 @@ impl<M: MediaControl> CallManager<M> {
             self.legs.remove(&leg);
         }
         if was_connected {
-            let _ = self.acd.call_ended(now.mono, CallId(key.0));
-        } else if self.acd.is_queued(CallId(key.0)) {
-            let position = self.acd.position(now.mono, CallId(key.0));
+            let _ = self.acd.call_ended(now.mono, key);
+        } else if self.acd.is_queued(key) {
+            let position = self.acd.position(now.mono, key);
             if let Some(q) = self.calls.get_mut(&key).and_then(|c| c.queued.as_mut()) {
                 q.position_at_exit = position;
             }
-            self.acd.abandon(now.mono, CallId(key.0));
+            self.acd.abandon(now.mono, key);
         }
         self.drain_acd(now);
     }
 
-    fn leave_queue_to_flow(&mut self, now: Now, key: CallKey, event: FlowEvent) {
+    fn leave_queue_to_flow(&mut self, now: Now, key: CallId, event: FlowEvent) {
         self.media.stop_music(key);
         self.set_stage(key, Stage::Ivr);
         if let Some(call) = self.calls.get_mut(&key) {
@@ -663,7 +650,7 @@ impl<M: MediaControl> CallManager<M> {
     fn announce(
         &mut self,
         _now: Now,
-        key: CallKey,
+        key: CallId,
         position: usize,
         estimated: Option<Duration>,
         first: bool,
@@ -704,7 +691,7 @@ impl<M: MediaControl> CallManager<M> {
     }
 
     /// Plays prompts over the hold music (which resumes after).
-    fn play_announcement(&mut self, key: CallKey, ids: &[&str]) {
+    fn play_announcement(&mut self, key: CallId, ids: &[&str]) {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -727,7 +714,7 @@ impl<M: MediaControl> CallManager<M> {
         play_id >= ANNOUNCEMENT_PLAY_ID
     }
 
-    fn record_left(&mut self, now: Now, key: CallKey, exit: Exit<'_>) {
+    fn record_left(&mut self, now: Now, key: CallId, exit: Exit<'_>) {
         let Exit {
             queue,
             language,
@@ -803,7 +790,7 @@ impl<M: MediaControl> CallManager<M> {
     fn queue_event(
         &self,
         now: Now,
-        key: CallKey,
+        key: CallId,
         kind: &str,
         queue: &str,
         language: Language,
@@ -819,7 +806,7 @@ impl<M: MediaControl> CallManager<M> {
     fn log_offer_failed(
         &mut self,
         now: Now,
-        key: CallKey,
+        key: CallId,
         agent: &AgentId,
         queue: &str,
         language: Language,
@@ -836,7 +823,7 @@ impl<M: MediaControl> CallManager<M> {
         self.log_queue(e);
     }
 
-    fn log_leg_failed(&mut self, now: Now, key: CallKey, leg: &AgentLeg, code: u16) {
+    fn log_leg_failed(&mut self, now: Now, key: CallId, leg: &AgentLeg, code: u16) {
         let language = self
             .calls
             .get(&key)
@@ -850,7 +837,7 @@ impl<M: MediaControl> CallManager<M> {
     /// The ACD took an offer back. A caller who left is logged by its own
     /// event; a ring timeout is a `ring_noanswer` (408, as the phone would
     /// have said), an agent gone an `offer_failed` (487, the CANCEL).
-    fn log_withdrawn(&mut self, now: Now, key: CallKey, leg: LegKey, reason: CancelReason) {
+    fn log_withdrawn(&mut self, now: Now, key: CallId, leg: LegKey, reason: CancelReason) {
         let Some(info) = self.legs.get(&leg).cloned() else {
             return;
         };
@@ -872,8 +859,7 @@ impl<M: MediaControl> CallManager<M> {
         match state {
             AgentState::Paused { reason } => e.reason = Some(reason.clone()),
             AgentState::Ringing { call } | AgentState::OnCall { call } => {
-                let key = CallKey(call.0);
-                e.call_id = self.calls.get(&key).map(|c| super::record_id(c, key));
+                e.call_id = self.calls.get(call).map(|c| super::record_id(c, *call));
             }
             _ => {}
         }
