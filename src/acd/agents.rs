@@ -5,7 +5,7 @@
 //! an agent redacts them, so they never reach a log.
 
 use super::yaml::{check_proficiency, read_file, Seconds, SourceError};
-use super::CallId;
+use crate::ids::CallerId;
 use crate::language::Language;
 use crate::registrar::digest::{self, Algorithm, Ha1Set};
 use crate::registrar::CredentialStore;
@@ -311,8 +311,8 @@ pub enum AgentState {
     LoggedOut,
     Ready,
     Paused { reason: String },
-    Ringing { call: CallId },
-    OnCall { call: CallId },
+    Ringing { call: CallerId },
+    OnCall { call: CallerId },
     WrapUp { until: Instant },
 }
 
@@ -368,7 +368,7 @@ pub enum RequestEffect {
     Unchanged,
     /// The agent was ringing: the offer of this call is withdrawn, and the
     /// state changed now.
-    OfferWithdrawn(CallId),
+    OfferWithdrawn(CallerId),
 }
 
 /// A transition the state machine does not allow.
@@ -499,7 +499,7 @@ impl AgentRuntime {
     }
 
     /// The router offers a call: only to an available agent.
-    pub fn offer(&mut self, now: Instant, call: CallId) -> Result<(), InvalidTransition> {
+    pub fn offer(&mut self, now: Instant, call: CallerId) -> Result<(), InvalidTransition> {
         if !self.is_available(now) {
             return Err(self.invalid("offer"));
         }
@@ -540,11 +540,12 @@ impl AgentRuntime {
         Ok(())
     }
 
-    pub fn answered(&mut self, now: Instant) -> Result<CallId, InvalidTransition> {
-        let AgentState::Ringing { call } = self.state else {
+    pub fn answered(&mut self, now: Instant) -> Result<CallerId, InvalidTransition> {
+        let AgentState::Ringing { call } = &self.state else {
             return Err(self.invalid("answer"));
         };
-        self.state = AgentState::OnCall { call };
+        let call = call.clone();
+        self.state = AgentState::OnCall { call: call.clone() };
         self.answered_at = Some(now);
         Ok(call)
     }
@@ -586,6 +587,10 @@ impl AgentRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn caller(n: u64) -> CallerId {
+        CallerId::new(&crate::ids::NodeId::local(), crate::ids::CallId(n))
+    }
 
     const MD5: &str = "0123456789abcdef0123456789abcdef";
 
@@ -662,14 +667,14 @@ mod tests {
         let t0 = Instant::now();
         let s = |n: u64| t0 + Duration::from_secs(n);
         let mut a = AgentRuntime::new();
-        assert!(a.offer(t0, CallId(1)).is_err());
+        assert!(a.offer(t0, caller(1)).is_err());
         assert_eq!(
             a.request(s(1), RequestedState::Ready),
             RequestEffect::Applied
         );
         assert_eq!(a.idle_since(), Some(s(1)));
-        a.offer(s(2), CallId(1)).expect("ready");
-        assert!(a.offer(s(2), CallId(2)).is_err());
+        a.offer(s(2), caller(1)).expect("ready");
+        assert!(a.offer(s(2), caller(2)).is_err());
         a.answered(s(3)).expect("ringing");
         let pause = RequestedState::Paused {
             reason: "lunch".into(),
@@ -689,15 +694,15 @@ mod tests {
             a.request(s(16), RequestedState::Ready),
             RequestEffect::Applied
         );
-        a.offer(s(17), CallId(3)).expect("ready");
+        a.offer(s(17), caller(3)).expect("ready");
         assert_eq!(
             a.request(s(18), RequestedState::LoggedOut),
-            RequestEffect::OfferWithdrawn(CallId(3))
+            RequestEffect::OfferWithdrawn(caller(3))
         );
         assert_eq!(a.state(), &AgentState::LoggedOut);
         // A missed offer without pausing holds the agent off for a while.
         a.request(s(20), RequestedState::Ready);
-        a.offer(s(20), CallId(4)).expect("ready");
+        a.offer(s(20), caller(4)).expect("ready");
         a.offer_failed(s(30), None, s(35)).expect("ringing");
         assert!(!a.is_available(s(31)));
         assert!(a.is_available(s(35)));

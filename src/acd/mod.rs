@@ -10,6 +10,7 @@ pub mod estimate;
 pub mod from_flows;
 pub mod queue;
 pub mod router;
+pub mod service;
 pub mod yaml;
 
 #[cfg(test)]
@@ -22,9 +23,10 @@ pub use agents::{
 pub use config::{EscalationTier, NoAgentsPolicy, QueueConfig, QueuesConfig};
 pub use estimate::{ErrorSummary, PredictionError};
 pub use queue::{JoinOptions, MessageTiming};
-pub use router::{
-    Acd, AcdAction, AcdError, AgentView, CancelReason, JoinResult, LeaveOutcome, LineStats,
-    OfferResult, QueueStats,
+pub use router::{Acd, AgentView, LineStats, QueueStats};
+pub use service::{
+    CancelReason, JoinRequest, Leave, LeaveOutcome, NotJoined, OfferResult, QueueAction,
+    QueueError, QueueExit, QueueService,
 };
 pub use yaml::SourceError;
 

@@ -2,16 +2,20 @@
 //! priority, then by arrival. The router owns them; this module only keeps
 //! them consistent.
 
+use super::agents::AgentId;
 use super::config::{NoAgentsPolicy, QueueConfig};
 use super::estimate::{ErrorSummary, HandleTimes};
-use super::CallId;
+use crate::ids::{CallerId, OfferId};
 use crate::language::Language;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-/// Place in line: higher priority first, then first come first served.
-pub type OrderKey = (Reverse<u8>, u64);
+/// Place in line: higher priority first, then first come first served by
+/// the wall time the caller first joined (Unix ms, comparable across nodes and
+/// restarts), then by arrival at this engine for callers of the same
+/// millisecond.
+pub type OrderKey = (Reverse<u8>, i64, u64);
 
 /// How the flow wants a caller queued.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -41,19 +45,21 @@ pub struct MessageTiming {
 pub const MAX_MESSAGES: usize = 8;
 
 /// An offer in progress.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Offer {
-    pub agent: usize,
+    pub id: OfferId,
+    pub agent: AgentId,
     pub deadline: Instant,
 }
 
 /// A caller in a queue.
 #[derive(Clone, Debug)]
 pub struct WaitingCall {
-    pub call: CallId,
+    pub call: CallerId,
     pub queue: usize,
     pub language: Language,
     pub key: OrderKey,
+    /// When the caller first joined, on this process's clock (timers).
     pub joined_at: Instant,
     pub tier: usize,
     pub offer: Option<Offer>,

@@ -1,7 +1,7 @@
-//! The ACD core: callers wait, agents come and go, offers ring and fail.
-//! Sans-IO: every input carries `now`; outputs are polled with
-//! [`Acd::poll_action`]; [`Acd::poll_timeout`] says when to call
-//! [`Acd::handle_timeout`].
+//! The in-process queue engine: callers wait, agents come and go, offers ring
+//! and fail. It implements [`QueueService`], the seam the call layer uses.
+//! Sans-IO: every input carries `now`; outputs are polled with `poll_action`;
+//! `poll_timeout` says when to call `handle_timeout`.
 //!
 //! Routing: callers are taken in order of priority, then arrival, across all
 //! queues. Each is offered to the best available agent that may take it at its
@@ -14,174 +14,31 @@
 //! bounded by the size of the queues.
 
 use super::agents::{
-    Agent, AgentDirectory, AgentId, AgentRuntime, AgentState, InvalidTransition, RequestEffect,
-    RequestedState,
+    Agent, AgentDirectory, AgentId, AgentRuntime, AgentState, RequestEffect, RequestedState,
 };
 use super::config::{NoAgentsPolicy, QueueConfig, QueuesConfig, Requirement};
 use super::estimate::{estimate_wait, AgentLoad, ErrorSummary, PredictionError};
-use super::queue::{JoinOptions, Offer, OrderKey, QueueRuntime, WaitingCall, MAX_MESSAGES};
-use super::CallId;
+use super::queue::{Offer, OrderKey, QueueRuntime, WaitingCall, MAX_MESSAGES};
+use super::service::{
+    CancelReason, JoinRequest, Leave, LeaveOutcome, NotJoined, OfferResult, QueueAction,
+    QueueError, QueueExit, QueueService,
+};
+use crate::ids::{CallerId, OfferId};
 use crate::language::Language;
+use crate::time::Now;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-/// The answer to [`Acd::join`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum JoinResult {
-    /// Queued, in this language (another one if the no-agents policy fell back).
-    Joined {
-        language: Language,
-    },
-    /// `max_length` reached: the flow takes its exit.
-    Full,
-    /// Nobody who could take the call is logged in, and the policy says not
-    /// to wait: the flow plays its message.
-    NoAgents,
-    UnknownQueue,
-    /// The queue does not take this language.
-    LanguageNotServed,
-    AlreadyQueued,
-}
-
-/// How an offer ended, as the SIP side saw it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OfferResult {
-    Answered,
-    /// A final failure response (486 Busy Here, 603 Decline, 408, 480 ...).
-    Rejected(u16),
-    /// No answer (the SIP side's own timer).
-    Timeout,
-}
-
-/// Why a caller left the queue. Every joined call leaves exactly once.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LeaveOutcome {
-    Answered {
-        agent: AgentId,
-    },
-    /// Hung up while waiting; `short` when under `short_abandon_threshold`.
-    Abandoned {
-        short: bool,
-    },
-    TimedOut,
-    NoAgents,
-    /// Taken out by the flow (for example to leave a message).
-    Left,
-}
-
-impl LeaveOutcome {
-    /// The `outcome` label of `hotline_queue_wait_seconds`.
-    pub fn label(&self) -> &'static str {
-        match self {
-            LeaveOutcome::Answered { .. } => "answered",
-            LeaveOutcome::Abandoned { .. } => "abandoned",
-            LeaveOutcome::TimedOut => "timed_out",
-            LeaveOutcome::NoAgents => "no_agents",
-            LeaveOutcome::Left => "left",
-        }
-    }
-}
-
-/// Why an offer was withdrawn, for the queue log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CancelReason {
-    /// The agent's phone rang past the ring timeout.
-    RingTimeout,
-    /// The agent paused, logged out or was removed while it rang.
-    AgentUnavailable,
-    /// The caller left the queue (hung up, taken out by the flow).
-    CallerLeft,
-}
-
-/// What the ACD asks of the world.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AcdAction {
-    /// Ring `agent` for `call` (INVITE to its contact).
-    Offer {
-        call: CallId,
-        agent: AgentId,
-        queue: String,
-        language: Language,
-    },
-    /// Stop ringing (CANCEL). No `offer_result` is expected after it; if the
-    /// agent's 200 crosses the CANCEL, `offer_result` returns `NotOffered` and
-    /// that leg is hung up.
-    CancelOffer {
-        call: CallId,
-        agent: AgentId,
-        reason: CancelReason,
-    },
-    /// Tell the caller where they are, in their language.
-    Announce {
-        call: CallId,
-        position: usize,
-        estimated_wait: Option<Duration>,
-        waited: Duration,
-        first: bool,
-    },
-    /// Say the caller's wait message `index` (of `JoinOptions::messages`).
-    WaitMessage {
-        call: CallId,
-        index: usize,
-    },
-    /// The caller may now go to more agents.
-    Escalated {
-        call: CallId,
-        tier: usize,
-    },
-    /// Nobody who speaks the caller's language is logged in: agents who speak
-    /// `language` may take the call too (the caller keeps their place).
-    LanguageFallback {
-        call: CallId,
-        language: Language,
-    },
-    /// Max wait passed: the flow takes its exit.
-    QueueTimeout {
-        call: CallId,
-    },
-    /// The last agent who could take the call logged out: the flow goes on.
-    NoAgents {
-        call: CallId,
-    },
-    /// A caller left the queue (for metrics and records).
-    CallLeft {
-        call: CallId,
-        queue: String,
-        language: Language,
-        outcome: LeaveOutcome,
-        waited: Duration,
-        prediction: Option<PredictionError>,
-    },
-    AgentStateChanged {
-        agent: AgentId,
-        state: AgentState,
-    },
-}
-
-/// Input the ACD refused.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum AcdError {
-    #[error("unknown agent")]
-    UnknownAgent,
-    #[error("unknown call")]
-    UnknownCall,
-    /// The offer was already withdrawn or timed out.
-    #[error("call is not offered to this agent")]
-    NotOffered,
-    #[error(transparent)]
-    Invalid(#[from] InvalidTransition),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
-    Announce(CallId),
-    Message(CallId),
-    Escalate(CallId),
-    MaxWait(CallId),
-    RingTimeout(CallId),
-    WrapUpEnd(usize),
-    HoldOffEnd(usize),
+    Announce(CallerId),
+    Message(CallerId),
+    Escalate(CallerId),
+    MaxWait(CallerId),
+    RingTimeout(CallerId),
+    WrapUpEnd(AgentId),
+    HoldOffEnd(AgentId),
 }
 
 #[derive(Clone, Debug)]
@@ -192,9 +49,9 @@ struct AgentSlot {
     removed: bool,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Answered {
-    agent: usize,
+    agent: AgentId,
     queue: usize,
 }
 
@@ -229,31 +86,32 @@ pub struct AgentView {
     pub skills: BTreeMap<Language, u8>,
 }
 
-/// The automatic call distributor.
+/// The in-process queue engine: every caller and agent of one node, routed
+/// in memory.
 #[derive(Debug)]
 pub struct Acd {
     queues: Vec<QueueRuntime>,
     queue_index: HashMap<String, usize>,
-    agents: Vec<AgentSlot>,
-    agent_index: HashMap<AgentId, usize>,
-    calls: HashMap<CallId, WaitingCall>,
+    /// By configured id; removed agents stay (marked) until they log out.
+    agents: BTreeMap<AgentId, AgentSlot>,
+    calls: HashMap<CallerId, WaitingCall>,
     /// Every waiting call in routing order.
-    order: BTreeMap<OrderKey, CallId>,
-    answered: HashMap<CallId, Answered>,
+    order: BTreeMap<OrderKey, CallerId>,
+    answered: HashMap<CallerId, Answered>,
     timers: BTreeSet<(Instant, Timer)>,
-    wrap_timers: HashMap<usize, Instant>,
-    hold_timers: HashMap<usize, Instant>,
-    actions: VecDeque<AcdAction>,
+    wrap_timers: HashMap<AgentId, Instant>,
+    hold_timers: HashMap<AgentId, Instant>,
+    actions: VecDeque<QueueAction>,
     next_seq: u64,
+    next_offer: u64,
 }
 
 impl Acd {
-    pub fn new(now: Instant, queues: QueuesConfig, agents: AgentDirectory) -> Acd {
+    pub fn new(now: Now, queues: QueuesConfig, agents: AgentDirectory) -> Acd {
         let mut acd = Acd {
             queues: Vec::new(),
             queue_index: HashMap::new(),
-            agents: Vec::new(),
-            agent_index: HashMap::new(),
+            agents: BTreeMap::new(),
             calls: HashMap::new(),
             order: BTreeMap::new(),
             answered: HashMap::new(),
@@ -262,102 +120,39 @@ impl Acd {
             hold_timers: HashMap::new(),
             actions: VecDeque::new(),
             next_seq: 0,
+            next_offer: 0,
         };
         acd.set_queues(now, queues);
         acd.set_agents(now, agents);
         acd
     }
 
-    // ----- configuration -----
-
-    /// Applies a reloaded `queues.yaml`. Removed queues take no new callers
-    /// but keep serving the ones waiting.
-    pub fn set_queues(&mut self, now: Instant, config: QueuesConfig) {
-        for q in &mut self.queues {
-            q.retired = true;
-        }
-        for qc in config.queues {
-            match self.queue_index.get(&qc.name) {
-                Some(&i) => {
-                    if let Some(q) = self.queues.get_mut(i) {
-                        q.handle_times.set_prior(qc.handle_time_prior);
-                        q.config = qc;
-                        q.retired = false;
-                    }
-                }
-                None => {
-                    self.queue_index.insert(qc.name.clone(), self.queues.len());
-                    self.queues.push(QueueRuntime::new(qc));
-                }
-            }
-        }
-        self.dispatch(now);
-    }
-
-    /// Applies a reloaded `agents.yaml`. Agents keep their state; removed
-    /// ones are logged out (after their call, if on one).
-    pub fn set_agents(&mut self, now: Instant, directory: AgentDirectory) {
-        let mut present: Vec<bool> = vec![false; self.agents.len()];
-        for agent in directory.iter() {
-            match self.agent_index.get(&agent.id) {
-                Some(&i) => {
-                    if let Some(slot) = self.agents.get_mut(i) {
-                        slot.agent = agent.clone();
-                        slot.removed = false;
-                    }
-                    if let Some(p) = present.get_mut(i) {
-                        *p = true;
-                    }
-                }
-                None => {
-                    self.agent_index.insert(agent.id.clone(), self.agents.len());
-                    self.agents.push(AgentSlot {
-                        agent: agent.clone(),
-                        rt: AgentRuntime::new(),
-                        removed: false,
-                    });
-                }
-            }
-        }
-        for (i, keep) in present.into_iter().enumerate() {
-            if !keep {
-                if let Some(slot) = self.agents.get_mut(i) {
-                    slot.removed = true;
-                }
-                self.request_state(now, i, RequestedState::LoggedOut);
-            }
-        }
-        self.dispatch(now);
-    }
-
     // ----- callers -----
 
-    /// Puts a caller in a queue.
-    pub fn join(
-        &mut self,
-        now: Instant,
-        call: CallId,
-        queue: &str,
-        language: Language,
-        options: JoinOptions,
-    ) -> JoinResult {
-        let Some(&qi) = self.queue_index.get(queue) else {
-            return JoinResult::UnknownQueue;
-        };
-        let Some(q) = self.queues.get(qi) else {
-            return JoinResult::UnknownQueue;
-        };
+    fn join_queue(&mut self, now: Now, request: JoinRequest) -> Result<Language, NotJoined> {
+        let JoinRequest {
+            caller: call,
+            queue,
+            language,
+            options,
+            joined_at: joined_wall,
+        } = request;
+        let qi = *self
+            .queue_index
+            .get(&queue)
+            .ok_or(NotJoined::UnknownQueue)?;
+        let q = self.queues.get(qi).ok_or(NotJoined::UnknownQueue)?;
         if q.retired {
-            return JoinResult::UnknownQueue;
+            return Err(NotJoined::UnknownQueue);
         }
         if !q.config.accepts(language) {
-            return JoinResult::LanguageNotServed;
+            return Err(NotJoined::LanguageNotServed);
         }
         if self.calls.contains_key(&call) || self.answered.contains_key(&call) {
-            return JoinResult::AlreadyQueued;
+            return Err(NotJoined::AlreadyQueued);
         }
         if q.waiting() >= q.config.max_length {
-            return JoinResult::Full;
+            return Err(NotJoined::Full);
         }
         let policy = options
             .no_agents
@@ -368,7 +163,7 @@ impl Acd {
             NoAgentsPolicy::Wait => {}
             NoAgentsPolicy::Reject => {
                 if !self.anyone_logged_in(qi, language) {
-                    return JoinResult::NoAgents;
+                    return Err(NotJoined::NoAgents);
                 }
             }
             NoAgentsPolicy::Fallback(other) => {
@@ -377,74 +172,86 @@ impl Acd {
                 }
             }
         }
+        // A caller put back keeps the time they first joined.
+        let joined_at = now.mono_at(joined_wall.min(now.wall));
         let max_wait = options.max_wait.unwrap_or(q.config.max_wait);
-        let key = (Reverse(options.priority), self.next_seq);
+        let key = (
+            Reverse(options.priority),
+            joined_wall.timestamp_millis(),
+            self.next_seq,
+        );
         self.next_seq += 1;
-        let waiting = WaitingCall {
-            call,
+        let mut waiting = WaitingCall {
+            call: call.clone(),
             queue: qi,
             language,
             key,
-            joined_at: now,
+            joined_at,
             tier: 0,
             offer: None,
             expired: false,
             no_agents: policy,
             fallback,
             first_estimate: None,
-            max_wait_at: later(now, max_wait),
+            max_wait_at: later(joined_at, max_wait),
             next_announce: None,
-            next_escalation: q.config.escalation.first().map(|t| later(now, t.after)),
+            next_escalation: q
+                .config
+                .escalation
+                .first()
+                .map(|t| later(joined_at, t.after)),
             announce_every: options.announce_every,
             messages: options
                 .messages
                 .iter()
                 .take(MAX_MESSAGES)
-                .map(|m| (*m, Some(later(now, m.after))))
+                .map(|m| (*m, Some(later(joined_at, m.after))))
                 .collect(),
             next_message: None,
         };
         self.timers
-            .insert((waiting.max_wait_at, Timer::MaxWait(call)));
+            .insert((waiting.max_wait_at, Timer::MaxWait(call.clone())));
         if let Some(t) = waiting.next_escalation {
-            self.timers.insert((t, Timer::Escalate(call)));
+            self.timers.insert((t, Timer::Escalate(call.clone())));
         }
-        let mut waiting = waiting;
         if let Some(t) = waiting.message_due() {
             waiting.next_message = Some(t);
-            self.timers.insert((t, Timer::Message(call)));
+            self.timers.insert((t, Timer::Message(call.clone())));
         }
         if let Some(q) = self.queues.get_mut(qi) {
             q.insert(language, key);
         }
-        self.order.insert(key, call);
-        self.calls.insert(call, waiting);
+        self.order.insert(key, call.clone());
+        self.calls.insert(call.clone(), waiting);
+        // The answer comes before anything else about the caller.
+        self.actions.push_back(QueueAction::Joined {
+            caller: call.clone(),
+            language,
+        });
         if let Some(language) = fallback {
-            self.actions
-                .push_back(AcdAction::LanguageFallback { call, language });
+            self.actions.push_back(QueueAction::LanguageFallback {
+                caller: call.clone(),
+                language,
+            });
         }
-        self.dispatch(now);
+        let now_mono = now.mono;
+        self.dispatch(now_mono);
         // The first announcement, unless an agent is already ringing.
         let offered = self.calls.get(&call).is_some_and(|c| c.offer.is_some());
         if offered {
             if let Some(c) = self.calls.get_mut(&call) {
                 c.first_estimate = Some(Duration::ZERO);
             }
-            self.schedule_announce(now, call);
+            self.schedule_announce(now_mono, &call);
         } else {
-            self.announce(now, call, true);
+            self.announce(now_mono, &call, true);
         }
-        JoinResult::Joined { language }
-    }
-
-    /// The flow takes the caller out of the queue (not a hang-up).
-    pub fn leave(&mut self, now: Instant, call: CallId) -> bool {
-        self.take_out(now, call, LeaveOutcome::Left)
+        Ok(language)
     }
 
     /// The caller hung up while queued (waiting or ringing an agent).
-    pub fn abandon(&mut self, now: Instant, call: CallId) -> bool {
-        let Some(c) = self.calls.get(&call) else {
+    fn abandon(&mut self, now: Instant, call: &CallerId) -> bool {
+        let Some(c) = self.calls.get(call) else {
             return false;
         };
         let threshold = self
@@ -456,23 +263,23 @@ impl Acd {
     }
 
     /// Withdraws any offer, then removes the caller.
-    fn take_out(&mut self, now: Instant, call: CallId, outcome: LeaveOutcome) -> bool {
-        let Some(c) = self.calls.get_mut(&call) else {
+    fn take_out(&mut self, now: Instant, call: &CallerId, outcome: LeaveOutcome) -> bool {
+        let Some(c) = self.calls.get_mut(call) else {
             return false;
         };
         if let Some(offer) = c.offer.take() {
             self.timers
-                .remove(&(offer.deadline, Timer::RingTimeout(call)));
-            if let Some(slot) = self.agents.get_mut(offer.agent) {
-                let agent = slot.agent.id.clone();
+                .remove(&(offer.deadline, Timer::RingTimeout(call.clone())));
+            if let Some(slot) = self.agents.get_mut(&offer.agent) {
                 if slot.rt.offer_withdrawn().is_ok() {
-                    self.actions.push_back(AcdAction::CancelOffer {
-                        call,
-                        agent: agent.clone(),
+                    self.actions.push_back(QueueAction::CancelOffer {
+                        offer: offer.id,
+                        caller: call.clone(),
+                        agent: offer.agent.clone(),
                         reason: CancelReason::CallerLeft,
                     });
-                    self.actions.push_back(AcdAction::AgentStateChanged {
-                        agent,
+                    self.actions.push_back(QueueAction::AgentStateChanged {
+                        agent: offer.agent.clone(),
                         state: slot.rt.state().clone(),
                     });
                 }
@@ -484,23 +291,25 @@ impl Acd {
     }
 
     /// Removes a caller that has no offer in progress.
-    fn remove_call(&mut self, now: Instant, call: CallId, outcome: LeaveOutcome) {
-        let Some(c) = self.calls.remove(&call) else {
+    fn remove_call(&mut self, now: Instant, call: &CallerId, outcome: LeaveOutcome) {
+        let Some(c) = self.calls.remove(call) else {
             return;
         };
         self.order.remove(&c.key);
-        self.timers.remove(&(c.max_wait_at, Timer::MaxWait(call)));
+        self.timers
+            .remove(&(c.max_wait_at, Timer::MaxWait(call.clone())));
         if let Some(t) = c.next_announce {
-            self.timers.remove(&(t, Timer::Announce(call)));
+            self.timers.remove(&(t, Timer::Announce(call.clone())));
         }
         if let Some(t) = c.next_escalation {
-            self.timers.remove(&(t, Timer::Escalate(call)));
+            self.timers.remove(&(t, Timer::Escalate(call.clone())));
         }
         if let Some(t) = c.next_message {
-            self.timers.remove(&(t, Timer::Message(call)));
+            self.timers.remove(&(t, Timer::Message(call.clone())));
         }
-        if let Some(o) = c.offer {
-            self.timers.remove(&(o.deadline, Timer::RingTimeout(call)));
+        if let Some(o) = &c.offer {
+            self.timers
+                .remove(&(o.deadline, Timer::RingTimeout(call.clone())));
         }
         let waited = now.saturating_duration_since(c.joined_at);
         let mut prediction = None;
@@ -520,74 +329,65 @@ impl Acd {
             }
         }
         match outcome {
-            LeaveOutcome::TimedOut => self.actions.push_back(AcdAction::QueueTimeout { call }),
-            LeaveOutcome::NoAgents => self.actions.push_back(AcdAction::NoAgents { call }),
+            LeaveOutcome::TimedOut => self.actions.push_back(QueueAction::QueueTimeout {
+                caller: call.clone(),
+            }),
+            LeaveOutcome::NoAgents => self.actions.push_back(QueueAction::NoAgents {
+                caller: call.clone(),
+            }),
             _ => {}
         }
-        self.actions.push_back(AcdAction::CallLeft {
-            call,
+        self.actions.push_back(QueueAction::CallLeft(QueueExit {
+            caller: call.clone(),
             queue: queue_name,
             language: c.language,
             outcome,
             waited,
             prediction,
-        });
+        }));
     }
 
     // ----- agents -----
 
-    /// An agent (or supervisor) sets the agent's state: API, WebSocket or a
-    /// feature code. Pausing while ringing withdraws the offer at once.
-    pub fn agent_state(
-        &mut self,
-        now: Instant,
-        agent: &AgentId,
-        requested: RequestedState,
-    ) -> Result<RequestEffect, AcdError> {
-        let &i = self.agent_index.get(agent).ok_or(AcdError::UnknownAgent)?;
-        let removed = self.agents.get(i).is_none_or(|s| s.removed);
-        if removed && requested != RequestedState::LoggedOut {
-            return Err(AcdError::UnknownAgent);
-        }
-        let effect = self.request_state(now, i, requested);
-        self.dispatch(now);
-        Ok(effect)
-    }
-
     fn request_state(
         &mut self,
         now: Instant,
-        i: usize,
+        id: &AgentId,
         requested: RequestedState,
     ) -> RequestEffect {
-        let Some(slot) = self.agents.get_mut(i) else {
+        let Some(slot) = self.agents.get_mut(id) else {
             return RequestEffect::Unchanged;
         };
         let before = slot.rt.state().clone();
         let effect = slot.rt.request(now, requested);
         let after = slot.rt.state().clone();
-        let agent = slot.agent.id.clone();
         if slot.rt.hold_off_until().is_none() {
-            if let Some(t) = self.hold_timers.remove(&i) {
-                self.timers.remove(&(t, Timer::HoldOffEnd(i)));
+            if let Some(t) = self.hold_timers.remove(id) {
+                self.timers.remove(&(t, Timer::HoldOffEnd(id.clone())));
             }
         }
         if !matches!(after, AgentState::WrapUp { .. }) {
-            if let Some(t) = self.wrap_timers.remove(&i) {
-                self.timers.remove(&(t, Timer::WrapUpEnd(i)));
+            if let Some(t) = self.wrap_timers.remove(id) {
+                self.timers.remove(&(t, Timer::WrapUpEnd(id.clone())));
             }
         }
-        if let RequestEffect::OfferWithdrawn(call) = effect {
-            self.actions.push_back(AcdAction::CancelOffer {
-                call,
-                agent: agent.clone(),
+        if let RequestEffect::OfferWithdrawn(call) = &effect {
+            let offer = self
+                .calls
+                .get(call)
+                .and_then(|c| c.offer.as_ref())
+                .map_or(OfferId(0), |o| o.id);
+            self.actions.push_back(QueueAction::CancelOffer {
+                offer,
+                caller: call.clone(),
+                agent: id.clone(),
                 reason: CancelReason::AgentUnavailable,
             });
             self.offer_gone(now, call);
         }
         if before != after {
-            self.actions.push_back(AcdAction::AgentStateChanged {
-                agent,
+            self.actions.push_back(QueueAction::AgentStateChanged {
+                agent: id.clone(),
                 state: after.clone(),
             });
         }
@@ -599,73 +399,21 @@ impl Acd {
 
     /// The call no longer rings anyone: back to waiting in its place, or out
     /// if its max wait passed meanwhile.
-    fn offer_gone(&mut self, now: Instant, call: CallId) {
-        let Some(c) = self.calls.get_mut(&call) else {
+    fn offer_gone(&mut self, now: Instant, call: &CallerId) {
+        let Some(c) = self.calls.get_mut(call) else {
             return;
         };
         if let Some(o) = c.offer.take() {
-            self.timers.remove(&(o.deadline, Timer::RingTimeout(call)));
+            self.timers
+                .remove(&(o.deadline, Timer::RingTimeout(call.clone())));
         }
         if c.expired {
             self.remove_call(now, call, LeaveOutcome::TimedOut);
         }
     }
 
-    /// How an offer ended.
-    pub fn offer_result(
-        &mut self,
-        now: Instant,
-        call: CallId,
-        agent: &AgentId,
-        result: OfferResult,
-    ) -> Result<(), AcdError> {
-        let &ai = self.agent_index.get(agent).ok_or(AcdError::UnknownAgent)?;
-        let c = self.calls.get(&call).ok_or(AcdError::NotOffered)?;
-        match c.offer {
-            Some(o) if o.agent == ai => {}
-            _ => return Err(AcdError::NotOffered),
-        }
-        let queue = c.queue;
-        match result {
-            OfferResult::Answered => {
-                let slot = self.agents.get_mut(ai).ok_or(AcdError::UnknownAgent)?;
-                slot.rt.answered(now)?;
-                let state = slot.rt.state().clone();
-                self.actions.push_back(AcdAction::AgentStateChanged {
-                    agent: agent.clone(),
-                    state,
-                });
-                if let Some(c) = self.calls.get_mut(&call) {
-                    if let Some(o) = c.offer.take() {
-                        self.timers.remove(&(o.deadline, Timer::RingTimeout(call)));
-                    }
-                }
-                self.answered.insert(call, Answered { agent: ai, queue });
-                self.remove_call(
-                    now,
-                    call,
-                    LeaveOutcome::Answered {
-                        agent: agent.clone(),
-                    },
-                );
-            }
-            OfferResult::Rejected(code) => {
-                let reason = match code {
-                    486 | 600 => "busy",
-                    603 => "declined",
-                    408 | 480 | 487 => "no answer",
-                    _ => "unreachable",
-                };
-                self.offer_failed(now, call, ai, reason);
-            }
-            OfferResult::Timeout => self.offer_failed(now, call, ai, "no answer"),
-        }
-        self.dispatch(now);
-        Ok(())
-    }
-
-    fn offer_failed(&mut self, now: Instant, call: CallId, ai: usize, reason: &str) {
-        let Some(c) = self.calls.get(&call) else {
+    fn offer_failed(&mut self, now: Instant, call: &CallerId, agent: &AgentId, reason: &str) {
+        let Some(c) = self.calls.get(call) else {
             return;
         };
         let (pause, delay) = self
@@ -674,18 +422,19 @@ impl Acd {
             .map_or((true, Duration::ZERO), |q| {
                 (q.config.pause_on_no_answer, q.config.reoffer_delay)
             });
-        if let Some(slot) = self.agents.get_mut(ai) {
+        if let Some(slot) = self.agents.get_mut(agent) {
             let hold_until = later(now, delay);
             let pause_reason = pause.then(|| reason.to_string());
             if slot.rt.offer_failed(now, pause_reason, hold_until).is_ok() {
                 if slot.rt.hold_off_until() == Some(hold_until) {
-                    if let Some(old) = self.hold_timers.insert(ai, hold_until) {
-                        self.timers.remove(&(old, Timer::HoldOffEnd(ai)));
+                    if let Some(old) = self.hold_timers.insert(agent.clone(), hold_until) {
+                        self.timers.remove(&(old, Timer::HoldOffEnd(agent.clone())));
                     }
-                    self.timers.insert((hold_until, Timer::HoldOffEnd(ai)));
+                    self.timers
+                        .insert((hold_until, Timer::HoldOffEnd(agent.clone())));
                 }
-                self.actions.push_back(AcdAction::AgentStateChanged {
-                    agent: slot.agent.id.clone(),
+                self.actions.push_back(QueueAction::AgentStateChanged {
+                    agent: agent.clone(),
                     state: slot.rt.state().clone(),
                 });
             }
@@ -693,19 +442,20 @@ impl Acd {
         self.offer_gone(now, call);
     }
 
-    /// The answered call ended (either side hung up): the agent wraps up. A
-    /// call still queued is taken as abandoned.
-    pub fn call_ended(&mut self, now: Instant, call: CallId) -> Result<(), AcdError> {
-        if self.calls.contains_key(&call) {
+    fn end_call(&mut self, now: Instant, call: &CallerId) -> Result<(), QueueError> {
+        if self.calls.contains_key(call) {
             self.abandon(now, call);
             return Ok(());
         }
-        let a = self.answered.remove(&call).ok_or(AcdError::UnknownCall)?;
+        let a = self.answered.remove(call).ok_or(QueueError::UnknownCall)?;
         let queue_wrap = self
             .queues
             .get(a.queue)
             .map_or(Duration::ZERO, |q| q.config.wrap_up);
-        let slot = self.agents.get_mut(a.agent).ok_or(AcdError::UnknownAgent)?;
+        let slot = self
+            .agents
+            .get_mut(&a.agent)
+            .ok_or(QueueError::UnknownAgent)?;
         let wrap = slot.agent.wrap_up.unwrap_or(queue_wrap);
         let talk = slot
             .rt
@@ -713,16 +463,16 @@ impl Acd {
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
         slot.rt.call_ended(now, wrap)?;
         let state = slot.rt.state().clone();
-        let agent = slot.agent.id.clone();
         if let Some(q) = self.queues.get_mut(a.queue) {
             q.handle_times.record(talk + wrap);
         }
         if let AgentState::WrapUp { until } = state {
-            self.wrap_timers.insert(a.agent, until);
-            self.timers.insert((until, Timer::WrapUpEnd(a.agent)));
+            self.wrap_timers.insert(a.agent.clone(), until);
+            self.timers
+                .insert((until, Timer::WrapUpEnd(a.agent.clone())));
         }
-        self.actions.push_back(AcdAction::AgentStateChanged {
-            agent,
+        self.actions.push_back(QueueAction::AgentStateChanged {
+            agent: a.agent,
             state: state.clone(),
         });
         if state == AgentState::LoggedOut {
@@ -734,63 +484,57 @@ impl Acd {
 
     // ----- time -----
 
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|(t, _)| *t)
-    }
-
-    pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(&(t, timer)) = self.timers.first() {
+    fn run_timers(&mut self, now: Instant) {
+        while let Some((t, timer)) = self.timers.first().cloned() {
             if t > now {
                 break;
             }
-            self.timers.remove(&(t, timer));
+            self.timers.remove(&(t, timer.clone()));
             match timer {
                 Timer::Announce(call) => {
                     if let Some(c) = self.calls.get_mut(&call) {
                         c.next_announce = None;
                         if c.offer.is_some() {
-                            self.schedule_announce(now, call);
+                            self.schedule_announce(now, &call);
                         } else {
-                            self.announce(now, call, false);
+                            self.announce(now, &call, false);
                         }
                     }
                 }
-                Timer::Message(call) => self.wait_messages(now, call),
-                Timer::Escalate(call) => self.escalate(now, call),
+                Timer::Message(call) => self.wait_messages(now, &call),
+                Timer::Escalate(call) => self.escalate(now, &call),
                 Timer::MaxWait(call) => {
                     if let Some(c) = self.calls.get_mut(&call) {
                         if c.offer.is_some() {
                             c.expired = true;
                         } else {
-                            self.remove_call(now, call, LeaveOutcome::TimedOut);
+                            self.remove_call(now, &call, LeaveOutcome::TimedOut);
                         }
                     }
                 }
                 Timer::RingTimeout(call) => {
-                    let agent = self
+                    let offer = self
                         .calls
                         .get(&call)
-                        .and_then(|c| c.offer)
-                        .filter(|o| o.deadline == t)
-                        .map(|o| o.agent);
-                    if let Some(ai) = agent {
-                        if let Some(slot) = self.agents.get(ai) {
-                            self.actions.push_back(AcdAction::CancelOffer {
-                                call,
-                                agent: slot.agent.id.clone(),
-                                reason: CancelReason::RingTimeout,
-                            });
-                        }
-                        self.offer_failed(now, call, ai, "no answer");
+                        .and_then(|c| c.offer.clone())
+                        .filter(|o| o.deadline == t);
+                    if let Some(offer) = offer {
+                        self.actions.push_back(QueueAction::CancelOffer {
+                            offer: offer.id,
+                            caller: call.clone(),
+                            agent: offer.agent.clone(),
+                            reason: CancelReason::RingTimeout,
+                        });
+                        self.offer_failed(now, &call, &offer.agent, "no answer");
                     }
                 }
-                Timer::WrapUpEnd(ai) => {
-                    self.wrap_timers.remove(&ai);
-                    if let Some(slot) = self.agents.get_mut(ai) {
+                Timer::WrapUpEnd(id) => {
+                    self.wrap_timers.remove(&id);
+                    if let Some(slot) = self.agents.get_mut(&id) {
                         if slot.rt.wrap_up_done(now).is_ok() {
                             let state = slot.rt.state().clone();
-                            self.actions.push_back(AcdAction::AgentStateChanged {
-                                agent: slot.agent.id.clone(),
+                            self.actions.push_back(QueueAction::AgentStateChanged {
+                                agent: id.clone(),
                                 state: state.clone(),
                             });
                             if state == AgentState::LoggedOut {
@@ -799,20 +543,16 @@ impl Acd {
                         }
                     }
                 }
-                Timer::HoldOffEnd(ai) => {
-                    self.hold_timers.remove(&ai);
+                Timer::HoldOffEnd(id) => {
+                    self.hold_timers.remove(&id);
                 }
             }
         }
         self.dispatch(now);
     }
 
-    pub fn poll_action(&mut self) -> Option<AcdAction> {
-        self.actions.pop_front()
-    }
-
-    fn escalate(&mut self, now: Instant, call: CallId) {
-        let Some(c) = self.calls.get_mut(&call) else {
+    fn escalate(&mut self, now: Instant, call: &CallerId) {
+        let Some(c) = self.calls.get_mut(call) else {
             return;
         };
         let Some(q) = self.queues.get(c.queue) else {
@@ -827,24 +567,27 @@ impl Acd {
             .get(c.tier)
             .map(|t| later(c.joined_at, t.after));
         if let Some(t) = c.next_escalation {
-            self.timers.insert((t, Timer::Escalate(call)));
+            self.timers.insert((t, Timer::Escalate(call.clone())));
         }
         let tier = c.tier;
-        self.actions.push_back(AcdAction::Escalated { call, tier });
+        self.actions.push_back(QueueAction::Escalated {
+            caller: call.clone(),
+            tier,
+        });
     }
 
     /// Says the wait messages that are due. While an agent's phone rings the
     /// caller may be connected any moment: the message waits for the offer
     /// to end (checked again after `MESSAGE_RETRY`).
-    fn wait_messages(&mut self, now: Instant, call: CallId) {
-        let Some(c) = self.calls.get_mut(&call) else {
+    fn wait_messages(&mut self, now: Instant, call: &CallerId) {
+        let Some(c) = self.calls.get_mut(call) else {
             return;
         };
         c.next_message = None;
         if c.offer.is_some() {
             let at = later(now, MESSAGE_RETRY);
             c.next_message = Some(at);
-            self.timers.insert((at, Timer::Message(call)));
+            self.timers.insert((at, Timer::Message(call.clone())));
             return;
         }
         // Several due at once are said one after the other, earliest first.
@@ -859,17 +602,19 @@ impl Acd {
             if let Some((timing, next)) = c.messages.get_mut(i) {
                 *next = timing.every.map(|e| later(now, e));
             }
-            self.actions
-                .push_back(AcdAction::WaitMessage { call, index: i });
+            self.actions.push_back(QueueAction::WaitMessage {
+                caller: call.clone(),
+                index: i,
+            });
         }
         if let Some(t) = c.message_due() {
             c.next_message = Some(t);
-            self.timers.insert((t, Timer::Message(call)));
+            self.timers.insert((t, Timer::Message(call.clone())));
         }
     }
 
-    fn schedule_announce(&mut self, now: Instant, call: CallId) {
-        let Some(c) = self.calls.get_mut(&call) else {
+    fn schedule_announce(&mut self, now: Instant, call: &CallerId) {
+        let Some(c) = self.calls.get_mut(call) else {
             return;
         };
         let interval = c.announce_every.unwrap_or_else(|| {
@@ -881,26 +626,26 @@ impl Acd {
             return;
         }
         if let Some(old) = c.next_announce.take() {
-            self.timers.remove(&(old, Timer::Announce(call)));
+            self.timers.remove(&(old, Timer::Announce(call.clone())));
         }
         let at = later(now, interval);
         c.next_announce = Some(at);
-        self.timers.insert((at, Timer::Announce(call)));
+        self.timers.insert((at, Timer::Announce(call.clone())));
     }
 
-    fn announce(&mut self, now: Instant, call: CallId, first: bool) {
+    fn announce(&mut self, now: Instant, call: &CallerId, first: bool) {
         let Some((position, estimate)) = self.position_and_estimate(now, call) else {
             return;
         };
-        let Some(c) = self.calls.get_mut(&call) else {
+        let Some(c) = self.calls.get_mut(call) else {
             return;
         };
         if first {
             c.first_estimate = estimate;
         }
         let waited = now.saturating_duration_since(c.joined_at);
-        self.actions.push_back(AcdAction::Announce {
-            call,
+        self.actions.push_back(QueueAction::Announce {
+            caller: call.clone(),
             position,
             estimated_wait: estimate,
             waited,
@@ -914,9 +659,9 @@ impl Acd {
     fn position_and_estimate(
         &self,
         now: Instant,
-        call: CallId,
+        call: &CallerId,
     ) -> Option<(usize, Option<Duration>)> {
-        let c = self.calls.get(&call)?;
+        let c = self.calls.get(call)?;
         let q = self.queues.get(c.queue)?;
         let ahead = q
             .ahead(c.language, c.key)
@@ -944,7 +689,7 @@ impl Acd {
         let mean = q.handle_times.mean();
         let loads: Vec<AgentLoad> = self
             .agents
-            .iter()
+            .values()
             .filter(|s| !s.removed && s.rt.state().is_serving())
             .filter(|s| qualifies(&s.agent, &q.config, requirement).is_some())
             .map(|s| match s.rt.state() {
@@ -968,17 +713,16 @@ impl Acd {
 
     /// Offers waiting calls to available agents, in routing order.
     fn dispatch(&mut self, now: Instant) {
-        let mut available: Vec<usize> = self
+        let mut available: Vec<&AgentId> = self
             .agents
             .iter()
-            .enumerate()
             .filter(|(_, s)| !s.removed && s.rt.is_available(now))
-            .map(|(i, _)| i)
+            .map(|(id, _)| id)
             .collect();
         if available.is_empty() {
             return;
         }
-        let mut offers = Vec::new();
+        let mut offers: Vec<(CallerId, AgentId, usize)> = Vec::new();
         for call in self.order.values() {
             if available.is_empty() {
                 break;
@@ -996,8 +740,8 @@ impl Acd {
             let best = available
                 .iter()
                 .enumerate()
-                .filter_map(|(pos, &ai)| {
-                    let slot = self.agents.get(ai)?;
+                .filter_map(|(pos, &id)| {
+                    let slot = self.agents.get(id)?;
                     let proficiency = qualifies(&slot.agent, &q.config, &requirement)?;
                     let own_language = slot
                         .agent
@@ -1009,52 +753,56 @@ impl Acd {
                         slot.rt.idle_since().is_none(),
                         slot.rt.idle_since(),
                         Reverse(proficiency),
-                        ai,
+                        id,
                     );
                     Some((rank, pos))
                 })
                 .min_by(|a, b| a.0.cmp(&b.0))
                 .map(|(_, pos)| pos);
             if let Some(pos) = best {
-                let ai = available.swap_remove(pos);
-                offers.push((*call, ai, c.queue));
+                let id = available.swap_remove(pos);
+                offers.push((call.clone(), id.clone(), c.queue));
             }
         }
-        for (call, ai, qi) in offers {
+        for (call, id, qi) in offers {
             let ring = self
                 .queues
                 .get(qi)
                 .map_or(Duration::from_secs(20), |q| q.config.ring_timeout);
-            let Some(slot) = self.agents.get_mut(ai) else {
+            let Some(slot) = self.agents.get_mut(&id) else {
                 continue;
             };
-            if slot.rt.offer(now, call).is_err() {
+            if slot.rt.offer(now, call.clone()).is_err() {
                 continue;
             }
-            let agent = slot.agent.id.clone();
             let state = slot.rt.state().clone();
             let Some(c) = self.calls.get_mut(&call) else {
                 continue;
             };
             let deadline = later(now, ring);
+            self.next_offer += 1;
+            let offer = OfferId(self.next_offer);
             c.offer = Some(Offer {
-                agent: ai,
+                id: offer,
+                agent: id.clone(),
                 deadline,
             });
-            self.timers.insert((deadline, Timer::RingTimeout(call)));
+            self.timers
+                .insert((deadline, Timer::RingTimeout(call.clone())));
             let queue = self
                 .queues
                 .get(qi)
                 .map(|q| q.config.name.clone())
                 .unwrap_or_default();
-            self.actions.push_back(AcdAction::Offer {
-                call,
-                agent: agent.clone(),
+            self.actions.push_back(QueueAction::Offer {
+                offer,
+                caller: call,
+                agent: id.clone(),
                 queue,
                 language: c.language,
             });
             self.actions
-                .push_back(AcdAction::AgentStateChanged { agent, state });
+                .push_back(QueueAction::AgentStateChanged { agent: id, state });
         }
     }
 
@@ -1088,7 +836,7 @@ impl Acd {
         let Some(q) = self.queues.get(qi) else {
             return false;
         };
-        self.agents.iter().any(|s| {
+        self.agents.values().any(|s| {
             !s.removed
                 && *s.rt.state() != AgentState::LoggedOut
                 && qualifies(&s.agent, &q.config, requirement).is_some()
@@ -1099,7 +847,8 @@ impl Acd {
     /// any more leave (`reject`) or, with a `fallback` language somebody
     /// logged in speaks, may now go to those agents too (and are told once).
     fn check_staffing(&mut self, now: Instant) {
-        let affected: Vec<(CallId, usize, Language, Option<Language>, NoAgentsPolicy)> = self
+        type Affected = (CallerId, usize, Language, Option<Language>, NoAgentsPolicy);
+        let mut affected: Vec<Affected> = self
             .calls
             .values()
             // A ringing caller may fall back too (else, should the offer fail,
@@ -1110,8 +859,19 @@ impl Acd {
                 NoAgentsPolicy::Reject => c.offer.is_none(),
                 NoAgentsPolicy::Fallback(_) => c.fallback.is_none(),
             })
-            .map(|c| (c.call, c.queue, c.language, c.fallback, c.no_agents.clone()))
+            .map(|c| {
+                (
+                    c.call.clone(),
+                    c.queue,
+                    c.language,
+                    c.fallback,
+                    c.no_agents.clone(),
+                )
+            })
             .collect();
+        // In routing order, so that what callers are told does not depend on
+        // how the map happens to be laid out.
+        affected.sort_by_key(|(call, ..)| self.calls.get(call).map(|c| c.key));
         // (queue, language, any tier) → someone logged in.
         let mut cache: HashMap<(usize, Language, bool), bool> = HashMap::new();
         let mut staffed = |acd: &Acd, qi: usize, l: Language, any_tier: bool| {
@@ -1128,7 +888,7 @@ impl Acd {
                 NoAgentsPolicy::Wait => {}
                 NoAgentsPolicy::Reject => {
                     if !staffed(self, qi, language, true) {
-                        self.remove_call(now, call, LeaveOutcome::NoAgents);
+                        self.remove_call(now, &call, LeaveOutcome::NoAgents);
                     }
                 }
                 NoAgentsPolicy::Fallback(other) => {
@@ -1139,8 +899,8 @@ impl Acd {
                         if let Some(c) = self.calls.get_mut(&call) {
                             c.fallback = Some(other);
                         }
-                        self.actions.push_back(AcdAction::LanguageFallback {
-                            call,
+                        self.actions.push_back(QueueAction::LanguageFallback {
+                            caller: call,
                             language: other,
                         });
                     }
@@ -1148,41 +908,169 @@ impl Acd {
             }
         }
     }
+}
 
-    // ----- views -----
-
-    pub fn agent_state_of(&self, agent: &AgentId) -> Option<&AgentState> {
-        let &i = self.agent_index.get(agent)?;
-        self.agents.get(i).map(|s| s.rt.state())
+impl QueueService for Acd {
+    fn set_queues(&mut self, now: Now, config: QueuesConfig) {
+        for q in &mut self.queues {
+            q.retired = true;
+        }
+        for qc in config.queues {
+            match self.queue_index.get(&qc.name) {
+                Some(&i) => {
+                    if let Some(q) = self.queues.get_mut(i) {
+                        q.handle_times.set_prior(qc.handle_time_prior);
+                        q.config = qc;
+                        q.retired = false;
+                    }
+                }
+                None => {
+                    self.queue_index.insert(qc.name.clone(), self.queues.len());
+                    self.queues.push(QueueRuntime::new(qc));
+                }
+            }
+        }
+        self.dispatch(now.mono);
     }
 
-    /// Every agent still in the directory.
-    pub fn agents(&self) -> Vec<AgentView> {
-        self.agents
-            .iter()
-            .filter(|s| !s.removed)
-            .map(|s| AgentView {
-                id: s.agent.id.clone(),
-                name: s.agent.name.clone(),
-                state: s.rt.state().clone(),
-                idle_since: s.rt.idle_since(),
-                skills: s.agent.skills.clone(),
-            })
-            .collect()
+    fn set_agents(&mut self, now: Now, directory: AgentDirectory) {
+        let mut gone: BTreeSet<AgentId> = self.agents.keys().cloned().collect();
+        for agent in directory.iter() {
+            gone.remove(&agent.id);
+            match self.agents.get_mut(&agent.id) {
+                Some(slot) => {
+                    slot.agent = agent.clone();
+                    slot.removed = false;
+                }
+                None => {
+                    self.agents.insert(
+                        agent.id.clone(),
+                        AgentSlot {
+                            agent: agent.clone(),
+                            rt: AgentRuntime::new(),
+                            removed: false,
+                        },
+                    );
+                }
+            }
+        }
+        for id in gone {
+            if let Some(slot) = self.agents.get_mut(&id) {
+                slot.removed = true;
+            }
+            self.request_state(now.mono, &id, RequestedState::LoggedOut);
+        }
+        self.dispatch(now.mono);
     }
 
-    /// Whether the call is waiting (or ringing an agent) in a queue.
-    /// The caller's place in its line (1 is next), as announced.
-    pub fn position(&self, now: Instant, call: CallId) -> Option<usize> {
-        self.position_and_estimate(now, call).map(|(p, _)| p)
+    fn join(&mut self, now: Now, request: JoinRequest) {
+        let caller = request.caller.clone();
+        if let Err(reason) = self.join_queue(now, request) {
+            self.actions
+                .push_back(QueueAction::NotJoined { caller, reason });
+        }
     }
 
-    pub fn is_queued(&self, call: CallId) -> bool {
-        self.calls.contains_key(&call)
+    fn leave(&mut self, now: Now, caller: &CallerId, why: Leave) -> bool {
+        match why {
+            Leave::Abandoned => self.abandon(now.mono, caller),
+            Leave::Left => self.take_out(now.mono, caller, LeaveOutcome::Left),
+        }
     }
 
-    /// Figures of every live queue.
-    pub fn queue_stats(&self, now: Instant) -> Vec<QueueStats> {
+    fn call_ended(&mut self, now: Now, caller: &CallerId) -> Result<(), QueueError> {
+        self.end_call(now.mono, caller)
+    }
+
+    fn agent_state(
+        &mut self,
+        now: Now,
+        agent: &AgentId,
+        requested: RequestedState,
+    ) -> Result<RequestEffect, QueueError> {
+        let removed = self
+            .agents
+            .get(agent)
+            .ok_or(QueueError::UnknownAgent)?
+            .removed;
+        if removed && requested != RequestedState::LoggedOut {
+            return Err(QueueError::UnknownAgent);
+        }
+        let effect = self.request_state(now.mono, agent, requested);
+        self.dispatch(now.mono);
+        Ok(effect)
+    }
+
+    fn offer_result(
+        &mut self,
+        now: Now,
+        caller: &CallerId,
+        offer: OfferId,
+        result: OfferResult,
+    ) -> Result<(), QueueError> {
+        let now = now.mono;
+        let c = self.calls.get(caller).ok_or(QueueError::NotOffered)?;
+        let agent = match &c.offer {
+            Some(o) if o.id == offer => o.agent.clone(),
+            _ => return Err(QueueError::NotOffered),
+        };
+        let queue = c.queue;
+        match result {
+            OfferResult::Answered => {
+                let slot = self
+                    .agents
+                    .get_mut(&agent)
+                    .ok_or(QueueError::UnknownAgent)?;
+                slot.rt.answered(now)?;
+                let state = slot.rt.state().clone();
+                self.actions.push_back(QueueAction::AgentStateChanged {
+                    agent: agent.clone(),
+                    state,
+                });
+                if let Some(c) = self.calls.get_mut(caller) {
+                    if let Some(o) = c.offer.take() {
+                        self.timers
+                            .remove(&(o.deadline, Timer::RingTimeout(caller.clone())));
+                    }
+                }
+                self.answered.insert(
+                    caller.clone(),
+                    Answered {
+                        agent: agent.clone(),
+                        queue,
+                    },
+                );
+                self.remove_call(now, caller, LeaveOutcome::Answered { agent });
+            }
+            OfferResult::Rejected(code) => {
+                let reason = match code {
+                    486 | 600 => "busy",
+                    603 => "declined",
+                    408 | 480 | 487 => "no answer",
+                    _ => "unreachable",
+                };
+                self.offer_failed(now, caller, &agent, reason);
+            }
+            OfferResult::Timeout => self.offer_failed(now, caller, &agent, "no answer"),
+        }
+        self.dispatch(now);
+        Ok(())
+    }
+
+    fn handle_timeout(&mut self, now: Now) {
+        self.run_timers(now.mono);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|(t, _)| *t)
+    }
+
+    fn poll_action(&mut self) -> Option<QueueAction> {
+        self.actions.pop_front()
+    }
+
+    fn stats(&self, now: Now) -> Vec<QueueStats> {
+        let now = now.mono;
         let mut oldest: HashMap<usize, Instant> = HashMap::new();
         for c in self.calls.values() {
             let e = oldest.entry(c.queue).or_insert(c.joined_at);
@@ -1219,6 +1107,32 @@ impl Acd {
                 }
             })
             .collect()
+    }
+
+    fn agents(&self) -> Vec<AgentView> {
+        self.agents
+            .values()
+            .filter(|s| !s.removed)
+            .map(|s| AgentView {
+                id: s.agent.id.clone(),
+                name: s.agent.name.clone(),
+                state: s.rt.state().clone(),
+                idle_since: s.rt.idle_since(),
+                skills: s.agent.skills.clone(),
+            })
+            .collect()
+    }
+
+    fn agent_state_of(&self, agent: &AgentId) -> Option<AgentState> {
+        self.agents.get(agent).map(|s| s.rt.state().clone())
+    }
+
+    fn position(&self, now: Now, caller: &CallerId) -> Option<usize> {
+        self.position_and_estimate(now.mono, caller).map(|(p, _)| p)
+    }
+
+    fn is_queued(&self, caller: &CallerId) -> bool {
+        self.calls.contains_key(caller)
     }
 }
 

@@ -1,10 +1,12 @@
-//! Queue and router tests with a fake clock: scenarios, then invariants over
-//! random event sequences.
+//! Queue engine tests with a fake clock, driven through [`QueueService`]:
+//! scenarios, then invariants over random event sequences.
 
 use super::config::{EscalationTier, NoAgentsPolicy, QueueConfig, QueuesConfig};
 use super::*;
+use crate::ids::{CallId, CallerId, NodeId, OfferId};
 use crate::language::Language;
 use crate::registrar::Ha1Set;
+use crate::time::Now;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -25,52 +27,377 @@ fn agent(id: &str, skills: &[(Language, u8)]) -> Agent {
     }
 }
 
-fn acd_with(t0: Instant, queue: QueueConfig, agents: Vec<Agent>) -> Acd {
-    let dir = AgentDirectory::new("hotline", agents).expect("unique");
-    Acd::new(
-        t0,
-        QueuesConfig {
-            queues: vec![queue],
-        },
-        dir,
-    )
+/// Builds an engine with one queue and its agents.
+struct Setup {
+    queue: QueueConfig,
+    agents: Vec<Agent>,
 }
 
-fn drain(acd: &mut Acd) -> Vec<AcdAction> {
-    std::iter::from_fn(|| acd.poll_action()).collect()
+impl Setup {
+    fn queue(queue: QueueConfig) -> Setup {
+        Setup {
+            queue,
+            agents: Vec::new(),
+        }
+    }
+
+    fn agent(self, id: &str, skills: &[(Language, u8)]) -> Setup {
+        self.with_agent(agent(id, skills))
+    }
+
+    fn with_agent(mut self, agent: Agent) -> Setup {
+        self.agents.push(agent);
+        self
+    }
+
+    fn with_agents(mut self, agents: Vec<Agent>) -> Setup {
+        self.agents.extend(agents);
+        self
+    }
+
+    fn start(self) -> Engine {
+        let t0 = Instant::now();
+        let clock = Now::fake(t0);
+        let dir = AgentDirectory::new("hotline", self.agents).expect("unique");
+        let queues = QueuesConfig {
+            queues: vec![self.queue],
+        };
+        Engine {
+            engine: Box::new(Acd::new(clock, queues, dir)),
+            clock,
+            t0,
+            offers: HashMap::new(),
+            pending: Vec::new(),
+        }
+    }
 }
 
-fn offers(actions: &[AcdAction]) -> Vec<(CallId, String)> {
+/// What the engine answered or asked, with callers as this node's call ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Act {
+    Joined {
+        call: CallId,
+        language: Language,
+    },
+    NotJoined {
+        call: CallId,
+        reason: NotJoined,
+    },
+    Offer {
+        call: CallId,
+        agent: AgentId,
+        queue: String,
+        language: Language,
+    },
+    CancelOffer {
+        call: CallId,
+        agent: AgentId,
+        reason: CancelReason,
+    },
+    Announce {
+        call: CallId,
+        position: usize,
+        estimated_wait: Option<Duration>,
+        waited: Duration,
+        first: bool,
+    },
+    WaitMessage {
+        call: CallId,
+        index: usize,
+    },
+    Escalated {
+        call: CallId,
+        tier: usize,
+    },
+    LanguageFallback {
+        call: CallId,
+        language: Language,
+    },
+    QueueTimeout {
+        call: CallId,
+    },
+    NoAgents {
+        call: CallId,
+    },
+    CallLeft {
+        call: CallId,
+        queue: String,
+        language: Language,
+        outcome: LeaveOutcome,
+        waited: Duration,
+        prediction: Option<PredictionError>,
+    },
+    AgentStateChanged {
+        agent: AgentId,
+        state: AgentState,
+    },
+}
+
+/// The answer to a join, read from the actions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum JoinResult {
+    Joined { language: Language },
+    Full,
+    NoAgents,
+    UnknownQueue,
+    LanguageNotServed,
+    AlreadyQueued,
+}
+
+fn node() -> NodeId {
+    NodeId::local()
+}
+
+fn caller(call: CallId) -> CallerId {
+    CallerId::new(&node(), call)
+}
+
+/// A queue engine behind the seam, on a fake clock (`t0` onwards). Offers
+/// are remembered so that a result names the offer it answers, as the call
+/// layer's does; a result for an older offer of the same pair is refused.
+struct Engine {
+    engine: Box<dyn QueueService>,
+    clock: Now,
+    t0: Instant,
+    offers: HashMap<(CallId, AgentId), OfferId>,
+    /// Actions read while looking for a join's answer, not drained yet.
+    pending: Vec<Act>,
+}
+
+impl Engine {
+    fn at(&self, t: Instant) -> Now {
+        self.clock.at(t)
+    }
+
+    fn poll_action(&mut self) -> Option<Act> {
+        let action = self.engine.poll_action()?;
+        Some(match action {
+            QueueAction::Joined { caller, language } => Act::Joined {
+                call: caller.call,
+                language,
+            },
+            QueueAction::NotJoined { caller, reason } => Act::NotJoined {
+                call: caller.call,
+                reason,
+            },
+            QueueAction::Offer {
+                offer,
+                caller,
+                agent,
+                queue,
+                language,
+            } => {
+                self.offers.insert((caller.call, agent.clone()), offer);
+                Act::Offer {
+                    call: caller.call,
+                    agent,
+                    queue,
+                    language,
+                }
+            }
+            QueueAction::CancelOffer {
+                caller,
+                agent,
+                reason,
+                ..
+            } => Act::CancelOffer {
+                call: caller.call,
+                agent,
+                reason,
+            },
+            QueueAction::Announce {
+                caller,
+                position,
+                estimated_wait,
+                waited,
+                first,
+            } => Act::Announce {
+                call: caller.call,
+                position,
+                estimated_wait,
+                waited,
+                first,
+            },
+            QueueAction::WaitMessage { caller, index } => Act::WaitMessage {
+                call: caller.call,
+                index,
+            },
+            QueueAction::Escalated { caller, tier } => Act::Escalated {
+                call: caller.call,
+                tier,
+            },
+            QueueAction::LanguageFallback { caller, language } => Act::LanguageFallback {
+                call: caller.call,
+                language,
+            },
+            QueueAction::QueueTimeout { caller } => Act::QueueTimeout { call: caller.call },
+            QueueAction::NoAgents { caller } => Act::NoAgents { call: caller.call },
+            QueueAction::CallLeft(exit) => Act::CallLeft {
+                call: exit.caller.call,
+                queue: exit.queue,
+                language: exit.language,
+                outcome: exit.outcome,
+                waited: exit.waited,
+                prediction: exit.prediction,
+            },
+            QueueAction::AgentStateChanged { agent, state } => {
+                Act::AgentStateChanged { agent, state }
+            }
+        })
+    }
+
+    /// Joins and reads the answer; the other actions stay to be drained.
+    fn join(
+        &mut self,
+        t: Instant,
+        call: CallId,
+        queue: &str,
+        language: Language,
+        options: JoinOptions,
+    ) -> JoinResult {
+        let now = self.at(t);
+        let request = JoinRequest {
+            caller: caller(call),
+            queue: queue.to_string(),
+            language,
+            options,
+            joined_at: now.wall,
+        };
+        self.engine.join(now, request);
+        let mut rest = Vec::new();
+        let mut answer = None;
+        while let Some(a) = self.poll_action() {
+            match a {
+                Act::Joined { call: c, language } if c == call && answer.is_none() => {
+                    answer = Some(JoinResult::Joined { language })
+                }
+                Act::NotJoined { call: c, reason } if c == call && answer.is_none() => {
+                    answer = Some(match reason {
+                        NotJoined::Full => JoinResult::Full,
+                        NotJoined::NoAgents => JoinResult::NoAgents,
+                        NotJoined::UnknownQueue => JoinResult::UnknownQueue,
+                        NotJoined::LanguageNotServed => JoinResult::LanguageNotServed,
+                        NotJoined::AlreadyQueued => JoinResult::AlreadyQueued,
+                    })
+                }
+                other => rest.push(other),
+            }
+        }
+        self.pending = rest;
+        answer.expect("every join is answered")
+    }
+
+    fn abandon(&mut self, t: Instant, call: CallId) -> bool {
+        let now = self.at(t);
+        self.engine.leave(now, &caller(call), Leave::Abandoned)
+    }
+
+    fn leave(&mut self, t: Instant, call: CallId) -> bool {
+        let now = self.at(t);
+        self.engine.leave(now, &caller(call), Leave::Left)
+    }
+
+    fn agent_state(
+        &mut self,
+        t: Instant,
+        agent: &AgentId,
+        requested: RequestedState,
+    ) -> Result<RequestEffect, QueueError> {
+        let now = self.at(t);
+        self.engine.agent_state(now, agent, requested)
+    }
+
+    /// The result of the latest offer of `call` to `agent`.
+    fn offer_result(
+        &mut self,
+        t: Instant,
+        call: CallId,
+        agent: &AgentId,
+        result: OfferResult,
+    ) -> Result<(), QueueError> {
+        let now = self.at(t);
+        // Offers made since the last drain are learnt first, as the call
+        // layer drains actions before it acts.
+        while let Some(a) = self.poll_action() {
+            self.pending.push(a);
+        }
+        let offer = self
+            .offers
+            .get(&(call, agent.clone()))
+            .copied()
+            .unwrap_or(OfferId(u64::MAX));
+        self.engine.offer_result(now, &caller(call), offer, result)
+    }
+
+    fn call_ended(&mut self, t: Instant, call: CallId) -> Result<(), QueueError> {
+        let now = self.at(t);
+        self.engine.call_ended(now, &caller(call))
+    }
+
+    fn handle_timeout(&mut self, t: Instant) {
+        let now = self.at(t);
+        self.engine.handle_timeout(now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.engine.poll_timeout()
+    }
+
+    fn set_agents(&mut self, t: Instant, directory: AgentDirectory) {
+        let now = self.at(t);
+        self.engine.set_agents(now, directory);
+    }
+
+    fn agent_state_of(&self, agent: &AgentId) -> Option<AgentState> {
+        self.engine.agent_state_of(agent)
+    }
+
+    fn agents(&self) -> Vec<AgentView> {
+        self.engine.agents()
+    }
+
+    fn is_queued(&self, call: CallId) -> bool {
+        self.engine.is_queued(&caller(call))
+    }
+
+    fn queue_stats(&self, t: Instant) -> Vec<QueueStats> {
+        self.engine.stats(self.at(t))
+    }
+}
+
+fn drain(acd: &mut Engine) -> Vec<Act> {
+    let mut out = std::mem::take(&mut acd.pending);
+    out.extend(std::iter::from_fn(|| acd.poll_action()));
+    out
+}
+
+fn offers(actions: &[Act]) -> Vec<(CallId, String)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            AcdAction::Offer { call, agent, .. } => Some((*call, agent.to_string())),
+            Act::Offer { call, agent, .. } => Some((*call, agent.to_string())),
             _ => None,
         })
         .collect()
 }
 
-fn ready(acd: &mut Acd, now: Instant, id: &str) {
+fn ready(acd: &mut Engine, now: Instant, id: &str) {
     acd.agent_state(now, &AgentId::from(id), RequestedState::Ready)
         .expect("known agent");
 }
 
-fn join(acd: &mut Acd, now: Instant, call: u64, language: Language) -> JoinResult {
+fn join(acd: &mut Engine, now: Instant, call: u64, language: Language) -> JoinResult {
     acd.join(now, CallId(call), "q", language, JoinOptions::default())
 }
 
 #[test]
 fn longest_idle_agent_gets_the_first_caller() {
-    let t0 = Instant::now();
-    let mut acd = acd_with(
-        t0,
-        QueueConfig::new("q"),
-        vec![
-            agent("a", &[(Language::Nb, 5)]),
-            agent("b", &[(Language::Nb, 9)]),
-            agent("c", &[(Language::En, 9)]),
-        ],
-    );
+    let mut acd = Setup::queue(QueueConfig::new("q"))
+        .agent("a", &[(Language::Nb, 5)])
+        .agent("b", &[(Language::Nb, 9)])
+        .agent("c", &[(Language::En, 9)])
+        .start();
+    let t0 = acd.t0;
     ready(&mut acd, t0 + secs(2), "a");
     ready(&mut acd, t0 + secs(1), "b");
     ready(&mut acd, t0 + secs(1), "c");
@@ -85,7 +412,7 @@ fn longest_idle_agent_gets_the_first_caller() {
     let acts = drain(&mut acd);
     assert_eq!(offers(&acts), vec![(CallId(1), "b".to_string())]);
     // Offered at once: no announcement.
-    assert!(!acts.iter().any(|a| matches!(a, AcdAction::Announce { .. })));
+    assert!(!acts.iter().any(|a| matches!(a, Act::Announce { .. })));
     join(&mut acd, now, 2, Language::Nb);
     assert_eq!(offers(&drain(&mut acd)), vec![(CallId(2), "a".to_string())]);
     // Nobody else speaks Norwegian: the third caller waits, told position 1.
@@ -94,7 +421,7 @@ fn longest_idle_agent_gets_the_first_caller() {
     assert!(offers(&acts).is_empty());
     assert!(acts.iter().any(|a| matches!(
         a,
-        AcdAction::Announce {
+        Act::Announce {
             call: CallId(3),
             position: 1,
             first: true,
@@ -105,15 +432,11 @@ fn longest_idle_agent_gets_the_first_caller() {
 
 #[test]
 fn ties_in_idle_time_go_to_the_more_proficient() {
-    let t0 = Instant::now();
-    let mut acd = acd_with(
-        t0,
-        QueueConfig::new("q"),
-        vec![
-            agent("a", &[(Language::Ar, 4)]),
-            agent("b", &[(Language::Ar, 8)]),
-        ],
-    );
+    let mut acd = Setup::queue(QueueConfig::new("q"))
+        .agent("a", &[(Language::Ar, 4)])
+        .agent("b", &[(Language::Ar, 8)])
+        .start();
+    let t0 = acd.t0;
     ready(&mut acd, t0, "a");
     ready(&mut acd, t0, "b");
     drain(&mut acd);
@@ -123,12 +446,10 @@ fn ties_in_idle_time_go_to_the_more_proficient() {
 
 #[test]
 fn first_come_first_served_with_priority() {
-    let t0 = Instant::now();
-    let mut acd = acd_with(
-        t0,
-        QueueConfig::new("q"),
-        vec![agent("a", &[(Language::Pl, 5)])],
-    );
+    let mut acd = Setup::queue(QueueConfig::new("q"))
+        .agent("a", &[(Language::Pl, 5)])
+        .start();
+    let t0 = acd.t0;
     join(&mut acd, t0, 1, Language::Pl);
     join(&mut acd, t0 + secs(1), 2, Language::Pl);
     acd.join(
@@ -145,7 +466,7 @@ fn first_come_first_served_with_priority() {
     // The urgent caller is told it is first.
     assert!(acts.iter().any(|a| matches!(
         a,
-        AcdAction::Announce {
+        Act::Announce {
             call: CallId(3),
             position: 1,
             ..
@@ -172,7 +493,6 @@ fn first_come_first_served_with_priority() {
 
 #[test]
 fn escalation_widens_to_english_after_a_minute() {
-    let t0 = Instant::now();
     let mut q = QueueConfig::new("q");
     q.min_proficiency = 7;
     q.escalation = vec![
@@ -187,14 +507,11 @@ fn escalation_widens_to_english_after_a_minute() {
             min_proficiency: 3,
         },
     ];
-    let mut acd = acd_with(
-        t0,
-        q,
-        vec![
-            agent("en", &[(Language::En, 9)]),
-            agent("weak", &[(Language::Lt, 4)]),
-        ],
-    );
+    let mut acd = Setup::queue(q)
+        .agent("en", &[(Language::En, 9)])
+        .agent("weak", &[(Language::Lt, 4)])
+        .start();
+    let t0 = acd.t0;
     ready(&mut acd, t0, "en");
     ready(&mut acd, t0, "weak");
     join(&mut acd, t0, 1, Language::Lt);
@@ -205,7 +522,7 @@ fn escalation_widens_to_english_after_a_minute() {
     assert!(offers(&drain(&mut acd)).is_empty());
     acd.handle_timeout(t0 + secs(60));
     let acts = drain(&mut acd);
-    assert!(acts.contains(&AcdAction::Escalated {
+    assert!(acts.contains(&Act::Escalated {
         call: CallId(1),
         tier: 1
     }));
@@ -226,15 +543,11 @@ fn escalation_widens_to_english_after_a_minute() {
 
 #[test]
 fn ring_timeout_pauses_and_reoffers_to_the_next_agent() {
-    let t0 = Instant::now();
-    let mut acd = acd_with(
-        t0,
-        QueueConfig::new("q"),
-        vec![
-            agent("a", &[(Language::Ru, 5)]),
-            agent("b", &[(Language::Ru, 5)]),
-        ],
-    );
+    let mut acd = Setup::queue(QueueConfig::new("q"))
+        .agent("a", &[(Language::Ru, 5)])
+        .agent("b", &[(Language::Ru, 5)])
+        .start();
+    let t0 = acd.t0;
     ready(&mut acd, t0, "a");
     ready(&mut acd, t0 + secs(1), "b");
     join(&mut acd, t0 + secs(5), 1, Language::Ru);
@@ -242,7 +555,7 @@ fn ring_timeout_pauses_and_reoffers_to_the_next_agent() {
     assert_eq!(acd.poll_timeout(), Some(t0 + secs(25)));
     acd.handle_timeout(t0 + secs(25));
     let acts = drain(&mut acd);
-    assert!(acts.contains(&AcdAction::CancelOffer {
+    assert!(acts.contains(&Act::CancelOffer {
         call: CallId(1),
         agent: AgentId::from("a"),
         reason: crate::acd::CancelReason::RingTimeout
@@ -250,7 +563,7 @@ fn ring_timeout_pauses_and_reoffers_to_the_next_agent() {
     assert_eq!(offers(&acts), vec![(CallId(1), "b".to_string())]);
     assert_eq!(
         acd.agent_state_of(&AgentId::from("a")),
-        Some(&AgentState::Paused {
+        Some(AgentState::Paused {
             reason: "no answer".into()
         })
     );
@@ -262,7 +575,7 @@ fn ring_timeout_pauses_and_reoffers_to_the_next_agent() {
             &AgentId::from("a"),
             OfferResult::Answered
         ),
-        Err(AcdError::NotOffered)
+        Err(QueueError::NotOffered)
     );
     // `b` is busy (486): paused too; the caller waits on.
     acd.offer_result(
@@ -274,7 +587,7 @@ fn ring_timeout_pauses_and_reoffers_to_the_next_agent() {
     .expect("offered");
     assert_eq!(
         acd.agent_state_of(&AgentId::from("b")),
-        Some(&AgentState::Paused {
+        Some(AgentState::Paused {
             reason: "busy".into()
         })
     );
@@ -283,10 +596,10 @@ fn ring_timeout_pauses_and_reoffers_to_the_next_agent() {
 
 #[test]
 fn without_pausing_a_missed_agent_is_held_off_then_offered_again() {
-    let t0 = Instant::now();
     let mut q = QueueConfig::new("q");
     q.pause_on_no_answer = false;
-    let mut acd = acd_with(t0, q, vec![agent("a", &[(Language::Ro, 5)])]);
+    let mut acd = Setup::queue(q).agent("a", &[(Language::Ro, 5)]).start();
+    let t0 = acd.t0;
     ready(&mut acd, t0, "a");
     join(&mut acd, t0, 1, Language::Ro);
     drain(&mut acd);
@@ -305,10 +618,10 @@ fn without_pausing_a_missed_agent_is_held_off_then_offered_again() {
 
 #[test]
 fn wrap_up_then_ready_and_deferred_pause() {
-    let t0 = Instant::now();
     let mut ag = agent("a", &[(Language::En, 5)]);
     ag.wrap_up = Some(secs(30));
-    let mut acd = acd_with(t0, QueueConfig::new("q"), vec![ag]);
+    let mut acd = Setup::queue(QueueConfig::new("q")).with_agent(ag).start();
+    let t0 = acd.t0;
     let a = AgentId::from("a");
     ready(&mut acd, t0, "a");
     join(&mut acd, t0, 1, Language::En);
@@ -319,7 +632,7 @@ fn wrap_up_then_ready_and_deferred_pause() {
     acd.call_ended(t0 + secs(61), CallId(1)).expect("answered");
     assert_eq!(
         acd.agent_state_of(&a),
-        Some(&AgentState::WrapUp {
+        Some(AgentState::WrapUp {
             until: t0 + secs(91)
         })
     );
@@ -341,7 +654,7 @@ fn wrap_up_then_ready_and_deferred_pause() {
     acd.handle_timeout(t0 + secs(130));
     assert_eq!(
         acd.agent_state_of(&a),
-        Some(&AgentState::Paused {
+        Some(AgentState::Paused {
             reason: "break".into()
         })
     );
@@ -349,33 +662,31 @@ fn wrap_up_then_ready_and_deferred_pause() {
 
 #[test]
 fn abandonment_while_ringing_cancels_and_counts_short() {
-    let t0 = Instant::now();
-    let mut acd = acd_with(
-        t0,
-        QueueConfig::new("q"),
-        vec![agent("a", &[(Language::Nb, 5)])],
-    );
+    let mut acd = Setup::queue(QueueConfig::new("q"))
+        .agent("a", &[(Language::Nb, 5)])
+        .start();
+    let t0 = acd.t0;
     let a = AgentId::from("a");
     ready(&mut acd, t0, "a");
     join(&mut acd, t0, 1, Language::Nb);
     drain(&mut acd);
     assert!(acd.abandon(t0 + secs(3), CallId(1)));
     let acts = drain(&mut acd);
-    assert!(acts.contains(&AcdAction::CancelOffer {
+    assert!(acts.contains(&Act::CancelOffer {
         call: CallId(1),
         agent: a.clone(),
         reason: crate::acd::CancelReason::CallerLeft
     }));
     assert!(acts.iter().any(|x| matches!(
         x,
-        AcdAction::CallLeft {
+        Act::CallLeft {
             outcome: LeaveOutcome::Abandoned { short: true },
             waited,
             ..
         } if *waited == secs(3)
     )));
     // The agent did nothing wrong: ready, same place in line.
-    assert_eq!(acd.agent_state_of(&a), Some(&AgentState::Ready));
+    assert_eq!(acd.agent_state_of(&a), Some(AgentState::Ready));
     assert!(!acd.abandon(t0 + secs(4), CallId(1)));
     // A long wait abandoned is not short.
     acd.agent_state(t0 + secs(5), &a, RequestedState::LoggedOut)
@@ -385,7 +696,7 @@ fn abandonment_while_ringing_cancels_and_counts_short() {
     acd.abandon(t0 + secs(65), CallId(2));
     assert!(drain(&mut acd).iter().any(|x| matches!(
         x,
-        AcdAction::CallLeft {
+        Act::CallLeft {
             outcome: LeaveOutcome::Abandoned { short: false },
             ..
         }
@@ -394,15 +705,11 @@ fn abandonment_while_ringing_cancels_and_counts_short() {
 
 #[test]
 fn pause_while_ringing_withdraws_the_offer_and_reoffers() {
-    let t0 = Instant::now();
-    let mut acd = acd_with(
-        t0,
-        QueueConfig::new("q"),
-        vec![
-            agent("a", &[(Language::Nb, 5)]),
-            agent("b", &[(Language::Nb, 5)]),
-        ],
-    );
+    let mut acd = Setup::queue(QueueConfig::new("q"))
+        .agent("a", &[(Language::Nb, 5)])
+        .agent("b", &[(Language::Nb, 5)])
+        .start();
+    let t0 = acd.t0;
     ready(&mut acd, t0, "a");
     join(&mut acd, t0, 1, Language::Nb);
     drain(&mut acd);
@@ -416,9 +723,9 @@ fn pause_while_ringing_withdraws_the_offer_and_reoffers() {
             },
         )
         .expect("known");
-    assert_eq!(effect, RequestEffect::OfferWithdrawn(CallId(1)));
+    assert_eq!(effect, RequestEffect::OfferWithdrawn(caller(CallId(1))));
     let acts = drain(&mut acd);
-    assert!(acts.contains(&AcdAction::CancelOffer {
+    assert!(acts.contains(&Act::CancelOffer {
         call: CallId(1),
         agent: AgentId::from("a"),
         reason: crate::acd::CancelReason::AgentUnavailable
@@ -428,11 +735,11 @@ fn pause_while_ringing_withdraws_the_offer_and_reoffers() {
 
 #[test]
 fn full_queue_and_max_wait() {
-    let t0 = Instant::now();
     let mut q = QueueConfig::new("q");
     q.max_length = 2;
     q.max_wait = secs(300);
-    let mut acd = acd_with(t0, q, vec![agent("a", &[(Language::En, 5)])]);
+    let mut acd = Setup::queue(q).agent("a", &[(Language::En, 5)]).start();
+    let t0 = acd.t0;
     join(&mut acd, t0, 1, Language::En);
     join(&mut acd, t0, 2, Language::En);
     assert_eq!(join(&mut acd, t0, 3, Language::En), JoinResult::Full);
@@ -446,12 +753,12 @@ fn full_queue_and_max_wait() {
     drain(&mut acd);
     acd.handle_timeout(t0 + secs(300));
     let acts = drain(&mut acd);
-    assert!(acts.contains(&AcdAction::QueueTimeout { call: CallId(2) }));
-    assert!(!acts.contains(&AcdAction::QueueTimeout { call: CallId(1) }));
+    assert!(acts.contains(&Act::QueueTimeout { call: CallId(2) }));
+    assert!(!acts.contains(&Act::QueueTimeout { call: CallId(1) }));
     acd.handle_timeout(t0 + secs(310));
     let acts = drain(&mut acd);
-    assert!(acts.contains(&AcdAction::QueueTimeout { call: CallId(1) }));
-    assert!(acts.contains(&AcdAction::CancelOffer {
+    assert!(acts.contains(&Act::QueueTimeout { call: CallId(1) }));
+    assert!(acts.contains(&Act::CancelOffer {
         call: CallId(1),
         agent: AgentId::from("a"),
         reason: crate::acd::CancelReason::RingTimeout
@@ -461,17 +768,13 @@ fn full_queue_and_max_wait() {
 
 #[test]
 fn no_agents_policies() {
-    let t0 = Instant::now();
     let mut q = QueueConfig::new("q");
     q.no_agents = NoAgentsPolicy::Fallback(Language::En);
-    let mut acd = acd_with(
-        t0,
-        q,
-        vec![
-            agent("en", &[(Language::En, 5)]),
-            agent("ar", &[(Language::Ar, 5)]),
-        ],
-    );
+    let mut acd = Setup::queue(q)
+        .agent("en", &[(Language::En, 5)])
+        .agent("ar", &[(Language::Ar, 5)])
+        .start();
+    let t0 = acd.t0;
     // Nobody logged in at all: the fallback finds nobody either, so the
     // caller waits in Arabic.
     assert_eq!(
@@ -482,7 +785,7 @@ fn no_agents_policies() {
     );
     assert!(!drain(&mut acd)
         .iter()
-        .any(|a| matches!(a, AcdAction::LanguageFallback { .. })));
+        .any(|a| matches!(a, Act::LanguageFallback { .. })));
     // An English agent logs in (paused counts as logged in): the waiting
     // caller may now go to English speakers, and is told once.
     acd.agent_state(
@@ -492,7 +795,7 @@ fn no_agents_policies() {
     )
     .expect("known");
     let acts = drain(&mut acd);
-    assert!(acts.contains(&AcdAction::LanguageFallback {
+    assert!(acts.contains(&Act::LanguageFallback {
         call: CallId(1),
         language: Language::En
     }));
@@ -503,7 +806,7 @@ fn no_agents_policies() {
             language: Language::Ar
         }
     );
-    assert!(drain(&mut acd).contains(&AcdAction::LanguageFallback {
+    assert!(drain(&mut acd).contains(&Act::LanguageFallback {
         call: CallId(2),
         language: Language::En
     }));
@@ -520,7 +823,7 @@ fn no_agents_policies() {
     );
     assert!(!drain(&mut acd)
         .iter()
-        .any(|a| matches!(a, AcdAction::LanguageFallback { .. })));
+        .any(|a| matches!(a, Act::LanguageFallback { .. })));
     // The English agent gets ready: the first fallen-back caller is offered
     // to them, never the caller who waits for Arabic.
     ready(&mut acd, t0 + secs(1), "en");
@@ -553,24 +856,20 @@ fn no_agents_policies() {
     )
     .expect("known");
     let acts = drain(&mut acd);
-    assert!(acts.contains(&AcdAction::NoAgents { call: CallId(4) }));
+    assert!(acts.contains(&Act::NoAgents { call: CallId(4) }));
     assert!(acd.is_queued(CallId(3)));
     assert!(acd.is_queued(CallId(2)));
 }
 
 #[test]
 fn a_fallen_back_caller_is_taken_by_their_own_language_agent_who_logs_in() {
-    let t0 = Instant::now();
     let mut q = QueueConfig::new("q");
     q.no_agents = NoAgentsPolicy::Fallback(Language::En);
-    let mut acd = acd_with(
-        t0,
-        q,
-        vec![
-            agent("en", &[(Language::En, 9)]),
-            agent("lt", &[(Language::Lt, 5)]),
-        ],
-    );
+    let mut acd = Setup::queue(q)
+        .agent("en", &[(Language::En, 9)])
+        .agent("lt", &[(Language::Lt, 5)])
+        .start();
+    let t0 = acd.t0;
     let en = AgentId::from("en");
     ready(&mut acd, t0, "en");
     join(&mut acd, t0, 1, Language::En);
@@ -585,7 +884,7 @@ fn a_fallen_back_caller_is_taken_by_their_own_language_agent_who_logs_in() {
             language: Language::Lt
         }
     );
-    assert!(drain(&mut acd).contains(&AcdAction::LanguageFallback {
+    assert!(drain(&mut acd).contains(&Act::LanguageFallback {
         call: CallId(2),
         language: Language::En
     }));
@@ -603,7 +902,6 @@ fn a_fallen_back_caller_is_taken_by_their_own_language_agent_who_logs_in() {
 
 #[test]
 fn a_caller_ringing_an_agent_falls_back_with_the_others() {
-    let t0 = Instant::now();
     let mut q = QueueConfig::new("q");
     q.no_agents = NoAgentsPolicy::Fallback(Language::En);
     q.escalation = vec![EscalationTier {
@@ -611,15 +909,12 @@ fn a_caller_ringing_an_agent_falls_back_with_the_others() {
         add_languages: vec![Language::Nb],
         min_proficiency: 1,
     }];
-    let mut acd = acd_with(
-        t0,
-        q,
-        vec![
-            agent("p", &[(Language::Pl, 9)]),
-            agent("n", &[(Language::Nb, 9)]),
-            agent("e", &[(Language::En, 9)]),
-        ],
-    );
+    let mut acd = Setup::queue(q)
+        .agent("p", &[(Language::Pl, 9)])
+        .agent("n", &[(Language::Nb, 9)])
+        .agent("e", &[(Language::En, 9)])
+        .start();
+    let t0 = acd.t0;
     let paused = || RequestedState::Paused { reason: "x".into() };
     acd.agent_state(t0, &AgentId::from("p"), paused())
         .expect("known");
@@ -636,7 +931,7 @@ fn a_caller_ringing_an_agent_falls_back_with_the_others() {
         RequestedState::LoggedOut,
     )
     .expect("known");
-    assert!(drain(&mut acd).contains(&AcdAction::LanguageFallback {
+    assert!(drain(&mut acd).contains(&Act::LanguageFallback {
         call: CallId(1),
         language: Language::En
     }));
@@ -644,12 +939,10 @@ fn a_caller_ringing_an_agent_falls_back_with_the_others() {
 
 #[test]
 fn wait_messages_come_after_their_delay_repeat_and_wait_for_a_ringing_phone() {
-    let t0 = Instant::now();
-    let mut acd = acd_with(
-        t0,
-        QueueConfig::new("q"),
-        vec![agent("a", &[(Language::Nb, 5)])],
-    );
+    let mut acd = Setup::queue(QueueConfig::new("q"))
+        .agent("a", &[(Language::Nb, 5)])
+        .start();
+    let t0 = acd.t0;
     let options = JoinOptions {
         messages: vec![
             MessageTiming {
@@ -681,10 +974,10 @@ fn wait_messages_come_after_their_delay_repeat_and_wait_for_a_ringing_phone() {
         acd.handle_timeout(now);
         for a in drain(&mut acd) {
             match a {
-                AcdAction::WaitMessage { index, .. } => {
+                Act::WaitMessage { index, .. } => {
                     heard.push((now.duration_since(t0).as_secs(), index))
                 }
-                AcdAction::Announce { .. } => announced.push(now.duration_since(t0).as_secs()),
+                Act::Announce { .. } => announced.push(now.duration_since(t0).as_secs()),
                 _ => {}
             }
         }
@@ -716,7 +1009,7 @@ fn wait_messages_come_after_their_delay_repeat_and_wait_for_a_ringing_phone() {
         acd.handle_timeout(t);
         during_ring += drain(&mut acd)
             .iter()
-            .filter(|a| matches!(a, AcdAction::WaitMessage { .. }))
+            .filter(|a| matches!(a, Act::WaitMessage { .. }))
             .count();
     }
     assert_eq!(during_ring, 0, "no message while ringing");
@@ -732,17 +1025,17 @@ fn wait_messages_come_after_their_delay_repeat_and_wait_for_a_ringing_phone() {
         acd.handle_timeout(t + secs(3600));
         assert!(!drain(&mut acd)
             .iter()
-            .any(|a| matches!(a, AcdAction::WaitMessage { .. })));
+            .any(|a| matches!(a, Act::WaitMessage { .. })));
     }
 }
 
 #[test]
 fn announcements_repeat_with_estimates_and_errors_are_measured() {
-    let t0 = Instant::now();
     let mut q = QueueConfig::new("q");
     q.handle_time_prior = secs(120);
     q.wrap_up = Duration::ZERO;
-    let mut acd = acd_with(t0, q, vec![agent("a", &[(Language::Nb, 5)])]);
+    let mut acd = Setup::queue(q).agent("a", &[(Language::Nb, 5)]).start();
+    let t0 = acd.t0;
     let a = AgentId::from("a");
     ready(&mut acd, t0, "a");
     join(&mut acd, t0, 1, Language::Nb);
@@ -752,7 +1045,7 @@ fn announcements_repeat_with_estimates_and_errors_are_measured() {
     // Agent on a call for 20 s of an expected 120: next caller hears 100 s.
     join(&mut acd, t0 + secs(20), 2, Language::Nb);
     let acts = drain(&mut acd);
-    assert!(acts.contains(&AcdAction::Announce {
+    assert!(acts.contains(&Act::Announce {
         call: CallId(2),
         position: 1,
         estimated_wait: Some(secs(100)),
@@ -761,7 +1054,7 @@ fn announcements_repeat_with_estimates_and_errors_are_measured() {
     }));
     acd.handle_timeout(t0 + secs(80));
     let acts = drain(&mut acd);
-    assert!(acts.contains(&AcdAction::Announce {
+    assert!(acts.contains(&Act::Announce {
         call: CallId(2),
         position: 1,
         estimated_wait: Some(secs(40)),
@@ -774,7 +1067,7 @@ fn announcements_repeat_with_estimates_and_errors_are_measured() {
         .expect("offered");
     let acts = drain(&mut acd);
     let prediction = acts.iter().find_map(|x| match x {
-        AcdAction::CallLeft {
+        Act::CallLeft {
             call: CallId(2),
             prediction,
             ..
@@ -794,15 +1087,11 @@ fn announcements_repeat_with_estimates_and_errors_are_measured() {
 
 #[test]
 fn logging_out_during_a_call_is_deferred_and_reload_removes_agents() {
-    let t0 = Instant::now();
-    let mut acd = acd_with(
-        t0,
-        QueueConfig::new("q"),
-        vec![
-            agent("a", &[(Language::Nb, 5)]),
-            agent("b", &[(Language::Nb, 5)]),
-        ],
-    );
+    let mut acd = Setup::queue(QueueConfig::new("q"))
+        .agent("a", &[(Language::Nb, 5)])
+        .agent("b", &[(Language::Nb, 5)])
+        .start();
+    let t0 = acd.t0;
     ready(&mut acd, t0, "a");
     join(&mut acd, t0, 1, Language::Nb);
     drain(&mut acd);
@@ -811,14 +1100,14 @@ fn logging_out_during_a_call_is_deferred_and_reload_removes_agents() {
         AgentDirectory::new("hotline", vec![agent("b", &[(Language::Nb, 5)])]).expect("unique");
     acd.set_agents(t0 + secs(1), dir);
     let acts = drain(&mut acd);
-    assert!(acts.contains(&AcdAction::CancelOffer {
+    assert!(acts.contains(&Act::CancelOffer {
         call: CallId(1),
         agent: AgentId::from("a"),
         reason: crate::acd::CancelReason::AgentUnavailable
     }));
     assert_eq!(
         acd.agent_state(t0 + secs(2), &AgentId::from("a"), RequestedState::Ready),
-        Err(AcdError::UnknownAgent)
+        Err(QueueError::UnknownAgent)
     );
     assert_eq!(acd.agents().len(), 1);
 }
@@ -829,13 +1118,35 @@ use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
 enum Event {
-    Join { language: usize, priority: u8 },
-    Abandon { pick: usize },
-    Leave { pick: usize },
-    SetState { agent: usize, state: u8 },
-    Result { pick: usize, result: u8 },
-    End { pick: usize },
-    Advance { secs: u64 },
+    Join {
+        language: usize,
+        priority: u8,
+    },
+    Abandon {
+        pick: usize,
+    },
+    Leave {
+        pick: usize,
+    },
+    SetState {
+        agent: usize,
+        state: u8,
+    },
+    Result {
+        pick: usize,
+        result: u8,
+    },
+    End {
+        pick: usize,
+    },
+    Advance {
+        secs: u64,
+    },
+    /// An answer to an offer that is no longer live (withdrawn, failed,
+    /// answered): refused.
+    StaleAnswer {
+        pick: usize,
+    },
 }
 
 const LANGS: [Language; 3] = [Language::Nb, Language::En, Language::Pl];
@@ -850,6 +1161,7 @@ fn event() -> impl Strategy<Value = Event> {
         3 => (0..8usize, 0..4u8).prop_map(|(pick, result)| Event::Result { pick, result }),
         2 => (0..8usize).prop_map(|pick| Event::End { pick }),
         3 => (0..40u64).prop_map(|secs| Event::Advance { secs }),
+        1 => (0..16usize).prop_map(|pick| Event::StaleAnswer { pick }),
     ]
 }
 
@@ -870,9 +1182,9 @@ struct Model {
 }
 
 impl Model {
-    fn observe(&mut self, action: &AcdAction) -> Result<(), TestCaseError> {
+    fn observe(&mut self, action: &Act) -> Result<(), TestCaseError> {
         match action {
-            AcdAction::Offer { call, agent, .. } => {
+            Act::Offer { call, agent, .. } => {
                 prop_assert!(!self.ringing.contains_key(call), "{call:?} offered twice");
                 prop_assert!(
                     !self.ringing.values().any(|a| a == agent),
@@ -899,11 +1211,11 @@ impl Model {
                 prop_assert!(!skipped, "{call:?} overtook an earlier caller");
                 self.ringing.insert(*call, agent.clone());
             }
-            AcdAction::CancelOffer { call, agent, .. } => {
+            Act::CancelOffer { call, agent, .. } => {
                 let rung = self.ringing.remove(call);
                 prop_assert_eq!(rung.as_ref(), Some(agent));
             }
-            AcdAction::CallLeft { call, outcome, .. } => {
+            Act::CallLeft { call, outcome, .. } => {
                 prop_assert!(self.queued.remove(call).is_some(), "{call:?} left twice");
                 prop_assert!(
                     !self.ringing.contains_key(call),
@@ -919,7 +1231,6 @@ impl Model {
 }
 
 fn run(events: Vec<Event>, pause_on_no_answer: bool, fallback: bool) -> Result<(), TestCaseError> {
-    let t0 = Instant::now();
     let mut q = QueueConfig::new("q");
     q.max_length = 12;
     q.max_wait = secs(200);
@@ -944,11 +1255,12 @@ fn run(events: Vec<Event>, pause_on_no_answer: bool, fallback: bool) -> Result<(
         agent("a4", &[(Language::Pl, 9), (Language::Nb, 9)]),
     ];
     let ids: Vec<AgentId> = agents.iter().map(|a| a.id.clone()).collect();
-    let mut acd = acd_with(t0, q, agents);
+    let mut acd = Setup::queue(q).with_agents(agents).start();
+    let t0 = acd.t0;
     let mut model = Model::default();
     let mut now = t0;
-    let observe = |acd: &mut Acd, model: &mut Model| -> Result<(), TestCaseError> {
-        while let Some(a) = acd.poll_action() {
+    let observe = |acd: &mut Engine, model: &mut Model| -> Result<(), TestCaseError> {
+        for a in drain(acd) {
             model.observe(&a)?;
         }
         Ok(())
@@ -1031,6 +1343,24 @@ fn run(events: Vec<Event>, pause_on_no_answer: bool, fallback: bool) -> Result<(
                     model.talking.remove(&agent);
                     acd.call_ended(now, call)
                         .map_err(|e| TestCaseError::fail(format!("{e}")))?;
+                }
+            }
+            Event::StaleAnswer { pick } => {
+                let mut stale: Vec<(CallId, AgentId)> = acd
+                    .offers
+                    .keys()
+                    .filter(|(call, agent)| model.ringing.get(call) != Some(agent))
+                    .cloned()
+                    .collect();
+                stale.sort();
+                if let Some((call, agent)) = stale.get(pick % stale.len().max(1)).cloned() {
+                    prop_assert_eq!(
+                        acd.offer_result(now, call, &agent, OfferResult::Answered),
+                        Err(QueueError::NotOffered),
+                        "a stale answer from {} for {:?} was taken",
+                        agent,
+                        call
+                    );
                 }
             }
             Event::Advance { secs: s } => {

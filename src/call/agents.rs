@@ -122,11 +122,11 @@ impl<M: MediaControl> CallManager<M> {
                 }
                 RegistrarEvent::Unregistered { agent } => (agent, RequestedState::LoggedOut),
             };
-            if let Err(e) = self.acd.agent_state(now.mono, &agent, requested) {
+            if let Err(e) = self.queue.agent_state(now, &agent, requested) {
                 tracing::warn!(agent = %agent.as_str(), error = %e, "agent state from registration refused");
             }
         }
-        self.drain_acd(now);
+        self.drain_queue(now);
     }
 
     /// An INVITE to `*1`, `*2` or `*9` from a registered agent's phone sets its
@@ -158,7 +158,7 @@ impl<M: MediaControl> CallManager<M> {
             RequestedState::Paused { .. } => "paused",
             RequestedState::LoggedOut => "logged_out",
         };
-        match self.acd.agent_state(now.mono, &agent, requested) {
+        match self.queue.agent_state(now, &agent, requested) {
             Ok(effect) => {
                 tracing::info!(agent = %agent.as_str(), state = label, effect = ?effect, "feature code");
                 self.endpoint.reject_with(
@@ -176,7 +176,7 @@ impl<M: MediaControl> CallManager<M> {
                 self.endpoint.reject(now.mono, incoming.call, 403);
             }
         }
-        self.drain_acd(now);
+        self.drain_queue(now);
         true
     }
 
@@ -205,13 +205,13 @@ impl<M: MediaControl> CallManager<M> {
             return Err(AgentStateError::UnknownAgent(agent.to_string()));
         }
         let result = self
-            .acd
-            .agent_state(now.mono, &id, requested)
+            .queue
+            .agent_state(now, &id, requested)
             .map_err(|e| AgentStateError::Refused(e.to_string()));
-        self.drain_acd(now);
+        self.drain_queue(now);
         result?;
         Ok(self
-            .acd
+            .queue
             .agent_state_of(&id)
             .map(|s| s.label().to_string())
             .unwrap_or_default())
@@ -219,7 +219,7 @@ impl<M: MediaControl> CallManager<M> {
 
     /// Every agent, for the API and the wallboard.
     pub fn agent_summaries(&self, now: Now) -> Vec<AgentSummary> {
-        self.acd
+        self.queue
             .agents()
             .into_iter()
             .map(|a| AgentSummary {

@@ -16,10 +16,11 @@ pub use media_control::MediaControl;
 pub use outputs::{CoreGauges, Observation, Output};
 pub use queueing::{QueueSummary, AGENT_STATES};
 
-use crate::acd::{from_flows::queues_from_flows, Acd, AgentDirectory, AgentId};
+use crate::acd::{from_flows::queues_from_flows, Acd, AgentDirectory, AgentId, QueueService};
 use crate::cdr::outcome;
 use crate::events::LiveEvent;
 use crate::flow::{CallInfo, FlowAction, FlowEnv, FlowEvent, FlowRun, FlowSet};
+use crate::ids::NodeId;
 use crate::language::Language;
 use crate::media::{MediaEvent, PromptLibrary};
 use crate::registrar::{DigestAuth, DigestConfig, Registrar, RegistrarConfig};
@@ -28,7 +29,7 @@ use crate::sip::{
     CallId, EndReason, IncomingCall, LegKey, SessionKey, SipEndpoint, SipEvent, Transmit, Transport,
 };
 use crate::time::Now;
-use queueing::{AgentLeg, Queued};
+use queueing::{AgentLeg, Joining, Queued};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -144,6 +145,8 @@ struct Call {
     local_end: Option<LocalEnd>,
     /// The caller's codec (offered first to agents, to avoid transcoding).
     codec: crate::media::Codec,
+    /// Asked to join a queue, not answered yet.
+    joining: Option<Joining>,
     /// While waiting in a queue.
     queued: Option<Queued>,
     /// The agent leg ringing or connected.
@@ -195,7 +198,10 @@ pub struct CallManager<M: MediaControl> {
     answer_delay: Duration,
     ringing: HashMap<CallId, Ringing>,
     env: LiveEnv,
-    acd: Acd,
+    /// This node, as the queue engine names it.
+    node: NodeId,
+    /// The queue engine, behind its seam.
+    queue: Box<dyn QueueService + Send>,
     registrar: Registrar,
     agents: Arc<AgentDirectory>,
     legs: HashMap<LegKey, AgentLeg>,
@@ -233,11 +239,7 @@ impl<M: MediaControl> CallManager<M> {
         media_ip: IpAddr,
     ) -> Self {
         let agents = Arc::new(AgentDirectory::default());
-        let acd = Acd::new(
-            now.mono,
-            queues_from_flows(&bundle.flows),
-            (*agents).clone(),
-        );
+        let queue = Acd::new(now, queues_from_flows(&bundle.flows), (*agents).clone());
         let timezone = crate::today::DEFAULT_TIMEZONE;
         let registrar = Registrar::new(
             RegistrarConfig::default(),
@@ -259,7 +261,8 @@ impl<M: MediaControl> CallManager<M> {
                 queues: BTreeMap::new(),
                 agents_ready: BTreeMap::new(),
             },
-            acd,
+            node: NodeId::local(),
+            queue: Box::new(queue),
             registrar,
             agents,
             legs: HashMap::new(),
@@ -297,9 +300,9 @@ impl<M: MediaControl> CallManager<M> {
             self.registrar
                 .set_algorithms(crate::registrar::algorithms_for(&accounts));
         }
-        self.acd.set_agents(now.mono, agents.clone());
+        self.queue.set_agents(now, agents.clone());
         self.agents = Arc::new(agents);
-        self.drain_acd(now);
+        self.drain_queue(now);
     }
 
     /// Whether a phone registering makes its agent ready (else paused).
@@ -316,11 +319,10 @@ impl<M: MediaControl> CallManager<M> {
     /// it defines replace the running ones (callers waiting stay).
     pub fn set_bundle(&mut self, now: Now, bundle: Arc<FlowBundle>) {
         self.env.wall = now.wall;
-        self.acd
-            .set_queues(now.mono, queues_from_flows(&bundle.flows));
+        self.queue.set_queues(now, queues_from_flows(&bundle.flows));
         self.bundle = bundle;
         self.offer_languages(now);
-        self.drain_acd(now);
+        self.drain_queue(now);
     }
 
     fn set_stage(&mut self, key: CallId, stage: Stage) {
@@ -393,8 +395,8 @@ impl<M: MediaControl> CallManager<M> {
         self.endpoint.handle_timeout(now.mono);
         self.registrar.handle_timeout(now.mono);
         self.drain_registrar(now);
-        self.acd.handle_timeout(now.mono);
-        self.drain_acd(now);
+        self.queue.handle_timeout(now);
+        self.drain_queue(now);
         while let Some(&(at, key)) = self.timers.first() {
             if at > now.mono {
                 break;
@@ -442,7 +444,7 @@ impl<M: MediaControl> CallManager<M> {
         [
             self.timers.first().map(|(at, _)| *at),
             self.endpoint.poll_timeout(),
-            self.acd.poll_timeout(),
+            self.queue.poll_timeout(),
             self.registrar.poll_timeout(),
             Some(self.housekeeping_at),
         ]
@@ -776,6 +778,7 @@ impl<M: MediaControl> CallManager<M> {
                 deadline: None,
                 local_end: None,
                 codec: params.codec,
+                joining: None,
                 queued: None,
                 agent_leg: None,
                 connected_agent: None,

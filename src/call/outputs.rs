@@ -77,8 +77,8 @@ impl<M: MediaControl> CallManager<M> {
                 .iter()
                 .map(|&s| (s, self.stage_counts[s as usize]))
                 .collect(),
-            queues: self.acd.queue_stats(now.mono),
-            agents: self.acd.agents(),
+            queues: self.queue.stats(now),
+            agents: self.queue.agents(),
         })
     }
 

@@ -1,0 +1,296 @@
+//! The queue seam: what the call layer asks of a queue engine, and what the
+//! engine asks back.
+//!
+//! The call layer talks to queues only through [`QueueService`]. Inputs go in
+//! with the time; answers and requests come out as [`QueueAction`]s polled
+//! after each input, so an engine may answer at once (the in-process
+//! [`super::Acd`]) or later, once a shared store has replied: a join is
+//! answered by [`QueueAction::Joined`] or [`QueueAction::NotJoined`], never by
+//! a return value. Queries (`position`, `stats`, `agents`) read the engine's
+//! own view, which a shared engine keeps up to date from its store.
+//!
+//! Callers are [`CallerId`]s (node and call), agents their configured
+//! [`AgentId`]; every offer has an [`OfferId`], and an offer's result names it,
+//! so an answer to a withdrawn offer is refused.
+
+use super::agents::{AgentDirectory, AgentId, AgentState, InvalidTransition};
+use super::agents::{RequestEffect, RequestedState};
+use super::config::QueuesConfig;
+use super::estimate::PredictionError;
+use super::queue::JoinOptions;
+use super::router::{AgentView, QueueStats};
+use crate::ids::{CallerId, OfferId};
+use crate::language::Language;
+use crate::time::Now;
+use chrono::{DateTime, Utc};
+use std::time::{Duration, Instant};
+
+/// A caller asks to wait in a queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinRequest {
+    pub caller: CallerId,
+    pub queue: String,
+    pub language: Language,
+    pub options: JoinOptions,
+    /// When the caller first joined: now for a new caller; earlier for one
+    /// put back (a restarted store, a caller moved between queues), who
+    /// keeps their place. Order is by priority, then by this time.
+    pub joined_at: DateTime<Utc>,
+}
+
+/// Why a caller was not queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotJoined {
+    /// `max_length` reached: the flow takes its exit.
+    Full,
+    /// Nobody who could take the call is logged in, and the policy says not
+    /// to wait: the flow plays its message.
+    NoAgents,
+    UnknownQueue,
+    /// The queue does not take this language.
+    LanguageNotServed,
+    AlreadyQueued,
+}
+
+impl NotJoined {
+    /// The queue log's reason.
+    pub fn label(self) -> &'static str {
+        match self {
+            NotJoined::Full => "full",
+            NotJoined::NoAgents => "no_agents",
+            NotJoined::UnknownQueue => "unknown_queue",
+            NotJoined::LanguageNotServed => "language_not_served",
+            NotJoined::AlreadyQueued => "already_queued",
+        }
+    }
+}
+
+/// How a caller leaves a queue on the call layer's word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leave {
+    /// Hung up while waiting (or while an agent's phone rang).
+    Abandoned,
+    /// Taken out by the flow (not a hang-up).
+    Left,
+}
+
+/// How an offer ended, as the SIP side saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OfferResult {
+    Answered,
+    /// A final failure response (486 Busy Here, 603 Decline, 408, 480 ...).
+    Rejected(u16),
+    /// No answer (the SIP side's own timer).
+    Timeout,
+}
+
+/// Why a caller left the queue. Every joined caller leaves exactly once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaveOutcome {
+    Answered {
+        agent: AgentId,
+    },
+    /// Hung up while waiting; `short` when under `short_abandon_threshold`.
+    Abandoned {
+        short: bool,
+    },
+    TimedOut,
+    NoAgents,
+    /// Taken out by the flow (for example to leave a message).
+    Left,
+}
+
+impl LeaveOutcome {
+    /// The `outcome` label of `hotline_queue_wait_seconds`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            LeaveOutcome::Answered { .. } => "answered",
+            LeaveOutcome::Abandoned { .. } => "abandoned",
+            LeaveOutcome::TimedOut => "timed_out",
+            LeaveOutcome::NoAgents => "no_agents",
+            LeaveOutcome::Left => "left",
+        }
+    }
+}
+
+/// Why an offer was withdrawn, for the queue log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelReason {
+    /// The agent's phone rang past the ring timeout.
+    RingTimeout,
+    /// The agent paused, logged out or was removed while it rang.
+    AgentUnavailable,
+    /// The caller left the queue (hung up, taken out by the flow).
+    CallerLeft,
+}
+
+/// A caller's exit from a queue, for metrics and records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueExit {
+    pub caller: CallerId,
+    pub queue: String,
+    pub language: Language,
+    pub outcome: LeaveOutcome,
+    pub waited: Duration,
+    /// The first estimate against the wait, for answered callers.
+    pub prediction: Option<PredictionError>,
+}
+
+/// What the queue engine answers or asks of the call layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueueAction {
+    /// The caller is queued, in this language (another one if the no-agents
+    /// policy fell back). Comes before any other action for the caller.
+    Joined {
+        caller: CallerId,
+        language: Language,
+    },
+    /// The caller was not queued: the flow goes on.
+    NotJoined {
+        caller: CallerId,
+        reason: NotJoined,
+    },
+    /// Ring `agent` for `caller` (INVITE to its phone).
+    Offer {
+        offer: OfferId,
+        caller: CallerId,
+        agent: AgentId,
+        queue: String,
+        language: Language,
+    },
+    /// Stop ringing (CANCEL). No `offer_result` is expected after it; if the
+    /// agent's 200 crosses the CANCEL, `offer_result` is refused and that leg
+    /// is hung up.
+    CancelOffer {
+        offer: OfferId,
+        caller: CallerId,
+        agent: AgentId,
+        reason: CancelReason,
+    },
+    /// Tell the caller where they are, in their language.
+    Announce {
+        caller: CallerId,
+        position: usize,
+        estimated_wait: Option<Duration>,
+        waited: Duration,
+        first: bool,
+    },
+    /// Say the caller's wait message `index` (of `JoinOptions::messages`).
+    WaitMessage {
+        caller: CallerId,
+        index: usize,
+    },
+    /// The caller may now go to more agents.
+    Escalated {
+        caller: CallerId,
+        tier: usize,
+    },
+    /// Nobody who speaks the caller's language is logged in: agents who speak
+    /// `language` may take the call too (the caller keeps their place).
+    LanguageFallback {
+        caller: CallerId,
+        language: Language,
+    },
+    /// Max wait passed: the flow takes its exit.
+    QueueTimeout {
+        caller: CallerId,
+    },
+    /// The last agent who could take the call logged out: the flow goes on.
+    NoAgents {
+        caller: CallerId,
+    },
+    /// A caller left the queue (for metrics and records).
+    CallLeft(QueueExit),
+    AgentStateChanged {
+        agent: AgentId,
+        state: AgentState,
+    },
+}
+
+impl QueueAction {
+    /// The caller an action is about, if any.
+    pub fn caller(&self) -> Option<&CallerId> {
+        match self {
+            QueueAction::Joined { caller, .. }
+            | QueueAction::NotJoined { caller, .. }
+            | QueueAction::Offer { caller, .. }
+            | QueueAction::CancelOffer { caller, .. }
+            | QueueAction::Announce { caller, .. }
+            | QueueAction::WaitMessage { caller, .. }
+            | QueueAction::Escalated { caller, .. }
+            | QueueAction::LanguageFallback { caller, .. }
+            | QueueAction::QueueTimeout { caller }
+            | QueueAction::NoAgents { caller } => Some(caller),
+            QueueAction::CallLeft(exit) => Some(&exit.caller),
+            QueueAction::AgentStateChanged { .. } => None,
+        }
+    }
+}
+
+/// Input the queue engine refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    #[error("unknown agent")]
+    UnknownAgent,
+    #[error("unknown call")]
+    UnknownCall,
+    /// The offer was already withdrawn, timed out or replaced.
+    #[error("call is not offered to this agent")]
+    NotOffered,
+    #[error(transparent)]
+    Invalid(#[from] InvalidTransition),
+}
+
+/// A queue engine: the in-process [`super::Acd`], or one that shares its
+/// queues with other nodes through a store.
+pub trait QueueService {
+    /// Applies a reloaded `queues.yaml`. Removed queues take no new callers
+    /// but keep serving the ones waiting.
+    fn set_queues(&mut self, now: Now, config: QueuesConfig);
+    /// Applies a reloaded `agents.yaml`. Agents keep their state; removed
+    /// ones are logged out (after their call, if on one).
+    fn set_agents(&mut self, now: Now, directory: AgentDirectory);
+
+    /// Asks to queue a caller; answered by `Joined` or `NotJoined`.
+    fn join(&mut self, now: Now, request: JoinRequest);
+    /// Takes a caller out (hung up, or the flow moved on), withdrawing any
+    /// offer. Whether the caller was queued.
+    fn leave(&mut self, now: Now, caller: &CallerId, why: Leave) -> bool;
+    /// The answered call ended (either side hung up): the agent wraps up. A
+    /// caller still queued is taken as abandoned.
+    fn call_ended(&mut self, now: Now, caller: &CallerId) -> Result<(), QueueError>;
+
+    /// An agent (or supervisor) sets the agent's state: registration, a
+    /// feature code, the API. Pausing while ringing withdraws the offer.
+    fn agent_state(
+        &mut self,
+        now: Now,
+        agent: &AgentId,
+        requested: RequestedState,
+    ) -> Result<RequestEffect, QueueError>;
+    /// How an offer ended. Refused (`NotOffered`) unless `offer` is the
+    /// caller's live offer.
+    fn offer_result(
+        &mut self,
+        now: Now,
+        caller: &CallerId,
+        offer: OfferId,
+        result: OfferResult,
+    ) -> Result<(), QueueError>;
+
+    fn handle_timeout(&mut self, now: Now);
+    /// When `handle_timeout` must run next.
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// The next answer or request for the call layer.
+    fn poll_action(&mut self) -> Option<QueueAction>;
+
+    /// Figures of every live queue.
+    fn stats(&self, now: Now) -> Vec<QueueStats>;
+    /// Every agent still in the directory.
+    fn agents(&self) -> Vec<AgentView>;
+    fn agent_state_of(&self, agent: &AgentId) -> Option<AgentState>;
+    /// The caller's place in its line (1 is next), as announced.
+    fn position(&self, now: Now, caller: &CallerId) -> Option<usize>;
+    /// Whether the caller is waiting (or ringing an agent) in a queue.
+    fn is_queued(&self, caller: &CallerId) -> bool;
+}
