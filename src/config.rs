@@ -148,7 +148,46 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// Settings given as command-line flags: each replaces the file's value (or
+/// the default).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub sip_listen: Option<SocketAddr>,
+    pub http_listen: Option<SocketAddr>,
+    pub flows: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub rtp_ports: Option<PortRange>,
+    pub public_ip: Option<IpAddr>,
+}
+
 impl Config {
+    /// The defaults, then the config file if one is given, then the flags.
+    pub fn load(file: Option<&Path>, flags: Overrides) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = flags.sip_listen {
+            config.sip_listen = v;
+        }
+        if let Some(v) = flags.http_listen {
+            config.http_listen = v;
+        }
+        if let Some(v) = flags.flows {
+            config.flows = v;
+        }
+        if let Some(v) = flags.data_dir {
+            config.data_dir = v;
+        }
+        if let Some(v) = flags.rtp_ports {
+            config.rtp_ports = v;
+        }
+        if let Some(v) = flags.public_ip {
+            config.public_ip = Some(v);
+        }
+        Ok(config)
+    }
+
     /// Reads a YAML config file over the defaults.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
