@@ -445,6 +445,29 @@ mod tests {
         assert!(e.contains("not a file"), "{e}");
     }
 
+    /// The YAML block of the README that starts with `first_line`.
+    fn readme_block(first_line: &str) -> &'static str {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find(&format!("```yaml\n{first_line}"))
+            .map(|i| i + "```yaml\n".len())
+            .unwrap_or_else(|| panic!("README has no block starting {first_line}"));
+        let len = readme[start..].find("```").expect("block end");
+        &readme[start..start + len]
+    }
+
+    #[test]
+    fn the_readme_shows_the_real_defaults_and_a_valid_example() {
+        let shown: Config = serde_saphyr::from_str(readme_block("# The defaults"))
+            .expect("the defaults block parses as a config");
+        assert_eq!(format!("{shown:?}"), format!("{:?}", Config::default()));
+
+        let example: Config = serde_saphyr::from_str(readme_block("# An example"))
+            .expect("the example block parses as a config");
+        assert!(example.validate().is_ok());
+        assert_ne!(example.sip_listen, Config::default().sip_listen);
+    }
+
     #[test]
     fn listening_everywhere_needs_the_address_to_advertise() {
         let mut c = Config {
