@@ -1,5 +1,10 @@
 //! One typed configuration: embedded defaults, then an optional YAML file, then
 //! command-line flags. Validated once at start; a bad value is a clear error.
+//!
+//! A relative path written in the config file is taken from the file's folder,
+//! so the same file works whatever the working directory; a path given as a
+//! flag, and the defaults (`./ivr-flows`, `./data`), are taken from the working
+//! directory.
 
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
@@ -40,9 +45,11 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// Ring this long (180 Ringing) before answering; 0 answers at once.
     pub answer_delay_ms: u64,
-    /// Agent accounts (`agents.yaml`); reloaded when it changes. Without the
-    /// file there are no agents and every REGISTER is refused.
-    pub agents_file: PathBuf,
+    /// Agent accounts (`agents.yaml`); reloaded when it changes. When set,
+    /// the file must exist. Unset: `agents.yaml` in the working directory if
+    /// there is one; without it there are no agents and every REGISTER is
+    /// refused.
+    pub agents_file: Option<PathBuf>,
     /// Whether an agent becomes ready as soon as its phone registers (else
     /// paused until it says ready).
     pub ready_on_register: bool,
@@ -86,7 +93,7 @@ impl Default for Config {
             drain_limit_s: 30,
             shutdown_grace_ms: 2000,
             answer_delay_ms: 0,
-            agents_file: PathBuf::from("agents.yaml"),
+            agents_file: None,
             ready_on_register: true,
             rtp_timeout_s: 30,
             session_expires_s: 1800,
@@ -148,17 +155,97 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// The path keys as written in a config file, to resolve against its folder.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct PathKeys {
+    flows: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    agents_file: Option<PathBuf>,
+}
+
+/// Settings given as command-line flags: each replaces the file's value (or
+/// the default).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub sip_listen: Option<SocketAddr>,
+    pub http_listen: Option<SocketAddr>,
+    pub flows: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub rtp_ports: Option<PortRange>,
+    pub public_ip: Option<IpAddr>,
+}
+
 impl Config {
-    /// Reads a YAML config file over the defaults.
+    /// The defaults, then the config file if one is given, then the flags.
+    pub fn load(file: Option<&Path>, flags: Overrides) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = flags.sip_listen {
+            config.sip_listen = v;
+        }
+        if let Some(v) = flags.http_listen {
+            config.http_listen = v;
+        }
+        if let Some(v) = flags.flows {
+            config.flows = v;
+        }
+        if let Some(v) = flags.data_dir {
+            config.data_dir = v;
+        }
+        if let Some(v) = flags.rtp_ports {
+            config.rtp_ports = v;
+        }
+        if let Some(v) = flags.public_ip {
+            config.public_ip = Some(v);
+        }
+        Ok(config)
+    }
+
+    /// Reads a YAML config file over the defaults. Relative paths in it are
+    /// taken from the file's folder; a configured agents file must exist.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        serde_saphyr::from_str(&text).map_err(|e| ConfigError::Syntax {
+        let syntax = |e: serde_saphyr::Error| ConfigError::Syntax {
             path: path.to_path_buf(),
             message: e.to_string(),
-        })
+        };
+        let mut config: Config = serde_saphyr::from_str(&text).map_err(syntax)?;
+        let written: PathKeys = serde_saphyr::from_str(&text).map_err(syntax)?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        config.flows = written.flows.map_or(config.flows, |p| base.join(p));
+        config.data_dir = written.data_dir.map_or(config.data_dir, |p| base.join(p));
+        config.agents_file = written.agents_file.map(|p| base.join(p));
+        if let Some(agents) = &config.agents_file {
+            if let Err(e) = std::fs::metadata(agents).and_then(|m| {
+                if m.is_file() {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::other("a folder, not a file"))
+                }
+            }) {
+                return Err(ConfigError::Invalid(format!(
+                    "{}: agents_file {}: {e}; fix the path (relative paths are taken from the config file's folder) or remove `agents_file` to run without agents",
+                    path.display(),
+                    agents.display()
+                )));
+            }
+        }
+        Ok(config)
+    }
+
+    /// The agents file to load, and whether it was configured (then it must
+    /// exist) or is the default `agents.yaml` (then it may be missing).
+    pub fn agents_path(&self) -> (PathBuf, bool) {
+        match &self.agents_file {
+            Some(p) => (p.clone(), true),
+            None => (PathBuf::from("agents.yaml"), false),
+        }
     }
 
     /// Checks values that parse but cannot work.
@@ -300,6 +387,85 @@ mod tests {
         std::fs::write(&p, "sip_listn: 127.0.0.1:5070\n").expect("write");
         let e = Config::from_file(&p).expect_err("typo refused").to_string();
         assert!(e.contains("hotline.yaml"), "{e}");
+    }
+
+    #[test]
+    fn paths_in_the_file_are_taken_from_its_folder_and_flags_from_the_working_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let etc = dir.path().join("etc");
+        std::fs::create_dir_all(&etc).expect("mkdir");
+        std::fs::write(etc.join("agents.yaml"), "agents: []\n").expect("write");
+        let p = etc.join("hotline.yaml");
+        std::fs::write(
+            &p,
+            "flows: ../flows\ndata_dir: /var/lib/hotline\nagents_file: agents.yaml\n",
+        )
+        .expect("write");
+        let c = Config::from_file(&p).expect("parses");
+        assert_eq!(c.flows, etc.join("../flows"));
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/hotline"));
+        assert_eq!(c.agents_path(), (etc.join("agents.yaml"), true));
+
+        // A flag replaces the file's value as written: from the working directory.
+        let flags = Overrides {
+            flows: Some(PathBuf::from("my-flows")),
+            data_dir: Some(PathBuf::from("data")),
+            ..Overrides::default()
+        };
+        let c = Config::load(Some(&p), flags).expect("loads");
+        assert_eq!(c.flows, PathBuf::from("my-flows"));
+        assert_eq!(c.data_dir, PathBuf::from("data"));
+        assert_eq!(c.agents_path(), (etc.join("agents.yaml"), true));
+
+        // Keys the file does not set keep their defaults, from the working directory.
+        std::fs::write(&p, "max_calls: 10\n").expect("write");
+        let c = Config::from_file(&p).expect("parses");
+        assert_eq!(c.flows, PathBuf::from("ivr-flows"));
+        assert_eq!(c.data_dir, PathBuf::from("data"));
+        assert_eq!(c.agents_path(), (PathBuf::from("agents.yaml"), false));
+        assert_eq!(
+            Config::default().agents_path(),
+            (PathBuf::from("agents.yaml"), false)
+        );
+    }
+
+    #[test]
+    fn a_configured_agents_file_must_exist() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("hotline.yaml");
+        std::fs::write(&p, "agents_file: agents.yaml\n").expect("write");
+        let e = Config::from_file(&p).expect_err("missing").to_string();
+        let missing = dir.path().join("agents.yaml");
+        assert!(e.contains(&missing.display().to_string()), "{e}");
+        assert!(e.contains("agents_file"), "{e}");
+        assert!(e.contains(&p.display().to_string()), "{e}");
+        // A folder is not an agents file either.
+        std::fs::create_dir(&missing).expect("mkdir");
+        let e = Config::from_file(&p).expect_err("a folder").to_string();
+        assert!(e.contains("not a file"), "{e}");
+    }
+
+    /// The YAML block of the README that starts with `first_line`.
+    fn readme_block(first_line: &str) -> &'static str {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find(&format!("```yaml\n{first_line}"))
+            .map(|i| i + "```yaml\n".len())
+            .unwrap_or_else(|| panic!("README has no block starting {first_line}"));
+        let len = readme[start..].find("```").expect("block end");
+        &readme[start..start + len]
+    }
+
+    #[test]
+    fn the_readme_shows_the_real_defaults_and_a_valid_example() {
+        let shown: Config = serde_saphyr::from_str(readme_block("# The defaults"))
+            .expect("the defaults block parses as a config");
+        assert_eq!(format!("{shown:?}"), format!("{:?}", Config::default()));
+
+        let example: Config = serde_saphyr::from_str(readme_block("# An example"))
+            .expect("the example block parses as a config");
+        assert!(example.validate().is_ok());
+        assert_ne!(example.sip_listen, Config::default().sip_listen);
     }
 
     #[test]

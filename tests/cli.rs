@@ -73,6 +73,74 @@ fn check_accepts_the_default_flows_and_names_the_line_of_a_mistake() {
     }
 }
 
+/// `file:line:col` of the first `needle` in `text`.
+fn place(file: &str, text: &str, needle: &str) -> String {
+    let (n, line) = text
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains(needle))
+        .expect("needle in text");
+    let col = line.find(needle).expect("column") + 1;
+    format!("{file}:{}:{col}", n + 1)
+}
+
+#[test]
+fn check_suggests_the_name_meant_and_says_one_thing_per_mistake() {
+    let dir = repo().join("ivr-flows");
+    let copy = copy_flows(&dir);
+    let adviser = copy.path().join("adviser.yaml");
+    let main = copy.path().join("main.yaml");
+    let adviser_text = std::fs::read_to_string(&adviser).expect("read");
+    let main_text = std::fs::read_to_string(&main).expect("read");
+    let flows_check = || hotline(&["flows", "check", copy.path().to_str().expect("path")]);
+
+    // Three slips: a step name, a prompt id, a key.
+    let broken_adviser = adviser_text.replacen("goto: closed", "goto: closd", 1);
+    let broken_main = main_text
+        .replacen("play: lang_confirmed", "play: lang_confirmd", 1)
+        .replacen("barge_in: true", "barge_inn: true", 1);
+    std::fs::write(&adviser, &broken_adviser).expect("write");
+    std::fs::write(&main, &broken_main).expect("write");
+    let (code, stdout, stderr) = flows_check();
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let expected = [
+        format!(
+            "{}: unknown step `closd` in flow `adviser`; did you mean `closed`?",
+            place("adviser.yaml", &broken_adviser, "closd")
+        ),
+        format!(
+            "{}: unknown key `barge_inn`; did you mean `barge_in`?",
+            place("main.yaml", &broken_main, "barge_inn")
+        ),
+        format!(
+            "{}: unknown prompt `lang_confirmd`; did you mean `lang_confirmed`?",
+            place("main.yaml", &broken_main, "lang_confirmd")
+        ),
+    ];
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), expected.len(), "{stdout}");
+    for (line, want) in lines.iter().zip(&expected) {
+        assert!(line.ends_with(want.as_str()), "{line}\nwanted …{want}");
+    }
+    assert!(stderr.contains("3 error(s)"), "{stderr}");
+
+    // A YAML syntax error in the file that defines `adviser`: that one
+    // message, not "unknown flow `adviser`" where main calls it.
+    std::fs::write(&main, &main_text).expect("write");
+    std::fs::write(
+        &adviser,
+        adviser_text.replacen("    steps:", "    steps: [", 1),
+    )
+    .expect("write");
+    let (code, stdout, stderr) = flows_check();
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    assert!(lines[0].contains("adviser.yaml:"), "{stdout}");
+    assert!(!stdout.contains("unknown flow"), "{stdout}");
+    assert!(stderr.contains("1 error(s), 0 warning(s)"), "{stderr}");
+}
+
 #[test]
 fn simulate_prints_the_walk_with_the_prompts_heard() {
     let dir = repo().join("ivr-flows");

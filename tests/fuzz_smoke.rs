@@ -184,6 +184,7 @@ fn flow_load() {
             )],
             catalogue: None,
             audio: None,
+            unreadable: false,
         };
         let _ = load_sources(&sources);
     });

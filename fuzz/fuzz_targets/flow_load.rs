@@ -12,6 +12,7 @@ fuzz_target!(|data: &[u8]| {
         files: vec![(PathBuf::from("flows/main.yaml"), text)],
         catalogue: None,
         audio: None,
+        unreadable: false,
     };
     let _ = load_sources(&sources);
 });

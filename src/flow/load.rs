@@ -4,6 +4,7 @@
 use super::duration;
 use super::model::*;
 use super::schedule::{self, Schedule, TimeRange};
+use super::suggest;
 use super::yaml::{self, Node, Pos, Value};
 use super::Diagnostic;
 use crate::language::Language;
@@ -64,6 +65,58 @@ pub struct Parsed {
     pub languages: Option<(Vec<Language>, Origin)>,
     pub default_language: Option<(Language, Origin)>,
     pub transfer_allow: Vec<String>,
+    /// What an error kept from being read.
+    pub unread: Unread,
+}
+
+/// What could not be read because of an error already reported, so that the
+/// cross-checks do not report what follows from it a second time (an entry
+/// naming a flow in a file with a syntax error is not also "unknown").
+#[derive(Debug, Default)]
+pub struct Unread {
+    /// A file, or a part whose names are lost, could not be read: any flow,
+    /// queue or schedule may have been defined there, any entry written there.
+    pub names: bool,
+    /// Entries that could not be read.
+    pub entries: bool,
+    pub flows: BTreeSet<String>,
+    pub queues: BTreeSet<String>,
+    pub schedules: BTreeSet<String>,
+    /// Flows with steps that could not be read: the ids those steps have.
+    pub steps: BTreeMap<String, UnreadSteps>,
+    /// The prompt catalogue could not be read.
+    pub catalogue: bool,
+    /// Prompts of the catalogue that could not be read (wholly or in part).
+    pub prompts: BTreeSet<String>,
+}
+
+/// Steps of one flow that could not be read.
+#[derive(Debug, Default)]
+pub struct UnreadSteps {
+    pub ids: BTreeSet<String>,
+    /// One had an `id` that could not be read either: any id may be lost.
+    pub any_id: bool,
+}
+
+impl Unread {
+    /// Whether anything at all was lost.
+    pub fn any(&self) -> bool {
+        self.names
+            || self.entries
+            || self.catalogue
+            || !self.flows.is_empty()
+            || !self.queues.is_empty()
+            || !self.schedules.is_empty()
+            || !self.steps.is_empty()
+            || !self.prompts.is_empty()
+    }
+
+    /// Whether step `label` of `flow` may be one that could not be read.
+    pub fn step(&self, flow: &str, label: &str) -> bool {
+        self.steps
+            .get(flow)
+            .is_some_and(|s| s.any_id || s.ids.contains(label))
+    }
 }
 
 /// Collects diagnostics for one file.
@@ -71,11 +124,36 @@ pub struct Cx<'a> {
     pub file: usize,
     pub path: &'a Path,
     pub diags: &'a mut Vec<Diagnostic>,
+    /// Mappings in which an unknown key was reported: a key they lack may be
+    /// that one, misspelt, so it is not reported missing as well.
+    misspelt_in: Vec<Pos>,
+}
+
+impl<'a> Cx<'a> {
+    pub fn new(file: usize, path: &'a Path, diags: &'a mut Vec<Diagnostic>) -> Cx<'a> {
+        Cx {
+            file,
+            path,
+            diags,
+            misspelt_in: Vec::new(),
+        }
+    }
 }
 
 impl Cx<'_> {
     pub fn err(&mut self, pos: Pos, message: impl Into<String>) {
         self.diags.push(diagnostic(self.path, pos, message, false));
+    }
+    /// Reports at `pos` that `mapping` lacks a key it needs, unless an unknown
+    /// (perhaps misspelt) key was reported in it already.
+    pub fn missing(&mut self, mapping: &Node, pos: Pos, message: impl Into<String>) {
+        if !self.misspelt_in.contains(&mapping.pos) {
+            self.err(pos, message);
+        }
+    }
+    /// How many errors have been reported so far (to see whether a part had any).
+    pub fn errors(&self) -> usize {
+        self.diags.len()
     }
     pub fn origin(&self, pos: Pos) -> Origin {
         Origin {
@@ -182,13 +260,15 @@ pub fn fields<'n>(cx: &mut Cx, node: &'n Node, what: &str, allowed: &[&str]) -> 
             continue;
         };
         if !allowed.is_empty() && !allowed.contains(&key.as_str()) {
-            cx.err(
-                k.pos,
-                format!(
+            let message = match suggest::closest(&key, allowed.iter().copied()) {
+                Some(near) => format!("unknown key `{key}` in {what}; did you mean `{near}`?"),
+                None => format!(
                     "unknown key `{key}` in {what}: expected one of {}",
                     allowed.join(", ")
                 ),
-            );
+            };
+            cx.err(k.pos, message);
+            cx.misspelt_in.push(node.pos);
             continue;
         }
         if out.entries.iter().any(|(seen, _, _)| *seen == key) {
@@ -378,7 +458,13 @@ pub fn parse_document(cx: &mut Cx, doc: &Node, out: &mut Parsed) {
     if doc.value == Value::Null {
         return;
     }
-    let Some(top) = fields(cx, doc, "a flow file", &TOP_KEYS) else {
+    let errors = cx.errors();
+    let top = fields(cx, doc, "a flow file", &TOP_KEYS);
+    if cx.errors() > errors {
+        // What an unknown or repeated top-level key held is lost.
+        out.unread.names = true;
+    }
+    let Some(top) = top else {
         return;
     };
     for (key, _, value) in &top.entries {
@@ -442,10 +528,13 @@ fn language_list(cx: &mut Cx, node: &Node) -> Vec<Language> {
 
 fn parse_entries(cx: &mut Cx, node: &Node, out: &mut Parsed) {
     let Some(map) = fields(cx, node, "entries", &[]) else {
+        out.unread.entries = true;
         return;
     };
     for (dialled, key, value) in &map.entries {
-        if let Some(flow) = name(cx, value, "flow name") {
+        let flow = name(cx, value, "flow name");
+        out.unread.entries |= flow.is_none();
+        if let Some(flow) = flow {
             if out.entries.iter().any(|(d, _, _)| d == dialled) {
                 cx.err(key.pos, format!("entry `{dialled}` is defined twice"));
             } else {
@@ -458,6 +547,7 @@ fn parse_entries(cx: &mut Cx, node: &Node, out: &mut Parsed) {
 
 fn parse_queues(cx: &mut Cx, node: &Node, out: &mut Parsed) {
     let Some(map) = fields(cx, node, "queues", &[]) else {
+        out.unread.names = true;
         return;
     };
     for (queue, key, value) in &map.entries {
@@ -485,6 +575,7 @@ fn parse_queues(cx: &mut Cx, node: &Node, out: &mut Parsed) {
                 "no_agents",
             ],
         ) else {
+            out.unread.queues.insert(name);
             continue;
         };
         let skills = f
@@ -492,7 +583,7 @@ fn parse_queues(cx: &mut Cx, node: &Node, out: &mut Parsed) {
             .map(|n| text_list(cx, n, "skill"))
             .unwrap_or_default();
         if skills.is_empty() {
-            cx.err(key.pos, format!("queue `{name}` needs `skills`"));
+            cx.missing(value, key.pos, format!("queue `{name}` needs `skills`"));
         }
         let max_waiting = f
             .get("max_waiting")
@@ -598,6 +689,7 @@ fn parse_ranges(cx: &mut Cx, node: &Node) -> Option<Vec<TimeRange>> {
 
 fn parse_schedules(cx: &mut Cx, node: &Node, out: &mut Parsed) {
     let Some(map) = fields(cx, node, "schedules", &[]) else {
+        out.unread.names = true;
         return;
     };
     for (_, key, value) in &map.entries {
@@ -622,6 +714,7 @@ fn parse_schedules(cx: &mut Cx, node: &Node, out: &mut Parsed) {
             &what,
             &["timezone", "weekly", "holidays", "exceptions"],
         ) else {
+            out.unread.schedules.insert(name);
             continue;
         };
         let mut s = Schedule {
@@ -694,6 +787,7 @@ fn parse_schedules(cx: &mut Cx, node: &Node, out: &mut Parsed) {
 
 fn parse_flows(cx: &mut Cx, node: &Node, out: &mut Parsed) {
     let Some(map) = fields(cx, node, "flows", &[]) else {
+        out.unread.names = true;
         return;
     };
     for (_, key, value) in &map.entries {
@@ -706,6 +800,7 @@ fn parse_flows(cx: &mut Cx, node: &Node, out: &mut Parsed) {
         }
         let what = format!("flow `{flow_name}`");
         let Some(f) = fields(cx, value, &what, &["languages", "steps"]) else {
+            out.unread.flows.insert(flow_name);
             continue;
         };
         let languages = f
@@ -714,7 +809,7 @@ fn parse_flows(cx: &mut Cx, node: &Node, out: &mut Parsed) {
             .unwrap_or_default();
         let mut steps = Vec::new();
         match f.get("steps") {
-            None => cx.err(key.pos, format!("{what} needs `steps`")),
+            None => cx.missing(value, key.pos, format!("{what} needs `steps`")),
             Some(list) => match list.as_seq() {
                 Some([]) => cx.err(list.pos, format!("{what} has no steps")),
                 Some(items) if items.len() > MAX_STEPS => cx.err(
@@ -723,17 +818,34 @@ fn parse_flows(cx: &mut Cx, node: &Node, out: &mut Parsed) {
                 ),
                 Some(items) => {
                     for item in items {
-                        if let Some(step) = parse_step(cx, item) {
-                            if let Some(id) = &step.id {
-                                if steps.iter().any(|s: &Step| s.id.as_ref() == Some(id)) {
-                                    cx.err(
-                                        step.origin.pos,
-                                        format!("step id `{id}` is used twice in {what}"),
-                                    );
+                        let step = parse_step(cx, item);
+                        // A step lost, or its id: a reference to it is no news.
+                        let lost_id = match &step {
+                            Some(s) if s.id.is_some() => None,
+                            _ => raw_id(item),
+                        };
+                        if step.is_none() || lost_id.is_some() {
+                            let unread = out.unread.steps.entry(flow_name.clone()).or_default();
+                            match lost_id {
+                                Some(Some(id)) => {
+                                    unread.ids.insert(id);
                                 }
+                                Some(None) => unread.any_id = true,
+                                None => {}
                             }
-                            steps.push(step);
                         }
+                        let Some(step) = step else {
+                            continue;
+                        };
+                        if let Some(id) = &step.id {
+                            if steps.iter().any(|s: &Step| s.id.as_ref() == Some(id)) {
+                                cx.err(
+                                    step.origin.pos,
+                                    format!("step id `{id}` is used twice in {what}"),
+                                );
+                            }
+                        }
+                        steps.push(step);
                     }
                 }
                 None => cx.err(
@@ -751,11 +863,43 @@ fn parse_flows(cx: &mut Cx, node: &Node, out: &mut Parsed) {
     }
 }
 
+/// Keys a step has besides its kind.
+const STEP_KEYS: [&str; 2] = ["id", "barge_in"];
+
+/// What to say of an unknown key in a step: a misspelt key, a misspelt kind,
+/// or a key that belongs elsewhere.
+fn unknown_step_key(key: &str, kind: Option<&str>) -> String {
+    let known = STEP_KEYS.iter().chain(STEP_KINDS.iter()).copied();
+    match (suggest::closest(key, known), kind) {
+        (Some(near), None) if STEP_KINDS.contains(&near) => {
+            format!("unknown step kind `{key}`; did you mean `{near}`?")
+        }
+        (Some(near), _) => format!("unknown key `{key}`; did you mean `{near}`?"),
+        (None, None) => format!(
+            "unknown step kind `{key}`: expected one of {}",
+            STEP_KINDS.join(", ")
+        ),
+        (None, Some(kind)) => format!(
+            "unknown key `{key}` beside `{kind}`: a step holds one kind, an `id` and (play only) `barge_in`"
+        ),
+    }
+}
+
+/// The `id` a step was written with, without checking it: `None` when it has
+/// none, `Some(None)` when the id is not text.
+fn raw_id(node: &Node) -> Option<Option<String>> {
+    node.as_map()?
+        .iter()
+        .find(|(k, _)| k.as_str() == Some("id"))
+        .map(|(_, v)| v.as_text())
+}
+
 fn parse_step(cx: &mut Cx, node: &Node) -> Option<Step> {
     let f = fields(cx, node, "a step", &[])?;
     let mut id = None;
     let mut kind_key: Option<(String, &Node, &Node)> = None;
     let mut barge_in = None;
+    let mut unknown: Vec<(&str, &Node)> = Vec::new();
     for (key, k, v) in &f.entries {
         match key.as_str() {
             "id" => id = name(cx, v, "step id"),
@@ -772,17 +916,16 @@ fn parse_step(cx: &mut Cx, node: &Node) -> Option<Step> {
                 }
                 kind_key = Some((key.clone(), *k, *v));
             }
-            other => {
-                cx.err(
-                    k.pos,
-                    format!(
-                        "unknown step kind `{other}`: expected one of {}",
-                        STEP_KINDS.join(", ")
-                    ),
-                );
-                return None;
-            }
+            other => unknown.push((other, *k)),
         }
+    }
+    let kind_name = kind_key.as_ref().map(|(kind, _, _)| kind.as_str());
+    for (other, k) in &unknown {
+        cx.err(k.pos, unknown_step_key(other, kind_name));
+    }
+    if kind_key.is_none() && !unknown.is_empty() {
+        // The unknown key was meant as the kind: that is the one error.
+        return None;
     }
     let Some((kind, kpos, value)) = kind_key else {
         cx.err(
@@ -886,7 +1029,7 @@ fn play_item(cx: &mut Cx, node: &Node) -> Option<PlayItem> {
     let prompt_node = match f.get("prompt") {
         Some(p) => p,
         None => {
-            cx.err(node.pos, "a prompt needs `prompt: <id>`");
+            cx.missing(node, node.pos, "a prompt needs `prompt: <id>`");
             return None;
         }
     };
@@ -1040,12 +1183,12 @@ fn parse_menu(cx: &mut Cx, node: &Node) -> Option<Menu> {
     let prompt = match f.get("prompt") {
         Some(p) => play_items(cx, p)?,
         None => {
-            cx.err(node.pos, "menu needs `prompt`");
+            cx.missing(node, node.pos, "menu needs `prompt`");
             return None;
         }
     };
     let Some(choices_node) = f.get("choices") else {
-        cx.err(node.pos, "menu needs `choices`");
+        cx.missing(node, node.pos, "menu needs `choices`");
         return None;
     };
     let Some(map) = choices_node.as_map() else {
@@ -1173,14 +1316,14 @@ fn parse_collect(cx: &mut Cx, node: &Node) -> Option<Collect> {
     ]);
     let f = fields(cx, node, "collect", &keys)?;
     let Some(into) = f.get("into") else {
-        cx.err(node.pos, "collect needs `into: <variable>`");
+        cx.missing(node, node.pos, "collect needs `into: <variable>`");
         return None;
     };
     let into = name(cx, into, "variable")?;
     let prompt = match f.get("prompt") {
         Some(p) => play_items(cx, p)?,
         None => {
-            cx.err(node.pos, "collect needs `prompt`");
+            cx.missing(node, node.pos, "collect needs `prompt`");
             return None;
         }
     };
@@ -1269,7 +1412,7 @@ fn parse_branch(cx: &mut Cx, node: &Node) -> Option<StepKind> {
             continue;
         }
         let (Some(when), Some(goto)) = (f.get("when"), f.get("goto")) else {
-            cx.err(arm.pos, "a branch arm needs `when:` and `goto:`");
+            cx.missing(arm, arm.pos, "a branch arm needs `when:` and `goto:`");
             ok = false;
             continue;
         };
@@ -1327,7 +1470,7 @@ fn condition(cx: &mut Cx, node: &Node, depth: usize) -> Option<Condition> {
             "digits" => {
                 let g = fields(cx, v, "digits", &["var", "equals", "prefix", "length"])?;
                 let Some(var) = g.get("var") else {
-                    cx.err(v.pos, "digits needs `var: <variable>`");
+                    cx.missing(v, v.pos, "digits needs `var: <variable>`");
                     return None;
                 };
                 Condition::Digits {
@@ -1345,7 +1488,7 @@ fn condition(cx: &mut Cx, node: &Node, depth: usize) -> Option<Condition> {
             "queue_waiting" => {
                 let g = fields(cx, v, "queue_waiting", &["queue", "at_least", "below"])?;
                 let queue_node = g.get("queue").or_else(|| {
-                    cx.err(v.pos, "queue_waiting needs `queue`");
+                    cx.missing(v, v.pos, "queue_waiting needs `queue`");
                     None
                 })?;
                 Condition::QueueWaiting {
@@ -1357,7 +1500,7 @@ fn condition(cx: &mut Cx, node: &Node, depth: usize) -> Option<Condition> {
             "estimated_wait" => {
                 let g = fields(cx, v, "estimated_wait", &["queue", "at_least", "below"])?;
                 let queue_node = g.get("queue").or_else(|| {
-                    cx.err(v.pos, "estimated_wait needs `queue`");
+                    cx.missing(v, v.pos, "estimated_wait needs `queue`");
                     None
                 })?;
                 let range = secs(0)..=secs(24 * 3600);
@@ -1369,7 +1512,7 @@ fn condition(cx: &mut Cx, node: &Node, depth: usize) -> Option<Condition> {
                     bounds.below = Some(duration_in(cx, n, "below", &range)?);
                 }
                 if bounds == Bounds::default() {
-                    cx.err(v.pos, "estimated_wait needs `at_least` or `below`");
+                    cx.missing(v, v.pos, "estimated_wait needs `at_least` or `below`");
                     return None;
                 }
                 Condition::EstimatedWait {
@@ -1381,7 +1524,7 @@ fn condition(cx: &mut Cx, node: &Node, depth: usize) -> Option<Condition> {
             "agents_ready" => {
                 let g = fields(cx, v, "agents_ready", &["skill", "at_least", "below"])?;
                 let skill = g.get("skill").or_else(|| {
-                    cx.err(v.pos, "agents_ready needs `skill`");
+                    cx.missing(v, v.pos, "agents_ready needs `skill`");
                     None
                 })?;
                 Condition::AgentsReady {
@@ -1427,7 +1570,7 @@ fn count_bounds(cx: &mut Cx, g: &Fields, node: &Node) -> Option<Bounds<u32>> {
         b.below = Some(number(cx, n, "below", 0..=1_000_000)? as u32);
     }
     if b == Bounds::default() {
-        cx.err(node.pos, "needs `at_least` or `below`");
+        cx.missing(node, node.pos, "needs `at_least` or `below`");
         return None;
     }
     Some(b)
@@ -1465,7 +1608,7 @@ fn parse_queue_step(cx: &mut Cx, node: &Node) -> Option<QueueStep> {
         ],
     )?;
     let Some(to) = f.get("to") else {
-        cx.err(node.pos, "queue needs `to: <queue>`");
+        cx.missing(node, node.pos, "queue needs `to: <queue>`");
         return None;
     };
     let mut q = QueueStep {
@@ -1492,7 +1635,7 @@ fn parse_queue_step(cx: &mut Cx, node: &Node) -> Option<QueueStep> {
     if let Some(n) = f.get("escalate") {
         let g = fields(cx, n, "escalate", &["after", "to"])?;
         let (Some(after), Some(to)) = (g.get("after"), g.get("to")) else {
-            cx.err(n.pos, "escalate needs `after` and `to`");
+            cx.missing(n, n.pos, "escalate needs `after` and `to`");
             return None;
         };
         q.escalate = Some(Escalation {
@@ -1536,7 +1679,7 @@ fn wait_messages(cx: &mut Cx, node: &Node) -> Option<Vec<WaitMessage>> {
     for item in items {
         let g = fields(cx, item, "message", &["after", "every", "play"])?;
         let (Some(after), Some(play)) = (g.get("after"), g.get("play")) else {
-            cx.err(item.pos, "a message needs `after` and `play`");
+            cx.missing(item, item.pos, "a message needs `after` and `play`");
             return None;
         };
         let every = match g.get("every") {
@@ -1568,7 +1711,7 @@ fn parse_transfer(cx: &mut Cx, node: &Node) -> Option<StepKind> {
     }
     let f = fields(cx, node, "transfer", &["to", "on_failure"])?;
     let Some(to) = f.get("to") else {
-        cx.err(node.pos, "transfer needs `to: <sip uri>`");
+        cx.missing(node, node.pos, "transfer needs `to: <sip uri>`");
         return None;
     };
     Some(StepKind::Transfer {
@@ -1580,12 +1723,12 @@ fn parse_transfer(cx: &mut Cx, node: &Node) -> Option<StepKind> {
     })
 }
 
-/// Reads the prompt catalogue with positions: the ids, the languages each has
-/// text in, and where each id was written.
+/// Reads the prompt catalogue: the ids with their texts by language, and the
+/// ids that could not be read whole (their errors are reported).
 pub fn parse_catalogue(
     cx: &mut Cx,
     text: &str,
-) -> Option<(crate::prompts::Catalogue, BTreeMap<String, Pos>)> {
+) -> Option<(crate::prompts::Catalogue, BTreeSet<String>)> {
     let doc = match yaml::parse(text) {
         Ok(d) => d,
         Err(e) => {
@@ -1595,33 +1738,35 @@ pub fn parse_catalogue(
     };
     let top = fields(cx, &doc, "the prompt catalogue", &["prompts"])?;
     let Some(prompts) = top.get("prompts") else {
-        cx.err(doc.pos, "the prompt catalogue needs `prompts:`");
+        cx.missing(&doc, doc.pos, "the prompt catalogue needs `prompts:`");
         return None;
     };
     let map = fields(cx, prompts, "prompts", &[])?;
     let mut catalogue = crate::prompts::Catalogue::default();
-    let mut positions = BTreeMap::new();
-    for (id, key, value) in &map.entries {
-        let Some(langs) = fields(cx, value, &format!("prompt `{id}`"), &[]) else {
-            continue;
-        };
-        let mut texts = BTreeMap::new();
-        for (code, lkey, t) in &langs.entries {
-            let Ok(lang) = code.parse::<Language>() else {
-                cx.err(
-                    lkey.pos,
-                    format!("unknown language `{code}` in prompt `{id}`: expected one of nb, en, ar, pl, ru, ro, lt"),
-                );
-                continue;
-            };
-            if let Some(s) = text_of(cx, t, id) {
-                texts.insert(lang, s);
+    let mut unread = BTreeSet::new();
+    for (id, _, value) in &map.entries {
+        let errors = cx.errors();
+        if let Some(langs) = fields(cx, value, &format!("prompt `{id}`"), &[]) {
+            let mut texts = BTreeMap::new();
+            for (code, lkey, t) in &langs.entries {
+                let Ok(lang) = code.parse::<Language>() else {
+                    cx.err(
+                        lkey.pos,
+                        format!("unknown language `{code}` in prompt `{id}`: expected one of nb, en, ar, pl, ru, ro, lt"),
+                    );
+                    continue;
+                };
+                if let Some(s) = text_of(cx, t, id) {
+                    texts.insert(lang, s);
+                }
             }
+            catalogue.prompts.insert(id.clone(), texts);
         }
-        positions.insert(id.clone(), key.pos);
-        catalogue.prompts.insert(id.clone(), texts);
+        if cx.errors() > errors {
+            unread.insert(id.clone());
+        }
     }
-    Some((catalogue, positions))
+    Some((catalogue, unread))
 }
 
 fn text_of(cx: &mut Cx, node: &Node, id: &str) -> Option<String> {

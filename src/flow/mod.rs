@@ -21,6 +21,7 @@ pub mod model;
 pub mod plural;
 pub mod schedule;
 pub mod simulate;
+pub mod suggest;
 pub mod testing;
 pub mod validate;
 pub mod yaml;
@@ -332,6 +333,8 @@ pub struct Sources {
     pub catalogue: Option<(PathBuf, String)>,
     /// Rendered audio present, or `None` to skip the audio check.
     pub audio: Option<BTreeSet<(Language, String)>>,
+    /// Some flow file could not be read (and that was reported).
+    pub unreadable: bool,
 }
 
 fn load_dir(dir: &Path, check_audio: bool) -> (Option<FlowSet>, Vec<Diagnostic>) {
@@ -350,7 +353,10 @@ fn load_dir(dir: &Path, check_audio: bool) -> (Option<FlowSet>, Vec<Diagnostic>)
     for path in flow_files {
         match load::read_bounded(&path) {
             Ok(text) => sources.files.push((path, text)),
-            Err(e) => diags.push(load::diagnostic(&path, yaml::Pos::default(), e, false)),
+            Err(e) => {
+                diags.push(load::diagnostic(&path, yaml::Pos::default(), e, false));
+                sources.unreadable = true;
+            }
         }
     }
     let catalogue_path = dir.join(crate::prompts::catalogue::CATALOGUE_FILE);
@@ -380,28 +386,32 @@ pub fn load_sources(sources: &Sources) -> (Option<FlowSet>, Vec<Diagnostic>) {
     for (path, text) in &sources.files {
         let index = files.len();
         files.push(path.clone());
-        let mut cx = load::Cx {
-            file: index,
-            path,
-            diags: &mut diags,
-        };
+        let mut cx = load::Cx::new(index, path, &mut diags);
         match yaml::parse(text) {
             Ok(doc) => load::parse_document(&mut cx, &doc, &mut parsed),
-            Err(e) => cx.err(e.pos, e.message),
+            Err(e) => {
+                cx.err(e.pos, e.message);
+                parsed.unread.names = true;
+            }
         }
+    }
+    if sources.unreadable {
+        parsed.unread.names = true;
     }
     let mut catalogue = Catalogue::default();
     if let Some((path, text)) = &sources.catalogue {
         let index = files.len();
         files.push(path.clone());
-        let mut cx = load::Cx {
-            file: index,
-            path,
-            diags: &mut diags,
-        };
-        if let Some((c, _)) = load::parse_catalogue(&mut cx, text) {
-            catalogue = c;
+        let mut cx = load::Cx::new(index, path, &mut diags);
+        match load::parse_catalogue(&mut cx, text) {
+            Some((c, unread)) => {
+                catalogue = c;
+                parsed.unread.prompts = unread;
+            }
+            None => parsed.unread.catalogue = true,
         }
+    } else {
+        parsed.unread.catalogue = true;
     }
     let languages = parsed
         .languages

@@ -172,8 +172,9 @@ pub fn simulate(set: &Arc<FlowSet>, options: &SimulateOptions) -> SimulationRepo
         report.lines.push((
             Duration::ZERO,
             SimLine::Error(format!(
-                "no flow `{flow}` (and no entry for `{}`)",
-                options.dialled
+                "no flow `{flow}` (and no entry for `{}`){}",
+                options.dialled,
+                super::suggest::did_you_mean(&flow, set.flows.iter().map(|f| f.name.as_str()))
             )),
         ));
         return report;

@@ -123,11 +123,7 @@ pub fn run_test_sources(set: &Arc<FlowSet>, files: &[(PathBuf, String)]) -> Test
     let mut report = TestReport::default();
     for (path, text) in files {
         let mut diags = Vec::new();
-        let mut cx = Cx {
-            file: 0,
-            path,
-            diags: &mut diags,
-        };
+        let mut cx = Cx::new(0, path, &mut diags);
         let cases = match yaml::parse(text) {
             Ok(doc) => parse_cases(&mut cx, &doc),
             Err(e) => {
@@ -193,7 +189,7 @@ fn parse_cases(cx: &mut Cx, doc: &Node) -> Vec<Case> {
         return Vec::new();
     };
     let Some(list) = top.get("tests") else {
-        cx.err(doc.pos, "a test file needs `tests:`");
+        cx.missing(doc, doc.pos, "a test file needs `tests:`");
         return Vec::new();
     };
     let Some(items) = list.as_seq() else {
@@ -208,7 +204,7 @@ fn parse_case(cx: &mut Cx, node: &Node) -> Option<Case> {
     let name = match f.get("name") {
         Some(n) => load::text(cx, n, "test name")?,
         None => {
-            cx.err(node.pos, "a test case needs `name`");
+            cx.missing(node, node.pos, "a test case needs `name`");
             return None;
         }
     };
@@ -293,7 +289,7 @@ fn parse_case(cx: &mut Cx, node: &Node) -> Option<Case> {
     let expect = match f.get("expect") {
         Some(n) => parse_expect(cx, n)?,
         None => {
-            cx.err(node.pos, format!("test `{name}` needs `expect`"));
+            cx.missing(node, node.pos, format!("test `{name}` needs `expect`"));
             return None;
         }
     };

@@ -46,6 +46,7 @@ const PROMPTS: &[&str] = &[
     "minutes.zero",
     "minutes.two",
     "minutes.1",
+    "lang_confirmed",
 ];
 
 fn sources_with(flows: &str, prompts: &str) -> Sources {
@@ -65,6 +66,7 @@ fn sources_with(flows: &str, prompts: &str) -> Sources {
         files: vec![(PathBuf::from("f.yaml"), format!("{HEADER}{flows}"))],
         catalogue: Some((PathBuf::from("prompts.yaml"), prompts.to_string())),
         audio: Some(audio),
+        unreadable: false,
     }
 }
 
@@ -137,7 +139,11 @@ fn yaml_syntax_error_has_position() {
 fn unknown_step_kind() {
     assert_diag(
         &format!("flows:\n  main:\n    steps:\n      - plya: welcome\n{OTHER}"),
-        "f.yaml:13:9: unknown step kind `plya`: expected one of play, menu, collect, set_language, branch, queue, goto, call, return, transfer, hangup",
+        "f.yaml:13:9: unknown step kind `plya`; did you mean `play`?",
+    );
+    assert_diag(
+        &format!("flows:\n  main:\n    steps:\n      - dance: welcome\n{OTHER}"),
+        "f.yaml:13:9: unknown step kind `dance`: expected one of play, menu, collect, set_language, branch, queue, goto, call, return, transfer, hangup",
     );
 }
 
@@ -146,14 +152,149 @@ fn unknown_prompt_queue_schedule_flow_and_step() {
     let flows = format!(
         "flows:\n  main:\n    steps:\n      - play: welcom\n      - queue: q_xx\n      - branch:\n          - when: {{ schedule: offce }}\n            goto: nowhere\n      - call: nosuch\n{OTHER}"
     );
-    assert_diag(&flows, "f.yaml:13:15: unknown prompt `welcom`");
+    assert_diag(
+        &flows,
+        "f.yaml:13:15: unknown prompt `welcom`; did you mean `welcome`?",
+    );
     assert_diag(&flows, "f.yaml:14:16: unknown queue `q_xx`");
-    assert_diag(&flows, "f.yaml:16:31: unknown schedule `offce`");
+    assert_diag(
+        &flows,
+        "f.yaml:16:31: unknown schedule `offce`; did you mean `office`?",
+    );
     assert_diag(
         &flows,
         "f.yaml:17:19: unknown step `nowhere` in flow `main`",
     );
     assert_diag(&flows, "f.yaml:18:9: unknown flow `nosuch`");
+}
+
+#[test]
+fn a_misspelt_name_gets_the_closest_known_one() {
+    let flows = format!(
+        "flows:\n  main:\n    steps:\n      - play: lang_confirmd\n      - queue: q_nbb\n      - call: ohter\n      - goto: closd\n      - id: closed\n        hangup: done\n{OTHER}"
+    );
+    assert_diag(
+        &flows,
+        "f.yaml:13:15: unknown prompt `lang_confirmd`; did you mean `lang_confirmed`?",
+    );
+    assert_diag(
+        &flows,
+        "f.yaml:14:16: unknown queue `q_nbb`; did you mean `q_nb`?",
+    );
+    assert_diag(
+        &flows,
+        "f.yaml:15:9: unknown flow `ohter`; did you mean `other`?",
+    );
+    assert_diag(
+        &flows,
+        "f.yaml:16:15: unknown step `closd` in flow `main`; did you mean `closed`?",
+    );
+    // An entry naming a flow, and a queue named per language.
+    let flows = "flows:\n  mian:\n    steps:\n      - queue: q_{lang}\n  other:\n    steps:\n      - hangup: x\n";
+    assert_diag(
+        flows,
+        "f.yaml:1:12: entry `default` names unknown flow `main`; did you mean `mian`?",
+    );
+    assert_diag(
+        flows,
+        "f.yaml:13:16: unknown queue `q_pl` (`q_{lang}` in pl)",
+    );
+    // Nothing close: no guess.
+    assert_diag(
+        &format!("flows:\n  main:\n    steps:\n      - goto: nowhere\n      - id: closed\n        hangup: done\n{OTHER}"),
+        "f.yaml:13:15: unknown step `nowhere` in flow `main`",
+    );
+}
+
+#[test]
+fn a_misspelt_key_in_a_step_is_called_a_key() {
+    assert_only(
+        "      - play: welcome\n        barge_inn: true\n",
+        "f.yaml:14:9: unknown key `barge_inn`; did you mean `barge_in`?",
+    );
+    assert_only(
+        "      - play: welcome\n        volume: 3\n",
+        "f.yaml:14:9: unknown key `volume` beside `play`: a step holds one kind, an `id` and (play only) `barge_in`",
+    );
+    // An unknown kind is still a kind, and the step it would have been is
+    // not also "unknown" where a goto names it.
+    assert_only(
+        "      - goto: closed\n      - id: closed\n        paly: closed\n",
+        "f.yaml:15:9: unknown step kind `paly`; did you mean `play`?",
+    );
+    // A key misspelt inside a kind's mapping is not also "missing".
+    assert_only(
+        "      - menu:\n          prompt: menu\n          choises: { \"1\": { hangup: a } }\n",
+        "f.yaml:15:11: unknown key `choises` in menu; did you mean `choices`?",
+    );
+}
+
+/// Steps of flow `main` (written from line 13) give this one diagnostic.
+fn assert_only(steps: &str, expected: &str) {
+    let d = diags(&format!("flows:\n  main:\n    steps:\n{steps}{OTHER}"));
+    assert_eq!(d, [expected]);
+}
+
+/// The default sources with other flow files.
+fn diags_of_files(files: &[(&str, &str)], prompts: &str) -> Vec<String> {
+    let mut sources = sources_with("", prompts);
+    sources.files = files
+        .iter()
+        .map(|(name, text)| (PathBuf::from(name), text.to_string()))
+        .collect();
+    let (set, d) = load_sources(&sources);
+    assert!(set.is_none());
+    d.iter().map(|d| d.to_string()).collect()
+}
+
+#[test]
+fn a_syntax_error_is_one_message_without_its_consequences() {
+    let main = "flows:\n  main:\n    steps:\n      - call: sub\n      - goto: end\n      - id: end\n        hangup: done\n";
+    let broken_sub = "flows:\n  sub:\n    steps: [\n      - play: welcome\n";
+    let d = diags_of_files(
+        &[
+            (
+                "a.yaml",
+                HEADER.replace("\"80080000\": other", "\"1\": sub").as_str(),
+            ),
+            ("b.yaml", main),
+            ("c.yaml", broken_sub),
+        ],
+        &full_catalogue(),
+    );
+    // No "unknown flow `sub`" for the call or the entry, no "never used".
+    assert_eq!(d, ["c.yaml:4:7: \"-\" is only valid inside a block"]);
+
+    // A syntax error in the catalogue: no prompt is "unknown".
+    let d = diags_of_files(
+        &[(
+            "a.yaml",
+            &format!("{HEADER}{main}  sub:\n    steps:\n      - play: welcome\n{OTHER}"),
+        )],
+        "prompts:\n  welcome: { nb: \"Hei\"\n",
+    );
+    assert_eq!(d, ["prompts.yaml:2:12: unclosed bracket '{'"]);
+}
+
+#[test]
+fn a_step_that_cannot_be_read_makes_no_unreachable_steps() {
+    // The menu (timeout out of range) is the only way to `info` and `end`.
+    assert_only(
+        "      - menu:\n          prompt: menu\n          timeout: 5m\n          choices: { \"1\": info, \"2\": end }\n      - hangup: x\n      - id: info\n        play: welcome\n      - id: end\n        hangup: done\n",
+        "f.yaml:15:20: timeout 5m is out of range: 1s to 1m",
+    );
+    // Nor does a goto to a misspelt step: the steps after it are not
+    // "unreachable" for want of the jump meant.
+    assert_only(
+        "      - goto: closd\n      - play: welcome\n      - id: closed\n        hangup: done\n",
+        "f.yaml:13:15: unknown step `closd` in flow `main`; did you mean `closed`?",
+    );
+    // A queue that cannot be read is not also unknown where a step uses it.
+    let d = queue_file_diags("q_lt: 5");
+    assert_eq!(
+        d,
+        ["q.yaml:2:9: queue `q_lt` must be a mapping, found a number"]
+    );
 }
 
 #[test]
@@ -868,7 +1009,7 @@ fn wait_message_mistakes_are_reported_where_they_are() {
     );
     assert_diag(
         &step("[{ after: 5m, play: clsoed }]"),
-        "f.yaml:15:41: unknown prompt `clsoed`",
+        "f.yaml:15:41: unknown prompt `clsoed`; did you mean `closed`?",
     );
     assert_diag(
         &step("[{ after: 5m, every: 5s, play: closed }]"),
@@ -876,7 +1017,14 @@ fn wait_message_mistakes_are_reported_where_they_are() {
     );
     assert_diag(
         &step("[{ after: 5m, pley: closed }]"),
-        "f.yaml:15:35: unknown key `pley` in message: expected one of after, every, play",
+        "f.yaml:15:35: unknown key `pley` in message; did you mean `play`?",
+    );
+    // The misspelt key is the one error: `play` is not also missing.
+    let d = diags(&step("[{ after: 5m, pley: closed }]"));
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert_diag(
+        &step("[{ after: 5m, sound: closed }]"),
+        "f.yaml:15:35: unknown key `sound` in message: expected one of after, every, play",
     );
 }
 

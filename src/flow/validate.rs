@@ -1,9 +1,10 @@
 //! Cross-checks over everything loaded: references, languages, prompts and
 //! their audio, reachability, loops that never end.
 
-use super::load::{diagnostic, Parsed};
+use super::load::{diagnostic, Parsed, Unread};
 use super::model::*;
 use super::plural;
+use super::suggest::did_you_mean;
 use super::Diagnostic;
 use crate::language::Language;
 use crate::prompts::Catalogue;
@@ -26,6 +27,16 @@ struct Checker<'a> {
     schedules: BTreeSet<String>,
     collected_vars: BTreeSet<String>,
     transfer_allow: &'a [String],
+    /// What errors kept from being read: references to it are not reported.
+    unread: &'a Unread,
+    /// Flows with a step reference that did not resolve: their paths are not
+    /// the ones meant, so reachability and loops are not judged.
+    unresolved_steps: BTreeSet<String>,
+    /// A flow reference did not resolve: which flows are used is not known.
+    unresolved_flows: bool,
+    /// The hotline's languages may have been in a file that could not be
+    /// read: which prompts need which languages is not known.
+    languages_unknown: bool,
 }
 
 impl Checker<'_> {
@@ -55,6 +66,10 @@ pub fn validate(parsed: &mut Parsed, cx: &Context) -> Vec<Diagnostic> {
             .collect(),
         collected_vars: BTreeSet::new(),
         transfer_allow: &parsed.transfer_allow,
+        unread: &parsed.unread,
+        unresolved_steps: BTreeSet::new(),
+        unresolved_flows: false,
+        languages_unknown: parsed.languages.is_none() && parsed.unread.names,
     };
     ck.schedules.insert(super::schedule::ALWAYS.into());
     for flow in &parsed.flows {
@@ -83,7 +98,8 @@ pub fn validate(parsed: &mut Parsed, cx: &Context) -> Vec<Diagnostic> {
         .map(|(i, f)| (f.name.clone(), i))
         .collect();
 
-    if parsed.entries.is_empty() && !parsed.flows.is_empty() {
+    let entries_lost = ck.unread.names || ck.unread.entries;
+    if parsed.entries.is_empty() && !parsed.flows.is_empty() && !entries_lost {
         if let Some(f) = parsed.flows.first() {
             ck.err(
                 f.origin,
@@ -92,10 +108,12 @@ pub fn validate(parsed: &mut Parsed, cx: &Context) -> Vec<Diagnostic> {
         }
     }
     for (dialled, flow, origin) in &parsed.entries {
-        if !flow_names.contains_key(flow) {
+        ck.unresolved_flows |= !flow_names.contains_key(flow);
+        if !flow_known(&ck, &flow_names, flow) {
+            let hint = did_you_mean(flow, flow_names.keys().map(String::as_str));
             ck.err(
                 *origin,
-                format!("entry `{dialled}` names unknown flow `{flow}`"),
+                format!("entry `{dialled}` names unknown flow `{flow}`{hint}"),
             );
         }
     }
@@ -125,12 +143,14 @@ pub fn validate(parsed: &mut Parsed, cx: &Context) -> Vec<Diagnostic> {
     }
 
     check_calls(&mut ck, &parsed.flows);
-    for flow in &parsed.flows {
-        check_reachable(&mut ck, flow);
-    }
     let waits = flows_waiting(&parsed.flows);
     for flow in &parsed.flows {
-        check_loops(&mut ck, flow, &waits);
+        // Where a step could not be read, the paths between the rest are not
+        // the ones written.
+        if !ck.unread.steps.contains_key(&flow.name) && !ck.unresolved_steps.contains(&flow.name) {
+            check_reachable(&mut ck, flow);
+            check_loops(&mut ck, flow, &waits);
+        }
     }
 
     let mut used: BTreeSet<usize> = parsed
@@ -146,7 +166,8 @@ pub fn validate(parsed: &mut Parsed, cx: &Context) -> Vec<Diagnostic> {
         }
     }
     for (i, flow) in parsed.flows.iter().enumerate() {
-        if !used.contains(&i) {
+        // An entry or call that could not be read may be the one that uses it.
+        if !used.contains(&i) && !ck.unread.any() && !ck.unresolved_flows {
             ck.warn(
                 flow.origin,
                 format!(
@@ -157,6 +178,11 @@ pub fn validate(parsed: &mut Parsed, cx: &Context) -> Vec<Diagnostic> {
         }
     }
     ck.diags
+}
+
+/// Whether a flow name is known, or may be one that could not be read.
+fn flow_known(ck: &Checker, flow_names: &BTreeMap<String, usize>, flow: &str) -> bool {
+    flow_names.contains_key(flow) || ck.unread.names || ck.unread.flows.contains(flow)
 }
 
 fn list(langs: &[Language]) -> String {
@@ -178,10 +204,17 @@ fn check_flow(ck: &mut Checker, flow: &mut Flow, flow_names: &BTreeMap<String, u
     let name = flow.name.clone();
     let resolve = |ck: &mut Checker, t: &mut Target| match labels.get(&t.label) {
         Some(i) => t.index = *i,
-        None => ck.err(
-            t.origin,
-            format!("unknown step `{}` in flow `{name}`", t.label),
-        ),
+        None if ck.unread.step(&name, &t.label) => {
+            ck.unresolved_steps.insert(name.clone());
+        }
+        None => {
+            ck.unresolved_steps.insert(name.clone());
+            let hint = did_you_mean(&t.label, labels.keys().map(String::as_str));
+            ck.err(
+                t.origin,
+                format!("unknown step `{}` in flow `{name}`{hint}", t.label),
+            );
+        }
     };
     for step in &mut flow.steps {
         let origin = step.origin;
@@ -247,7 +280,12 @@ fn check_flow(ck: &mut Checker, flow: &mut Flow, flow_names: &BTreeMap<String, u
                 index,
             } => match flow_names.get(callee) {
                 Some(i) => *index = *i,
-                None => ck.err(origin, format!("unknown flow `{callee}`")),
+                None if flow_known(ck, flow_names, callee) => ck.unresolved_flows = true,
+                None => {
+                    ck.unresolved_flows = true;
+                    let hint = did_you_mean(callee, flow_names.keys().map(String::as_str));
+                    ck.err(origin, format!("unknown flow `{callee}`{hint}"));
+                }
             },
             StepKind::Transfer { target, on_failure } => {
                 if !transfer_allowed(ck.transfer_allow, target) {
@@ -267,18 +305,25 @@ fn check_flow(ck: &mut Checker, flow: &mut Flow, flow_names: &BTreeMap<String, u
 
 /// A queue reference, checked for every language when it holds `{lang}`.
 fn check_queue(ck: &mut Checker, queue: &str, origin: Origin, langs: &[Language]) {
+    let unknown = |ck: &Checker, name: &str| {
+        !ck.parsed_queues.contains(name) && !ck.unread.names && !ck.unread.queues.contains(name)
+    };
+    let hint =
+        |ck: &Checker, name: &str| did_you_mean(name, ck.parsed_queues.iter().map(String::as_str));
     if queue.contains(super::load::LANG_PLACEHOLDER) {
         for l in langs {
             let expanded = queue.replace(super::load::LANG_PLACEHOLDER, l.code());
-            if !ck.parsed_queues.contains(&expanded) {
+            if unknown(ck, &expanded) {
+                let hint = hint(ck, &expanded);
                 ck.err(
                     origin,
-                    format!("unknown queue `{expanded}` (`{queue}` in {l})"),
+                    format!("unknown queue `{expanded}` (`{queue}` in {l}){hint}"),
                 );
             }
         }
-    } else if !ck.parsed_queues.contains(queue) {
-        ck.err(origin, format!("unknown queue `{queue}`"));
+    } else if unknown(ck, queue) {
+        let hint = hint(ck, queue);
+        ck.err(origin, format!("unknown queue `{queue}`{hint}"));
     }
 }
 
@@ -368,8 +413,10 @@ fn check_condition(ck: &mut Checker, c: &Condition, langs: &[Language], flow: &s
             }
         }
         Condition::Schedule(name, origin) => {
-            if !ck.schedules.contains(name) {
-                ck.err(*origin, format!("unknown schedule `{name}`"));
+            let lost = ck.unread.names || ck.unread.schedules.contains(name);
+            if !ck.schedules.contains(name) && !lost {
+                let hint = did_you_mean(name, ck.schedules.iter().map(String::as_str));
+                ck.err(*origin, format!("unknown schedule `{name}`{hint}"));
             }
         }
         Condition::QueueWaiting { queue, origin, .. }
@@ -465,15 +512,19 @@ fn check_items(ck: &mut Checker, items: &[PlayItem], langs: &[Language], flow: &
                     }
                     NumberSource::AgentsReady(_) => {}
                 }
+                if ck.unread.catalogue || ck.languages_unknown {
+                    continue;
+                }
                 // Estimates round up to the next sayable number, so only the
                 // largest must be sayable for every value to have a form.
                 let rounds_up = matches!(source, NumberSource::WaitMinutes(_));
                 for l in langs {
-                    let missing = if rounds_up {
+                    let mut missing = if rounds_up {
                         missing_count_forms_for(ck.cx, prompt, numbers, *max..=*max, *l)
                     } else {
                         missing_count_forms(ck.cx, prompt, numbers, *max, *l)
                     };
+                    missing.retain(|id| !ck.unread.prompts.contains(id));
                     if !missing.is_empty() {
                         let shown: Vec<&str> = missing.iter().take(6).map(String::as_str).collect();
                         let more = missing.len().saturating_sub(shown.len());
@@ -537,10 +588,17 @@ fn missing_count_forms_for(
 }
 
 fn check_prompt(ck: &mut Checker, id: &str, langs: &[Language], origin: Origin, needed_by: &str) {
+    let lost = ck.unread.catalogue || ck.unread.prompts.contains(id);
     let Some(texts) = ck.cx.catalogue.prompts.get(id) else {
-        ck.err(origin, format!("unknown prompt `{id}`"));
+        if !lost {
+            let hint = did_you_mean(id, ck.cx.catalogue.prompts.keys().map(String::as_str));
+            ck.err(origin, format!("unknown prompt `{id}`{hint}"));
+        }
         return;
     };
+    if lost || ck.languages_unknown {
+        return;
+    }
     let no_text: Vec<Language> = langs
         .iter()
         .copied()

@@ -77,9 +77,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         report,
     })?;
     let status = Arc::new(Mutex::new(ReloadStatus::loaded(bundle.flows.version())));
-    let agents = reload::load_agents(&config.agents_file).map_err(|report| ServeError::Agents {
-        file: config.agents_file.display().to_string(),
-        report,
+    let (agents_file, agents_required) = config.agents_path();
+    let agents = reload::load_agents(&agents_file, agents_required).map_err(|report| {
+        ServeError::Agents {
+            file: agents_file.display().to_string(),
+            report,
+        }
     })?;
 
     let udp = UdpSocket::bind(config.sip_listen)
@@ -186,7 +189,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     tokio::spawn(api::serve(http_listener, api_state));
     reload::spawn_watchers(
         config.flows.clone(),
-        config.agents_file.clone(),
+        (agents_file, agents_required),
         control_tx.clone(),
         Arc::clone(&status),
         Arc::clone(&metrics),

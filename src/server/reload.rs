@@ -46,10 +46,17 @@ fn unix_seconds() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Loads agent accounts; a missing file means no agents (logged), a broken
-/// one is an error report with `file:line:col` per problem.
-pub fn load_agents(path: &Path) -> Result<crate::acd::AgentDirectory, String> {
+/// Loads agent accounts. A broken file is an error report with
+/// `file:line:col` per problem; a missing one is an error when it was
+/// configured (`required`), else it means no agents (logged).
+pub fn load_agents(path: &Path, required: bool) -> Result<crate::acd::AgentDirectory, String> {
     if !path.exists() {
+        if required {
+            return Err(format!(
+                "{}: the agents file (config key agents_file) is missing",
+                path.display()
+            ));
+        }
         tracing::warn!(file = %path.display(), "no agents file: no agent can register (see docs/queues.md)");
         return Ok(crate::acd::AgentDirectory::default());
     }
@@ -121,10 +128,11 @@ pub async fn reload_now(
     }
 }
 
-/// Reloads on SIGHUP and when files in the flow directory change.
+/// Reloads on SIGHUP and when files in the flow directory or the agents file
+/// (path, and whether it must exist) change.
 pub fn spawn_watchers(
     dir: PathBuf,
-    agents_file: PathBuf,
+    (agents_file, agents_required): (PathBuf, bool),
     control: mpsc::Sender<Control>,
     status: Arc<Mutex<ReloadStatus>>,
     metrics: Arc<Metrics>,
@@ -154,7 +162,7 @@ pub fn spawn_watchers(
                         agents_settling = true;
                     } else if agents_settling {
                         agents_settling = false;
-                        reload_agents(&agents_file, &control, "file change").await;
+                        reload_agents(&agents_file, agents_required, &control, "file change").await;
                     }
                     let now = fingerprint(&dir);
                     if now != seen {
@@ -167,7 +175,7 @@ pub fn spawn_watchers(
                     "file change"
                 }
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                    reload_agents(&agents_file, &control, "SIGHUP").await;
+                    reload_agents(&agents_file, agents_required, &control, "SIGHUP").await;
                     "SIGHUP"
                 }
             };
@@ -180,9 +188,14 @@ pub fn spawn_watchers(
 }
 
 /// Loads the agents file and swaps it in, or logs why not.
-async fn reload_agents(path: &Path, control: &mpsc::Sender<Control>, trigger: &str) {
+async fn reload_agents(
+    path: &Path,
+    required: bool,
+    control: &mpsc::Sender<Control>,
+    trigger: &str,
+) {
     let p = path.to_path_buf();
-    let loaded = tokio::task::spawn_blocking(move || load_agents(&p))
+    let loaded = tokio::task::spawn_blocking(move || load_agents(&p, required))
         .await
         .unwrap_or_else(|e| Err(format!("agents loader stopped: {e}")));
     match loaded {

@@ -73,6 +73,31 @@ impl Hotline {
     }
 
     pub fn start_with(options: Options) -> Hotline {
+        let flows = options.flows.unwrap_or_else(|| repo().join("ivr-flows"));
+        Hotline::launch(flows.clone(), |cmd, data| {
+            cmd.arg("--flows").arg(&flows);
+            if let Some(config) = options.config {
+                let path = data.join("hotline.yaml");
+                std::fs::write(&path, config).expect("write config");
+                cmd.arg("--config").arg(path);
+            }
+        })
+    }
+
+    /// Starts the service in `current_dir` with an existing config file and
+    /// no `--flows`: the flows the file names (`flows`, for the tests' use)
+    /// serve.
+    pub fn start_in(current_dir: &Path, config_file: &Path, flows: PathBuf) -> Hotline {
+        Hotline::launch(flows, |cmd, _| {
+            cmd.current_dir(current_dir)
+                .arg("--config")
+                .arg(config_file);
+        })
+    }
+
+    /// Starts `hotline serve` on free loopback ports with a fresh data
+    /// directory; `configure` adds the rest of the command line.
+    fn launch(flows: PathBuf, configure: impl FnOnce(&mut Command, &Path)) -> Hotline {
         let data = tempfile::tempdir().expect("tempdir");
         let sip: SocketAddr = format!("127.0.0.1:{}", free_sip_port())
             .parse()
@@ -80,7 +105,6 @@ impl Hotline {
         let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port())
             .parse()
             .expect("addr");
-        let flows = options.flows.unwrap_or_else(|| repo().join("ivr-flows"));
         let rtp = rtp_range();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hotline"));
         cmd.arg("serve")
@@ -88,8 +112,6 @@ impl Hotline {
             .arg(sip.to_string())
             .arg("--http-listen")
             .arg(http.to_string())
-            .arg("--flows")
-            .arg(&flows)
             .arg("--data-dir")
             .arg(data.path())
             .arg("--rtp-ports")
@@ -98,11 +120,7 @@ impl Hotline {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        if let Some(config) = options.config {
-            let path = data.path().join("hotline.yaml");
-            std::fs::write(&path, config).expect("write config");
-            cmd.arg("--config").arg(path);
-        }
+        configure(&mut cmd, data.path());
         let mut child = cmd.spawn().expect("start hotline");
         let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().expect("stderr");
@@ -478,7 +496,8 @@ pub fn copy_flows(from: &Path) -> tempfile::TempDir {
     dir
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+/// Copies a folder and everything in it.
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for entry in std::fs::read_dir(from).expect("read flows") {
         let entry = entry.expect("entry");

@@ -1,11 +1,46 @@
-//! The offline commands: `flows check|simulate|test` and `prompts render`.
-//! Each prints for people and returns the process exit code.
+//! The commands behind the command line (`args`): `serve`, `flows
+//! check|simulate|test`, `prompts render`, `agents hash`, `report`. Each
+//! prints for people and returns the process exit code.
 
+pub mod args;
+
+use crate::config::{Config, Overrides};
 use crate::flow::{self, FlowSet, QueueOutcome, SimulateOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+
+/// `hotline serve`: the config (defaults, file, flags), then the service until
+/// SIGINT/SIGTERM.
+pub fn serve(config_file: Option<&Path>, flags: Overrides) -> ExitCode {
+    crate::logging::init();
+    let config = match Config::load(config_file, flags).and_then(|c| c.validate().map(|()| c)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crate::server::serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "hotline cannot serve");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// `hotline flows simulate` arguments, with defaults already applied.
 pub struct SimulateArgs {
