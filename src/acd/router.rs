@@ -121,29 +121,16 @@ pub enum AcdAction {
         first: bool,
     },
     /// Say the caller's wait message `index` (of `JoinOptions::messages`).
-    WaitMessage {
-        call: CallId,
-        index: usize,
-    },
+    WaitMessage { call: CallId, index: usize },
     /// The caller may now go to more agents.
-    Escalated {
-        call: CallId,
-        tier: usize,
-    },
+    Escalated { call: CallId, tier: usize },
     /// Nobody who speaks the caller's language is logged in: agents who speak
     /// `language` may take the call too (the caller keeps their place).
-    LanguageFallback {
-        call: CallId,
-        language: Language,
-    },
+    LanguageFallback { call: CallId, language: Language },
     /// Max wait passed: the flow takes its exit.
-    QueueTimeout {
-        call: CallId,
-    },
+    QueueTimeout { call: CallId },
     /// The last agent who could take the call logged out: the flow goes on.
-    NoAgents {
-        call: CallId,
-    },
+    NoAgents { call: CallId },
     /// A caller left the queue (for metrics and records).
     CallLeft {
         call: CallId,
@@ -153,9 +140,14 @@ pub enum AcdAction {
         waited: Duration,
         prediction: Option<PredictionError>,
     },
+    /// The agent's state, or the state it asked for during a call or
+    /// wrap-up (`pending`, taken when that ends), changed. `entered` is false
+    /// when the agent stays in `state` and only `pending` changed.
     AgentStateChanged {
         agent: AgentId,
         state: AgentState,
+        pending: Option<RequestedState>,
+        entered: bool,
     },
 }
 
@@ -192,6 +184,18 @@ struct AgentSlot {
     removed: bool,
 }
 
+impl AgentSlot {
+    /// The action telling the world the agent's state changed.
+    fn changed(&self) -> AcdAction {
+        AcdAction::AgentStateChanged {
+            agent: self.agent.id.clone(),
+            state: self.rt.state().clone(),
+            pending: self.rt.pending().cloned(),
+            entered: true,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Answered {
     agent: usize,
@@ -225,6 +229,8 @@ pub struct AgentView {
     pub id: AgentId,
     pub name: String,
     pub state: AgentState,
+    /// Asked for during a call or wrap-up, taken when it ends.
+    pub pending: Option<RequestedState>,
     pub idle_since: Option<Instant>,
     pub skills: BTreeMap<Language, u8>,
 }
@@ -468,13 +474,10 @@ impl Acd {
                 if slot.rt.offer_withdrawn().is_ok() {
                     self.actions.push_back(AcdAction::CancelOffer {
                         call,
-                        agent: agent.clone(),
+                        agent,
                         reason: CancelReason::CallerLeft,
                     });
-                    self.actions.push_back(AcdAction::AgentStateChanged {
-                        agent,
-                        state: slot.rt.state().clone(),
-                    });
+                    self.actions.push_back(slot.changed());
                 }
             }
         }
@@ -564,8 +567,10 @@ impl Acd {
             return RequestEffect::Unchanged;
         };
         let before = slot.rt.state().clone();
+        let pending_before = slot.rt.pending().cloned();
         let effect = slot.rt.request(now, requested);
         let after = slot.rt.state().clone();
+        let pending = slot.rt.pending().cloned();
         let agent = slot.agent.id.clone();
         if slot.rt.hold_off_until().is_none() {
             if let Some(t) = self.hold_timers.remove(&i) {
@@ -585,10 +590,12 @@ impl Acd {
             });
             self.offer_gone(now, call);
         }
-        if before != after {
+        if before != after || pending_before != pending {
             self.actions.push_back(AcdAction::AgentStateChanged {
                 agent,
                 state: after.clone(),
+                pending,
+                entered: before != after,
             });
         }
         if (after == AgentState::LoggedOut) != (before == AgentState::LoggedOut) {
@@ -630,11 +637,7 @@ impl Acd {
             OfferResult::Answered => {
                 let slot = self.agents.get_mut(ai).ok_or(AcdError::UnknownAgent)?;
                 slot.rt.answered(now)?;
-                let state = slot.rt.state().clone();
-                self.actions.push_back(AcdAction::AgentStateChanged {
-                    agent: agent.clone(),
-                    state,
-                });
+                self.actions.push_back(slot.changed());
                 if let Some(c) = self.calls.get_mut(&call) {
                     if let Some(o) = c.offer.take() {
                         self.timers.remove(&(o.deadline, Timer::RingTimeout(call)));
@@ -684,10 +687,7 @@ impl Acd {
                     }
                     self.timers.insert((hold_until, Timer::HoldOffEnd(ai)));
                 }
-                self.actions.push_back(AcdAction::AgentStateChanged {
-                    agent: slot.agent.id.clone(),
-                    state: slot.rt.state().clone(),
-                });
+                self.actions.push_back(slot.changed());
             }
         }
         self.offer_gone(now, call);
@@ -713,7 +713,7 @@ impl Acd {
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
         slot.rt.call_ended(now, wrap)?;
         let state = slot.rt.state().clone();
-        let agent = slot.agent.id.clone();
+        self.actions.push_back(slot.changed());
         if let Some(q) = self.queues.get_mut(a.queue) {
             q.handle_times.record(talk + wrap);
         }
@@ -721,10 +721,6 @@ impl Acd {
             self.wrap_timers.insert(a.agent, until);
             self.timers.insert((until, Timer::WrapUpEnd(a.agent)));
         }
-        self.actions.push_back(AcdAction::AgentStateChanged {
-            agent,
-            state: state.clone(),
-        });
         if state == AgentState::LoggedOut {
             self.check_staffing(now);
         }
@@ -788,12 +784,8 @@ impl Acd {
                     self.wrap_timers.remove(&ai);
                     if let Some(slot) = self.agents.get_mut(ai) {
                         if slot.rt.wrap_up_done(now).is_ok() {
-                            let state = slot.rt.state().clone();
-                            self.actions.push_back(AcdAction::AgentStateChanged {
-                                agent: slot.agent.id.clone(),
-                                state: state.clone(),
-                            });
-                            if state == AgentState::LoggedOut {
+                            self.actions.push_back(slot.changed());
+                            if slot.rt.state() == &AgentState::LoggedOut {
                                 self.check_staffing(now);
                             }
                         }
@@ -1032,7 +1024,7 @@ impl Acd {
                 continue;
             }
             let agent = slot.agent.id.clone();
-            let state = slot.rt.state().clone();
+            let changed = slot.changed();
             let Some(c) = self.calls.get_mut(&call) else {
                 continue;
             };
@@ -1049,12 +1041,11 @@ impl Acd {
                 .unwrap_or_default();
             self.actions.push_back(AcdAction::Offer {
                 call,
-                agent: agent.clone(),
+                agent,
                 queue,
                 language: c.language,
             });
-            self.actions
-                .push_back(AcdAction::AgentStateChanged { agent, state });
+            self.actions.push_back(changed);
         }
     }
 
@@ -1156,6 +1147,12 @@ impl Acd {
         self.agents.get(i).map(|s| s.rt.state())
     }
 
+    /// The state the agent asked for during a call or wrap-up, if any.
+    pub fn agent_pending_of(&self, agent: &AgentId) -> Option<&RequestedState> {
+        let &i = self.agent_index.get(agent)?;
+        self.agents.get(i).and_then(|s| s.rt.pending())
+    }
+
     /// Every agent still in the directory.
     pub fn agents(&self) -> Vec<AgentView> {
         self.agents
@@ -1165,6 +1162,7 @@ impl Acd {
                 id: s.agent.id.clone(),
                 name: s.agent.name.clone(),
                 state: s.rt.state().clone(),
+                pending: s.rt.pending().cloned(),
                 idle_since: s.rt.idle_since(),
                 skills: s.agent.skills.clone(),
             })

@@ -793,6 +793,80 @@ fn announcements_repeat_with_estimates_and_errors_are_measured() {
 }
 
 #[test]
+fn a_state_asked_for_during_a_call_or_wrap_up_is_reported_as_pending() {
+    let t0 = Instant::now();
+    let mut ag = agent("a", &[(Language::Pl, 5)]);
+    ag.wrap_up = Some(secs(30));
+    let mut acd = acd_with(t0, QueueConfig::new("q"), vec![ag]);
+    let a = AgentId::from("a");
+    let lunch = RequestedState::Paused {
+        reason: "lunch".into(),
+    };
+    let pending_changes = |acts: &[AcdAction]| -> Vec<(&'static str, Option<&'static str>)> {
+        acts.iter()
+            .filter_map(|x| match x {
+                AcdAction::AgentStateChanged {
+                    state,
+                    pending,
+                    entered: false,
+                    ..
+                } => Some((state.label(), pending.as_ref().map(|p| p.label()))),
+                _ => None,
+            })
+            .collect()
+    };
+    ready(&mut acd, t0, "a");
+    join(&mut acd, t0, 1, Language::Pl);
+    acd.offer_result(t0 + secs(1), CallId(1), &a, OfferResult::Answered)
+        .expect("offered");
+    drain(&mut acd);
+
+    // On the call: the pause waits, and says so; taken back, it says so too.
+    acd.agent_state(t0 + secs(2), &a, lunch.clone())
+        .expect("known");
+    assert_eq!(
+        pending_changes(&drain(&mut acd)),
+        [("on_call", Some("paused"))]
+    );
+    assert_eq!(acd.agent_pending_of(&a), Some(&lunch));
+    ready(&mut acd, t0 + secs(3), "a");
+    assert_eq!(pending_changes(&drain(&mut acd)), [("on_call", None)]);
+    assert_eq!(acd.agent_pending_of(&a), None);
+
+    // Asked for again, then the call ends: wrap-up, with the pause to follow.
+    acd.agent_state(t0 + secs(4), &a, lunch.clone())
+        .expect("known");
+    drain(&mut acd);
+    acd.call_ended(t0 + secs(10), CallId(1)).expect("answered");
+    let acts = drain(&mut acd);
+    assert!(acts.contains(&AcdAction::AgentStateChanged {
+        agent: a.clone(),
+        state: AgentState::WrapUp {
+            until: t0 + secs(40)
+        },
+        pending: Some(lunch.clone()),
+        entered: true,
+    }));
+    assert_eq!(acd.agents()[0].pending, Some(lunch.clone()));
+    // Asking for the same pause again changes nothing.
+    acd.agent_state(t0 + secs(11), &a, lunch.clone())
+        .expect("known");
+    assert!(pending_changes(&drain(&mut acd)).is_empty());
+
+    // Wrap-up over: paused, nothing pending.
+    acd.handle_timeout(t0 + secs(40));
+    assert!(drain(&mut acd).contains(&AcdAction::AgentStateChanged {
+        agent: a.clone(),
+        state: AgentState::Paused {
+            reason: "lunch".into()
+        },
+        pending: None,
+        entered: true,
+    }));
+    assert_eq!(acd.agent_pending_of(&a), None);
+}
+
+#[test]
 fn logging_out_during_a_call_is_deferred_and_reload_removes_agents() {
     let t0 = Instant::now();
     let mut acd = acd_with(

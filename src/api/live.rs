@@ -124,9 +124,10 @@ async fn command(s: &ApiState, text: &str) -> serde_json::Value {
         return refuse("service is stopping".into());
     }
     match tokio::time::timeout(std::time::Duration::from_secs(2), rx).await {
-        Ok(Ok(Ok(state))) => {
-            serde_json::json!({"type": "command_result", "ok": true, "agent": request.agent, "state": state})
-        }
+        Ok(Ok(Ok(reply))) => serde_json::json!({
+            "type": "command_result", "ok": true, "agent": request.agent,
+            "state": reply.state, "pending": reply.pending,
+        }),
         Ok(Ok(Err(e))) => refuse(e.to_string()),
         _ => refuse("busy".into()),
     }

@@ -155,7 +155,7 @@ async fn set_agent_state(
         return (StatusCode::SERVICE_UNAVAILABLE, "stopping\n").into_response();
     }
     match tokio::time::timeout(Duration::from_secs(2), rx).await {
-        Ok(Ok(Ok(state))) => Json(serde_json::json!({"state": state})).into_response(),
+        Ok(Ok(Ok(reply))) => Json(reply).into_response(),
         Ok(Ok(Err(crate::call::AgentStateError::UnknownAgent(a)))) => (
             StatusCode::NOT_FOUND,
             Json(serde_json::json!({"error": format!("no agent `{a}`")})),

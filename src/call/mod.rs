@@ -10,7 +10,7 @@ mod agents;
 mod media_control;
 mod queueing;
 
-pub use agents::{AgentStateError, AgentSummary};
+pub use agents::{AgentStateError, AgentStateReply, AgentSummary};
 pub use media_control::MediaControl;
 pub use queueing::{QueueSummary, AGENT_STATES};
 

@@ -8,7 +8,7 @@
 use super::{CallManager, LocalEnd, MediaControl, Stage};
 use crate::acd::{
     AcdAction, AgentId, AgentState, CallId, CancelReason, JoinOptions, JoinResult, LeaveOutcome,
-    MessageTiming, OfferResult,
+    MessageTiming, OfferResult, RequestedState,
 };
 use crate::cdr::{queue_event as qe, QueueEvent};
 use crate::events::LiveEvent;
@@ -243,17 +243,20 @@ impl<M: MediaControl> CallManager<M> {
                     waited,
                     prediction,
                 ),
-                AcdAction::AgentStateChanged { agent, state } => {
-                    tracing::info!(agent = %agent.as_str(), state = state.label(), "agent state");
-                    self.log_agent_state(&agent, &state);
-                    let skills = self.agent_skills(&agent);
-                    self.events.publish(LiveEvent::AgentState {
-                        at: super::unix_now(),
-                        agent: agent.as_str().to_string(),
-                        state: state.label().to_string(),
-                        skills,
-                    });
-                    agents_changed = true;
+                AcdAction::AgentStateChanged {
+                    agent,
+                    state,
+                    pending,
+                    entered,
+                } => {
+                    tracing::info!(agent = %agent.as_str(), state = state.label(),
+                        pending = pending.as_ref().map(|p| p.label()), entered, "agent state");
+                    if entered {
+                        // The queue log and gauges follow states entered.
+                        self.log_agent_state(&agent, &state);
+                        agents_changed = true;
+                    }
+                    self.publish_agent_state(&agent, &state, pending.as_ref());
                 }
             }
         }
@@ -289,11 +292,29 @@ impl<M: MediaControl> CallManager<M> {
         }
     }
 
-    fn agent_skills(&self, agent: &AgentId) -> Vec<String> {
-        self.agents
+    /// The `agent_state` live event.
+    fn publish_agent_state(
+        &self,
+        agent: &AgentId,
+        state: &AgentState,
+        pending: Option<&RequestedState>,
+    ) {
+        let skills = self
+            .agents
             .get(agent)
             .map(|a| a.skills.keys().map(|l| l.code().to_string()).collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        self.events.publish(LiveEvent::AgentState {
+            at: super::unix_now(),
+            agent: agent.as_str().to_string(),
+            state: state.label().to_string(),
+            pending: pending.map(|p| p.label().to_string()),
+            reason: match state {
+                AgentState::Paused { reason } => Some(reason.clone()),
+                _ => None,
+            },
+            skills,
+        });
     }
 
     /// Rings an agent for a caller: a media port for the agent leg, our offer,
