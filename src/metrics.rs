@@ -97,6 +97,9 @@ pub struct Metrics {
     /// Not Prometheus: the wallboard's totals since local midnight, counted
     /// where the counters above are (see `crate::today`).
     pub today: crate::today::Today,
+    /// Not Prometheus: the wallboard's last hour, per minute and language
+    /// (see `crate::history`).
+    pub last_hour: crate::history::LastHour,
 }
 
 /// Outcomes of `hotline_calls_total`.
@@ -364,6 +367,7 @@ impl Metrics {
             queue_log_written_total,
             queue_log_dropped_total,
             today: crate::today::Today::default(),
+            last_hour: crate::history::LastHour::default(),
         }
     }
 

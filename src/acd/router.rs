@@ -1218,6 +1218,39 @@ impl Acd {
             })
             .collect()
     }
+
+    /// For each language `queue` takes (every language when it names none),
+    /// the wait of a caller who joined now at the back of that language's
+    /// line, with the fallback language they would get as `join` gives it;
+    /// `None` when no agent who could take the call is serving. Asked for by
+    /// the API only, not on every change.
+    pub fn join_estimates(&self, now: Instant, queue: &str) -> Vec<(Language, Option<Duration>)> {
+        let Some((qi, q)) = self
+            .queue_index
+            .get(queue)
+            .and_then(|&qi| self.queues.get(qi).map(|q| (qi, q)))
+        else {
+            return Vec::new();
+        };
+        let waiting: HashMap<Language, usize> = q.lines().collect();
+        Language::ALL
+            .into_iter()
+            .filter(|l| q.config.accepts(*l))
+            .map(|l| {
+                let position = waiting.get(&l).copied().unwrap_or(0) + 1;
+                let mut requirement = q.config.requirement(l, 0);
+                if let NoAgentsPolicy::Fallback(other) = q.config.no_agents {
+                    if !requirement.languages.contains(&other)
+                        && !self.speaker_logged_in(qi, l)
+                        && self.speaker_logged_in(qi, other)
+                    {
+                        requirement.languages.push(other);
+                    }
+                }
+                (l, self.estimate_for(now, qi, &requirement, position))
+            })
+            .collect()
+    }
 }
 
 /// `now + d` without the panic `Instant` arithmetic has on overflow; such a

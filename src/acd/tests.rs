@@ -867,6 +867,69 @@ fn a_state_asked_for_during_a_call_or_wrap_up_is_reported_as_pending() {
 }
 
 #[test]
+fn join_estimates_cover_every_language_a_queue_takes() {
+    let t0 = Instant::now();
+    let mut q = QueueConfig::new("q");
+    q.languages = vec![Language::Pl, Language::En, Language::Lt];
+    q.no_agents = NoAgentsPolicy::Fallback(Language::En);
+    q.handle_time_prior = secs(120);
+    let mut acd = acd_with(
+        t0,
+        q,
+        vec![
+            agent("piotr", &[(Language::Pl, 10), (Language::En, 6)]),
+            agent("emma", &[(Language::En, 10)]),
+        ],
+    );
+    let estimates = |acd: &Acd, now: Instant| -> Vec<(Language, Option<Duration>)> {
+        acd.join_estimates(now, "q")
+    };
+    // Nobody serving: no estimate for any language the queue takes.
+    assert_eq!(
+        estimates(&acd, t0),
+        [
+            (Language::En, None),
+            (Language::Pl, None),
+            (Language::Lt, None)
+        ]
+    );
+    assert!(acd.join_estimates(t0, "no such queue").is_empty());
+
+    // Piotr ready: Polish and English callers would be taken at once, and a
+    // Lithuanian caller falls back to English and is taken too.
+    ready(&mut acd, t0, "piotr");
+    let zero = Some(Duration::ZERO);
+    assert_eq!(
+        estimates(&acd, t0),
+        [
+            (Language::En, zero),
+            (Language::Pl, zero),
+            (Language::Lt, zero)
+        ]
+    );
+
+    // Piotr on a call for 20 s: the next Polish caller waits the rest of a
+    // mean call (100 s); Emma, ready, takes English callers at once.
+    join(&mut acd, t0, 1, Language::Pl);
+    acd.offer_result(
+        t0,
+        CallId(1),
+        &AgentId::from("piotr"),
+        OfferResult::Answered,
+    )
+    .expect("offered");
+    ready(&mut acd, t0, "emma");
+    assert_eq!(
+        estimates(&acd, t0 + secs(20)),
+        [
+            (Language::En, zero),
+            (Language::Pl, Some(secs(100))),
+            (Language::Lt, zero)
+        ]
+    );
+}
+
+#[test]
 fn logging_out_during_a_call_is_deferred_and_reload_removes_agents() {
     let t0 = Instant::now();
     let mut acd = acd_with(

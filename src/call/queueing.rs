@@ -42,6 +42,9 @@ pub struct QueueSummary {
     pub mean_handle_seconds: f64,
     /// Callers waiting per language.
     pub languages: std::collections::BTreeMap<String, usize>,
+    /// For each language the queue takes, the estimated wait of a caller
+    /// joining now; null when nobody who could take the call is serving.
+    pub estimated_wait_by_language: std::collections::BTreeMap<String, Option<f64>>,
 }
 
 /// A caller in a queue.
@@ -763,8 +766,11 @@ impl<M: MediaControl> CallManager<M> {
                 m.queue_answered_total
                     .with_label_values(&[queue, lang])
                     .inc();
+                let wall = chrono::Utc::now();
                 m.today
-                    .queue_answered(chrono::Utc::now(), queue, language, waited.as_secs_f64());
+                    .queue_answered(wall, queue, language, waited.as_secs_f64());
+                m.last_hour
+                    .with(|h| h.answered(wall, language, waited.as_secs_f64()));
                 if let Some(p) = prediction {
                     m.queue_estimate_error_seconds
                         .with_label_values(&[queue])
@@ -780,8 +786,9 @@ impl<M: MediaControl> CallManager<M> {
                         .with_label_values(&[queue, lang])
                         .inc();
                 }
-                m.today
-                    .queue_abandoned(chrono::Utc::now(), queue, language, *short);
+                let wall = chrono::Utc::now();
+                m.today.queue_abandoned(wall, queue, language, *short);
+                m.last_hour.with(|h| h.abandoned(wall, language, *short));
                 self.events.publish(LiveEvent::Abandoned {
                     at: super::unix_now(),
                     call: key.0,
@@ -929,6 +936,13 @@ impl<M: MediaControl> CallManager<M> {
     /// Queue gauges and the snapshot flows branch on.
     pub(super) fn refresh_queue_gauges(&mut self, now: Instant) {
         let stats = self.acd.queue_stats(now);
+        let waiting: Vec<(Language, usize)> = stats
+            .iter()
+            .flat_map(|q| q.lines.iter().map(|l| (l.language, l.waiting)))
+            .collect();
+        self.metrics
+            .last_hour
+            .with(|h| h.waiting(chrono::Utc::now(), &waiting));
         self.env.queues.clear();
         for q in &stats {
             let m = &self.metrics;
@@ -977,6 +991,12 @@ impl<M: MediaControl> CallManager<M> {
                     .lines
                     .iter()
                     .map(|l| (l.language.code().to_string(), l.waiting))
+                    .collect(),
+                estimated_wait_by_language: self
+                    .acd
+                    .join_estimates(now, &q.name)
+                    .into_iter()
+                    .map(|(l, d)| (l.code().to_string(), d.map(|d| d.as_secs_f64())))
                     .collect(),
                 name: q.name,
             })
