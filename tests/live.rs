@@ -58,6 +58,10 @@ fn wallboard_page_is_served() {
     assert_eq!(status, 200);
     assert!(body.contains("new WebSocket("), "the page reads /ws");
     assert!(body.contains("\"rtl\""), "Arabic is laid out right to left");
+    // Everything the page runs is in it: nothing is fetched from elsewhere.
+    assert!(!body.contains("<script src"), "no external script");
+    assert!(!body.contains("<link"), "no external style sheet");
+    assert!(!body.contains("https://"), "no other site");
 }
 
 #[test]
