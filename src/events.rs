@@ -67,10 +67,17 @@ pub enum LiveEvent {
         at: f64,
         day: String,
     },
+    /// An agent's state, or the state it asked for during a call or
+    /// wrap-up, changed.
     AgentState {
         at: f64,
         agent: String,
         state: String,
+        /// The state that follows the call or wrap-up (`paused`,
+        /// `logged_out`), when one was asked for; else null.
+        pending: Option<String>,
+        /// Pause reason, when paused; else null.
+        reason: Option<String>,
         /// Language codes the agent speaks (for per-language wallboard counts).
         skills: Vec<String>,
     },

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod events;
 pub mod flow;
+pub mod history;
 pub mod ids;
 pub mod language;
 pub mod logging;

@@ -99,6 +99,9 @@ pub struct Metrics {
     /// Not Prometheus: the wallboard's totals since local midnight, counted
     /// where the counters above are (see `crate::today`).
     pub today: crate::today::Today,
+    /// Not Prometheus: the wallboard's last hour, per minute and language
+    /// (see `crate::history`).
+    pub last_hour: crate::history::LastHour,
 }
 
 impl Metrics {
@@ -334,6 +337,7 @@ impl Metrics {
             queue_log_written_total,
             queue_log_dropped_total,
             today: crate::today::Today::default(),
+            last_hour: crate::history::LastHour::default(),
         }
     }
 
@@ -426,6 +430,8 @@ impl Metrics {
                     self.queue_answered_total.with_label_values(&labels).inc();
                     self.today
                         .queue_answered(wall, queue, *language, waited.as_secs_f64());
+                    self.last_hour
+                        .with(|h| h.answered(wall, *language, waited.as_secs_f64()));
                     if let Some(p) = prediction {
                         self.queue_estimate_error_seconds
                             .with_label_values(&[queue])
@@ -440,6 +446,8 @@ impl Metrics {
                             .inc();
                     }
                     self.today.queue_abandoned(wall, queue, *language, *short);
+                    self.last_hour
+                        .with(|h| h.abandoned(wall, *language, *short));
                 }
             }
             Observation::LanguagesOffered(offered) => self.set_languages_offered(offered),
@@ -450,8 +458,15 @@ impl Metrics {
         }
     }
 
-    /// Sets the gauges from the call core's figures.
-    pub fn set_gauges(&self, gauges: &CoreGauges) {
+    /// Sets the gauges (and the wallboard's last hour) from the call core's
+    /// figures at wall time `wall`.
+    pub fn set_gauges(&self, wall: DateTime<Utc>, gauges: &CoreGauges) {
+        let waiting: Vec<(crate::language::Language, usize)> = gauges
+            .queues
+            .iter()
+            .flat_map(|q| q.lines.iter().map(|l| (l.language, l.waiting)))
+            .collect();
+        self.last_hour.with(|h| h.waiting(wall, &waiting));
         for (stage, count) in &gauges.calls_active {
             self.calls_active
                 .with_label_values(&[stage.label()])

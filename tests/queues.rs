@@ -7,13 +7,14 @@ mod support;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
-use support::agents::{agent, agents_yaml, test_flows};
+use support::agents::{agent, agents_yaml, asks_for_adviser, test_flows};
 use support::rtp::{report, RtpListener};
-use support::{free_sip_port, Hotline, Options, Sipp};
+use support::{free_sip_port, Hotline, Options};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
-fn agent_state(hotline: &Hotline, id: &str) -> String {
+/// One agent as `GET /api/agents` lists it (null when missing).
+fn agent_json(hotline: &Hotline, id: &str) -> serde_json::Value {
     let (status, body) = hotline.get("/api/agents");
     assert_eq!(status, 200, "{body}");
     let agents: serde_json::Value = serde_json::from_str(&body).expect("json");
@@ -22,20 +23,15 @@ fn agent_state(hotline: &Hotline, id: &str) -> String {
         .expect("array")
         .iter()
         .find(|a| a["id"] == id)
-        .and_then(|a| a["state"].as_str())
-        .unwrap_or("missing")
-        .to_string()
+        .cloned()
+        .unwrap_or_default()
 }
 
-/// A caller (sipp `scenario`) who presses `language` at the menu, then 0 for
-/// an adviser, with audio at `rtp`.
-fn asks_for_adviser(hotline: &Hotline, scenario: &str, rtp: &RtpListener, language: &str) -> Sipp {
-    hotline
-        .sipp(scenario)
-        .key("rtp_port", rtp.port)
-        .key("codecs", "0 101")
-        .key("digit", language)
-        .key("digit2", "0")
+fn agent_state(hotline: &Hotline, id: &str) -> String {
+    agent_json(hotline, id)["state"]
+        .as_str()
+        .unwrap_or("missing")
+        .to_string()
 }
 
 fn start(flows: &Path, agents: &str, extra_config: &str) -> (Hotline, tempfile::TempDir) {
@@ -377,6 +373,71 @@ fn the_agent_hanging_up_ends_the_callers_call() {
         hotline.metric("hotline_agents{skill=\"pl\",state=\"ready\"}"),
         1.0
     );
+}
+
+#[test]
+fn a_pause_asked_for_during_wrap_up_is_answered_as_pending() {
+    let flows = test_flows("wrap_up: 8s");
+    let (hotline, _dir) = start(
+        flows.path(),
+        &agents_yaml(&[("olek", "haslo-1", "{pl: 10}")]),
+        "",
+    );
+    let olek = agent(&hotline, "olek", "haslo-1", 300);
+    let mut ws = support::ws::WsClient::connect(hotline.http, "/ws").expect("upgrade");
+    ws.wait_for("snapshot", SECS(5));
+    // A Polish caller talks to Olek for a moment and hangs up.
+    let caller_rtp = RtpListener::bind();
+    asks_for_adviser(&hotline, "call_queue.xml", &caller_rtp, "4")
+        .duration_ms(2_000)
+        .run_ok();
+    olek.phone.wait_ok();
+    assert_eq!(agent_state(&hotline, "olek"), "wrap_up");
+
+    // Olek asks for a pause while wrapping up: not yet, and the answer says so.
+    let (status, body) = hotline.post(
+        "/api/agents/olek/state",
+        Some("t0k3n"),
+        r#"{"state":"paused","reason":"lunch"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let reply: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        reply,
+        serde_json::json!({"state": "wrap_up", "pending": "paused"})
+    );
+    let listed = agent_json(&hotline, "olek");
+    assert_eq!(listed["state"], "wrap_up", "{listed}");
+    assert_eq!(listed["pending"], "paused", "{listed}");
+    // The live stream carries it too.
+    let event = wait_agent_event(&mut ws, |e| e["pending"] == "paused");
+    assert_eq!(event["agent"], "olek");
+    assert_eq!(event["state"], "wrap_up");
+
+    // Wrap-up over: paused, with nothing pending any more.
+    let event = wait_agent_event(&mut ws, |e| e["state"] == "paused");
+    assert_eq!(event["pending"], serde_json::Value::Null, "{event}");
+    assert_eq!(event["reason"], "lunch", "{event}");
+    let listed = agent_json(&hotline, "olek");
+    assert_eq!(listed["state"], "paused", "{listed}");
+    assert_eq!(listed["pending"], serde_json::Value::Null, "{listed}");
+    assert_eq!(listed["reason"], "lunch", "{listed}");
+}
+
+/// The next `agent_state` event that satisfies `ok`, within 15 s.
+fn wait_agent_event(
+    ws: &mut support::ws::WsClient,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let end = std::time::Instant::now() + SECS(15);
+    loop {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        assert!(!left.is_zero(), "no such agent_state event within 15 s");
+        let event = ws.wait_for("agent_state", left);
+        if ok(&event) {
+            return event;
+        }
+    }
 }
 
 #[test]

@@ -344,6 +344,17 @@ pub enum RequestedState {
     LoggedOut,
 }
 
+impl RequestedState {
+    /// The label of the state asked for, as `AgentState::label` names it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RequestedState::Ready => "ready",
+            RequestedState::Paused { .. } => "paused",
+            RequestedState::LoggedOut => "logged_out",
+        }
+    }
+}
+
 /// The state an agent asks for by dialling a feature code from the phone:
 /// `*1` ready, `*2` paused, `*9` logged out.
 pub fn feature_code(dialled: &str) -> Option<RequestedState> {
@@ -417,6 +428,7 @@ impl AgentRuntime {
         self.idle_since
     }
 
+    /// The state asked for during a call or wrap-up, taken when it ends.
     pub fn pending(&self) -> Option<&RequestedState> {
         self.pending.as_ref()
     }

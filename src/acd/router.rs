@@ -49,6 +49,18 @@ struct AgentSlot {
     removed: bool,
 }
 
+impl AgentSlot {
+    /// The action telling the world the agent entered its current state.
+    fn changed(&self) -> QueueAction {
+        QueueAction::AgentStateChanged {
+            agent: self.agent.id.clone(),
+            state: self.rt.state().clone(),
+            pending: self.rt.pending().cloned(),
+            entered: true,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Answered {
     agent: AgentId,
@@ -82,6 +94,8 @@ pub struct AgentView {
     pub id: AgentId,
     pub name: String,
     pub state: AgentState,
+    /// Asked for during a call or wrap-up, taken when it ends.
+    pub pending: Option<RequestedState>,
     pub idle_since: Option<Instant>,
     pub skills: BTreeMap<Language, u8>,
 }
@@ -278,10 +292,7 @@ impl Acd {
                         agent: offer.agent.clone(),
                         reason: CancelReason::CallerLeft,
                     });
-                    self.actions.push_back(QueueAction::AgentStateChanged {
-                        agent: offer.agent.clone(),
-                        state: slot.rt.state().clone(),
-                    });
+                    self.actions.push_back(slot.changed());
                 }
             }
         }
@@ -359,8 +370,10 @@ impl Acd {
             return RequestEffect::Unchanged;
         };
         let before = slot.rt.state().clone();
+        let pending_before = slot.rt.pending().cloned();
         let effect = slot.rt.request(now, requested);
         let after = slot.rt.state().clone();
+        let pending = slot.rt.pending().cloned();
         if slot.rt.hold_off_until().is_none() {
             if let Some(t) = self.hold_timers.remove(id) {
                 self.timers.remove(&(t, Timer::HoldOffEnd(id.clone())));
@@ -385,10 +398,12 @@ impl Acd {
             });
             self.offer_gone(now, call);
         }
-        if before != after {
+        if before != after || pending_before != pending {
             self.actions.push_back(QueueAction::AgentStateChanged {
                 agent: id.clone(),
                 state: after.clone(),
+                pending,
+                entered: before != after,
             });
         }
         if (after == AgentState::LoggedOut) != (before == AgentState::LoggedOut) {
@@ -433,10 +448,7 @@ impl Acd {
                     self.timers
                         .insert((hold_until, Timer::HoldOffEnd(agent.clone())));
                 }
-                self.actions.push_back(QueueAction::AgentStateChanged {
-                    agent: agent.clone(),
-                    state: slot.rt.state().clone(),
-                });
+                self.actions.push_back(slot.changed());
             }
         }
         self.offer_gone(now, call);
@@ -463,6 +475,7 @@ impl Acd {
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
         slot.rt.call_ended(now, wrap)?;
         let state = slot.rt.state().clone();
+        self.actions.push_back(slot.changed());
         if let Some(q) = self.queues.get_mut(a.queue) {
             q.handle_times.record(talk + wrap);
         }
@@ -471,10 +484,6 @@ impl Acd {
             self.timers
                 .insert((until, Timer::WrapUpEnd(a.agent.clone())));
         }
-        self.actions.push_back(QueueAction::AgentStateChanged {
-            agent: a.agent,
-            state: state.clone(),
-        });
         if state == AgentState::LoggedOut {
             self.check_staffing(now);
         }
@@ -532,12 +541,8 @@ impl Acd {
                     self.wrap_timers.remove(&id);
                     if let Some(slot) = self.agents.get_mut(&id) {
                         if slot.rt.wrap_up_done(now).is_ok() {
-                            let state = slot.rt.state().clone();
-                            self.actions.push_back(QueueAction::AgentStateChanged {
-                                agent: id.clone(),
-                                state: state.clone(),
-                            });
-                            if state == AgentState::LoggedOut {
+                            self.actions.push_back(slot.changed());
+                            if slot.rt.state() == &AgentState::LoggedOut {
                                 self.check_staffing(now);
                             }
                         }
@@ -775,7 +780,7 @@ impl Acd {
             if slot.rt.offer(now, call.clone()).is_err() {
                 continue;
             }
-            let state = slot.rt.state().clone();
+            let changed = slot.changed();
             let Some(c) = self.calls.get_mut(&call) else {
                 continue;
             };
@@ -801,8 +806,7 @@ impl Acd {
                 queue,
                 language: c.language,
             });
-            self.actions
-                .push_back(QueueAction::AgentStateChanged { agent: id, state });
+            self.actions.push_back(changed);
         }
     }
 
@@ -1022,11 +1026,7 @@ impl QueueService for Acd {
                     .get_mut(&agent)
                     .ok_or(QueueError::UnknownAgent)?;
                 slot.rt.answered(now)?;
-                let state = slot.rt.state().clone();
-                self.actions.push_back(QueueAction::AgentStateChanged {
-                    agent: agent.clone(),
-                    state,
-                });
+                self.actions.push_back(slot.changed());
                 if let Some(c) = self.calls.get_mut(caller) {
                     if let Some(o) = c.offer.take() {
                         self.timers
@@ -1117,6 +1117,7 @@ impl QueueService for Acd {
                 id: s.agent.id.clone(),
                 name: s.agent.name.clone(),
                 state: s.rt.state().clone(),
+                pending: s.rt.pending().cloned(),
                 idle_since: s.rt.idle_since(),
                 skills: s.agent.skills.clone(),
             })
@@ -1125,6 +1126,38 @@ impl QueueService for Acd {
 
     fn agent_state_of(&self, agent: &AgentId) -> Option<AgentState> {
         self.agents.get(agent).map(|s| s.rt.state().clone())
+    }
+
+    fn agent_pending_of(&self, agent: &AgentId) -> Option<RequestedState> {
+        self.agents.get(agent).and_then(|s| s.rt.pending().cloned())
+    }
+
+    fn join_estimates(&self, now: Now, queue: &str) -> Vec<(Language, Option<Duration>)> {
+        let Some((qi, q)) = self
+            .queue_index
+            .get(queue)
+            .and_then(|&qi| self.queues.get(qi).map(|q| (qi, q)))
+        else {
+            return Vec::new();
+        };
+        let waiting: HashMap<Language, usize> = q.lines().collect();
+        Language::ALL
+            .into_iter()
+            .filter(|l| q.config.accepts(*l))
+            .map(|l| {
+                let position = waiting.get(&l).copied().unwrap_or(0) + 1;
+                let mut requirement = q.config.requirement(l, 0);
+                if let NoAgentsPolicy::Fallback(other) = q.config.no_agents {
+                    if !requirement.languages.contains(&other)
+                        && !self.speaker_logged_in(qi, l)
+                        && self.speaker_logged_in(qi, other)
+                    {
+                        requirement.languages.push(other);
+                    }
+                }
+                (l, self.estimate_for(now.mono, qi, &requirement, position))
+            })
+            .collect()
     }
 
     fn position(&self, now: Now, caller: &CallerId) -> Option<usize> {

@@ -146,10 +146,7 @@ pub enum QueueAction {
         language: Language,
     },
     /// The caller was not queued: the flow goes on.
-    NotJoined {
-        caller: CallerId,
-        reason: NotJoined,
-    },
+    NotJoined { caller: CallerId, reason: NotJoined },
     /// Ring `agent` for `caller` (INVITE to its phone).
     Offer {
         offer: OfferId,
@@ -176,15 +173,9 @@ pub enum QueueAction {
         first: bool,
     },
     /// Say the caller's wait message `index` (of `JoinOptions::messages`).
-    WaitMessage {
-        caller: CallerId,
-        index: usize,
-    },
+    WaitMessage { caller: CallerId, index: usize },
     /// The caller may now go to more agents.
-    Escalated {
-        caller: CallerId,
-        tier: usize,
-    },
+    Escalated { caller: CallerId, tier: usize },
     /// Nobody who speaks the caller's language is logged in: agents who speak
     /// `language` may take the call too (the caller keeps their place).
     LanguageFallback {
@@ -192,18 +183,19 @@ pub enum QueueAction {
         language: Language,
     },
     /// Max wait passed: the flow takes its exit.
-    QueueTimeout {
-        caller: CallerId,
-    },
+    QueueTimeout { caller: CallerId },
     /// The last agent who could take the call logged out: the flow goes on.
-    NoAgents {
-        caller: CallerId,
-    },
+    NoAgents { caller: CallerId },
     /// A caller left the queue (for metrics and records).
     CallLeft(QueueExit),
+    /// The agent's state, or the state it asked for during a call or
+    /// wrap-up (`pending`, taken when that ends), changed. `entered` is false
+    /// when the agent stays in `state` and only `pending` changed.
     AgentStateChanged {
         agent: AgentId,
         state: AgentState,
+        pending: Option<RequestedState>,
+        entered: bool,
     },
 }
 
@@ -289,6 +281,12 @@ pub trait QueueService {
     /// Every agent still in the directory.
     fn agents(&self) -> Vec<AgentView>;
     fn agent_state_of(&self, agent: &AgentId) -> Option<AgentState>;
+    /// The state the agent asked for during a call or wrap-up, if any.
+    fn agent_pending_of(&self, agent: &AgentId) -> Option<RequestedState>;
+    /// For each language `queue` takes, the wait of a caller who joined now
+    /// at the back of that language's line (with the fallback language they
+    /// would get); `None` when no agent who could take the call is serving.
+    fn join_estimates(&self, now: Now, queue: &str) -> Vec<(Language, Option<Duration>)>;
     /// The caller's place in its line (1 is next), as announced.
     fn position(&self, now: Now, caller: &CallerId) -> Option<usize>;
     /// Whether the caller is waiting (or ringing an agent) in a queue.

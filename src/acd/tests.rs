@@ -130,6 +130,8 @@ enum Act {
     AgentStateChanged {
         agent: AgentId,
         state: AgentState,
+        pending: Option<RequestedState>,
+        entered: bool,
     },
 }
 
@@ -240,9 +242,17 @@ impl Engine {
                 waited: exit.waited,
                 prediction: exit.prediction,
             },
-            QueueAction::AgentStateChanged { agent, state } => {
-                Act::AgentStateChanged { agent, state }
-            }
+            QueueAction::AgentStateChanged {
+                agent,
+                state,
+                pending,
+                entered,
+            } => Act::AgentStateChanged {
+                agent,
+                state,
+                pending,
+                entered,
+            },
         })
     }
 
@@ -354,6 +364,14 @@ impl Engine {
 
     fn agents(&self) -> Vec<AgentView> {
         self.engine.agents()
+    }
+
+    fn agent_pending_of(&self, agent: &AgentId) -> Option<RequestedState> {
+        self.engine.agent_pending_of(agent)
+    }
+
+    fn join_estimates(&self, t: Instant, queue: &str) -> Vec<(Language, Option<Duration>)> {
+        self.engine.join_estimates(self.at(t), queue)
     }
 
     fn is_queued(&self, call: CallId) -> bool {
@@ -1083,6 +1101,139 @@ fn announcements_repeat_with_estimates_and_errors_are_measured() {
     );
     let stats = acd.queue_stats(t0 + secs(130));
     assert_eq!(stats[0].prediction_errors.count, 2);
+}
+
+#[test]
+fn a_state_asked_for_during_a_call_or_wrap_up_is_reported_as_pending() {
+    let mut ag = agent("a", &[(Language::Pl, 5)]);
+    ag.wrap_up = Some(secs(30));
+    let mut acd = Setup::queue(QueueConfig::new("q")).with_agent(ag).start();
+    let t0 = acd.t0;
+    let a = AgentId::from("a");
+    let lunch = RequestedState::Paused {
+        reason: "lunch".into(),
+    };
+    let pending_changes = |acts: &[Act]| -> Vec<(&'static str, Option<&'static str>)> {
+        acts.iter()
+            .filter_map(|x| match x {
+                Act::AgentStateChanged {
+                    state,
+                    pending,
+                    entered: false,
+                    ..
+                } => Some((state.label(), pending.as_ref().map(|p| p.label()))),
+                _ => None,
+            })
+            .collect()
+    };
+    ready(&mut acd, t0, "a");
+    join(&mut acd, t0, 1, Language::Pl);
+    acd.offer_result(t0 + secs(1), CallId(1), &a, OfferResult::Answered)
+        .expect("offered");
+    drain(&mut acd);
+
+    // On the call: the pause waits, and says so; taken back, it says so too.
+    acd.agent_state(t0 + secs(2), &a, lunch.clone())
+        .expect("known");
+    assert_eq!(
+        pending_changes(&drain(&mut acd)),
+        [("on_call", Some("paused"))]
+    );
+    assert_eq!(acd.agent_pending_of(&a), Some(lunch.clone()));
+    ready(&mut acd, t0 + secs(3), "a");
+    assert_eq!(pending_changes(&drain(&mut acd)), [("on_call", None)]);
+    assert_eq!(acd.agent_pending_of(&a), None);
+
+    // Asked for again, then the call ends: wrap-up, with the pause to follow.
+    acd.agent_state(t0 + secs(4), &a, lunch.clone())
+        .expect("known");
+    drain(&mut acd);
+    acd.call_ended(t0 + secs(10), CallId(1)).expect("answered");
+    let acts = drain(&mut acd);
+    assert!(acts.contains(&Act::AgentStateChanged {
+        agent: a.clone(),
+        state: AgentState::WrapUp {
+            until: t0 + secs(40)
+        },
+        pending: Some(lunch.clone()),
+        entered: true,
+    }));
+    assert_eq!(acd.agents()[0].pending, Some(lunch.clone()));
+    // Asking for the same pause again changes nothing.
+    acd.agent_state(t0 + secs(11), &a, lunch.clone())
+        .expect("known");
+    assert!(pending_changes(&drain(&mut acd)).is_empty());
+
+    // Wrap-up over: paused, nothing pending.
+    acd.handle_timeout(t0 + secs(40));
+    assert!(drain(&mut acd).contains(&Act::AgentStateChanged {
+        agent: a.clone(),
+        state: AgentState::Paused {
+            reason: "lunch".into()
+        },
+        pending: None,
+        entered: true,
+    }));
+    assert_eq!(acd.agent_pending_of(&a), None);
+}
+
+#[test]
+fn join_estimates_cover_every_language_a_queue_takes() {
+    let mut q = QueueConfig::new("q");
+    q.languages = vec![Language::Pl, Language::En, Language::Lt];
+    q.no_agents = NoAgentsPolicy::Fallback(Language::En);
+    q.handle_time_prior = secs(120);
+    let mut acd = Setup::queue(q)
+        .agent("piotr", &[(Language::Pl, 10), (Language::En, 6)])
+        .agent("emma", &[(Language::En, 10)])
+        .start();
+    let t0 = acd.t0;
+    let estimates = |acd: &Engine, now: Instant| -> Vec<(Language, Option<Duration>)> {
+        acd.join_estimates(now, "q")
+    };
+    // Nobody serving: no estimate for any language the queue takes.
+    assert_eq!(
+        estimates(&acd, t0),
+        [
+            (Language::En, None),
+            (Language::Pl, None),
+            (Language::Lt, None)
+        ]
+    );
+    assert!(acd.join_estimates(t0, "no such queue").is_empty());
+
+    // Piotr ready: Polish and English callers would be taken at once, and a
+    // Lithuanian caller falls back to English and is taken too.
+    ready(&mut acd, t0, "piotr");
+    let zero = Some(Duration::ZERO);
+    assert_eq!(
+        estimates(&acd, t0),
+        [
+            (Language::En, zero),
+            (Language::Pl, zero),
+            (Language::Lt, zero)
+        ]
+    );
+
+    // Piotr on a call for 20 s: the next Polish caller waits the rest of a
+    // mean call (100 s); Emma, ready, takes English callers at once.
+    join(&mut acd, t0, 1, Language::Pl);
+    acd.offer_result(
+        t0,
+        CallId(1),
+        &AgentId::from("piotr"),
+        OfferResult::Answered,
+    )
+    .expect("offered");
+    ready(&mut acd, t0, "emma");
+    assert_eq!(
+        estimates(&acd, t0 + secs(20)),
+        [
+            (Language::En, zero),
+            (Language::Pl, Some(secs(100))),
+            (Language::Lt, zero)
+        ]
+    );
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `GET /ws`: a snapshot on connect, then every live event as JSON text frames.
 //! `GET /`: the wallboard page, which reads that stream.
 
-use super::{call_summaries, constant_time_eq, ApiState};
+use super::{call_summaries, constant_time_eq, last_hour, ApiState};
 use crate::server::Control;
 use crate::today::DayTotals;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -49,6 +49,7 @@ async fn stream(mut socket: WebSocket, s: ApiState) {
         "totals": totals(&today, s.metrics.today.timezone()),
         "queues": queue_snapshot(&s, &today).await,
         "agents": ask_core(&s, Control::Agents).await.unwrap_or_default(),
+        "history": last_hour(&s),
     });
     if socket
         .send(Message::Text(snapshot.to_string().into()))
@@ -125,9 +126,10 @@ async fn command(s: &ApiState, text: &str) -> serde_json::Value {
         return refuse("service is stopping".into());
     }
     match tokio::time::timeout(std::time::Duration::from_secs(2), rx).await {
-        Ok(Ok(Ok(state))) => {
-            serde_json::json!({"type": "command_result", "ok": true, "agent": request.agent, "state": state})
-        }
+        Ok(Ok(Ok(reply))) => serde_json::json!({
+            "type": "command_result", "ok": true, "agent": request.agent,
+            "state": reply.state, "pending": reply.pending,
+        }),
         Ok(Ok(Err(e))) => refuse(e.to_string()),
         _ => refuse("busy".into()),
     }

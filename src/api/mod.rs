@@ -41,6 +41,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/calls", get(calls))
         .route("/api/agents", get(agents))
         .route("/api/queues", get(queues))
+        .route("/api/history", get(history))
         .route("/api/agents/{id}/state", post(set_agent_state))
         .route("/api/flows", get(flows_status))
         .route("/api/flows/reload", post(flows_reload))
@@ -104,6 +105,18 @@ async fn queues(State(s): State<ApiState>) -> Response {
     ask(&s, Control::Queues).await
 }
 
+/// The wallboard's last hour, per minute and language (`crate::history`).
+async fn history(State(s): State<ApiState>) -> Response {
+    match last_hour(&s) {
+        Some(series) => Json(series).into_response(),
+        None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+fn last_hour(s: &ApiState) -> Option<crate::history::Series> {
+    s.metrics.last_hour.with(|h| h.series(chrono::Utc::now()))
+}
+
 /// Asks the core loop for a view and answers it as JSON.
 async fn ask<T: serde::Serialize>(
     s: &ApiState,
@@ -155,7 +168,7 @@ async fn set_agent_state(
         return (StatusCode::SERVICE_UNAVAILABLE, "stopping\n").into_response();
     }
     match tokio::time::timeout(Duration::from_secs(2), rx).await {
-        Ok(Ok(Ok(state))) => Json(serde_json::json!({"state": state})).into_response(),
+        Ok(Ok(Ok(reply))) => Json(reply).into_response(),
         Ok(Ok(Err(crate::call::AgentStateError::UnknownAgent(a)))) => (
             StatusCode::NOT_FOUND,
             Json(serde_json::json!({"error": format!("no agent `{a}`")})),

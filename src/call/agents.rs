@@ -18,6 +18,9 @@ pub struct AgentSummary {
     pub id: String,
     pub name: String,
     pub state: String,
+    /// The state asked for during a call or wrap-up (`paused`, `logged_out`),
+    /// taken when it ends.
+    pub pending: Option<String>,
     /// Pause reason, when paused.
     pub reason: Option<String>,
     pub skills: std::collections::BTreeMap<String, u8>,
@@ -25,6 +28,14 @@ pub struct AgentSummary {
     pub registered: bool,
     /// Seconds since the agent last became free, when ready.
     pub idle_seconds: Option<f64>,
+}
+
+/// The answer to a state change from the API: the state now, and the one
+/// that follows the call or wrap-up the agent is in, if one was asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentStateReply {
+    pub state: String,
+    pub pending: Option<String>,
 }
 
 /// Why a state change from the API was refused.
@@ -153,11 +164,7 @@ impl<M: MediaControl> CallManager<M> {
             self.endpoint.reject(now.mono, incoming.call, 403);
             return true;
         };
-        let label = match &requested {
-            RequestedState::Ready => "ready",
-            RequestedState::Paused { .. } => "paused",
-            RequestedState::LoggedOut => "logged_out",
-        };
+        let label = requested.label();
         match self.queue.agent_state(now, &agent, requested) {
             Ok(effect) => {
                 tracing::info!(agent = %agent.as_str(), state = label, effect = ?effect, "feature code");
@@ -180,14 +187,15 @@ impl<M: MediaControl> CallManager<M> {
         true
     }
 
-    /// Sets an agent's state (HTTP API).
+    /// Sets an agent's state (HTTP API). On a call or in wrap-up, a pause
+    /// or logging out waits for it to end: the reply says so in `pending`.
     pub fn set_agent_state(
         &mut self,
         now: Now,
         agent: &str,
         state: &str,
         reason: Option<String>,
-    ) -> Result<String, AgentStateError> {
+    ) -> Result<AgentStateReply, AgentStateError> {
         let requested = match state {
             "ready" => RequestedState::Ready,
             "paused" => RequestedState::Paused {
@@ -210,11 +218,17 @@ impl<M: MediaControl> CallManager<M> {
             .map_err(|e| AgentStateError::Refused(e.to_string()));
         self.drain_queue(now);
         result?;
-        Ok(self
-            .queue
-            .agent_state_of(&id)
-            .map(|s| s.label().to_string())
-            .unwrap_or_default())
+        Ok(AgentStateReply {
+            state: self
+                .queue
+                .agent_state_of(&id)
+                .map(|s| s.label().to_string())
+                .unwrap_or_default(),
+            pending: self
+                .queue
+                .agent_pending_of(&id)
+                .map(|p| p.label().to_string()),
+        })
     }
 
     /// Every agent, for the API and the wallboard.
@@ -227,6 +241,7 @@ impl<M: MediaControl> CallManager<M> {
                 id: a.id.as_str().to_string(),
                 name: a.name.clone(),
                 state: a.state.label().to_string(),
+                pending: a.pending.as_ref().map(|p| p.label().to_string()),
                 reason: match &a.state {
                     crate::acd::AgentState::Paused { reason } => Some(reason.clone()),
                     _ => None,

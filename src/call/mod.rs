@@ -11,7 +11,7 @@ mod media_control;
 mod outputs;
 mod queueing;
 
-pub use agents::{AgentStateError, AgentSummary};
+pub use agents::{AgentStateError, AgentStateReply, AgentSummary};
 pub use media_control::MediaControl;
 pub use outputs::{CoreGauges, Observation, Output};
 pub use queueing::{QueueSummary, AGENT_STATES};

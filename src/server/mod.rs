@@ -41,7 +41,7 @@ pub enum Control {
         agent: String,
         state: String,
         reason: Option<String>,
-        reply: oneshot::Sender<Result<String, crate::call::AgentStateError>>,
+        reply: oneshot::Sender<Result<crate::call::AgentStateReply, crate::call::AgentStateError>>,
     },
 }
 

@@ -37,7 +37,7 @@ impl Sinks {
             }
         }
         if let Some(gauges) = manager.poll_gauges(now) {
-            self.metrics.set_gauges(&gauges);
+            self.metrics.set_gauges(now.wall, &gauges);
         }
     }
 }

@@ -2,7 +2,7 @@
 //! is open every day, and a sipp softphone that registers and answers.
 
 use super::rtp::RtpListener;
-use super::{copy_flows, free_sip_port, repo, Hotline, RunningSipp};
+use super::{copy_flows, free_sip_port, repo, Hotline, RunningSipp, Sipp};
 use hotline::registrar::{ha1, Algorithm};
 use std::time::Duration;
 
@@ -104,4 +104,20 @@ pub fn register(hotline: &Hotline, id: &str, password: &str, contact_port: u16) 
         .key("contact_port", contact_port)
         .key("expires", 300)
         .run_ok();
+}
+
+/// A caller (sipp `scenario`) who presses `language` at the menu, then 0 for
+/// an adviser, with audio at `rtp`.
+pub fn asks_for_adviser(
+    hotline: &Hotline,
+    scenario: &str,
+    rtp: &RtpListener,
+    language: &str,
+) -> Sipp {
+    hotline
+        .sipp(scenario)
+        .key("rtp_port", rtp.port)
+        .key("codecs", "0 101")
+        .key("digit", language)
+        .key("digit2", "0")
 }

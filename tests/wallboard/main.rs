@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::agents::{agents_yaml, test_flows};
+use support::agents::{agents_yaml, asks_for_adviser, test_flows};
 use support::rtp::RtpListener;
 use support::ws::WsClient;
-use support::{copy_flows, free_sip_port, repo, Hotline, Options};
+use support::{copy_flows, repo, Hotline, Options};
 
 /// The page's DOM after its scripts ran and the stream delivered the snapshot.
 fn rendered_dom(hotline: &Hotline, profile: &std::path::Path) -> String {
@@ -85,12 +85,7 @@ fn the_wallboard_connects_and_shows_a_caller_who_chose_polish() {
     // A caller chooses Polish (4) and asks for someone (0); nobody is logged
     // in, so they wait in the queue until they hang up.
     let rtp = RtpListener::bind();
-    let caller = hotline
-        .sipp("call_queue.xml")
-        .key("rtp_port", rtp.port)
-        .key("codecs", "0 101")
-        .key("digit", "4")
-        .key("digit2", "0")
+    let caller = asks_for_adviser(&hotline, "call_queue.xml", &rtp, "4")
         .duration_ms(15_000)
         .spawn();
     hotline.wait_metric(
@@ -205,23 +200,42 @@ impl Browser {
         result["result"]["value"].clone()
     }
 
-    /// What the wallboard shows: the status line and a language tile's
-    /// values; empty while the page is still loading (`Page.navigate` answers
-    /// before the document is there).
+    /// What the wallboard shows: the status line, a language tile's values
+    /// and chart, the advisers' totals and list; empty while the page is
+    /// still loading (`Page.navigate` answers before the document is there).
     fn board(&mut self, language: &str) -> Board {
         let value = self.eval(&format!(
-            r#"(() => {{
+            r##"(() => {{
                 const status = document.getElementById("status");
                 const tile = document.getElementById("lang-{language}");
                 const v = (name) => tile ? tile.querySelector(".v." + name).textContent : null;
+                const total = (g) => {{
+                    const el = document.getElementById("agents-" + g);
+                    return el ? el.textContent : null;
+                }};
+                const chart = tile ? tile.querySelector("svg.chart") : null;
+                const bars = chart ? [...chart.querySelectorAll("g.waiting rect")] : [];
                 return JSON.stringify({{
                     status: status ? status.textContent : "",
                     waiting: v("waiting"),
                     abandoned: v("abandoned"),
                     chosen: v("chosen"),
-                    agents: v("agents"),
+                    estimate: v("estimate"),
+                    ready: v("ready"),
+                    busy: v("busy"),
+                    paused: v("paused"),
+                    total_ready: total("ready"),
+                    total_busy: total("busy"),
+                    total_paused: total("paused"),
+                    advisers: [...document.querySelectorAll("#adviser-list li[data-agent]")].map((li) => [
+                        li.dataset.agent, li.querySelector(".state").textContent,
+                    ]),
+                    chart_minutes: chart ? Number(chart.dataset.minutes || 0) : 0,
+                    chart_waiting: bars.map((b) => Number(b.dataset.value)),
+                    chart_bar_heights: bars.map((b) => Number(b.getAttribute("height"))),
+                    chart_service_levels: chart ? [...chart.querySelectorAll("circle.sl")].map((c) => Number(c.dataset.value)) : [],
                 }});
-            }})()"#
+            }})()"##
         ));
         value
             .as_str()
@@ -251,15 +265,46 @@ impl Browser {
     }
 }
 
-/// Values of one language tile and the connection status, as text.
+/// Values of one language tile and the connection status, as text; the
+/// advisers' totals and list; what the tile's chart drew.
 #[derive(Debug, Default, serde::Deserialize, PartialEq)]
 struct Board {
     status: String,
     waiting: Option<String>,
     abandoned: Option<String>,
     chosen: Option<String>,
-    /// "ready / busy".
-    agents: Option<String>,
+    estimate: Option<String>,
+    /// Advisers of the language ready, e.g. "1 (1 shared with en)".
+    ready: Option<String>,
+    busy: Option<String>,
+    paused: Option<String>,
+    /// Advisers over every language, each counted once.
+    total_ready: Option<String>,
+    total_busy: Option<String>,
+    total_paused: Option<String>,
+    /// (agent id, state as shown) of every adviser listed.
+    advisers: Vec<(String, String)>,
+    /// Minutes of history the chart has.
+    chart_minutes: usize,
+    /// Callers waiting per minute, as the chart's bars carry them.
+    chart_waiting: Vec<u32>,
+    /// The height of each bar drawn (the hour's peak is 140 units high).
+    chart_bar_heights: Vec<f64>,
+    /// The service-level dots (percent), one per minute with an outcome.
+    chart_service_levels: Vec<u32>,
+}
+
+impl Board {
+    /// How an adviser is shown, and how many times they are listed.
+    fn adviser(&self, id: &str) -> (Option<&str>, usize) {
+        let listed: Vec<&str> = self
+            .advisers
+            .iter()
+            .filter(|(a, _)| a == id)
+            .map(|(_, s)| s.as_str())
+            .collect();
+        (listed.first().copied(), listed.len())
+    }
 }
 
 /// Chromium writes the port it picked to `DevToolsActivePort` (first line).
@@ -359,12 +404,7 @@ fn one_open_wallboard_follows_a_caller_who_waits_and_hangs_up() {
     // A caller chooses Polish (4), asks for someone (0) and waits; they hang
     // up after about 8 s in the queue, past the 5 s short-abandon threshold.
     let rtp = RtpListener::bind();
-    let caller = hotline
-        .sipp("call_queue.xml")
-        .key("rtp_port", rtp.port)
-        .key("codecs", "0 101")
-        .key("digit", "4")
-        .key("digit2", "0")
+    let caller = asks_for_adviser(&hotline, "call_queue.xml", &rtp, "4")
         .duration_ms(8_000)
         .spawn();
     let waiting = browser.wait_board("pl", Duration::from_secs(20), |b| {
@@ -374,17 +414,143 @@ fn one_open_wallboard_follows_a_caller_who_waits_and_hangs_up() {
     assert_eq!(waiting.chosen.as_deref(), Some("1"), "{waiting:?}");
     assert_eq!(waiting.abandoned.as_deref(), Some("0"), "{waiting:?}");
 
+    // Olek is not logged in: nobody could take the call, and the page says so.
+    assert_eq!(
+        waiting.estimate.as_deref(),
+        Some("no adviser"),
+        "{waiting:?}"
+    );
+
     caller.wait_ok();
     let after = browser.wait_board("pl", Duration::from_secs(10), |b| {
         b.waiting.as_deref() == Some("0") && b.abandoned.as_deref() == Some("1")
     });
     assert_eq!(after.status, "live", "{after:?}");
     assert_eq!(after.chosen.as_deref(), Some("1"), "{after:?}");
+
+    // The last hour's chart: the caller waited, and the minute they gave up
+    // in has a service level of 0 % (nobody answered in time).
+    let chart = browser.wait_board("pl", Duration::from_secs(15), |b| {
+        !b.chart_service_levels.is_empty()
+    });
+    assert_eq!(chart.chart_service_levels, [0], "{chart:?}");
+    assert_eq!(chart.chart_waiting.iter().max(), Some(&1), "{chart:?}");
+    assert_eq!(chart.chart_waiting.len(), chart.chart_minutes, "{chart:?}");
+    // A bar per minute: full height where the one caller waited, none where
+    // nobody did.
+    for (waiting, height) in chart.chart_waiting.iter().zip(&chart.chart_bar_heights) {
+        let want = if *waiting == 1 { 140.0 } else { 0.0 };
+        assert_eq!(*height, want, "{chart:?}");
+    }
+    let other = browser.board("ru");
+    assert!(other.chart_minutes >= 1, "{other:?}");
+    assert!(other.chart_waiting.iter().all(|w| *w == 0), "{other:?}");
+    assert!(other.chart_service_levels.is_empty(), "{other:?}");
+}
+
+/// The demo configuration (`examples/demo.yaml`) with its agents file named
+/// by its full path (it is relative to `examples/`), and its API token.
+fn demo_config() -> (String, String) {
+    let text = std::fs::read_to_string(repo().join("examples/demo.yaml")).expect("demo config");
+    let mut token = None;
+    let mut config = String::new();
+    for line in text.lines() {
+        if let Some(file) = line.strip_prefix("agents_file:") {
+            let path = repo().join("examples").join(file.trim());
+            config.push_str(&format!("agents_file: {}\n", path.display()));
+            continue;
+        }
+        if let Some(t) = line.strip_prefix("api_token:") {
+            token = Some(t.trim().to_string());
+        }
+        config.push_str(line);
+        config.push('\n');
+    }
+    (config, token.expect("the demo config has an api_token"))
 }
 
 #[test]
-fn the_open_wallboard_counts_an_agent_once_through_pause_and_ready() {
+fn piotr_paused_shows_under_both_his_languages_and_once_in_the_totals() {
+    // The demo agents: Anna speaks nb and en, Piotr pl and en.
+    let (config, token) = demo_config();
     let flows = test_flows("");
+    let hotline = Hotline::start_with(Options {
+        flows: Some(flows.path().to_path_buf()),
+        config: Some(config),
+    });
+    let mut browser = Browser::start();
+    browser.navigate(&format!("http://{}/", hotline.http));
+    let board = browser.wait_board("pl", Duration::from_secs(10), |b| b.status == "live");
+    assert_eq!(board.ready.as_deref(), Some("0"), "{board:?}");
+    assert_eq!(board.total_ready.as_deref(), Some("0"), "{board:?}");
+    assert!(board.advisers.is_empty(), "nobody logged in: {board:?}");
+
+    // Both start work, set ready through the API (the demo accounts offer
+    // SHA-256 digest first, which sipp's REGISTER cannot answer).
+    let post = |agent: &str, state: &str| {
+        let (status, body) = hotline.post(
+            &format!("/api/agents/{agent}/state"),
+            Some(&token),
+            &format!(r#"{{"state":"{state}","reason":"lunch"}}"#),
+        );
+        assert_eq!(status, 200, "{body}");
+    };
+    post("anna", "ready");
+    post("piotr", "ready");
+    let pl = browser.wait_board("pl", Duration::from_secs(15), |b| {
+        b.ready.as_deref() == Some("1 (1 shared with en)") && b.estimate.as_deref() == Some("0 s")
+    });
+    assert_eq!(
+        pl.total_ready.as_deref(),
+        Some("2"),
+        "each adviser once: {pl:?}"
+    );
+    assert_eq!(pl.paused.as_deref(), Some("0"), "{pl:?}");
+    let en = browser.board("en");
+    assert_eq!(
+        en.ready.as_deref(),
+        Some("2 (2 shared with nb, pl)"),
+        "{en:?}"
+    );
+
+    // Paused and ready again: counted once, not once per event.
+    for state in ["paused", "ready", "paused"] {
+        post("piotr", state);
+        browser.wait_board("pl", Duration::from_secs(10), |b| {
+            let want = |n: &str| {
+                Some(if n == state {
+                    "1 (1 shared with en)"
+                } else {
+                    "0"
+                })
+            };
+            b.ready.as_deref() == want("ready") && b.paused.as_deref() == want("paused")
+        });
+    }
+
+    // Piotr paused: under Polish and under English, once in the totals and
+    // the list; Polish callers now have nobody, English ones still Anna.
+    let pl = browser.wait_board("pl", Duration::from_secs(15), |b| {
+        b.estimate.as_deref() == Some("no adviser")
+    });
+    assert_eq!(pl.paused.as_deref(), Some("1 (1 shared with en)"), "{pl:?}");
+    assert_eq!(pl.ready.as_deref(), Some("0"), "{pl:?}");
+    assert_eq!(pl.total_ready.as_deref(), Some("1"), "{pl:?}");
+    assert_eq!(pl.total_paused.as_deref(), Some("1"), "{pl:?}");
+    assert_eq!(pl.total_busy.as_deref(), Some("0"), "{pl:?}");
+    assert_eq!(pl.adviser("piotr"), (Some("paused (lunch)"), 1), "{pl:?}");
+    assert_eq!(pl.adviser("anna"), (Some("ready"), 1), "{pl:?}");
+    let en = browser.board("en");
+    assert_eq!(en.paused.as_deref(), Some("1 (1 shared with pl)"), "{en:?}");
+    assert_eq!(en.ready.as_deref(), Some("1 (1 shared with nb)"), "{en:?}");
+    assert_eq!(en.estimate.as_deref(), Some("0 s"), "{en:?}");
+    let nb = browser.board("nb");
+    assert_eq!(nb.paused.as_deref(), Some("0"), "Piotr speaks no Norwegian");
+}
+
+#[test]
+fn a_pause_asked_for_during_wrap_up_shows_as_pending_then_paused() {
+    let flows = test_flows("wrap_up: 15s");
     let dir = tempfile::tempdir().expect("tempdir");
     let agents_file = dir.path().join("agents.yaml");
     std::fs::write(
@@ -399,24 +565,45 @@ fn the_open_wallboard_counts_an_agent_once_through_pause_and_ready() {
             agents_file.display()
         )),
     });
+    let olek = support::agents::agent(&hotline, "olek", "haslo-1", 300);
     let mut browser = Browser::start();
     browser.navigate(&format!("http://{}/", hotline.http));
-    let board = browser.wait_board("pl", Duration::from_secs(10), |b| b.status == "live");
-    assert_eq!(board.agents.as_deref(), Some("0 / 0"), "{board:?}");
+    browser.wait_board("pl", Duration::from_secs(10), |b| {
+        b.status == "live" && b.ready.as_deref() == Some("1")
+    });
 
-    // Olek's phone registers (no call comes, so nothing needs to answer).
-    support::agents::register(&hotline, "olek", "haslo-1", free_sip_port());
-    let has = |want: &'static str| move |b: &Board| b.agents.as_deref() == Some(want);
-    browser.wait_board("pl", Duration::from_secs(10), has("1 / 0"));
+    // A Polish caller talks to Olek for a moment and hangs up: wrap-up.
+    let rtp = RtpListener::bind();
+    asks_for_adviser(&hotline, "call_queue.xml", &rtp, "4")
+        .duration_ms(2_000)
+        .run_ok();
+    olek.phone.wait_ok();
+    let (status, body) = hotline.post(
+        "/api/agents/olek/state",
+        Some("t0k3n"),
+        r#"{"state":"paused","reason":"lunch"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""pending":"paused""#), "{body}");
 
-    // Paused and ready again: counted once, not once per event.
-    for (state, want) in [("paused", "0 / 0"), ("ready", "1 / 0"), ("paused", "0 / 0")] {
-        let (status, body) = hotline.post(
-            "/api/agents/olek/state",
-            Some("t0k3n"),
-            &format!(r#"{{"state":"{state}"}}"#),
-        );
-        assert_eq!(status, 200, "{body}");
-        browser.wait_board("pl", Duration::from_secs(10), has(want));
-    }
+    let board = browser.wait_board("pl", Duration::from_secs(10), |b| {
+        b.adviser("olek").0 == Some("wrap-up → paused")
+    });
+    assert_eq!(board.busy.as_deref(), Some("1"), "{board:?}");
+    assert_eq!(board.total_busy.as_deref(), Some("1"), "{board:?}");
+    assert_eq!(board.paused.as_deref(), Some("0"), "{board:?}");
+
+    // The chart: the caller waited, and was answered within 20 s (100 %).
+    let chart = browser.wait_board("pl", Duration::from_secs(15), |b| {
+        !b.chart_service_levels.is_empty()
+    });
+    assert_eq!(chart.chart_service_levels, [100], "{chart:?}");
+    assert_eq!(chart.chart_waiting.iter().max(), Some(&1), "{chart:?}");
+
+    // Wrap-up over: paused, nothing pending.
+    let board = browser.wait_board("pl", Duration::from_secs(20), |b| {
+        b.adviser("olek").0 == Some("paused (lunch)")
+    });
+    assert_eq!(board.paused.as_deref(), Some("1"), "{board:?}");
+    assert_eq!(board.busy.as_deref(), Some("0"), "{board:?}");
 }

@@ -194,8 +194,14 @@ impl<M: MediaControl> CallManager<M> {
     /// Carries out what the queue engine asked for.
     pub(super) fn drain_queue(&mut self, now: Now) {
         while let Some(action) = self.queue.poll_action() {
-            if let QueueAction::AgentStateChanged { agent, state } = action {
-                self.agent_state_changed(now, &agent, &state);
+            if let QueueAction::AgentStateChanged {
+                agent,
+                state,
+                pending,
+                entered,
+            } = action
+            {
+                self.agent_state_changed(now, &agent, &state, pending.as_ref(), entered);
                 continue;
             }
             let Some(key) = action.caller().and_then(|c| self.own_call(c)) else {

@@ -4,7 +4,7 @@
 
 use super::super::{CallManager, MediaControl, Observation};
 use super::AgentLeg;
-use crate::acd::{AgentId, AgentState, LeaveOutcome, QueueExit};
+use crate::acd::{AgentId, AgentState, LeaveOutcome, QueueExit, RequestedState};
 use crate::cdr::{queue_event as qe, QueueEvent, QueueEventInfo};
 use crate::events::LiveEvent;
 use crate::ids::CallId;
@@ -21,6 +21,9 @@ pub struct QueueSummary {
     pub mean_handle_seconds: f64,
     /// Callers waiting per language.
     pub languages: std::collections::BTreeMap<String, usize>,
+    /// For each language the queue takes, the estimated wait of a caller
+    /// joining now; null when nobody who could take the call is serving.
+    pub estimated_wait_by_language: std::collections::BTreeMap<String, Option<f64>>,
 }
 
 /// The `state` label values of `hotline_agents`.
@@ -108,10 +111,22 @@ impl<M: MediaControl> CallManager<M> {
         self.log_queue(e);
     }
 
-    /// An agent's state moved: logged, told to the wallboard.
-    pub(super) fn agent_state_changed(&mut self, now: Now, agent: &AgentId, state: &AgentState) {
-        tracing::info!(agent = %agent.as_str(), state = state.label(), "agent state");
-        self.log_agent_state(now, agent, state);
+    /// An agent's state, or the state it asked for, moved: told to the
+    /// wallboard; states entered are logged too.
+    pub(super) fn agent_state_changed(
+        &mut self,
+        now: Now,
+        agent: &AgentId,
+        state: &AgentState,
+        pending: Option<&RequestedState>,
+        entered: bool,
+    ) {
+        tracing::info!(agent = %agent.as_str(), state = state.label(),
+            pending = pending.map(|p| p.label()), entered, "agent state");
+        if entered {
+            // The queue log and gauges follow states entered.
+            self.log_agent_state(now, agent, state);
+        }
         let skills = self
             .agents
             .get(agent)
@@ -121,6 +136,11 @@ impl<M: MediaControl> CallManager<M> {
             at: now.unix_seconds(),
             agent: agent.as_str().to_string(),
             state: state.label().to_string(),
+            pending: pending.map(|p| p.label().to_string()),
+            reason: match state {
+                AgentState::Paused { reason } => Some(reason.clone()),
+                _ => None,
+            },
             skills,
         });
     }
@@ -253,6 +273,12 @@ impl<M: MediaControl> CallManager<M> {
                     .lines
                     .iter()
                     .map(|l| (l.language.code().to_string(), l.waiting))
+                    .collect(),
+                estimated_wait_by_language: self
+                    .queue
+                    .join_estimates(now, &q.name)
+                    .into_iter()
+                    .map(|(l, d)| (l.code().to_string(), d.map(|d| d.as_secs_f64())))
                     .collect(),
                 name: q.name,
             })
