@@ -5,8 +5,8 @@
 use super::{CallManager, MediaControl};
 use crate::acd::{feature_code, AgentId, RequestedState};
 use crate::registrar::{
-    ContactParam, Contacts, RegisterOutcome, RegisterRequest as Registration, RegistrarEvent,
-    Transport as RegTransport,
+    ContactParam, Contacts, RegisterFailure, RegisterOutcome, RegisterRequest as Registration,
+    RegistrarEvent, Transport as RegTransport,
 };
 use crate::sip::{IncomingCall, RegisterRequest, Transport};
 use serde::Serialize;
@@ -92,9 +92,8 @@ impl<M: MediaControl> CallManager<M> {
             RegisterOutcome::IntervalTooBrief { min_expires } => {
                 headers.push(("Min-Expires".into(), min_expires.to_string()));
             }
-            RegisterOutcome::Forbidden => {
-                tracing::warn!(user = %request.to_user, source = %request.source, "register refused");
-            }
+            // Logged once per phone as a failure (`drain_registrar`).
+            RegisterOutcome::Forbidden => {}
             RegisterOutcome::BadRequest(why) => {
                 tracing::info!(source = %request.source, reason = why, "register malformed");
             }
@@ -121,12 +120,37 @@ impl<M: MediaControl> CallManager<M> {
                     (agent, state)
                 }
                 RegistrarEvent::Unregistered { agent } => (agent, RequestedState::LoggedOut),
+                RegistrarEvent::Failed(failure) => {
+                    self.register_failed(&failure);
+                    continue;
+                }
             };
             if let Err(e) = self.acd.agent_state(now, &agent, requested) {
                 tracing::warn!(agent = %agent.as_str(), error = %e, "agent state from registration refused");
             }
         }
         self.drain_acd(now);
+    }
+
+    /// Counts a failed registration; logs the first for its user and source.
+    fn register_failed(&self, failure: &RegisterFailure) {
+        self.metrics
+            .register_failures_total
+            .with_label_values(&[failure.reason.label()])
+            .inc();
+        if !failure.first {
+            return;
+        }
+        let agent = failure.agent.as_ref().map_or("", AgentId::as_str);
+        tracing::warn!(
+            user = %failure.user,
+            agent,
+            source = %failure.source,
+            reason = failure.reason.label(),
+            detail = failure.detail,
+            "registration failed: {}; further failures of this phone are counted in hotline_register_failures_total, not logged",
+            failure.reason.describe()
+        );
     }
 
     /// An INVITE to `*1`, `*2` or `*9` from a registered agent's phone sets its
