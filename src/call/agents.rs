@@ -148,7 +148,7 @@ impl<M: MediaControl> CallManager<M> {
             source = %failure.source,
             reason = failure.reason.label(),
             detail = failure.detail,
-            "registration failed: {}; further failures of this phone are counted in hotline_register_failures_total, not logged",
+            "registration failed: {}; this phone's next failures are counted, not logged",
             failure.reason.describe()
         );
     }

@@ -496,7 +496,7 @@ impl RejectReason {
     pub fn describe(self) -> &'static str {
         match self {
             RejectReason::WrongRealm => "another realm",
-            RejectReason::UnsupportedAlgorithm => "an algorithm that is not offered",
+            RejectReason::UnsupportedAlgorithm => "an algorithm that is not challenged with",
             RejectReason::UnsupportedQop => "a qop other than auth",
             RejectReason::MissingNonceCount => "qop=auth without nc or cnonce",
             RejectReason::UserhashUnsupported => "userhash, which is not offered",
@@ -674,6 +674,11 @@ impl DigestAuth {
                 None => return Verdict::Rejected(UnsupportedAlgorithm),
             },
         };
+        // Only what is challenged with: an operator who lists SHA-256 alone
+        // gets no MD5 logins.
+        if !self.algorithms.contains(&algorithm) {
+            return Verdict::Rejected(UnsupportedAlgorithm);
+        }
         if let Some(uri) = request_uri {
             if uri != r.uri {
                 return Verdict::Rejected(UriMismatch);
@@ -790,7 +795,8 @@ mod tests {
     /// asked).
     fn digest_ok(header: &str, method: &str, creds: &Ha1Set, realm: &str) -> Verdict {
         let now = Instant::now();
-        let auth = DigestAuth::new(realm, [7; 32], now, DigestConfig::default());
+        let mut auth = DigestAuth::new(realm, [7; 32], now, DigestConfig::default());
+        auth.set_algorithms(&[Algorithm::Sha256, Algorithm::Md5]);
         let mut r = parse_authorization(header).expect("parses");
         r.opaque = None; // the RFC's opaque is not ours
         auth.check_digest(&r, method, Some("/dir/index.html"), creds)
@@ -1006,6 +1012,32 @@ mod tests {
         assert_eq!(
             auth.verify(t0 + Duration::from_millis(20), &r, "REGISTER", None, &creds),
             Verdict::Stale(StaleReason::Replayed)
+        );
+    }
+
+    #[test]
+    fn an_algorithm_not_challenged_with_is_refused() {
+        let t0 = Instant::now();
+        let mut auth = DigestAuth::new("hotline", [1; 32], t0, DigestConfig::default());
+        let client = Client {
+            username: "anna",
+            password: "pw",
+        };
+        auth.set_algorithms(&[Algorithm::Sha256]);
+        let mut challenge = auth.challenges(t0, false).remove(0);
+        // The phone takes our nonce but hashes with MD5.
+        challenge.algorithm = Algorithm::Md5;
+        let r = client.answer(&challenge, 1, "sip:hotline");
+        assert_eq!(
+            auth.verify(t0, &r, "REGISTER", None, &creds("hotline")),
+            Verdict::Rejected(RejectReason::UnsupportedAlgorithm)
+        );
+        // Answered as asked, it passes.
+        challenge.algorithm = Algorithm::Sha256;
+        let r = client.answer(&challenge, 2, "sip:hotline");
+        assert_eq!(
+            auth.verify(t0, &r, "REGISTER", None, &creds("hotline")),
+            Verdict::Accepted
         );
     }
 
