@@ -8,7 +8,7 @@
 
 use hotline::media::{Codec, MediaConfig, MediaEngine, StreamParams};
 use hotline::metrics::Metrics;
-use hotline::sip::CallKey;
+use hotline::sip::CallId;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -96,7 +96,7 @@ async fn main() -> ExitCode {
             telephone_event_pt: Some(101),
             send: true,
         };
-        if let Err(e) = engine.open(CallKey(k), params) {
+        if let Err(e) = engine.open(CallId(k), params) {
             eprintln!("stream {k}: {e}");
             return ExitCode::FAILURE;
         }

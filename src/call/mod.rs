@@ -23,7 +23,7 @@ use crate::metrics::{outcome, stage, Metrics};
 use crate::registrar::{DigestAuth, DigestConfig, Registrar, RegistrarConfig};
 use crate::sdp;
 use crate::sip::{
-    CallKey, EndReason, IncomingCall, LegKey, SessionKey, SipEndpoint, SipEvent, Transmit,
+    CallId, EndReason, IncomingCall, LegKey, SessionKey, SipEndpoint, SipEvent, Transmit,
     Transport,
 };
 use queueing::{AgentLeg, Queued};
@@ -183,14 +183,14 @@ pub struct CallManager<M: MediaControl> {
     bundle: Arc<FlowBundle>,
     metrics: Arc<Metrics>,
     media_ip: IpAddr,
-    calls: HashMap<CallKey, Call>,
-    timers: BTreeSet<(Instant, CallKey)>,
+    calls: HashMap<CallId, Call>,
+    timers: BTreeSet<(Instant, CallId)>,
     draining: bool,
     /// Calls touched since the last drain of flow actions.
-    dirty: Vec<CallKey>,
+    dirty: Vec<CallId>,
     /// Ringing before answer, when an answer delay is set.
     answer_delay: Duration,
-    ringing: HashMap<CallKey, Ringing>,
+    ringing: HashMap<CallId, Ringing>,
     events: EventBus,
     env: LiveEnv,
     acd: Acd,
@@ -344,7 +344,7 @@ impl<M: MediaControl> CallManager<M> {
         self.drain_acd(now);
     }
 
-    fn set_stage(&mut self, key: CallKey, stage: Stage) {
+    fn set_stage(&mut self, key: CallId, stage: Stage) {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -466,8 +466,8 @@ impl<M: MediaControl> CallManager<M> {
     /// A leg sent no RTP for the configured time: its peer may have vanished
     /// without a BYE. Ask it with an in-dialog OPTIONS; `ProbeFailed` ends the
     /// call, so no agent is left stuck "on call".
-    fn rtp_silent(&mut self, now: Instant, media_key: CallKey) {
-        let caller = CallKey(media_key.0 & !queueing::AGENT_LEG_BIT);
+    fn rtp_silent(&mut self, now: Instant, media_key: CallId) {
+        let caller = CallId(media_key.0 & !queueing::AGENT_LEG_BIT);
         if media_key == caller {
             if self.calls.contains_key(&caller) {
                 tracing::info!(call = caller.0, "no RTP from the caller: probing");
@@ -491,7 +491,7 @@ impl<M: MediaControl> CallManager<M> {
     /// in progress go on.
     pub fn start_draining(&mut self, now: Instant) {
         self.draining = true;
-        let ringing: Vec<CallKey> = self.ringing.keys().copied().collect();
+        let ringing: Vec<CallId> = self.ringing.keys().copied().collect();
         for key in ringing {
             if let Some(r) = self.ringing.remove(&key) {
                 self.timers.remove(&(r.answer_at, key));
@@ -506,7 +506,7 @@ impl<M: MediaControl> CallManager<M> {
     /// Stops taking calls and hangs up every call in progress.
     pub fn shut_down(&mut self, now: Instant) {
         self.start_draining(now);
-        let keys: Vec<CallKey> = self.calls.keys().copied().collect();
+        let keys: Vec<CallId> = self.calls.keys().copied().collect();
         for key in keys {
             self.end_call_locally(now, key, LocalEnd::Failure, "shutdown");
         }
@@ -793,7 +793,7 @@ impl<M: MediaControl> CallManager<M> {
         self.dirty.push(key);
     }
 
-    fn reoffer(&mut self, now: Instant, key: CallKey, offer: Option<String>) {
+    fn reoffer(&mut self, now: Instant, key: CallId, offer: Option<String>) {
         let Some(call) = self.calls.get_mut(&key) else {
             self.endpoint.answer_reoffer(now, key, None);
             return;
@@ -831,7 +831,7 @@ impl<M: MediaControl> CallManager<M> {
         self.endpoint.answer_reoffer(now, key, Some(&answer));
     }
 
-    fn ended(&mut self, now: Instant, key: CallKey, reason: EndReason) {
+    fn ended(&mut self, now: Instant, key: CallId, reason: EndReason) {
         // Out of the queue (abandoned) or off the agent (wrap-up) first.
         self.caller_gone(now, key);
         let Some(call) = self.calls.remove(&key) else {
@@ -944,7 +944,7 @@ impl<M: MediaControl> CallManager<M> {
     fn call_record(
         &self,
         now: Instant,
-        key: CallKey,
+        key: CallId,
         call: &Call,
         result: &str,
         reason: EndReason,
@@ -991,7 +991,7 @@ impl<M: MediaControl> CallManager<M> {
         }
     }
 
-    fn flow_event(&mut self, now: Instant, key: CallKey, event: FlowEvent) {
+    fn flow_event(&mut self, now: Instant, key: CallId, event: FlowEvent) {
         if let Some(call) = self.calls.get_mut(&key) {
             if call.local_end.is_none() {
                 call.flow.handle_event(now, event, &self.env);
@@ -1001,7 +1001,7 @@ impl<M: MediaControl> CallManager<M> {
     }
 
     /// Carries out what the flow asked for, then re-arms its timer.
-    fn drain_flow(&mut self, now: Instant, key: CallKey) {
+    fn drain_flow(&mut self, now: Instant, key: CallId) {
         // Bounded by the engine's own step limit per event.
         loop {
             let Some(call) = self.calls.get_mut(&key) else {
@@ -1061,7 +1061,7 @@ impl<M: MediaControl> CallManager<M> {
         self.rearm(key);
     }
 
-    fn rearm(&mut self, key: CallKey) {
+    fn rearm(&mut self, key: CallId) {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -1077,7 +1077,7 @@ impl<M: MediaControl> CallManager<M> {
         }
     }
 
-    fn end_call_locally(&mut self, now: Instant, key: CallKey, end: LocalEnd, why: &str) {
+    fn end_call_locally(&mut self, now: Instant, key: CallId, end: LocalEnd, why: &str) {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -1143,7 +1143,7 @@ fn refused_record(
 
 /// The call record's id: SIP Call-ID and the call's number (unique across
 /// restarts); queue log rows carry it to be joined with the record.
-fn record_id(call: &Call, key: CallKey) -> String {
+fn record_id(call: &Call, key: CallId) -> String {
     format!("{}:{}", call.info.call_id, key.0)
 }
 

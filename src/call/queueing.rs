@@ -17,15 +17,15 @@ use crate::flow::{FlowEvent, QueueOptions};
 use crate::language::Language;
 use crate::media::Codec;
 use crate::sdp;
-use crate::sip::{CallKey, EndReason, LegKey, OutboundInvite, Transport};
+use crate::sip::{CallId, EndReason, LegKey, OutboundInvite, Transport};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Marks the media stream of a caller's agent leg.
 pub(super) const AGENT_LEG_BIT: u64 = 1 << 63;
 
-pub(super) fn agent_media_key(call: CallKey) -> CallKey {
-    CallKey(call.0 | AGENT_LEG_BIT)
+pub(super) fn agent_media_key(call: CallId) -> CallId {
+    CallId(call.0 | AGENT_LEG_BIT)
 }
 
 /// Announcement play ids live in their own range so that a late
@@ -60,7 +60,7 @@ pub(super) struct Queued {
 /// A leg we placed to an agent for a caller.
 #[derive(Debug, Clone)]
 pub(super) struct AgentLeg {
-    pub call: CallKey,
+    pub call: CallId,
     pub agent: AgentId,
     pub queue: String,
     /// Withdrawn by the ACD (ring timeout, pause, caller gone): whatever the
@@ -78,7 +78,7 @@ impl<M: MediaControl> CallManager<M> {
     pub(super) fn join_queue(
         &mut self,
         now: Instant,
-        key: CallKey,
+        key: CallId,
         queue: &str,
         options: &QueueOptions,
     ) {
@@ -168,13 +168,13 @@ impl<M: MediaControl> CallManager<M> {
                     agent,
                     queue,
                     language,
-                } => self.offer(now, CallKey(call.0), agent, queue, language),
+                } => self.offer(now, CallId(call.0), agent, queue, language),
                 AcdAction::CancelOffer {
                     call,
                     agent,
                     reason,
                 } => {
-                    let key = CallKey(call.0);
+                    let key = CallId(call.0);
                     if let Some(leg) = self.leg_of(key) {
                         tracing::info!(call = key.0, agent = %agent.as_str(), ?reason, "offer withdrawn");
                         self.log_withdrawn(key, leg, reason);
@@ -187,9 +187,9 @@ impl<M: MediaControl> CallManager<M> {
                     estimated_wait,
                     first,
                     ..
-                } => self.announce(CallKey(call.0), position, estimated_wait, first),
+                } => self.announce(CallId(call.0), position, estimated_wait, first),
                 AcdAction::Escalated { call, tier } => {
-                    let key = CallKey(call.0);
+                    let key = CallId(call.0);
                     tracing::info!(call = key.0, tier, "queue escalated");
                     let info = serde_json::json!({ "tier": tier });
                     let language = self.log_queued_event(key, qe::ESCALATED, info);
@@ -198,7 +198,7 @@ impl<M: MediaControl> CallManager<M> {
                     }
                 }
                 AcdAction::LanguageFallback { call, language } => {
-                    let key = CallKey(call.0);
+                    let key = CallId(call.0);
                     tracing::info!(
                         call = call.0,
                         fallback = language.code(),
@@ -211,7 +211,7 @@ impl<M: MediaControl> CallManager<M> {
                     }
                 }
                 AcdAction::WaitMessage { call, index } => {
-                    let key = CallKey(call.0);
+                    let key = CallId(call.0);
                     let prompts = self
                         .calls
                         .get(&key)
@@ -223,10 +223,10 @@ impl<M: MediaControl> CallManager<M> {
                     self.play_announcement(key, &refs);
                 }
                 AcdAction::QueueTimeout { call } => {
-                    self.leave_queue_to_flow(now, CallKey(call.0), FlowEvent::QueueTimeout)
+                    self.leave_queue_to_flow(now, CallId(call.0), FlowEvent::QueueTimeout)
                 }
                 AcdAction::NoAgents { call } => {
-                    self.leave_queue_to_flow(now, CallKey(call.0), FlowEvent::QueueNoAgents)
+                    self.leave_queue_to_flow(now, CallId(call.0), FlowEvent::QueueNoAgents)
                 }
                 AcdAction::CallLeft {
                     call,
@@ -236,7 +236,7 @@ impl<M: MediaControl> CallManager<M> {
                     waited,
                     prediction,
                 } => self.record_left(
-                    CallKey(call.0),
+                    CallId(call.0),
                     &queue,
                     language,
                     &outcome,
@@ -266,7 +266,7 @@ impl<M: MediaControl> CallManager<M> {
     /// Logs a queue event with `info` for a queued caller; their language.
     fn log_queued_event(
         &mut self,
-        key: CallKey,
+        key: CallId,
         event: &str,
         info: serde_json::Value,
     ) -> Option<Language> {
@@ -280,7 +280,7 @@ impl<M: MediaControl> CallManager<M> {
 
     /// What a caller hears when their queue falls back to another language
     /// (`no_agents: { fallback: en, play: ... }` in queues.yaml).
-    fn fallback_prompt(&self, key: CallKey) -> Option<String> {
+    fn fallback_prompt(&self, key: CallId) -> Option<String> {
         let call = self.calls.get(&key)?;
         let queue = &call.queued.as_ref()?.queue;
         match &call.bundle.flows.queues.get(queue)?.no_agents {
@@ -301,7 +301,7 @@ impl<M: MediaControl> CallManager<M> {
     fn offer(
         &mut self,
         now: Instant,
-        key: CallKey,
+        key: CallId,
         agent: AgentId,
         queue: String,
         language: Language,
@@ -406,7 +406,7 @@ impl<M: MediaControl> CallManager<M> {
         }
     }
 
-    fn leg_of(&self, key: CallKey) -> Option<LegKey> {
+    fn leg_of(&self, key: CallId) -> Option<LegKey> {
         self.calls.get(&key).and_then(|c| c.agent_leg)
     }
 
@@ -614,7 +614,7 @@ impl<M: MediaControl> CallManager<M> {
 
     /// The caller's call ends (either side): take it out of the queue or end
     /// the agent leg, so that nobody is left ringing or "on call".
-    pub(super) fn caller_gone(&mut self, now: Instant, key: CallKey) {
+    pub(super) fn caller_gone(&mut self, now: Instant, key: CallId) {
         let Some(call) = self.calls.get(&key) else {
             return;
         };
@@ -636,7 +636,7 @@ impl<M: MediaControl> CallManager<M> {
         self.drain_acd(now);
     }
 
-    fn leave_queue_to_flow(&mut self, now: Instant, key: CallKey, event: FlowEvent) {
+    fn leave_queue_to_flow(&mut self, now: Instant, key: CallId, event: FlowEvent) {
         self.media.stop_music(key);
         self.set_stage(key, Stage::Ivr);
         if let Some(call) = self.calls.get_mut(&key) {
@@ -651,7 +651,7 @@ impl<M: MediaControl> CallManager<M> {
     /// exist (a number with no recording is left out rather than mis-said).
     fn announce(
         &mut self,
-        key: CallKey,
+        key: CallId,
         position: usize,
         estimated: Option<Duration>,
         first: bool,
@@ -692,7 +692,7 @@ impl<M: MediaControl> CallManager<M> {
     }
 
     /// Plays prompts over the hold music (which resumes after).
-    fn play_announcement(&mut self, key: CallKey, ids: &[&str]) {
+    fn play_announcement(&mut self, key: CallId, ids: &[&str]) {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -717,7 +717,7 @@ impl<M: MediaControl> CallManager<M> {
 
     fn record_left(
         &mut self,
-        key: CallKey,
+        key: CallId,
         queue: &str,
         language: Language,
         left: &LeaveOutcome,
@@ -806,7 +806,7 @@ impl<M: MediaControl> CallManager<M> {
     }
 
     /// A queue log row for `key`'s call, stamped now.
-    fn queue_event(&self, key: CallKey, kind: &str, queue: &str, language: Language) -> QueueEvent {
+    fn queue_event(&self, key: CallId, kind: &str, queue: &str, language: Language) -> QueueEvent {
         QueueEvent {
             call_id: self.calls.get(&key).map(|c| super::record_id(c, key)),
             queue: Some(queue.to_string()),
@@ -824,7 +824,7 @@ impl<M: MediaControl> CallManager<M> {
 
     fn log_offer_failed(
         &self,
-        key: CallKey,
+        key: CallId,
         agent: &AgentId,
         queue: &str,
         language: Language,
@@ -841,7 +841,7 @@ impl<M: MediaControl> CallManager<M> {
         self.log_queue(e);
     }
 
-    fn log_leg_failed(&self, key: CallKey, leg: &AgentLeg, code: u16) {
+    fn log_leg_failed(&self, key: CallId, leg: &AgentLeg, code: u16) {
         let language = self
             .calls
             .get(&key)
@@ -855,7 +855,7 @@ impl<M: MediaControl> CallManager<M> {
     /// The ACD took an offer back. A caller who left is logged by its own
     /// event; a ring timeout is a `ring_noanswer` (408, as the phone would
     /// have said), an agent gone an `offer_failed` (487, the CANCEL).
-    fn log_withdrawn(&self, key: CallKey, leg: LegKey, reason: CancelReason) {
+    fn log_withdrawn(&self, key: CallId, leg: LegKey, reason: CancelReason) {
         let Some(info) = self.legs.get(&leg) else {
             return;
         };
@@ -877,7 +877,7 @@ impl<M: MediaControl> CallManager<M> {
         match state {
             AgentState::Paused { reason } => e.reason = Some(reason.clone()),
             AgentState::Ringing { call } | AgentState::OnCall { call } => {
-                let key = CallKey(call.0);
+                let key = CallId(call.0);
                 e.call_id = self.calls.get(&key).map(|c| super::record_id(c, key));
             }
             _ => {}

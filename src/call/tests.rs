@@ -10,42 +10,42 @@ use std::time::Duration;
 
 #[derive(Default)]
 struct FakeMedia {
-    opened: Vec<(CallKey, StreamParams)>,
-    updates: Vec<(CallKey, StreamParams)>,
-    plays: Vec<(CallKey, u64, usize)>,
+    opened: Vec<(CallId, StreamParams)>,
+    updates: Vec<(CallId, StreamParams)>,
+    plays: Vec<(CallId, u64, usize)>,
     stops: usize,
-    closed: Vec<CallKey>,
+    closed: Vec<CallId>,
     fail_open: bool,
 }
 
 impl MediaControl for FakeMedia {
-    fn open(&mut self, call: CallKey, params: StreamParams) -> Result<u16, MediaError> {
+    fn open(&mut self, call: CallId, params: StreamParams) -> Result<u16, MediaError> {
         if self.fail_open {
             return Err(MediaError::NoFreePort);
         }
         self.opened.push((call, params));
         Ok(40000)
     }
-    fn update(&mut self, call: CallKey, params: StreamParams) {
+    fn update(&mut self, call: CallId, params: StreamParams) {
         self.updates.push((call, params));
     }
-    fn play(&mut self, call: CallKey, play_id: u64, clips: Vec<Arc<Clip>>) {
+    fn play(&mut self, call: CallId, play_id: u64, clips: Vec<Arc<Clip>>) {
         self.plays.push((call, play_id, clips.len()));
     }
-    fn stop(&mut self, _call: CallKey) {
+    fn stop(&mut self, _call: CallId) {
         self.stops += 1;
     }
-    fn close(&mut self, call: CallKey) {
+    fn close(&mut self, call: CallId) {
         self.closed.push(call);
     }
-    fn open_pending(&mut self, _call: CallKey) -> Result<u16, MediaError> {
+    fn open_pending(&mut self, _call: CallId) -> Result<u16, MediaError> {
         Ok(40002)
     }
-    fn play_music(&mut self, _call: CallKey, _clip: Arc<Clip>) {}
-    fn stop_music(&mut self, _call: CallKey) {}
-    fn bridge(&mut self, _a: CallKey, _b: CallKey) {}
-    fn unbridge(&mut self, _call: CallKey) {}
-    fn set_rtp_timeout(&mut self, _call: CallKey, _timeout: Option<std::time::Duration>) {}
+    fn play_music(&mut self, _call: CallId, _clip: Arc<Clip>) {}
+    fn stop_music(&mut self, _call: CallId) {}
+    fn bridge(&mut self, _a: CallId, _b: CallId) {}
+    fn unbridge(&mut self, _call: CallId) {}
+    fn set_rtp_timeout(&mut self, _call: CallId, _timeout: Option<std::time::Duration>) {}
 }
 
 fn bundle() -> Arc<FlowBundle> {

@@ -130,12 +130,12 @@ pub fn set_sequence(packet: &mut [u8], sequence: u16) {
 mod tests {
     use super::*;
     use crate::media::g711;
-    use crate::sip::CallKey;
+    use crate::sip::CallId;
     use std::time::Duration;
 
     fn target(codec: Codec, telephone_event_pt: Option<u8>, due: Instant) -> Outbound {
         Outbound {
-            call: CallKey(2),
+            call: CallId(2),
             ssrc: 0x5150_5150,
             sequence: 7,
             timestamp: 1_000,

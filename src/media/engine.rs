@@ -21,7 +21,7 @@ use super::pacer::{Outbound, Pacer, SendResult, StreamInit, TickStats};
 use super::socket::RtpSocket as UdpSocket;
 use super::{rtp, Clip, Codec, MediaConfig, MediaError, MediaEvent, StreamParams};
 use crate::metrics::Metrics;
-use crate::sip::CallKey;
+use crate::sip::CallId;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
@@ -51,45 +51,45 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 
 enum Command {
     Open {
-        call: CallKey,
+        call: CallId,
         params: StreamParams,
         init: StreamInit,
         leg: Leg,
     },
     Update {
-        call: CallKey,
+        call: CallId,
         params: StreamParams,
     },
     Latch {
-        call: CallKey,
+        call: CallId,
         source: SocketAddr,
     },
     Play {
-        call: CallKey,
+        call: CallId,
         play_id: u64,
         clips: Vec<Arc<Clip>>,
     },
     Stop {
-        call: CallKey,
+        call: CallId,
     },
     Music {
-        call: CallKey,
+        call: CallId,
         clip: Option<Arc<Clip>>,
     },
     Bridge {
-        a: CallKey,
-        b: CallKey,
+        a: CallId,
+        b: CallId,
     },
     Unbridge {
-        call: CallKey,
+        call: CallId,
     },
     RtpTimeout {
         /// `None`: the default for streams opened from now on.
-        call: Option<CallKey>,
+        call: Option<CallId>,
         timeout: Option<Duration>,
     },
     Close {
-        call: CallKey,
+        call: CallId,
     },
 }
 
@@ -226,7 +226,7 @@ struct CallEntry {
 
 #[derive(Default)]
 struct Calls {
-    by_call: HashMap<CallKey, CallEntry>,
+    by_call: HashMap<CallId, CallEntry>,
     ports_in_use: HashSet<u16>,
     /// Index (among the even ports) where the next search starts.
     cursor: u32,
@@ -321,9 +321,9 @@ impl MediaEngine {
     /// Binds the call's RTP socket; returns the local port for the SDP answer.
     /// Opening a call that is already open updates it and returns its port.
     ///
-    /// Every leg is a `CallKey`: the caller's leg and an agent's leg of the
+    /// Every leg is a `CallId`: the caller's leg and an agent's leg of the
     /// same conversation are two streams with two keys.
-    pub fn open(&self, call: CallKey, params: StreamParams) -> Result<u16, MediaError> {
+    pub fn open(&self, call: CallId, params: StreamParams) -> Result<u16, MediaError> {
         let mut calls = self.calls();
         if let Some(port) = calls.by_call.get(&call).map(|entry| entry.port) {
             drop(calls);
@@ -378,7 +378,7 @@ impl MediaEngine {
     /// Binds a port for a call we place (an agent's leg), before the answer
     /// says where to send: nothing is sent and no RTP is expected until
     /// `update` gives the answer's parameters. Returns the port for our offer.
-    pub fn open_pending(&self, call: CallKey) -> Result<u16, MediaError> {
+    pub fn open_pending(&self, call: CallId) -> Result<u16, MediaError> {
         let unspecified = match self.inner.config.bind_ip {
             IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
@@ -433,7 +433,7 @@ impl MediaEngine {
 
     /// Applies a re-INVITE or an answer: hold, new address, new codec or event
     /// type. A bridged leg's relay follows.
-    pub fn update(&self, call: CallKey, params: StreamParams) {
+    pub fn update(&self, call: CallId, params: StreamParams) {
         {
             let mut calls = self.calls();
             let Some(entry) = calls.by_call.get_mut(&call) else {
@@ -450,7 +450,7 @@ impl MediaEngine {
 
     /// Plays clips one after the other; `PlaybackFinished { play_id }` at the
     /// end. Music, if any, pauses meanwhile and then goes on where it was.
-    pub fn play(&self, call: CallKey, play_id: u64, clips: Vec<Arc<Clip>>) {
+    pub fn play(&self, call: CallId, play_id: u64, clips: Vec<Arc<Clip>>) {
         self.command(Command::Play {
             call,
             play_id,
@@ -460,20 +460,20 @@ impl MediaEngine {
 
     /// Stops the announcements at once (barge-in); no `PlaybackFinished` for
     /// them. Music, if any, goes on.
-    pub fn stop(&self, call: CallKey) {
+    pub fn stop(&self, call: CallId) {
         self.command(Command::Stop { call });
     }
 
     /// Loops `clip` (shared by all callers) under the announcements, from its
     /// start, until `stop_music`, `bridge` or `close`.
-    pub fn play_music(&self, call: CallKey, clip: Arc<Clip>) {
+    pub fn play_music(&self, call: CallId, clip: Arc<Clip>) {
         self.command(Command::Music {
             call,
             clip: Some(clip),
         });
     }
 
-    pub fn stop_music(&self, call: CallKey) {
+    pub fn stop_music(&self, call: CallId) {
         self.command(Command::Music { call, clip: None });
     }
 
@@ -482,13 +482,13 @@ impl MediaEngine {
     /// PCMU and PCMA if their codecs differ, telephone-events mapped to the
     /// other leg's payload type). A leg already bridged elsewhere leaves that
     /// bridge first.
-    pub fn bridge(&self, a: CallKey, b: CallKey) {
+    pub fn bridge(&self, a: CallId, b: CallId) {
         self.command(Command::Bridge { a, b });
     }
 
     /// Ends the bridge `call` is in: both legs go back to comfort silence
     /// (ask for music again if wanted).
-    pub fn unbridge(&self, call: CallKey) {
+    pub fn unbridge(&self, call: CallId) {
         self.command(Command::Unbridge { call });
     }
 
@@ -502,7 +502,7 @@ impl MediaEngine {
     }
 
     /// RTP timeout of one stream; `None` turns its watch off.
-    pub fn set_rtp_timeout(&self, call: CallKey, timeout: Option<Duration>) {
+    pub fn set_rtp_timeout(&self, call: CallId, timeout: Option<Duration>) {
         self.command(Command::RtpTimeout {
             call: Some(call),
             timeout,
@@ -511,7 +511,7 @@ impl MediaEngine {
 
     /// Releases the call's socket before returning. A bridged partner goes
     /// back to comfort silence.
-    pub fn close(&self, call: CallKey) {
+    pub fn close(&self, call: CallId) {
         let entry = {
             let mut calls = self.calls();
             let entry = calls.by_call.remove(&call);
@@ -530,7 +530,7 @@ impl MediaEngine {
     }
 
     /// Packets received on a call's socket so far.
-    pub fn packets_received(&self, call: CallKey) -> Option<u64> {
+    pub fn packets_received(&self, call: CallId) -> Option<u64> {
         let calls = self.calls();
         let entry = calls.by_call.get(&call)?;
         Some(entry.shared.received.load(Ordering::Relaxed))
@@ -567,7 +567,7 @@ struct PacerShell {
 }
 
 impl PacerShell {
-    fn control(&self, call: CallKey, message: Control) {
+    fn control(&self, call: CallId, message: Control) {
         let Some(leg) = self.pacer.sink(call) else {
             return;
         };
@@ -581,7 +581,7 @@ impl PacerShell {
     }
 
     /// Tells `relay_leg`'s receive task to feed `target`'s stream.
-    fn relay(&self, relay_leg: CallKey, target: CallKey) {
+    fn relay(&self, relay_leg: CallId, target: CallId) {
         let (Some(outbound), Some(leg)) = (self.pacer.outbound(target), self.pacer.sink(target))
         else {
             return;
@@ -594,7 +594,7 @@ impl PacerShell {
         self.control(relay_leg, message);
     }
 
-    fn unbridge(&mut self, call: CallKey) {
+    fn unbridge(&mut self, call: CallId) {
         if let Some(peer) = self.pacer.unbridge(call, |leg| leg.shared.take_sequence()) {
             self.control(call, Control::Release);
             self.control(peer, Control::Release);
@@ -876,7 +876,7 @@ impl ActiveRelay {
 /// Reads one call's socket: DTMF, symmetric-RTP latching, counting, and the
 /// relay to the other leg while bridged.
 async fn receive(
-    call: CallKey,
+    call: CallId,
     socket: Weak<UdpSocket>,
     shared: Arc<CallShared>,
     mut control: mpsc::Receiver<Control>,
@@ -1049,7 +1049,7 @@ mod tests {
         let peer = UdpSocket::bind((LOCALHOST, 0)).await.expect("bind");
         let port = free_even_port();
         let (engine, mut events) = engine(port, port + 10);
-        let call = CallKey(1);
+        let call = CallId(1);
         let local = engine
             .open(call, params(peer.local_addr().expect("addr")))
             .expect("open");
@@ -1082,7 +1082,7 @@ mod tests {
         let silent = std::net::UdpSocket::bind((LOCALHOST, 0)).expect("bind");
         let port = free_even_port();
         let (engine, mut events) = engine(port, port + 10);
-        let call = CallKey(9);
+        let call = CallId(9);
         let local = engine
             .open(call, params(silent.local_addr().expect("addr")))
             .expect("open");
@@ -1126,23 +1126,23 @@ mod tests {
             send: false,
             ..params(remote)
         };
-        assert_eq!(engine.open(CallKey(1), params(remote)).expect("open"), port);
+        assert_eq!(engine.open(CallId(1), params(remote)).expect("open"), port);
         // Same call again: same port.
-        assert_eq!(engine.open(CallKey(1), params(remote)).expect("open"), port);
+        assert_eq!(engine.open(CallId(1), params(remote)).expect("open"), port);
         assert!(matches!(
-            engine.open(CallKey(2), params(remote)),
+            engine.open(CallId(2), params(remote)),
             Err(MediaError::NoFreePort)
         ));
-        engine.close(CallKey(1));
+        engine.close(CallId(1));
         // Nothing else may hold the socket: another process could bind it now.
         let probe = std::net::UdpSocket::bind((LOCALHOST, port)).expect("port is free");
         drop(probe);
-        assert_eq!(engine.open(CallKey(2), params(remote)).expect("open"), port);
+        assert_eq!(engine.open(CallId(2), params(remote)).expect("open"), port);
         assert_eq!(engine.open_calls(), 1);
         // An odd-only range has no even port.
         let (odd, _events) = engine_with_range(port + 1, port + 1);
         assert!(matches!(
-            odd.open(CallKey(3), params(remote)),
+            odd.open(CallId(3), params(remote)),
             Err(MediaError::NoFreePort)
         ));
     }
@@ -1156,7 +1156,7 @@ mod tests {
         let peer = UdpSocket::bind((LOCALHOST, 0)).await.expect("bind");
         let port = free_even_port();
         let (engine, _events) = engine(port, port + 10);
-        let call = CallKey(5);
+        let call = CallId(5);
         let remote = peer.local_addr().expect("addr");
         engine.open(call, params(remote)).expect("open");
         recv_packet(&peer).await;
@@ -1231,7 +1231,7 @@ mod tests {
         let agent = UdpSocket::bind((LOCALHOST, 0)).await.expect("bind");
         let port = free_even_port();
         let (engine, mut events) = engine(port, port + 10);
-        let (a, b) = (CallKey(1), CallKey(2));
+        let (a, b) = (CallId(1), CallId(2));
         let a_port = engine
             .open(
                 a,
@@ -1377,7 +1377,7 @@ mod tests {
         let agent = UdpSocket::bind((LOCALHOST, 0)).await.expect("bind");
         let port = free_even_port();
         let (engine, _events) = engine(port, port + 10);
-        let (a, b) = (CallKey(1), CallKey(2));
+        let (a, b) = (CallId(1), CallId(2));
         let a_port = engine
             .open(a, params(caller.local_addr().expect("addr")))
             .expect("open");
@@ -1421,7 +1421,7 @@ mod tests {
             },
             Arc::clone(&metrics),
         );
-        let (talking, silent) = (CallKey(1), CallKey(2));
+        let (talking, silent) = (CallId(1), CallId(2));
         engine.set_default_rtp_timeout(Some(Duration::from_millis(300)));
         let talking_port = engine
             .open(talking, params(peer.local_addr().expect("addr")))

@@ -13,7 +13,7 @@
 //! - events: playback finished (per `play_id`), a DTMF digit (RFC 4733, one per
 //!   event, end retransmissions ignored), no RTP from a leg for its timeout.
 //! - queue and agent: every leg (caller or agent) is a stream named by its own
-//!   `CallKey`; `open_pending` binds an agent leg's port before its answer;
+//!   `CallId`; `open_pending` binds an agent leg's port before its answer;
 //!   `play_music` loops hold music under announcements; `bridge` relays two
 //!   legs to each other on arrival, `unbridge` hands them back to the pacer.
 
@@ -30,7 +30,7 @@ mod socket;
 pub use engine::{MediaEngine, MediaStats};
 pub use prompt::{Clip, MissingAudio, PromptError, PromptLibrary};
 
-use crate::sip::CallKey;
+use crate::sip::CallId;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -112,16 +112,16 @@ pub struct StreamParams {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MediaEvent {
     PlaybackFinished {
-        call: CallKey,
+        call: CallId,
         play_id: u64,
     },
     Digit {
-        call: CallKey,
+        call: CallId,
         digit: char,
     },
     /// A stream that should be receiving (not held by its side) got no RTP
     /// for its timeout; reported once until media comes back.
     RtpTimeout {
-        call: CallKey,
+        call: CallId,
     },
 }

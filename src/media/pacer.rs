@@ -14,7 +14,7 @@ use super::rtp::{self, RtpHeader};
 use super::{
     Clip, Codec, MediaEvent, StreamParams, FRAME_BYTES, FRAME_DURATION, SAMPLES_PER_FRAME,
 };
-use crate::sip::CallKey;
+use crate::sip::CallId;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -86,7 +86,7 @@ pub struct TickStats {
 /// relay that feeds it with the other leg's media.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outbound {
-    pub call: CallKey,
+    pub call: CallId,
     pub ssrc: u32,
     /// Next sequence number (the relay numbers on from here).
     pub sequence: u16,
@@ -159,7 +159,7 @@ struct Watch {
 }
 
 struct Stream<S> {
-    call: CallKey,
+    call: CallId,
     params: StreamParams,
     /// Where media really comes from, when that differs from the SDP (NAT).
     latched: Option<SocketAddr>,
@@ -175,7 +175,7 @@ struct Stream<S> {
     plays: VecDeque<Play>,
     music: Option<Music>,
     /// The leg this one is bridged to: the relay sends, the pacer keeps time.
-    peer: Option<CallKey>,
+    peer: Option<CallId>,
     rtp_timeout: Option<Duration>,
     watch: Option<Watch>,
     packet: [u8; PACKET_LEN],
@@ -295,7 +295,7 @@ impl Events {
 /// Swap-removes stream `i`, keeping the index in step.
 fn remove_at<S>(
     streams: &mut Vec<Stream<S>>,
-    index: &mut HashMap<CallKey, usize>,
+    index: &mut HashMap<CallId, usize>,
     i: usize,
 ) -> Option<S> {
     if i >= streams.len() {
@@ -314,7 +314,7 @@ fn remove_at<S>(
 pub struct Pacer<S> {
     epoch: Instant,
     streams: Vec<Stream<S>>,
-    index: HashMap<CallKey, usize>,
+    index: HashMap<CallId, usize>,
     events: Events,
     next_slot: u64,
     default_rtp_timeout: Option<Duration>,
@@ -357,11 +357,11 @@ impl<S> Pacer<S> {
         self.streams.is_empty()
     }
 
-    pub fn contains(&self, call: CallKey) -> bool {
+    pub fn contains(&self, call: CallId) -> bool {
         self.index.contains_key(&call)
     }
 
-    fn stream_mut(&mut self, call: CallKey) -> Option<&mut Stream<S>> {
+    fn stream_mut(&mut self, call: CallId) -> Option<&mut Stream<S>> {
         let i = *self.index.get(&call)?;
         self.streams.get_mut(i)
     }
@@ -371,7 +371,7 @@ impl<S> Pacer<S> {
     pub fn open(
         &mut self,
         now: Instant,
-        call: CallKey,
+        call: CallId,
         params: StreamParams,
         init: StreamInit,
         sink: S,
@@ -403,7 +403,7 @@ impl<S> Pacer<S> {
     }
 
     /// Applies new parameters (re-INVITE). A new SDP address forgets the latch.
-    pub fn update(&mut self, call: CallKey, params: StreamParams) -> bool {
+    pub fn update(&mut self, call: CallId, params: StreamParams) -> bool {
         let Some(stream) = self.stream_mut(call) else {
             return false;
         };
@@ -421,7 +421,7 @@ impl<S> Pacer<S> {
     /// differs from the SDP address. Only the first latch counts. A source no
     /// one can be sent to (port 0, an unspecified address: forged or raw-socket
     /// senders) is ignored rather than silencing the stream.
-    pub fn latch(&mut self, call: CallKey, source: SocketAddr) -> bool {
+    pub fn latch(&mut self, call: CallId, source: SocketAddr) -> bool {
         let Some(stream) = self.stream_mut(call) else {
             return false;
         };
@@ -436,14 +436,14 @@ impl<S> Pacer<S> {
     }
 
     /// Where the call's media goes now.
-    pub fn destination(&self, call: CallKey) -> Option<SocketAddr> {
+    pub fn destination(&self, call: CallId) -> Option<SocketAddr> {
         let i = *self.index.get(&call)?;
         self.streams.get(i)?.destination()
     }
 
     /// Queues clips after whatever is playing. False if the call is unknown or
     /// its queue is full.
-    pub fn play(&mut self, call: CallKey, play_id: u64, clips: Vec<Arc<Clip>>) -> bool {
+    pub fn play(&mut self, call: CallId, play_id: u64, clips: Vec<Arc<Clip>>) -> bool {
         let Some(stream) = self.stream_mut(call) else {
             return false;
         };
@@ -459,14 +459,14 @@ impl<S> Pacer<S> {
     }
 
     /// Cuts all playback at once; no `PlaybackFinished` for what was cut.
-    pub fn stop(&mut self, call: CallKey) {
+    pub fn stop(&mut self, call: CallId) {
         if let Some(stream) = self.stream_mut(call) {
             stream.plays.clear();
         }
     }
 
     /// Loops `clip` under the prompts from its start, replacing any music.
-    pub fn play_music(&mut self, call: CallKey, clip: Arc<Clip>) -> bool {
+    pub fn play_music(&mut self, call: CallId, clip: Arc<Clip>) -> bool {
         let Some(stream) = self.stream_mut(call) else {
             return false;
         };
@@ -474,7 +474,7 @@ impl<S> Pacer<S> {
         true
     }
 
-    pub fn stop_music(&mut self, call: CallKey) {
+    pub fn stop_music(&mut self, call: CallId) {
         if let Some(stream) = self.stream_mut(call) {
             stream.music = None;
         }
@@ -484,7 +484,7 @@ impl<S> Pacer<S> {
     /// sending on both, and the relay takes over from the returned
     /// [`Outbound`]s (`a`'s first: where `b`'s media must go, and the reverse).
     /// `None` if either is unknown, already bridged, or both are the same.
-    pub fn bridge(&mut self, a: CallKey, b: CallKey) -> Option<(Outbound, Outbound)> {
+    pub fn bridge(&mut self, a: CallId, b: CallId) -> Option<(Outbound, Outbound)> {
         if a == b {
             return None;
         }
@@ -494,7 +494,7 @@ impl<S> Pacer<S> {
             return None;
         }
         let epoch = self.epoch;
-        let mut outbound = |i: usize, peer: CallKey| {
+        let mut outbound = |i: usize, peer: CallId| {
             let stream = self.streams.get_mut(i)?;
             stream.plays.clear();
             stream.music = None;
@@ -507,7 +507,7 @@ impl<S> Pacer<S> {
     /// Ends the bridge `call` is in; returns the other leg. Both streams go
     /// back to the pacer (silence, or music once asked for), numbering on from
     /// the sequence `take_sequence` reads from each sink (the relay's count).
-    pub fn unbridge<F>(&mut self, call: CallKey, mut take_sequence: F) -> Option<CallKey>
+    pub fn unbridge<F>(&mut self, call: CallId, mut take_sequence: F) -> Option<CallId>
     where
         F: FnMut(&S) -> Option<u16>,
     {
@@ -525,19 +525,19 @@ impl<S> Pacer<S> {
     }
 
     /// The leg `call` is bridged to.
-    pub fn peer(&self, call: CallKey) -> Option<CallKey> {
+    pub fn peer(&self, call: CallId) -> Option<CallId> {
         let i = *self.index.get(&call)?;
         self.streams.get(i)?.peer
     }
 
     /// Where and how the relay sends a bridged stream's RTP now.
-    pub fn outbound(&self, call: CallKey) -> Option<Outbound> {
+    pub fn outbound(&self, call: CallId) -> Option<Outbound> {
         let i = *self.index.get(&call)?;
         Some(self.streams.get(i)?.outbound(self.epoch))
     }
 
     /// The shell's handle of a stream.
-    pub fn sink(&self, call: CallKey) -> Option<&S> {
+    pub fn sink(&self, call: CallId) -> Option<&S> {
         let i = *self.index.get(&call)?;
         Some(&self.streams.get(i)?.sink)
     }
@@ -548,7 +548,7 @@ impl<S> Pacer<S> {
     }
 
     /// RTP timeout of one stream; `None` turns its watch off.
-    pub fn set_rtp_timeout(&mut self, call: CallKey, timeout: Option<Duration>) -> bool {
+    pub fn set_rtp_timeout(&mut self, call: CallId, timeout: Option<Duration>) -> bool {
         let Some(stream) = self.stream_mut(call) else {
             return false;
         };
@@ -596,7 +596,7 @@ impl<S> Pacer<S> {
 
     /// Removes a stream; returns its sink. A bridged partner goes back to the
     /// pacer (the shell should `unbridge` first to keep its numbering).
-    pub fn close(&mut self, call: CallKey) -> Option<S> {
+    pub fn close(&mut self, call: CallId) -> Option<S> {
         let i = self.index.remove(&call)?;
         let peer = self.streams.get(i).and_then(|s| s.peer);
         if let Some(other) = peer.and_then(|p| self.stream_mut(p)) {
@@ -744,7 +744,7 @@ mod tests {
     fn sends_silence_on_the_grid_with_continuous_numbering() {
         let t0 = Instant::now();
         let mut pacer = Pacer::new(t0);
-        let call = CallKey(1);
+        let call = CallId(1);
         pacer.open(at(t0, 5), call, params(4000), INIT, 0u8);
         assert_eq!(pacer.next_deadline(at(t0, 5)), at(t0, 6));
         let mut sent = Sent::new();
@@ -770,7 +770,7 @@ mod tests {
     fn late_ticks_catch_up_a_little_and_never_drift() {
         let t0 = Instant::now();
         let mut pacer = Pacer::new(t0);
-        pacer.open(t0, CallKey(1), params(4000), INIT, 0u8);
+        pacer.open(t0, CallId(1), params(4000), INIT, 0u8);
         let mut sent = Sent::new();
         // 50 ms late: the two due frames go out together.
         assert_eq!(tick(&mut pacer, at(t0, 45), &mut sent).sent, 2);
@@ -803,7 +803,7 @@ mod tests {
     fn plays_queued_clips_in_order_then_reports_each_play() {
         let t0 = Instant::now();
         let mut pacer = Pacer::new(t0);
-        let call = CallKey(7);
+        let call = CallId(7);
         pacer.open(t0, call, params(4000), INIT, 0u8);
         let (a, b, c) = (clip(1000, 2), clip(-1000, 1), clip(3000, 2));
         assert!(pacer.play(call, 1, vec![a, Arc::new(Clip::from_samples(&[])), b]));
@@ -836,14 +836,14 @@ mod tests {
             pacer.poll_event(),
             Some(MediaEvent::PlaybackFinished { call, play_id: 3 })
         );
-        assert!(!pacer.play(CallKey(99), 4, Vec::new()));
+        assert!(!pacer.play(CallId(99), 4, Vec::new()));
     }
 
     #[test]
     fn stop_cuts_at_once_without_an_event() {
         let t0 = Instant::now();
         let mut pacer = Pacer::new(t0);
-        let call = CallKey(1);
+        let call = CallId(1);
         pacer.open(t0, call, params(4000), INIT, 0u8);
         pacer.play(call, 1, vec![clip(1000, 50)]);
         pacer.play(call, 2, vec![clip(1000, 50)]);
@@ -859,7 +859,7 @@ mod tests {
     fn hold_sends_nothing_but_time_and_playback_go_on() {
         let t0 = Instant::now();
         let mut pacer = Pacer::new(t0);
-        let call = CallKey(1);
+        let call = CallId(1);
         pacer.open(t0, call, params(4000), INIT, 0u8);
         pacer.play(call, 1, vec![clip(1000, 3)]);
         let mut sent = Sent::new();
@@ -892,7 +892,7 @@ mod tests {
     fn latches_to_the_real_source_until_the_sdp_address_changes() {
         let t0 = Instant::now();
         let mut pacer = Pacer::new(t0);
-        let call = CallKey(1);
+        let call = CallId(1);
         pacer.open(t0, call, params(4000), INIT, 0u8);
         let nat: SocketAddr = "192.0.2.7:31000".parse().expect("addr");
         assert!(!pacer.latch(call, params(4000).remote));
@@ -927,10 +927,10 @@ mod tests {
         let t0 = Instant::now();
         let mut pacer = Pacer::new(t0);
         for k in 0..3 {
-            pacer.open(t0, CallKey(k), params(4000 + k as u16), INIT, k as u8);
+            pacer.open(t0, CallId(k), params(4000 + k as u16), INIT, k as u8);
         }
         pacer.update(
-            CallKey(1),
+            CallId(1),
             StreamParams {
                 codec: Codec::Pcma,
                 ..params(4001)
@@ -951,10 +951,10 @@ mod tests {
         });
         assert_eq!((stats.sent, stats.gone, pcma), (2, 1, 1));
         assert_eq!(pacer.len(), 2);
-        assert!(!pacer.contains(CallKey(0)));
-        assert_eq!(pacer.close(CallKey(2)), Some(2));
-        assert_eq!(pacer.close(CallKey(2)), None);
-        assert!(pacer.update(CallKey(1), params(1)));
+        assert!(!pacer.contains(CallId(0)));
+        assert_eq!(pacer.close(CallId(2)), Some(2));
+        assert_eq!(pacer.close(CallId(2)), None);
+        assert!(pacer.update(CallId(1), params(1)));
         let _ = FRAME_DURATION;
     }
 
@@ -963,7 +963,7 @@ mod tests {
         let t0 = Instant::now();
         let mut pacer = Pacer::new(t0);
         for k in 0..2 * SLOTS {
-            pacer.open(t0, CallKey(k), params(4000), INIT, 0u8);
+            pacer.open(t0, CallId(k), params(4000), INIT, 0u8);
         }
         let mut sent = Sent::new();
         for ms in 20..40 {
@@ -994,7 +994,7 @@ mod tests {
         let u = crate::media::g711::linear_to_ulaw;
         let t0 = Instant::now();
         let mut pacer = Pacer::new(t0);
-        let call = CallKey(3);
+        let call = CallId(3);
         pacer.open(t0, call, params(4000), INIT, 0u8);
         assert!(pacer.play_music(call, frames_clip(&[100, 200, 300])));
         let mut sent = Sent::new();
@@ -1042,14 +1042,14 @@ mod tests {
         tick(&mut pacer, at(t0, 380), &mut sent);
         assert_eq!(first_bytes(&sent).last(), Some(&0xFF));
         assert_eq!(pacer.poll_event(), None);
-        assert!(!pacer.play_music(CallKey(99), frames_clip(&[1])));
+        assert!(!pacer.play_music(CallId(99), frames_clip(&[1])));
     }
 
     #[test]
     fn bridged_streams_keep_time_and_hand_their_numbering_back() {
         let t0 = Instant::now();
         let mut pacer = Pacer::new(t0);
-        let (a, b) = (CallKey(1), CallKey(2));
+        let (a, b) = (CallId(1), CallId(2));
         pacer.open(t0, a, params(4000), INIT, 0u8);
         let init_b = StreamInit {
             ssrc: 0xB0B,
@@ -1090,8 +1090,8 @@ mod tests {
         assert_eq!((pacer.peer(a), pacer.peer(b)), (Some(b), Some(a)));
         // Bridging again, to itself, or to an unknown leg is refused.
         assert!(pacer.bridge(a, b).is_none());
-        assert!(pacer.bridge(a, CallKey(3)).is_none());
-        assert!(pacer.bridge(CallKey(3), CallKey(3)).is_none());
+        assert!(pacer.bridge(a, CallId(3)).is_none());
+        assert!(pacer.bridge(CallId(3), CallId(3)).is_none());
 
         // The relay sends now; the pacer only keeps the clock, and what played
         // was cut without an event.
@@ -1136,7 +1136,7 @@ mod tests {
         let t0 = Instant::now();
         let secs = |s: u64| t0 + Duration::from_secs(s);
         let mut pacer = Pacer::new(t0);
-        let (call, pending, quiet) = (CallKey(1), CallKey(2), CallKey(3));
+        let (call, pending, quiet) = (CallId(1), CallId(2), CallId(3));
         pacer.open(t0, call, params(4000), INIT, 0u8);
         // An agent leg before its answer: no address yet.
         let mut unknown = params(0);
@@ -1180,9 +1180,9 @@ mod tests {
         assert_eq!(check(&mut pacer, 305, &received), timeout(pending));
         // New streams take the default in force when they open.
         pacer.set_default_rtp_timeout(None);
-        pacer.open(secs(400), CallKey(9), params(4006), INIT, 0u8);
+        pacer.open(secs(400), CallId(9), params(4006), INIT, 0u8);
         assert!(check(&mut pacer, 400, &received).is_empty());
         assert!(check(&mut pacer, 1000, &received).is_empty());
-        assert!(!pacer.set_rtp_timeout(CallKey(77), None));
+        assert!(!pacer.set_rtp_timeout(CallId(77), None));
     }
 }

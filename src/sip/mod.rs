@@ -15,7 +15,7 @@ pub mod transaction;
 pub mod wire;
 
 pub use endpoint::{
-    CallKey, EndReason, EndpointConfig, IncomingCall, LegKey, OutboundInvite, Refusal, RefusedCall,
+    CallId, EndReason, EndpointConfig, IncomingCall, LegKey, OutboundInvite, Refusal, RefusedCall,
     RegisterContact, RegisterHandle, RegisterRequest, SessionKey, SipEndpoint, SipEvent, Transmit,
     Transport,
 };

@@ -14,7 +14,7 @@ impl SipEndpoint {
     /// Sends an INVITE. The leg's fate arrives as events; when the endpoint is
     /// full (or the request is unusable) that is `LegFailed` 503 (or 400) at once.
     pub fn invite(&mut self, now: Instant, out: OutboundInvite) -> LegKey {
-        let slot = CallKey(self.next_call);
+        let slot = CallId(self.next_call);
         self.next_call += 1;
         let leg = LegKey(slot.0);
         if self.calls.len() >= self.config.max_calls || self.clients.len() >= self.max_clients() {
@@ -132,7 +132,7 @@ impl SipEndpoint {
     /// Cancels a leg that is not answered yet. RFC 3261 9.1: the CANCEL waits
     /// for a provisional response. An answered leg is hung up instead.
     pub fn cancel(&mut self, now: Instant, leg: LegKey) {
-        let slot = CallKey(leg.0);
+        let slot = CallId(leg.0);
         let Some(c) = self.calls.get(&slot) else {
             return;
         };
@@ -146,7 +146,7 @@ impl SipEndpoint {
         }
     }
 
-    pub(super) fn cancel_leg(&mut self, now: Instant, slot: CallKey) {
+    pub(super) fn cancel_leg(&mut self, now: Instant, slot: CallId) {
         let Some(c) = self.calls.get_mut(&slot) else {
             return;
         };
@@ -159,7 +159,7 @@ impl SipEndpoint {
         }
     }
 
-    fn send_cancel(&mut self, now: Instant, slot: CallKey) {
+    fn send_cancel(&mut self, now: Instant, slot: CallId) {
         let deadline = now + self.timers.timeout();
         let user_agent = self.config.user_agent.clone();
         let Some(c) = self.calls.get_mut(&slot) else {
@@ -347,7 +347,7 @@ impl SipEndpoint {
         }
     }
 
-    fn confirm_leg(&mut self, slot: CallKey, dialog: Dialog, timer: Option<SessionTimer>) {
+    fn confirm_leg(&mut self, slot: CallId, dialog: Dialog, timer: Option<SessionTimer>) {
         let Some(c) = self.calls.get_mut(&slot) else {
             return;
         };
@@ -404,7 +404,7 @@ impl SipEndpoint {
     }
 
     /// The leg's INVITE ended without a session: report and forget it.
-    pub(super) fn leg_failed(&mut self, slot: CallKey, code: u16) {
+    pub(super) fn leg_failed(&mut self, slot: CallId, code: u16) {
         let unanswered = self.calls.get(&slot).is_some_and(|c| {
             matches!(c.origin, Origin::Outbound(_))
                 && matches!(
@@ -425,7 +425,7 @@ impl SipEndpoint {
 
     /// No final response 64*T1 after our CANCEL (RFC 3261 9.1): give up on
     /// the INVITE and its transaction.
-    pub(super) fn cancel_expired(&mut self, slot: CallKey) {
+    pub(super) fn cancel_expired(&mut self, slot: CallId) {
         let Some(key) = self
             .calls
             .get_mut(&slot)

@@ -3,7 +3,7 @@
 //! CONTRACT (the call layer is written against this; keep it or change both):
 //! - input:  `handle_input(now, transport, source, bytes)`, `handle_timeout(now)`
 //! - output: `poll_transmit()`, `poll_event()`, `poll_timeout()`
-//! - inbound calls (`CallKey`): `answer`, `ring`, `reject`, `reject_with`,
+//! - inbound calls (`CallId`): `answer`, `ring`, `reject`, `reject_with`,
 //!   `answer_reoffer`, `hangup`
 //! - outbound legs (`LegKey`, e.g. the hotline ringing an agent): `invite`,
 //!   `cancel`, `answer_leg_reoffer`, `hangup`; events `Leg*`
@@ -103,7 +103,7 @@ pub struct Transmit {
 /// Identifies one inbound call (one INVITE dialog) inside the endpoint. Assigned
 /// by the endpoint, never reused while the process lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CallKey(pub u64);
+pub struct CallId(pub u64);
 
 /// Identifies one outbound leg (an INVITE we sent, e.g. to an agent). A separate
 /// type so that a leg's events and commands cannot be mixed up with a call's;
@@ -114,12 +114,12 @@ pub struct LegKey(pub u64);
 /// A call or a leg, for what works on both (`hangup`, `probe`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SessionKey {
-    Call(CallKey),
+    Call(CallId),
     Leg(LegKey),
 }
 
-impl From<CallKey> for SessionKey {
-    fn from(call: CallKey) -> SessionKey {
+impl From<CallId> for SessionKey {
+    fn from(call: CallId) -> SessionKey {
         SessionKey::Call(call)
     }
 }
@@ -132,10 +132,10 @@ impl From<LegKey> for SessionKey {
 
 impl SessionKey {
     /// Where the session is stored (numbers are shared, see `LegKey`).
-    fn slot(self) -> CallKey {
+    fn slot(self) -> CallId {
         match self {
             SessionKey::Call(c) => c,
-            SessionKey::Leg(l) => CallKey(l.0),
+            SessionKey::Leg(l) => CallId(l.0),
         }
     }
 }
@@ -161,7 +161,7 @@ pub struct EndpointConfig {
 /// What a new INVITE carried, for the call layer to decide on.
 #[derive(Debug, Clone)]
 pub struct IncomingCall {
-    pub call: CallKey,
+    pub call: CallId,
     /// SIP Call-ID (for logs and records).
     pub call_id: String,
     /// Caller: user part of the From URI (the number) and the display name.
@@ -198,18 +198,18 @@ pub enum SipEvent {
     /// A new INVITE (100 Trying already sent). Answer with `answer` or `reject`.
     IncomingCall(IncomingCall),
     /// ACK for our 2xx arrived: media may start (it may also start at answer).
-    Confirmed { call: CallKey },
+    Confirmed { call: CallId },
     /// CANCEL before answer; 487 was sent. The call is gone.
-    Cancelled { call: CallKey },
+    Cancelled { call: CallId },
     /// The dialog ended.
-    Ended { call: CallKey, reason: EndReason },
+    Ended { call: CallId, reason: EndReason },
     /// A re-INVITE with a new offer (or none): reply with `answer_reoffer`.
     ReOffer {
-        call: CallKey,
+        call: CallId,
         offer: Option<String>,
     },
     /// A digit from SIP INFO `application/dtmf-relay` (already answered 200).
-    Dtmf { call: CallKey, digit: char },
+    Dtmf { call: CallId, digit: char },
     /// Our INVITE is ringing (first 18x).
     LegRinging { leg: LegKey },
     /// 2xx to our INVITE (ACK already sent). The answer is the 2xx's SDP.
@@ -432,7 +432,7 @@ enum ServerTx {
 struct ServerEntry {
     tx: ServerTx,
     peer: Peer,
-    call: Option<CallKey>,
+    call: Option<CallId>,
     /// A REGISTER waiting for the registrar; forgotten with the transaction.
     register: Option<RegisterHandle>,
     wake: Option<WakeKey>,
@@ -463,15 +463,15 @@ enum ClientTx {
 enum Purpose {
     /// BYE: report the end with this reason when it finishes (`None`: the
     /// session was already reported gone, e.g. a stray fork).
-    Bye(CallKey, Option<EndReason>),
+    Bye(CallId, Option<EndReason>),
     /// The INVITE of a leg.
     Invite(Box<InviteTx>),
     /// CANCEL of a leg's INVITE: its outcome is the INVITE's final response.
     Cancel,
     /// In-dialog OPTIONS from `probe`.
-    Probe(CallKey),
+    Probe(CallId),
     /// Our RFC 4028 session refresh (UPDATE without SDP).
-    Refresh(CallKey),
+    Refresh(CallId),
     /// Nothing to report (a BYE to a stray fork, an outcome already handled).
     Done,
 }
@@ -479,7 +479,7 @@ enum Purpose {
 /// A leg's INVITE transaction and what answering its 2xx responses needs,
 /// kept with the transaction because 2xx may repeat after the leg is gone.
 struct InviteTx {
-    leg: CallKey,
+    leg: CallId,
     sent: Sent,
     /// ACKs sent, by the To tag of the 2xx they acknowledge (bounded).
     acks: Vec<(String, Vec<u8>)>,
@@ -582,7 +582,7 @@ struct Outgoing {
 }
 
 /// A call (inbound) or a leg (outbound): one INVITE dialog. Both live in
-/// `SipEndpoint::calls`; a leg under the `CallKey` with its number.
+/// `SipEndpoint::calls`; a leg under the `CallId` with its number.
 struct Call {
     origin: Origin,
     state: CallState,
@@ -633,11 +633,11 @@ type WakeKey = (Instant, u64);
 enum Wake {
     Server(ServerKey),
     Client(String),
-    Call(CallKey),
+    Call(CallId),
 }
 
 impl Call {
-    fn session(&self, slot: CallKey) -> SessionKey {
+    fn session(&self, slot: CallId) -> SessionKey {
         match self.origin {
             Origin::Inbound(_) => SessionKey::Call(slot),
             Origin::Outbound(_) => SessionKey::Leg(LegKey(slot.0)),
@@ -666,8 +666,8 @@ pub struct SipEndpoint {
     metrics: Arc<Metrics>,
     timers: Timers,
     next_call: u64,
-    calls: HashMap<CallKey, Call>,
-    dialogs: HashMap<DialogId, CallKey>,
+    calls: HashMap<CallId, Call>,
+    dialogs: HashMap<DialogId, CallId>,
     servers: HashMap<ServerKey, ServerEntry>,
     /// Keyed by `branch method` (a CANCEL shares its INVITE's branch).
     clients: HashMap<String, ClientEntry>,
@@ -852,7 +852,7 @@ impl SipEndpoint {
     }
 
     /// Sends 200 OK with this SDP answer (retransmitted until ACK).
-    pub fn answer(&mut self, now: Instant, call: CallKey, sdp: &str) {
+    pub fn answer(&mut self, now: Instant, call: CallId, sdp: &str) {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
@@ -877,7 +877,7 @@ impl SipEndpoint {
     }
 
     /// Sends 180 Ringing (the caller hears ringback until `answer`).
-    pub fn ring(&mut self, now: Instant, call: CallKey) {
+    pub fn ring(&mut self, now: Instant, call: CallId) {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
@@ -894,7 +894,7 @@ impl SipEndpoint {
     }
 
     /// Sends a final error response (e.g. 488, 480, 503) to the INVITE.
-    pub fn reject(&mut self, now: Instant, call: CallKey, code: u16) {
+    pub fn reject(&mut self, now: Instant, call: CallId, code: u16) {
         self.reject_with(now, call, code, Vec::new());
     }
 
@@ -904,7 +904,7 @@ impl SipEndpoint {
     pub fn reject_with(
         &mut self,
         now: Instant,
-        call: CallKey,
+        call: CallId,
         code: u16,
         headers: Vec<(String, String)>,
     ) {
@@ -932,7 +932,7 @@ impl SipEndpoint {
     }
 
     /// Answers a re-INVITE: `Some(sdp)` → 200 with it; `None` → 488.
-    pub fn answer_reoffer(&mut self, now: Instant, call: CallKey, sdp: Option<&str>) {
+    pub fn answer_reoffer(&mut self, now: Instant, call: CallId, sdp: Option<&str>) {
         self.answer_reinvite(now, SessionKey::Call(call), sdp);
     }
 
@@ -1185,7 +1185,7 @@ impl SipEndpoint {
         // 100 Trying carries no To tag (RFC 3261 8.2.6.2).
         let bare = Reply::new(&essentials, source, transport, None);
         self.respond(now, &key, &bare, Answer::code(100));
-        let call = CallKey(self.next_call);
+        let call = CallId(self.next_call);
         self.next_call += 1;
         if let Some(entry) = self.servers.get_mut(&key) {
             entry.call = Some(call);
@@ -1389,7 +1389,7 @@ impl SipEndpoint {
         now: Instant,
         key: &ServerKey,
         msg: &Message,
-        call: CallKey,
+        call: CallId,
         reply: Reply,
     ) {
         let Some(c) = self.calls.get(&call) else {
@@ -1443,7 +1443,7 @@ impl SipEndpoint {
 
     /// Sends our session refresh: UPDATE without SDP (RFC 4028 7.4), us as
     /// refresher again. Its outcome arrives in `request_done`.
-    fn send_refresh(&mut self, now: Instant, call: CallKey) {
+    fn send_refresh(&mut self, now: Instant, call: CallId) {
         let Some((transport, interval)) = self.calls.get(&call).and_then(|c| {
             let interval = c.timer.as_ref()?.interval().as_secs();
             Some((
@@ -1488,7 +1488,7 @@ impl SipEndpoint {
     fn refresh_done(
         &mut self,
         now: Instant,
-        call: CallKey,
+        call: CallId,
         code: Option<u16>,
         msg: Option<&Message>,
     ) {
@@ -1778,7 +1778,7 @@ impl SipEndpoint {
     /// 2xx retransmission: T1, 2T1, ... capped at T2; give up after 64*T1.
     /// Also the wait for the final response after our CANCEL, and the
     /// session timer of a confirmed session.
-    fn call_timeout(&mut self, now: Instant, call: CallKey) {
+    fn call_timeout(&mut self, now: Instant, call: CallId) {
         let action = self
             .calls
             .get_mut(&call)
@@ -1802,7 +1802,7 @@ impl SipEndpoint {
 
     /// The 2xx retransmission and CANCEL parts of `call_timeout`; re-arms
     /// the call's wake for whatever is next (the session timer included).
-    fn pending_timeout(&mut self, now: Instant, call: CallKey) {
+    fn pending_timeout(&mut self, now: Instant, call: CallId) {
         let t2 = self.timers.t2;
         let Some(c) = self.calls.get_mut(&call) else {
             return;
@@ -1864,7 +1864,7 @@ impl SipEndpoint {
     fn start_ok_retransmit(
         &mut self,
         now: Instant,
-        call: CallKey,
+        call: CallId,
         seq: u32,
         bytes: Vec<u8>,
         peer: Peer,
@@ -1893,7 +1893,7 @@ impl SipEndpoint {
 
     /// Sends BYE in a client transaction; `report` is the `Ended` reason to
     /// emit when it finishes (None when the call layer was already told).
-    fn send_bye(&mut self, now: Instant, call: CallKey, report: Option<EndReason>) {
+    fn send_bye(&mut self, now: Instant, call: CallId, report: Option<EndReason>) {
         let user_agent = self.config.user_agent.clone();
         let Some(transport) = self.calls.get(&call).map(|c| c.peer.transport) else {
             return;
@@ -1970,7 +1970,7 @@ impl SipEndpoint {
     }
 
     /// The BYE finished: report and forget the call.
-    fn finish_call(&mut self, call: CallKey, reason: EndReason) {
+    fn finish_call(&mut self, call: CallId, reason: EndReason) {
         if let Some(session) = self.calls.get(&call).map(|c| c.session(call)) {
             self.forget_call(call);
             self.push_ended(session, reason);
@@ -1986,7 +1986,7 @@ impl SipEndpoint {
 
     /// Drops a call, answering any INVITE still open on it (the initial one or
     /// a re-INVITE) with 487 so that no transaction is left without an end.
-    fn remove_call(&mut self, now: Instant, call: CallKey) {
+    fn remove_call(&mut self, now: Instant, call: CallId) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -2004,7 +2004,7 @@ impl SipEndpoint {
         self.forget_call(call);
     }
 
-    fn forget_call(&mut self, call: CallKey) {
+    fn forget_call(&mut self, call: CallId) {
         if let Some(c) = self.calls.remove(&call) {
             self.dialogs.remove(&c.dialog.id);
             if let Some(w) = c.wake {
@@ -2019,7 +2019,7 @@ impl SipEndpoint {
         key: &ServerKey,
         invite: bool,
         peer: Peer,
-        call: Option<CallKey>,
+        call: Option<CallId>,
     ) -> bool {
         if self.servers.len() >= self.max_servers() {
             return false;
@@ -2188,7 +2188,7 @@ impl SipEndpoint {
         }
     }
 
-    fn reschedule_call(&mut self, call: CallKey) {
+    fn reschedule_call(&mut self, call: CallId) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };

@@ -158,7 +158,7 @@ fn to_tag_of(response: &str) -> String {
 }
 
 /// INVITE, 100, answer, 200; returns the call and our To tag.
-fn answered_call(h: &mut Harness, call_id: &str) -> (CallKey, String) {
+fn answered_call(h: &mut Harness, call_id: &str) -> (CallId, String) {
     h.feed(0, &invite(call_id, "z9hG4bK-inv-1", Some(SDP)));
     let call = h.incoming().call;
     h.sent();
@@ -168,7 +168,7 @@ fn answered_call(h: &mut Harness, call_id: &str) -> (CallKey, String) {
     (call, to_tag_of(&sent[0]))
 }
 
-fn confirmed_call(h: &mut Harness, call_id: &str) -> (CallKey, String) {
+fn confirmed_call(h: &mut Harness, call_id: &str) -> (CallId, String) {
     let (call, tag) = answered_call(h, call_id);
     h.feed(
         20,

@@ -556,7 +556,7 @@ fn agent_reinvite_info_and_options() {
         }
         other => panic!("{other:?}"),
     }
-    h.ep.answer_reoffer(h.at(1_010), CallKey(leg.0), Some(ANSWER));
+    h.ep.answer_reoffer(h.at(1_010), CallId(leg.0), Some(ANSWER));
     assert!(
         h.sent().is_empty(),
         "a leg's re-offer is answered with answer_leg_reoffer"

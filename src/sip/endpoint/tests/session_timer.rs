@@ -8,7 +8,7 @@ const TIMER_UAC: &str = "Session-Expires: 120;refresher=uac\r\nSupported: timer\
 
 /// An INVITE with extra headers, answered and ACKed; returns the call, our
 /// To tag and the 200.
-fn call_with(h: &mut Harness, call_id: &str, extra: &str) -> (CallKey, String, String) {
+fn call_with(h: &mut Harness, call_id: &str, extra: &str) -> (CallId, String, String) {
     let inv = invite(call_id, "z9hG4bK-st-1", Some(SDP)).replace(
         "Max-Forwards: 70\r\n",
         &format!("Max-Forwards: 70\r\n{extra}"),
