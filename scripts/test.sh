@@ -7,6 +7,8 @@ need=()
 command -v sipp >/dev/null || need+=(sip-tester)
 [ -f /usr/share/sip-tester/dtmf_2833_2.pcap ] || need+=(sip-tester)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
+# Debian's baresip as an agent's softphone (aufile, aubridge and menu modules).
+[ -f /usr/lib/baresip/modules/aufile.so ] || need+=(baresip-core)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v chromium >/dev/null || need+=(chromium)

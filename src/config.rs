@@ -53,6 +53,10 @@ pub struct Config {
     /// Whether an agent becomes ready as soon as its phone registers (else
     /// paused until it says ready).
     pub ready_on_register: bool,
+    /// Digest algorithms a REGISTER is challenged with, most preferred first
+    /// (`md5`, `sha-256`). MD5 alone by default: many deployed phones refuse
+    /// or mishandle a SHA-256 challenge (see docs/queues.md).
+    pub digest_algorithms: Vec<crate::registrar::Algorithm>,
     /// Seconds without RTP from a leg before the peer is probed (and the call
     /// ended if it does not answer); 0 turns the check off.
     pub rtp_timeout_s: u64,
@@ -95,6 +99,7 @@ impl Default for Config {
             answer_delay_ms: 0,
             agents_file: None,
             ready_on_register: true,
+            digest_algorithms: crate::registrar::DEFAULT_ALGORITHMS.to_vec(),
             rtp_timeout_s: 30,
             session_expires_s: 1800,
             min_se_s: 90,
@@ -292,7 +297,27 @@ impl Config {
         self.sip_admission
             .validate()
             .map_err(ConfigError::Invalid)?;
+        self.check_digest_algorithms()?;
         self.tz()?;
+        Ok(())
+    }
+
+    fn check_digest_algorithms(&self) -> Result<(), ConfigError> {
+        let list = &self.digest_algorithms;
+        if list.is_empty() {
+            return Err(ConfigError::Invalid(
+                "digest_algorithms is empty: list md5, sha-256 or both, most preferred first (e.g. [md5])"
+                    .to_string(),
+            ));
+        }
+        for (i, a) in list.iter().enumerate() {
+            if list.iter().take(i).any(|b| b == a) {
+                return Err(ConfigError::Invalid(format!(
+                    "digest_algorithms names {} twice: list each algorithm once, most preferred first",
+                    a.config_name()
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -466,6 +491,38 @@ mod tests {
             .expect("the example block parses as a config");
         assert!(example.validate().is_ok());
         assert_ne!(example.sip_listen, Config::default().sip_listen);
+    }
+
+    #[test]
+    fn digest_algorithms_default_to_md5_and_are_checked() {
+        use crate::registrar::Algorithm;
+        assert_eq!(Config::default().digest_algorithms, vec![Algorithm::Md5]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("hotline.yaml");
+        std::fs::write(&p, "digest_algorithms: [sha-256, MD5]\n").expect("write");
+        let c = Config::from_file(&p).expect("parses");
+        assert_eq!(c.digest_algorithms, vec![Algorithm::Sha256, Algorithm::Md5]);
+        assert!(c.validate().is_ok());
+        // An unknown name: the file, line and column, and what to write.
+        std::fs::write(&p, "api_token: x\ndigest_algorithms: [md5, sha1]\n").expect("write");
+        let e = Config::from_file(&p).expect_err("sha1 refused").to_string();
+        assert!(e.contains("hotline.yaml"), "{e}");
+        assert!(e.contains("line 2 column 26") || e.contains(":2:26"), "{e}");
+        assert!(
+            e.contains("`sha1` is not a digest algorithm: write md5 or sha-256"),
+            "{e}"
+        );
+        for (list, words) in [
+            (vec![], "digest_algorithms is empty"),
+            (vec![Algorithm::Md5, Algorithm::Md5], "names md5 twice"),
+        ] {
+            let c = Config {
+                digest_algorithms: list,
+                ..Config::default()
+            };
+            let e = c.validate().expect_err(words).to_string();
+            assert!(e.contains(words), "{e}");
+        }
     }
 
     #[test]

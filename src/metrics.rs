@@ -74,6 +74,8 @@ pub struct Metrics {
     pub sip_malformed_total: IntCounterVec,
     /// SIP requests turned away by admission control, by reason.
     pub sip_rejected_total: IntCounterVec,
+    /// Failed or abandoned registrations, by reason.
+    pub register_failures_total: IntCounterVec,
     /// RTP sent by the media engine (paced and relayed), added about once a second.
     pub rtp_packets_sent_total: IntCounter,
     pub rtp_packets_received_total: IntCounter,
@@ -229,6 +231,13 @@ impl Metrics {
             ),
             &["reason"]
         ));
+        let register_failures_total = reg!(IntCounterVec::new(
+            Opts::new(
+                "hotline_register_failures_total",
+                "REGISTERs that failed, or challenges no authenticated REGISTER answered in time, by reason"
+            ),
+            &["reason"]
+        ));
 
         let rtp_packets_sent_total = reg!(IntCounter::new(
             "hotline_rtp_packets_sent_total",
@@ -303,6 +312,9 @@ impl Metrics {
         for r in crate::sip::admission::Rejection::ALL {
             sip_rejected_total.with_label_values(&[r.label()]);
         }
+        for r in crate::registrar::FailureReason::ALL {
+            register_failures_total.with_label_values(&[r.label()]);
+        }
 
         Metrics {
             registry,
@@ -324,6 +336,7 @@ impl Metrics {
             flow_reloads_total,
             sip_malformed_total,
             sip_rejected_total,
+            register_failures_total,
             rtp_packets_sent_total,
             rtp_packets_received_total,
             rtp_packets_relayed_total,
@@ -451,6 +464,11 @@ impl Metrics {
                 }
             }
             Observation::LanguagesOffered(offered) => self.set_languages_offered(offered),
+            Observation::RegisterFailed { reason } => {
+                self.register_failures_total
+                    .with_label_values(&[reason])
+                    .inc();
+            }
             // A snapshot starts the new day even when no call has counted yet.
             Observation::DayStarted { .. } => {
                 self.today.snapshot(wall);

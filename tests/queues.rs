@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 use support::agents::{agent, agents_yaml, asks_for_adviser, test_flows};
-use support::rtp::{report, RtpListener};
+use support::rtp::{report, Event, RtpListener};
 use support::{free_sip_port, Hotline, Options};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
@@ -46,6 +46,19 @@ fn start(flows: &Path, agents: &str, extra_config: &str) -> (Hotline, tempfile::
         )),
     });
     (hotline, dir)
+}
+
+/// The service on flows open around the clock, with one Polish agent, Olek
+/// (password `haslo-1`), who has not registered yet. Keep the folders as long
+/// as the service.
+fn olek_service() -> (Hotline, [tempfile::TempDir; 2]) {
+    let flows = test_flows("");
+    let (hotline, dir) = start(
+        flows.path(),
+        &agents_yaml(&[("olek", "haslo-1", "{pl: 10}")]),
+        "",
+    );
+    (hotline, [flows, dir])
 }
 
 #[test]
@@ -159,6 +172,70 @@ fn a_polish_caller_reaches_the_polish_agent_and_audio_flows_both_ways() {
     let state = agent_state(&hotline, "olek");
     assert!(state == "wrap_up" || state == "ready", "{state}");
     drop(ivan);
+}
+
+/// The "0" that asks for an adviser opens the bridge while the key is still
+/// down: the rest of that press, and its three end packets, must not reach
+/// the agent's phone (it would hear a key the caller pressed before it was
+/// connected). A key pressed once connected does cross the bridge.
+#[test]
+fn a_key_pressed_before_the_bridge_never_reaches_the_agent() {
+    let (hotline, _dirs) = olek_service();
+    let olek = agent(&hotline, "olek", "haslo-1", 300);
+    let caller_rtp = RtpListener::bind();
+    let caller = hotline
+        .sipp("call_listen.xml")
+        .key("rtp_port", caller_rtp.port)
+        .key("codecs", "0 101")
+        .duration_ms(12_000)
+        .spawn();
+    let heard = caller_rtp.wait_packets(25, SECS(10));
+    let service: SocketAddr = heard.first().expect("the welcome").from;
+    let (ssrc, mut seq) = (0x5eed_0001, 100u16);
+    // 4 (Polski), all of it before any bridge.
+    caller_rtp.press(service, '4', 101, ssrc, &mut seq, 8_000);
+    hotline.wait_for_log("language chosen", SECS(5));
+    std::thread::sleep(Duration::from_millis(2_500));
+    // 0 goes down; while it is held the call is queued, offered and answered.
+    let mut zero = Event::new(service, '0', 101, ssrc, 40_000);
+    zero.updates(&caller_rtp, &mut seq, 2);
+    hotline.wait_metric("hotline_calls_active{stage=\"agent\"}", 1.0, SECS(10));
+    std::thread::sleep(Duration::from_millis(200));
+    // The rest of the 0 comes after the bridge opened.
+    zero.updates(&caller_rtp, &mut seq, 3);
+    zero.end(&caller_rtp, &mut seq);
+    // Then, connected, the caller presses 5.
+    std::thread::sleep(Duration::from_millis(300));
+    caller_rtp.press(service, '5', 101, ssrc, &mut seq, 60_000);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let events: Vec<u8> = olek
+        .rtp
+        .packets()
+        .iter()
+        .filter(|p| p.payload_type != 0 && p.payload_type != 8)
+        .filter_map(|p| p.payload.first().copied())
+        .collect();
+    assert!(
+        !events.is_empty(),
+        "the 5 pressed while connected crossed the bridge"
+    );
+    assert!(
+        events.iter().all(|&e| e == 5),
+        "only the 5 reached the agent, not the 0 pressed before the bridge: {events:?}"
+    );
+    assert_eq!(
+        events.len(),
+        8,
+        "every packet of the 5 (five updates, three ends): {events:?}"
+    );
+    assert_eq!(
+        hotline.count_log("digit=0"),
+        1,
+        "the 0 was one key press to the menu"
+    );
+    caller.wait_ok();
+    olek.phone.wait_ok();
 }
 
 fn rtp_packet(pt: u8, seq: u16, ssrc: u32, payload: &[u8]) -> Vec<u8> {
@@ -280,12 +357,7 @@ fn two_callers_and_one_agent_are_served_in_arrival_order() {
 
 #[test]
 fn the_api_pauses_an_agent_who_is_then_not_offered_callers() {
-    let flows = test_flows("");
-    let (hotline, _dir) = start(
-        flows.path(),
-        &agents_yaml(&[("olek", "haslo-1", "{pl: 10}")]),
-        "",
-    );
+    let (hotline, _dirs) = olek_service();
     let olek = agent(&hotline, "olek", "haslo-1", 300);
     assert_eq!(agent_state(&hotline, "olek"), "ready");
     let pause = r#"{"state":"paused","reason":"lunch"}"#;
@@ -537,12 +609,7 @@ fn an_agent_who_does_not_answer_is_skipped_and_paused() {
 
 #[test]
 fn feature_codes_from_the_registered_phone_pause_and_ready_the_agent() {
-    let flows = test_flows("");
-    let (hotline, _dir) = start(
-        flows.path(),
-        &agents_yaml(&[("olek", "haslo-1", "{pl: 10}")]),
-        "",
-    );
+    let (hotline, _dirs) = olek_service();
     let code = |code: &str| {
         hotline
             .sipp("agent_feature_code.xml")
@@ -575,12 +642,7 @@ fn feature_codes_from_the_registered_phone_pause_and_ready_the_agent() {
 
 #[test]
 fn an_agent_sets_its_state_over_the_websocket() {
-    let flows = test_flows("");
-    let (hotline, _dir) = start(
-        flows.path(),
-        &agents_yaml(&[("olek", "haslo-1", "{pl: 10}")]),
-        "",
-    );
+    let (hotline, _dirs) = olek_service();
     let _olek = agent(&hotline, "olek", "haslo-1", 300);
     assert_eq!(agent_state(&hotline, "olek"), "ready");
     let mut ws = support::ws::WsClient::connect(hotline.http, "/ws").expect("upgrade");

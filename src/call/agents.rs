@@ -2,11 +2,11 @@
 //! logging in, feature codes dialled from the phone, and state changes from the
 //! API. The registrar and the ACD are sans-IO; this is their glue.
 
-use super::{CallManager, MediaControl};
+use super::{CallManager, MediaControl, Observation};
 use crate::acd::{feature_code, AgentId, RequestedState};
 use crate::registrar::{
-    ContactParam, Contacts, RegisterOutcome, RegisterRequest as Registration, RegistrarEvent,
-    Transport as RegTransport,
+    ContactParam, Contacts, RegisterFailure, RegisterOutcome, RegisterRequest as Registration,
+    RegistrarEvent, Transport as RegTransport,
 };
 use crate::sip::{IncomingCall, RegisterRequest, Transport};
 use crate::time::Now;
@@ -103,9 +103,8 @@ impl<M: MediaControl> CallManager<M> {
             RegisterOutcome::IntervalTooBrief { min_expires } => {
                 headers.push(("Min-Expires".into(), min_expires.to_string()));
             }
-            RegisterOutcome::Forbidden => {
-                tracing::warn!(user = %request.to_user, source = %request.source, "register refused");
-            }
+            // Logged once per phone as a failure (`drain_registrar`).
+            RegisterOutcome::Forbidden => {}
             RegisterOutcome::BadRequest(why) => {
                 tracing::info!(source = %request.source, reason = why, "register malformed");
             }
@@ -132,12 +131,36 @@ impl<M: MediaControl> CallManager<M> {
                     (agent, state)
                 }
                 RegistrarEvent::Unregistered { agent } => (agent, RequestedState::LoggedOut),
+                RegistrarEvent::Failed(failure) => {
+                    self.register_failed(&failure);
+                    continue;
+                }
             };
             if let Err(e) = self.queue.agent_state(now, &agent, requested) {
                 tracing::warn!(agent = %agent.as_str(), error = %e, "agent state from registration refused");
             }
         }
         self.drain_queue(now);
+    }
+
+    /// Counts a failed registration; logs the first for its user and source.
+    fn register_failed(&mut self, failure: &RegisterFailure) {
+        self.observe(Observation::RegisterFailed {
+            reason: failure.reason.label(),
+        });
+        if !failure.first {
+            return;
+        }
+        let agent = failure.agent.as_ref().map_or("", AgentId::as_str);
+        tracing::warn!(
+            user = %failure.user,
+            agent,
+            source = %failure.source,
+            reason = failure.reason.label(),
+            detail = failure.detail,
+            "registration failed: {}; this phone's next failures are counted, not logged",
+            failure.reason.describe()
+        );
     }
 
     /// An INVITE to `*1`, `*2` or `*9` from a registered agent's phone sets its

@@ -203,6 +203,8 @@ pub struct CallManager<M: MediaControl> {
     /// The queue engine, behind its seam.
     queue: Box<dyn QueueService + Send>,
     registrar: Registrar,
+    /// Challenged with, most preferred first; kept across a new registrar.
+    digest_algorithms: Vec<crate::registrar::Algorithm>,
     agents: Arc<AgentDirectory>,
     legs: HashMap<LegKey, AgentLeg>,
     /// Whether an agent whose phone registers becomes ready at once.
@@ -264,6 +266,7 @@ impl<M: MediaControl> CallManager<M> {
             node: NodeId::local(),
             queue: Box::new(queue),
             registrar,
+            digest_algorithms: crate::registrar::DEFAULT_ALGORITHMS.to_vec(),
             agents,
             legs: HashMap::new(),
             ready_on_register: true,
@@ -294,15 +297,47 @@ impl<M: MediaControl> CallManager<M> {
                 RegistrarConfig::default(),
                 DigestAuth::with_random_secret(agents.realm(), now.mono, DigestConfig::default()),
             );
+            self.registrar.set_algorithms(&self.digest_algorithms);
         }
-        if !agents.is_empty() {
-            let accounts: Vec<_> = agents.iter().map(|a| &a.credentials).collect();
-            self.registrar
-                .set_algorithms(crate::registrar::algorithms_for(&accounts));
-        }
+        self.warn_unusable_accounts(&agents);
         self.queue.set_agents(now, agents.clone());
         self.agents = Arc::new(agents);
         self.drain_queue(now);
+    }
+
+    /// The digest algorithms REGISTERs are challenged with, most preferred
+    /// first (config `digest_algorithms`).
+    pub fn set_digest_algorithms(&mut self, algorithms: &[crate::registrar::Algorithm]) {
+        if algorithms.is_empty() {
+            return;
+        }
+        self.digest_algorithms = algorithms.to_vec();
+        self.registrar.set_algorithms(algorithms);
+        let agents = Arc::clone(&self.agents);
+        self.warn_unusable_accounts(&agents);
+    }
+
+    /// An agent with no HA1 for any challenged algorithm cannot log in: say
+    /// so at load rather than leave its phone failing in silence.
+    fn warn_unusable_accounts(&self, agents: &AgentDirectory) {
+        for agent in agents.iter() {
+            let usable = self
+                .digest_algorithms
+                .iter()
+                .any(|a| agent.credentials.supports(*a));
+            if !usable {
+                let challenged: Vec<&str> = self
+                    .digest_algorithms
+                    .iter()
+                    .map(|a| a.config_name())
+                    .collect();
+                tracing::warn!(
+                    agent = %agent.id,
+                    challenged = %challenged.join(","),
+                    "agent has no HA1 for any algorithm in digest_algorithms: its phone cannot log in (add the HA1 from `hotline agents hash`, or the algorithm)"
+                );
+            }
+        }
     }
 
     /// Whether a phone registering makes its agent ready (else paused).

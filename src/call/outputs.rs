@@ -50,6 +50,11 @@ pub enum Observation {
     DayStarted {
         day: chrono::NaiveDate,
     },
+    /// A registration failed, or a challenge went unanswered
+    /// (`hotline_register_failures_total{reason}`).
+    RegisterFailed {
+        reason: &'static str,
+    },
 }
 
 /// The figures behind the gauges, read by the metrics side when they moved.

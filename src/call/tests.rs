@@ -580,3 +580,76 @@ fn languages_are_offered_only_while_the_line_is_open_and_a_new_day_is_announced(
         .poll_timeout()
         .is_some_and(|at| at <= h.now.mono + HOUSEKEEPING_EVERY));
 }
+
+fn register(call_id: &str, branch: &str, cseq: u32) -> String {
+    format!(
+        "REGISTER sip:127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK{branch}\r\n\
+         From: <sip:piotr@127.0.0.1>;tag=r1\r\n\
+         To: <sip:piotr@127.0.0.1>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: {cseq} REGISTER\r\n\
+         Contact: <sip:piotr@127.0.0.1:5999>\r\n\
+         Expires: 600\r\n\
+         Max-Forwards: 70\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+fn challenges(response: &str) -> Vec<&str> {
+    response
+        .lines()
+        .filter(|l| l.starts_with("WWW-Authenticate:"))
+        .collect()
+}
+
+#[test]
+fn phones_are_challenged_as_configured_and_an_unanswered_challenge_is_counted_once() {
+    use crate::acd::AgentDirectory;
+    use crate::registrar::{ha1, Algorithm};
+    let mut h = Harness::new();
+    let agents = AgentDirectory::parse(
+        Path::new("agents.yaml"),
+        &format!(
+            "agents:\n  - id: piotr\n    name: Piotr\n    sip_username: piotr\n    ha1: {}\n    ha1_sha256: {}\n    skills: {{pl: 10}}\n",
+            ha1(Algorithm::Md5, "piotr", "hotline", "pw"),
+            ha1(Algorithm::Sha256, "piotr", "hotline", "pw"),
+        ),
+    )
+    .expect("agents");
+    h.manager.set_agents(h.now, agents);
+    let failures = |h: &Harness| {
+        h.metrics
+            .register_failures_total
+            .with_label_values(&["no_answer"])
+            .get()
+    };
+    // By default: MD5 alone.
+    let out = h.send(&register("reg-1", "a1", 1));
+    let first = out
+        .iter()
+        .find(|r| r.starts_with("SIP/2.0 401"))
+        .expect("401");
+    assert_eq!(challenges(first).len(), 1, "{first}");
+    assert!(challenges(first)[0].contains("algorithm=MD5"), "{first}");
+    // As the config asks: SHA-256, then MD5.
+    h.manager
+        .set_digest_algorithms(&[Algorithm::Sha256, Algorithm::Md5]);
+    let out = h.send(&register("reg-1", "a2", 2));
+    let second = out
+        .iter()
+        .find(|r| r.starts_with("SIP/2.0 401"))
+        .expect("401");
+    let offered = challenges(second);
+    assert_eq!(offered.len(), 2, "{second}");
+    assert!(offered[0].contains("algorithm=SHA-256") && offered[1].contains("algorithm=MD5"));
+    // A retransmission is answered again by the transaction, not counted.
+    h.send(&register("reg-1", "a2", 2));
+    // The phone never answers: after 32 s, one failure.
+    h.advance(Duration::from_secs(31));
+    assert_eq!(failures(&h), 0);
+    h.advance(Duration::from_secs(2));
+    assert_eq!(failures(&h), 1);
+    h.advance(Duration::from_secs(60));
+    assert_eq!(failures(&h), 1);
+}

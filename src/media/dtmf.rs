@@ -105,6 +105,54 @@ impl DtmfDetector {
     }
 }
 
+/// Decides which telephone-event packets a bridge passes on: only those of
+/// events that started while the bridge was open.
+///
+/// A key press is many packets over 100 ms or more, its end sent three times.
+/// The press that asks for an adviser opens the bridge within that time, so
+/// without this the tail of that press would reach the agent's phone, which
+/// would hear the caller press a key they pressed before it was connected.
+/// Every event seen while not bridged is remembered by (SSRC, timestamp), the
+/// same key `DtmfDetector` uses; packets of a remembered event are never
+/// relayed, whenever they come. Sans IO and allocation-free: the receive
+/// task feeds it each telephone-event packet.
+#[derive(Debug, Default)]
+pub struct EventRelayGate {
+    held: [Option<(u32, u32)>; REMEMBERED],
+    next_slot: usize,
+}
+
+impl EventRelayGate {
+    pub fn new() -> EventRelayGate {
+        EventRelayGate::default()
+    }
+
+    /// Whether to relay one telephone-event packet (its SSRC and RTP
+    /// timestamp); `bridged` says whether the leg is bridged now.
+    pub fn relay(&mut self, ssrc: u32, timestamp: u32, bridged: bool) -> bool {
+        let held = |&(s, t): &(u32, u32)| s == ssrc && t == timestamp;
+        let continues =
+            |&(s, t): &(u32, u32)| s == ssrc && t.wrapping_add(SEGMENT_STEP) == timestamp;
+        if self.held.iter().flatten().any(held) {
+            return false;
+        }
+        // The next segment of a long held event (RFC 4733 §2.5.1.3) is held
+        // too, and remembered so that the segment after it is as well.
+        if !bridged || self.held.iter().flatten().any(continues) {
+            self.hold(ssrc, timestamp);
+            return false;
+        }
+        true
+    }
+
+    fn hold(&mut self, ssrc: u32, timestamp: u32) {
+        if let Some(slot) = self.held.get_mut(self.next_slot) {
+            *slot = Some((ssrc, timestamp));
+        }
+        self.next_slot = (self.next_slot + 1) % REMEMBERED;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,5 +314,46 @@ mod tests {
         let mut detector = DtmfDetector::new();
         assert_eq!(detector.on_packet(1, 500, &event(3, false, 0)), Some('3'));
         assert_eq!(detector.on_packet(2, 500, &event(3, false, 0)), Some('3'));
+    }
+
+    #[test]
+    fn the_tail_of_a_press_made_before_the_bridge_is_never_relayed() {
+        let mut gate = EventRelayGate::new();
+        // The caller presses 0: the first packets arrive before the bridge.
+        let (ssrc, zero) = (0x0e05_384e, 17_632);
+        assert!(!gate.relay(ssrc, zero, false));
+        assert!(!gate.relay(ssrc, zero, false));
+        // The bridge opens; the rest of the 0, and its three end packets,
+        // stay on this side.
+        for _ in 0..5 {
+            assert!(!gate.relay(ssrc, zero, true));
+        }
+        // A press that starts after the bridge opened crosses it, all of it.
+        for _ in 0..8 {
+            assert!(gate.relay(ssrc, zero + 8_000, true));
+        }
+        // So does one from a new source with the same timestamp.
+        assert!(gate.relay(7, zero, true));
+    }
+
+    #[test]
+    fn held_events_are_remembered_across_unbridge_and_long_presses() {
+        let mut gate = EventRelayGate::new();
+        assert!(!gate.relay(1, 100, false));
+        assert!(gate.relay(1, 900, true));
+        // Unbridged (back in the queue), a press; bridged again to another
+        // agent while it goes on, across two segment boundaries.
+        assert!(!gate.relay(1, 2_000, false));
+        assert!(!gate.relay(1, 2_000 + SEGMENT_STEP, true));
+        assert!(!gate.relay(1, 2_000 + 2 * SEGMENT_STEP, true));
+        // A press after that one passes.
+        assert!(gate.relay(1, 2_000 + 3 * SEGMENT_STEP + 800, true));
+        // The gate remembers a few events, the most recent: an old one seen
+        // again is by now long over, and the newest are still held.
+        for ts in [10_000u32, 20_000, 30_000, 40_000, 50_000] {
+            assert!(!gate.relay(1, ts, false));
+        }
+        assert!(!gate.relay(1, 50_000, true));
+        assert!(!gate.relay(1, 20_000, true));
     }
 }

@@ -16,7 +16,7 @@
 //! sees one continuous stream throughout.
 
 use super::bridge::{self, Relay, Relayed};
-use super::dtmf::DtmfDetector;
+use super::dtmf::{DtmfDetector, EventRelayGate};
 use super::pacer::{Outbound, Pacer, SendResult, StreamInit, TickStats};
 use super::socket::RtpSocket as UdpSocket;
 use super::{rtp, Clip, Codec, MediaConfig, MediaError, MediaEvent, StreamParams};
@@ -886,6 +886,7 @@ async fn receive(
 ) {
     let mut buffer = [0u8; RECEIVE_BUFFER];
     let mut detector = DtmfDetector::new();
+    let mut gate = EventRelayGate::new();
     let mut latched = false;
     let mut relay: Option<ActiveRelay> = None;
     loop {
@@ -968,12 +969,16 @@ async fn receive(
             }
         }
         let mut digit = None;
+        // Only events that started while bridged cross the bridge.
+        let mut pass = true;
         if pt == te_pt {
+            let (ssrc, timestamp) = (located.header.ssrc, located.header.timestamp);
             if let Some(payload) = datagram.get(located.payload.clone()) {
-                digit = detector.on_packet(located.header.ssrc, located.header.timestamp, payload);
+                digit = detector.on_packet(ssrc, timestamp, payload);
             }
+            pass = gate.relay(ssrc, timestamp, relay.is_some());
         }
-        if let Some(active) = relay.as_mut() {
+        if let Some(active) = relay.as_mut().filter(|_| pass) {
             let incoming_event_pt = u8::try_from(te_pt).ok();
             active.forward(&mut buffer, &located, incoming_event_pt, &counters);
         }

@@ -11,7 +11,10 @@
 //! without angle brackets or header parameters, and a phone refreshes with the
 //! same text it registered.
 
-use super::digest::{parse_authorization, Challenge, DigestAuth, Ha1Set, Verdict};
+use super::digest::{
+    parse_authorization, Algorithm, Challenge, DigestAuth, Ha1Set, RejectReason, Verdict,
+};
+use super::failures::{FailureConfig, FailureReason, Failures, RegisterFailure};
 use crate::acd::AgentId;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -89,6 +92,17 @@ pub struct RegisterRequest<'a> {
     pub authorization: Option<&'a str>,
 }
 
+impl RegisterRequest<'_> {
+    /// Whether the request adds or refreshes a binding (rather than only
+    /// removing bindings or asking for them): a login worth watching.
+    fn adds_binding(&self) -> bool {
+        match &self.contacts {
+            Contacts::List(list) => list.iter().any(|c| c.expires.or(self.expires) != Some(0)),
+            Contacts::None | Contacts::Wildcard => false,
+        }
+    }
+}
+
 /// Who may register: maps a SIP username to the agent and its HA1s.
 pub trait CredentialStore {
     fn credentials(&self, sip_username: &str) -> Option<(AgentId, Ha1Set)>;
@@ -154,6 +168,8 @@ pub enum RegistrarEvent {
     Registered { agent: AgentId },
     /// The agent's last contact went (expired, removed or dropped).
     Unregistered { agent: AgentId },
+    /// A registration failed, or a challenge went unanswered.
+    Failed(RegisterFailure),
 }
 
 /// The registrar: digest authentication plus bindings per agent.
@@ -163,6 +179,7 @@ pub struct Registrar {
     auth: DigestAuth,
     bindings: HashMap<AgentId, Vec<Binding>>,
     events: VecDeque<RegistrarEvent>,
+    failures: Failures,
 }
 
 impl Registrar {
@@ -172,12 +189,19 @@ impl Registrar {
             auth,
             bindings: HashMap::new(),
             events: VecDeque::new(),
+            failures: Failures::new(FailureConfig::default()),
         }
     }
 
-    /// Which digest algorithms to challenge with (see `digest::algorithms_for`).
-    pub fn set_algorithms(&mut self, algorithms: Vec<crate::registrar::Algorithm>) {
+    /// Which digest algorithms to challenge with, most preferred first.
+    pub fn set_algorithms(&mut self, algorithms: &[Algorithm]) {
         self.auth.set_algorithms(algorithms);
+    }
+
+    /// Sets how long a challenged phone may take to answer, and the bounds
+    /// of the failure tables.
+    pub fn set_failure_config(&mut self, config: FailureConfig) {
+        self.failures = Failures::new(config);
     }
 
     pub fn config(&self) -> &RegistrarConfig {
@@ -215,15 +239,28 @@ impl Registrar {
         request: &RegisterRequest<'_>,
         store: &dyn CredentialStore,
     ) -> Result<AgentId, RegisterOutcome> {
+        let user = request.aor_user;
+        let owner = store.credentials(user).map(|(agent, _)| agent);
         let Some(header) = request.authorization else {
+            if request.adds_binding() {
+                self.watch_challenge(now, request, owner, false);
+            }
             return Err(self.challenge(now, false));
         };
+        self.failures.answered(user, request.source);
         let Ok(response) = parse_authorization(header) else {
+            self.fail(
+                request,
+                owner,
+                FailureReason::BadCredentials,
+                "a malformed Authorization",
+            );
             return Err(RegisterOutcome::BadRequest("Malformed Authorization"));
         };
         // An unknown user is answered like a wrong password, so usernames
         // cannot be probed.
         let Some((agent, ha1s)) = store.credentials(&response.username) else {
+            self.fail(request, owner, FailureReason::UnknownUser, "");
             return Err(self.challenge(now, false));
         };
         match self
@@ -231,13 +268,63 @@ impl Registrar {
             .verify(now, &response, "REGISTER", Some(request.request_uri), &ha1s)
         {
             Verdict::Accepted => {}
-            Verdict::Stale(_) => return Err(self.challenge(now, true)),
-            Verdict::Rejected(_) => return Err(self.challenge(now, false)),
+            Verdict::Stale(_) => {
+                if request.adds_binding() {
+                    self.watch_challenge(now, request, owner, true);
+                }
+                return Err(self.challenge(now, true));
+            }
+            Verdict::Rejected(why) => {
+                let reason = match why {
+                    RejectReason::WrongResponse => FailureReason::WrongPassword,
+                    _ => FailureReason::BadCredentials,
+                };
+                self.fail(request, Some(agent), reason, why.describe());
+                return Err(self.challenge(now, false));
+            }
         }
-        match store.credentials(request.aor_user) {
-            Some((owner, _)) if owner == agent => Ok(agent),
-            _ => Err(RegisterOutcome::Forbidden),
+        match owner {
+            Some(owner) if owner == agent => {
+                self.failures.succeeded(user, request.source);
+                Ok(agent)
+            }
+            _ => {
+                self.fail(request, Some(agent), FailureReason::Forbidden, "");
+                Err(RegisterOutcome::Forbidden)
+            }
         }
+    }
+
+    /// Remembers a challenge, to report it if no answer comes.
+    fn watch_challenge(
+        &mut self,
+        now: Instant,
+        request: &RegisterRequest<'_>,
+        owner: Option<AgentId>,
+        stale: bool,
+    ) {
+        let beyond_md5 = self.auth.algorithms().iter().any(|a| *a != Algorithm::Md5);
+        self.failures.challenged(
+            now,
+            request.aor_user,
+            owner,
+            request.source,
+            stale,
+            beyond_md5,
+        );
+    }
+
+    fn fail(
+        &mut self,
+        request: &RegisterRequest<'_>,
+        agent: Option<AgentId>,
+        reason: FailureReason,
+        detail: &'static str,
+    ) {
+        let failure = self
+            .failures
+            .failed(request.aor_user, agent, request.source, reason, detail);
+        self.events.push_back(RegistrarEvent::Failed(failure));
     }
 
     fn challenge(&mut self, now: Instant, stale: bool) -> RegisterOutcome {
@@ -405,16 +492,20 @@ impl Registrar {
         self.set_bindings(now, agent, Vec::new());
     }
 
-    /// When the next binding expires.
+    /// When the next binding expires or the oldest challenge runs out.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.bindings
             .values()
             .flat_map(|bs| bs.iter().map(|b| b.expires_at))
+            .chain(self.failures.poll_timeout())
             .min()
     }
 
-    /// Drops expired bindings.
+    /// Drops expired bindings; reports challenges left unanswered.
     pub fn handle_timeout(&mut self, now: Instant) {
+        for failure in self.failures.handle_timeout(now) {
+            self.events.push_back(RegistrarEvent::Failed(failure));
+        }
         let expired: Vec<AgentId> = self
             .bindings
             .iter()
@@ -432,7 +523,7 @@ impl Registrar {
     }
 
     /// The next reachability change, for the ACD (log the agent out when the
-    /// last phone goes away).
+    /// last phone goes away), or a failed registration to log and count.
     pub fn poll_event(&mut self) -> Option<RegistrarEvent> {
         self.events.pop_front()
     }
@@ -441,7 +532,8 @@ impl Registrar {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registrar::digest::{ha1, Algorithm, DigestConfig};
+    use crate::registrar::digest::{ha1, DigestConfig};
+    use crate::registrar::failures::FailureReason;
 
     struct Store;
     impl CredentialStore for Store {
@@ -457,6 +549,7 @@ mod tests {
     /// A phone that answers challenges the way softphones do.
     struct Phone {
         user: &'static str,
+        password: &'static str,
         call_id: &'static str,
         cseq: u32,
         nc: u32,
@@ -467,6 +560,7 @@ mod tests {
         fn new(user: &'static str, call_id: &'static str) -> Phone {
             Phone {
                 user,
+                password: "secret",
                 call_id,
                 cseq: 0,
                 nc: 0,
@@ -477,7 +571,7 @@ mod tests {
         fn authorization(&mut self) -> Option<String> {
             let c = self.challenge.as_ref()?;
             self.nc += 1;
-            let ha1 = ha1(Algorithm::Md5, self.user, &c.realm, "secret");
+            let ha1 = ha1(Algorithm::Md5, self.user, &c.realm, self.password);
             let uri = "sip:hotline.example";
             let h = |parts: &[&str]| {
                 let mut ctx = <md5::Md5 as sha2::Digest>::new();
@@ -503,6 +597,31 @@ mod tests {
             ))
         }
 
+        /// One REGISTER with the credentials the phone has, not retried.
+        fn register_once(
+            &mut self,
+            registrar: &mut Registrar,
+            now: Instant,
+            contacts: Contacts,
+            expires: Option<u32>,
+        ) -> RegisterOutcome {
+            self.cseq += 1;
+            let auth = self.authorization();
+            let request = RegisterRequest {
+                aor_user: self.user,
+                request_uri: "sip:hotline.example",
+                contacts,
+                expires,
+                call_id: self.call_id,
+                cseq: self.cseq,
+                source: "127.0.0.1:5062".parse().expect("addr"),
+                transport: Transport::Udp,
+                authorization: auth.as_deref(),
+            };
+            registrar.handle_register(now, &request, &Store)
+        }
+
+        /// Registers, answering up to three challenges with MD5.
         fn register(
             &mut self,
             registrar: &mut Registrar,
@@ -511,20 +630,7 @@ mod tests {
             expires: Option<u32>,
         ) -> RegisterOutcome {
             for attempt in 0..4 {
-                self.cseq += 1;
-                let auth = self.authorization();
-                let request = RegisterRequest {
-                    aor_user: self.user,
-                    request_uri: "sip:hotline.example",
-                    contacts: contacts.clone(),
-                    expires,
-                    call_id: self.call_id,
-                    cseq: self.cseq,
-                    source: "127.0.0.1:5062".parse().expect("addr"),
-                    transport: Transport::Udp,
-                    authorization: auth.as_deref(),
-                };
-                let outcome = registrar.handle_register(now, &request, &Store);
+                let outcome = self.register_once(registrar, now, contacts.clone(), expires);
                 match &outcome {
                     RegisterOutcome::Unauthorized { challenges } if attempt < 3 => {
                         let md5 = challenges.iter().find(|c| c.algorithm == Algorithm::Md5);
@@ -697,5 +803,115 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    fn failures(r: &mut Registrar) -> Vec<RegisterFailure> {
+        std::iter::from_fn(|| r.poll_event())
+            .filter_map(|e| match e {
+                RegistrarEvent::Failed(f) => Some(f),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_challenge_left_unanswered_is_reported_once_per_phone() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        // A phone that logs in properly leaves nothing to wake up for but
+        // its binding.
+        let mut anna = Phone::new("anna", "c1");
+        let out = anna.register(&mut r, t0, contact("sip:anna@1", Some(600)), None);
+        assert_eq!(out.status_code(), 200);
+        assert!(failures(&mut r).is_empty());
+        assert_eq!(r.poll_timeout(), Some(t0 + Duration::from_secs(600)));
+        // Ole's phone is challenged and never answers (as a phone does that
+        // refuses the challenge's algorithm).
+        r.set_algorithms(&[Algorithm::Sha256, Algorithm::Md5]);
+        let ole_phone: SocketAddr = "127.0.0.1:5062".parse().expect("addr");
+        // `register_once` keeps no challenge: every REGISTER goes unanswered.
+        let mut ole = Phone::new("ole", "c9");
+        let mut ask = |r: &mut Registrar, now: Instant| {
+            ole.register_once(r, now, contact("sip:ole@1", None), Some(600))
+        };
+        assert_eq!(ask(&mut r, t0).status_code(), 401);
+        let deadline = t0 + Duration::from_secs(32);
+        assert_eq!(r.poll_timeout(), Some(deadline));
+        r.handle_timeout(deadline - Duration::from_millis(1));
+        assert!(failures(&mut r).is_empty());
+        r.handle_timeout(deadline);
+        let reported = failures(&mut r);
+        assert_eq!(reported.len(), 1, "{reported:?}");
+        let f = &reported[0];
+        assert_eq!(
+            (f.reason, f.agent.clone(), f.source, f.first),
+            (
+                FailureReason::NoAnswer,
+                Some(AgentId::from("ole")),
+                ole_phone,
+                true
+            )
+        );
+        assert!(f.detail.contains("SHA-256"), "{}", f.detail);
+        // Its retries are counted, not reported as new; a retransmission is
+        // the transaction layer's, so the registrar sees each retry once.
+        for i in 1..4u32 {
+            let now = t0 + Duration::from_secs(60 * u64::from(i));
+            ask(&mut r, now);
+            r.handle_timeout(now + Duration::from_secs(32));
+            let again = failures(&mut r);
+            assert_eq!(again.len(), 1);
+            assert!(!again[0].first);
+        }
+    }
+
+    #[test]
+    fn wrong_passwords_and_strangers_are_reported_with_their_reason() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let mut phone = Phone::new("anna", "c1");
+        phone.password = "guess";
+        let out = phone.register(&mut r, t0, contact("sip:a@1", None), None);
+        assert_eq!(out.status_code(), 401);
+        let reported = failures(&mut r);
+        assert!(!reported.is_empty());
+        assert!(reported
+            .iter()
+            .all(|f| f.reason == FailureReason::WrongPassword));
+        assert_eq!(reported.iter().filter(|f| f.first).count(), 1);
+        // Answered (wrongly): nothing is left waiting for an answer.
+        r.handle_timeout(t0 + Duration::from_secs(60));
+        assert!(failures(&mut r).is_empty());
+        // The right password: registered, and the next failure is news.
+        phone.password = "secret";
+        assert_eq!(
+            phone
+                .register(&mut r, t0, contact("sip:a@1", None), None)
+                .status_code(),
+            200
+        );
+        phone.password = "guess";
+        phone.register(&mut r, t0, contact("sip:a@1", None), None);
+        assert!(failures(&mut r).iter().any(|f| f.first));
+        // A username nobody has.
+        let mut nobody = Phone::new("nobody", "c2");
+        nobody.register(&mut r, t0, contact("sip:n@1", None), None);
+        let reported = failures(&mut r);
+        assert!(reported
+            .iter()
+            .any(|f| f.reason == FailureReason::UnknownUser && f.agent.is_none()));
+        // An expired nonce that the phone never retries.
+        let mut ole = Phone::new("ole", "c3");
+        ole.register(&mut r, t0, contact("sip:o@1", None), None);
+        failures(&mut r);
+        let later = t0 + Duration::from_secs(400);
+        let out = ole.register_once(&mut r, later, contact("sip:o@1", None), None);
+        assert!(
+            matches!(&out, RegisterOutcome::Unauthorized { challenges } if challenges.iter().all(|c| c.stale))
+        );
+        r.handle_timeout(later + Duration::from_secs(32));
+        let reported = failures(&mut r);
+        assert_eq!(reported.len(), 1);
+        assert_eq!(reported[0].reason, FailureReason::StaleNonce);
     }
 }

@@ -20,6 +20,12 @@ pub const MAX_AUTHORIZATION_LEN: usize = 4096;
 /// Most parameters accepted in one `Authorization` value.
 const MAX_PARAMS: usize = 32;
 
+/// What is challenged with unless the config says otherwise: MD5 alone, the
+/// one algorithm every deployed phone answers. Debian 12's baresip gives up
+/// on a 401 that carries any other challenge, even after an MD5 one, and sipp
+/// answers only the first challenge and knows only MD5.
+pub const DEFAULT_ALGORITHMS: &[Algorithm] = &[Algorithm::Md5];
+
 /// The hash the digest uses. `-sess` variants are not offered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Algorithm {
@@ -33,6 +39,24 @@ impl Algorithm {
         match self {
             Algorithm::Md5 => "MD5",
             Algorithm::Sha256 => "SHA-256",
+        }
+    }
+
+    /// The name used in the config file's `digest_algorithms`: `md5` or
+    /// `sha-256` (any case; `sha256` too).
+    pub fn from_config_name(name: &str) -> Option<Algorithm> {
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("sha256") {
+            return Some(Algorithm::Sha256);
+        }
+        Algorithm::from_token(name)
+    }
+
+    /// The name written in the config file.
+    pub fn config_name(self) -> &'static str {
+        match self {
+            Algorithm::Md5 => "md5",
+            Algorithm::Sha256 => "sha-256",
         }
     }
 
@@ -103,33 +127,22 @@ pub struct Ha1Set {
     sha256: Option<String>,
 }
 
+impl<'de> serde::Deserialize<'de> for Algorithm {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Algorithm::from_config_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{name}` is not a digest algorithm: write md5 or sha-256"
+            ))
+        })
+    }
+}
+
 impl Ha1Set {
     /// Whether this account can be checked with `algorithm`.
     pub fn supports(&self, algorithm: Algorithm) -> bool {
         self.get(algorithm).is_some()
     }
-}
-
-/// The algorithms to challenge with for a set of accounts: SHA-256 first only
-/// when every account has a SHA-256 HA1 (else MD5 first), each only if some
-/// account can use it. The same for every user, so usernames cannot be probed.
-pub fn algorithms_for(accounts: &[&Ha1Set]) -> Vec<Algorithm> {
-    let all_sha = accounts.iter().all(|h| h.supports(Algorithm::Sha256));
-    let any_sha = accounts.iter().any(|h| h.supports(Algorithm::Sha256));
-    let any_md5 = accounts.iter().any(|h| h.supports(Algorithm::Md5));
-    let mut out = Vec::new();
-    if all_sha && any_sha {
-        out.push(Algorithm::Sha256);
-        if any_md5 {
-            out.push(Algorithm::Md5);
-        }
-    } else {
-        out.push(Algorithm::Md5);
-        if any_sha {
-            out.push(Algorithm::Sha256);
-        }
-    }
-    out
 }
 
 impl fmt::Debug for Ha1Set {
@@ -478,6 +491,23 @@ pub enum RejectReason {
     WrongResponse,
 }
 
+impl RejectReason {
+    /// Words for a log line.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RejectReason::WrongRealm => "another realm",
+            RejectReason::UnsupportedAlgorithm => "an algorithm that is not challenged with",
+            RejectReason::UnsupportedQop => "a qop other than auth",
+            RejectReason::MissingNonceCount => "qop=auth without nc or cnonce",
+            RejectReason::UserhashUnsupported => "userhash, which is not offered",
+            RejectReason::NoCredential => "an algorithm the agent has no HA1 for",
+            RejectReason::UriMismatch => "a digest uri other than the request's",
+            RejectReason::OpaqueMismatch => "an opaque that is not ours",
+            RejectReason::WrongResponse => "a wrong response",
+        }
+    }
+}
+
 /// The outcome of checking one response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -526,7 +556,7 @@ impl DigestAuth {
             serial: 0,
             config,
             used: HashMap::new(),
-            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            algorithms: DEFAULT_ALGORITHMS.to_vec(),
             forgotten_up_to_ms: None,
         }
     }
@@ -577,15 +607,18 @@ impl DigestAuth {
         constant_time_eq(tag.as_bytes(), expected.as_bytes()).then_some(issued)
     }
 
-    /// Challenges in order of preference: SHA-256 first, then MD5 for phones
-    /// that know only MD5 (RFC 7616 §3.7).
-    /// Chooses the algorithms challenged with, in order. Many phones answer the
-    /// first challenge whatever follows, so the first must be one every
-    /// account can be checked with (see [`algorithms_for`]).
-    pub fn set_algorithms(&mut self, algorithms: Vec<Algorithm>) {
+    /// Chooses the algorithms challenged with, most preferred first (one
+    /// `WWW-Authenticate` each, in this order; RFC 7616 §3.7). An empty list
+    /// keeps the current one.
+    pub fn set_algorithms(&mut self, algorithms: &[Algorithm]) {
         if !algorithms.is_empty() {
-            self.algorithms = algorithms;
+            self.algorithms = algorithms.to_vec();
         }
+    }
+
+    /// The algorithms challenged with, most preferred first.
+    pub fn algorithms(&self) -> &[Algorithm] {
+        &self.algorithms
     }
 
     pub fn challenges(&mut self, now: Instant, stale: bool) -> Vec<Challenge> {
@@ -641,6 +674,11 @@ impl DigestAuth {
                 None => return Verdict::Rejected(UnsupportedAlgorithm),
             },
         };
+        // Only what is challenged with: an operator who lists SHA-256 alone
+        // gets no MD5 logins.
+        if !self.algorithms.contains(&algorithm) {
+            return Verdict::Rejected(UnsupportedAlgorithm);
+        }
         if let Some(uri) = request_uri {
             if uri != r.uri {
                 return Verdict::Rejected(UriMismatch);
@@ -757,7 +795,8 @@ mod tests {
     /// asked).
     fn digest_ok(header: &str, method: &str, creds: &Ha1Set, realm: &str) -> Verdict {
         let now = Instant::now();
-        let auth = DigestAuth::new(realm, [7; 32], now, DigestConfig::default());
+        let mut auth = DigestAuth::new(realm, [7; 32], now, DigestConfig::default());
+        auth.set_algorithms(&[Algorithm::Sha256, Algorithm::Md5]);
         let mut r = parse_authorization(header).expect("parses");
         r.opaque = None; // the RFC's opaque is not ours
         auth.check_digest(&r, method, Some("/dir/index.html"), creds)
@@ -888,9 +927,15 @@ mod tests {
             username: "anna",
             password: "pw",
         };
+        // By default only MD5 is challenged; the config may ask for both.
+        let md5_only = auth.challenges(t0, false);
+        assert_eq!(md5_only.len(), 1);
+        assert!(md5_only[0].header_value().contains("algorithm=MD5"));
+        auth.set_algorithms(&[Algorithm::Sha256, Algorithm::Md5]);
         let challenges = auth.challenges(t0, false);
         assert_eq!(challenges.len(), 2);
         assert!(challenges[0].header_value().contains("algorithm=SHA-256"));
+        assert!(challenges[1].header_value().contains("algorithm=MD5"));
         for c in &challenges {
             let r = client.answer(c, 1, "sip:hotline");
             assert_eq!(
@@ -968,6 +1013,52 @@ mod tests {
             auth.verify(t0 + Duration::from_millis(20), &r, "REGISTER", None, &creds),
             Verdict::Stale(StaleReason::Replayed)
         );
+    }
+
+    #[test]
+    fn an_algorithm_not_challenged_with_is_refused() {
+        let t0 = Instant::now();
+        let mut auth = DigestAuth::new("hotline", [1; 32], t0, DigestConfig::default());
+        let client = Client {
+            username: "anna",
+            password: "pw",
+        };
+        auth.set_algorithms(&[Algorithm::Sha256]);
+        let mut challenge = auth.challenges(t0, false).remove(0);
+        // The phone takes our nonce but hashes with MD5.
+        challenge.algorithm = Algorithm::Md5;
+        let r = client.answer(&challenge, 1, "sip:hotline");
+        assert_eq!(
+            auth.verify(t0, &r, "REGISTER", None, &creds("hotline")),
+            Verdict::Rejected(RejectReason::UnsupportedAlgorithm)
+        );
+        // Answered as asked, it passes.
+        challenge.algorithm = Algorithm::Sha256;
+        let r = client.answer(&challenge, 2, "sip:hotline");
+        assert_eq!(
+            auth.verify(t0, &r, "REGISTER", None, &creds("hotline")),
+            Verdict::Accepted
+        );
+    }
+
+    #[test]
+    fn config_names_of_algorithms() {
+        for (name, algorithm) in [
+            ("md5", Algorithm::Md5),
+            ("MD5", Algorithm::Md5),
+            ("sha-256", Algorithm::Sha256),
+            ("SHA-256", Algorithm::Sha256),
+            ("sha256", Algorithm::Sha256),
+        ] {
+            assert_eq!(Algorithm::from_config_name(name), Some(algorithm), "{name}");
+        }
+        assert_eq!(Algorithm::from_config_name("sha1"), None);
+        assert_eq!(Algorithm::from_config_name("md5-sess"), None);
+        assert_eq!(Algorithm::Sha256.config_name(), "sha-256");
+        // An empty list keeps what was there.
+        let mut auth = DigestAuth::new("h", [1; 32], Instant::now(), DigestConfig::default());
+        auth.set_algorithms(&[]);
+        assert_eq!(auth.algorithms(), DEFAULT_ALGORITHMS);
     }
 
     #[test]

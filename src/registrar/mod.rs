@@ -6,12 +6,14 @@
 
 pub mod bindings;
 pub mod digest;
+pub mod failures;
 
 pub use bindings::{
     Binding, BindingInfo, ContactParam, Contacts, CredentialStore, RegisterOutcome,
     RegisterRequest, Registrar, RegistrarConfig, RegistrarEvent, Transport,
 };
 pub use digest::{
-    algorithms_for, ha1, parse_authorization, Algorithm, Challenge, DigestAuth, DigestConfig,
-    DigestResponse, Ha1Set, Verdict,
+    ha1, parse_authorization, Algorithm, Challenge, DigestAuth, DigestConfig, DigestResponse,
+    Ha1Set, Verdict, DEFAULT_ALGORITHMS,
 };
+pub use failures::{FailureConfig, FailureReason, RegisterFailure};

@@ -147,6 +147,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
     manager.set_answer_delay(Duration::from_millis(config.answer_delay_ms));
     manager.set_ready_on_register(config.ready_on_register);
+    manager.set_digest_algorithms(&config.digest_algorithms);
     manager.set_agents(Now::read(), agents);
     let records = match crate::cdr::RecordSink::start(&config.data_dir, Arc::clone(&metrics)) {
         Ok(sink) => {

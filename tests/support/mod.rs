@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod agents;
+pub mod baresip;
 pub mod rtp;
 pub mod ws;
 
@@ -56,7 +57,7 @@ pub struct Hotline {
     pub http: SocketAddr,
     pub flows: PathBuf,
     pub rtp: (u16, u16),
-    log: Arc<Mutex<Vec<String>>>,
+    log: Lines,
     _data: tempfile::TempDir,
 }
 
@@ -95,6 +96,21 @@ impl Hotline {
         })
     }
 
+    /// Runs the service as the README does, in the repository root with one
+    /// of its config files as it is (e.g. `examples/demo.yaml`); only the
+    /// listening addresses, RTP ports and data folder are the test's own.
+    /// `flows`, when given, replaces the flows the config file names.
+    pub fn start_as_in_readme(config_file: &str, flows: Option<PathBuf>) -> Hotline {
+        let replaced = flows.is_some();
+        let flows = flows.unwrap_or_else(|| repo().join("ivr-flows"));
+        Hotline::launch(flows.clone(), |cmd, _| {
+            if replaced {
+                cmd.arg("--flows").arg(&flows);
+            }
+            cmd.current_dir(repo()).arg("--config").arg(config_file);
+        })
+    }
+
     /// Starts `hotline serve` on free loopback ports with a fresh data
     /// directory; `configure` adds the rest of the command line.
     fn launch(flows: PathBuf, configure: impl FnOnce(&mut Command, &Path)) -> Hotline {
@@ -122,14 +138,8 @@ impl Hotline {
             .stderr(Stdio::piped());
         configure(&mut cmd, data.path());
         let mut child = cmd.spawn().expect("start hotline");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().expect("log").push(line);
-            }
-        });
+        let log = Lines::default();
+        log.collect(child.stderr.take().expect("stderr"));
         let hotline = Hotline {
             child,
             sip,
@@ -150,28 +160,16 @@ impl Hotline {
 
     /// Everything the service logged so far.
     pub fn log(&self) -> Vec<String> {
-        self.log.lock().expect("log").clone()
+        self.log.all()
     }
 
     /// Waits until a log line contains `needle`; panics with the log if not.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
-        let end = Instant::now() + timeout;
-        loop {
-            if let Some(line) = self.log().into_iter().find(|l| l.contains(needle)) {
-                return line;
-            }
-            if Instant::now() > end {
-                panic!(
-                    "no log line with {needle:?} within {timeout:?}; log:\n{}",
-                    self.log().join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.log.wait_for(needle, timeout)
     }
 
     pub fn count_log(&self, needle: &str) -> usize {
-        self.log().iter().filter(|l| l.contains(needle)).count()
+        self.log.count(needle)
     }
 
     /// Plain HTTP GET; returns (status, body).
@@ -271,6 +269,66 @@ impl Drop for Hotline {
         let _ = self.child.wait();
         if std::thread::panicking() {
             eprintln!("--- hotline log ---\n{}", self.log().join("\n"));
+        }
+    }
+}
+
+/// What a child process printed, line by line, gathered by threads of its
+/// own (at most `MAX_LINES` lines).
+#[derive(Clone, Default)]
+pub struct Lines(Arc<Mutex<Vec<String>>>);
+
+/// Most lines a `Lines` keeps.
+const MAX_LINES: usize = 200_000;
+
+impl Lines {
+    /// Reads `stream` to its end in a thread, a line at a time.
+    pub fn collect(&self, stream: impl Read + Send + 'static) {
+        self.collect_with(stream, |line| vec![line.to_string()]);
+    }
+
+    /// As `collect`, keeping what `clean` makes of each line.
+    pub fn collect_with(
+        &self,
+        stream: impl Read + Send + 'static,
+        clean: impl Fn(&str) -> Vec<String> + Send + 'static,
+    ) {
+        let sink = self.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).split(b'\n').map_while(Result::ok) {
+                let line = String::from_utf8_lossy(&line).into_owned();
+                let mut kept = sink.0.lock().expect("lines");
+                for part in clean(&line) {
+                    if kept.len() < MAX_LINES {
+                        kept.push(part);
+                    }
+                }
+            }
+        });
+    }
+
+    pub fn all(&self) -> Vec<String> {
+        self.0.lock().expect("lines").clone()
+    }
+
+    pub fn count(&self, needle: &str) -> usize {
+        self.all().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Waits until a line contains `needle`; panics with every line if not.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.all().into_iter().find(|l| l.contains(needle)) {
+                return line;
+            }
+            if Instant::now() > end {
+                panic!(
+                    "no line with {needle:?} within {timeout:?}; printed:\n{}",
+                    self.all().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }

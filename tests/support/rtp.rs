@@ -96,32 +96,71 @@ impl RtpListener {
         seq: &mut u16,
         ts: u32,
     ) {
-        let event = match digit {
+        let mut event = Event::new(to, digit, payload_type, ssrc, ts);
+        event.updates(self, seq, 5);
+        event.end(self, seq);
+    }
+}
+
+/// One key press over RFC 4733, sent a part at a time (so that a test can
+/// let something happen in the middle of it).
+pub struct Event {
+    to: SocketAddr,
+    payload_type: u8,
+    ssrc: u32,
+    ts: u32,
+    code: u8,
+    /// Packets sent so far (the first carries the marker bit).
+    sent: u16,
+}
+
+impl Event {
+    pub fn new(to: SocketAddr, digit: char, payload_type: u8, ssrc: u32, ts: u32) -> Event {
+        let code = match digit {
             '0'..='9' => digit as u8 - b'0',
             '*' => 10,
             '#' => 11,
             _ => panic!("not a DTMF digit: {digit}"),
         };
-        let send = |seq: u16, end: bool, duration: u16, marker: bool| {
-            let mut p = Vec::with_capacity(16);
-            p.push(0x80);
-            p.push(payload_type | if marker { 0x80 } else { 0 });
-            p.extend_from_slice(&seq.to_be_bytes());
-            p.extend_from_slice(&ts.to_be_bytes());
-            p.extend_from_slice(&ssrc.to_be_bytes());
-            p.push(event);
-            p.push(if end { 0x80 } else { 0 } | 10);
-            p.extend_from_slice(&duration.to_be_bytes());
-            self.socket.send_to(&p, to).expect("send dtmf");
-        };
-        for i in 0..5u16 {
-            send(*seq, false, 160 * (i + 1), i == 0);
-            *seq = seq.wrapping_add(1);
+        Event {
+            to,
+            payload_type,
+            ssrc,
+            ts,
+            code,
+            sent: 0,
+        }
+    }
+
+    fn send(&mut self, rtp: &RtpListener, seq: &mut u16, end: bool, duration: u16) {
+        let mut p = Vec::with_capacity(16);
+        p.push(0x80);
+        p.push(self.payload_type | if self.sent == 0 { 0x80 } else { 0 });
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&self.ts.to_be_bytes());
+        p.extend_from_slice(&self.ssrc.to_be_bytes());
+        p.push(self.code);
+        p.push(if end { 0x80 } else { 0 } | 10);
+        p.extend_from_slice(&duration.to_be_bytes());
+        rtp.send_to(&p, self.to);
+        *seq = seq.wrapping_add(1);
+        self.sent += 1;
+    }
+
+    /// `n` updates, 20 ms apart, each 160 samples longer.
+    pub fn updates(&mut self, rtp: &RtpListener, seq: &mut u16, n: u16) {
+        for _ in 0..n {
+            let duration = 160 * (self.sent + 1);
+            self.send(rtp, seq, false, duration);
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The end packet, three times.
+    pub fn end(&mut self, rtp: &RtpListener, seq: &mut u16) {
+        let duration = 160 * (self.sent + 1);
         for _ in 0..3 {
-            send(*seq, true, 960, false);
-            *seq = seq.wrapping_add(1);
+            self.send(rtp, seq, true, duration);
         }
     }
 }
