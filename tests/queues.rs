@@ -496,6 +496,41 @@ fn a_pause_asked_for_during_wrap_up_is_answered_as_pending() {
     assert_eq!(listed["reason"], "lunch", "{listed}");
 }
 
+#[test]
+fn a_pause_dialled_from_the_phone_during_wrap_up_says_it_follows_the_wrap_up() {
+    let flows = test_flows("wrap_up: 8s");
+    let (hotline, _dir) = start(
+        flows.path(),
+        &agents_yaml(&[("olek", "haslo-1", "{pl: 10}")]),
+        "",
+    );
+    let olek = agent(&hotline, "olek", "haslo-1", 300);
+    let caller_rtp = RtpListener::bind();
+    asks_for_adviser(&hotline, "call_queue.xml", &caller_rtp, "4")
+        .duration_ms(2_000)
+        .run_ok();
+    olek.phone.wait_ok();
+    assert_eq!(agent_state(&hotline, "olek"), "wrap_up");
+    hotline
+        .sipp("agent_feature_code.xml")
+        .key("agent_user", "olek")
+        .arg("-au")
+        .arg("olek")
+        .arg("-ap")
+        .arg("haslo-1")
+        .key("code", "*2")
+        .run_ok();
+    // The phone is told the truth: still wrapping up, paused after it.
+    let line = hotline.wait_for_log("feature code", SECS(2));
+    assert!(
+        line.contains("agent olek is now wrap_up; paused after it"),
+        "{line}"
+    );
+    let listed = agent_json(&hotline, "olek");
+    assert_eq!(listed["state"], "wrap_up", "{listed}");
+    assert_eq!(listed["pending"], "paused", "{listed}");
+}
+
 /// The next `agent_state` event that satisfies `ok`, within 15 s.
 fn wait_agent_event(
     ws: &mut support::ws::WsClient,

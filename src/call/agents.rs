@@ -3,7 +3,7 @@
 //! API. The registrar and the ACD are sans-IO; this is their glue.
 
 use super::{CallManager, MediaControl, Observation};
-use crate::acd::{feature_code, AgentId, RequestedState};
+use crate::acd::{feature_code, AgentId, RequestEffect, RequestedState};
 use crate::registrar::{
     ContactParam, Contacts, RegisterFailure, RegisterOutcome, RegisterRequest as Registration,
     RegistrarEvent, Transport as RegTransport,
@@ -190,15 +190,22 @@ impl<M: MediaControl> CallManager<M> {
         let label = requested.label();
         match self.queue.agent_state(now, &agent, requested) {
             Ok(effect) => {
-                tracing::info!(agent = %agent.as_str(), state = label, effect = ?effect, "feature code");
+                // During wrap-up the state asked for follows it: say both.
+                let text = match (&effect, self.queue.agent_state_of(&agent)) {
+                    (RequestEffect::Deferred, Some(current)) => format!(
+                        "agent {} is now {}; {label} after it",
+                        agent.as_str(),
+                        current.label()
+                    ),
+                    _ => format!("agent {} is now {label}", agent.as_str()),
+                };
+                tracing::info!(agent = %agent.as_str(), state = label, effect = ?effect,
+                    warning = %text, "feature code");
                 self.endpoint.reject_with(
                     now.mono,
                     incoming.call,
                     480,
-                    vec![(
-                        "Warning".into(),
-                        format!("399 hotline \"agent {} is now {label}\"", agent.as_str()),
-                    )],
+                    vec![("Warning".into(), format!("399 hotline \"{text}\""))],
                 );
             }
             Err(e) => {
