@@ -5,7 +5,7 @@
 //! their state by it. The queue engine names callers by [`CallerId`], the
 //! call's id qualified by the node that owns the call, so that a queue shared
 //! by several nodes never confuses two callers. Agents are named by their
-//! configured id (`crate::acd::AgentId`), never by a position in a list.
+//! configured id ([`AgentId`]), never by a position in a list.
 
 use std::fmt;
 use std::sync::Arc;
@@ -71,3 +71,25 @@ impl fmt::Display for CallerId {
 /// carries an older id and is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct OfferId(pub u64);
+
+/// An agent's stable id, as written in `agents.yaml` and used in the API.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct AgentId(Arc<str>);
+
+impl AgentId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for AgentId {
+    fn from(s: &str) -> AgentId {
+        AgentId(Arc::from(s))
+    }
+}
+
+impl fmt::Display for AgentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}

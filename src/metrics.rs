@@ -530,6 +530,30 @@ impl Metrics {
     }
 }
 
+impl crate::cdr::WriterObserver for Metrics {
+    fn stored(&self, calls: u64, queue_events: u64) {
+        self.cdr_written_total.inc_by(calls);
+        self.queue_log_written_total.inc_by(queue_events);
+    }
+    fn dropped(&self, call_record: bool) {
+        if call_record {
+            self.cdr_dropped_total.inc();
+        } else {
+            self.queue_log_dropped_total.inc();
+        }
+    }
+    fn queue_depth(&self, depth: u64) {
+        self.cdr_queue_depth
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+    fn lag_seconds(&self, seconds: f64) {
+        self.cdr_lag_seconds.set(seconds);
+    }
+    fn write_failed(&self) {
+        self.cdr_write_failures_total.inc();
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()

@@ -219,6 +219,58 @@ pub fn local_day(tz: Tz, now: DateTime<Utc>) -> NaiveDate {
     now.with_timezone(&tz).date_naive()
 }
 
+/// Tallies the calls that ended in `[from_ms, to_ms)` as the wallboard counts
+/// them (languages, outcomes, per queue and language answered and abandoned),
+/// to seed today's totals at start. `short_abandon` gives a queue's
+/// short-abandon threshold. Rows are folded as they are read, so a busy day
+/// costs no memory.
+pub fn day_totals(
+    store: &crate::cdr::Store,
+    day: chrono::NaiveDate,
+    from_ms: i64,
+    to_ms: i64,
+    short_abandon: impl Fn(&str) -> std::time::Duration,
+) -> Result<DayTotals, crate::cdr::StoreError> {
+    use crate::language::Language;
+    let mut totals = DayTotals::new(day);
+    crate::cdr::ended_calls(store, from_ms, to_ms, |call| {
+        let crate::cdr::EndedCall {
+            language,
+            queue,
+            outcome,
+            queued_ms,
+            connected_ms,
+            ended_ms,
+            reason,
+        } = call;
+        // A refused call is counted live as `hotline_calls_total` counts it.
+        let counted = match (outcome.as_str(), reason.as_deref().unwrap_or("")) {
+            (crate::cdr::REFUSED, "max_transactions") => None,
+            (crate::cdr::REFUSED, "no_media_port") => Some(crate::cdr::outcome::FAILED),
+            (crate::cdr::REFUSED, _) => Some(crate::cdr::outcome::REJECTED),
+            (other, _) => Some(other),
+        };
+        if let Some(outcome) = counted {
+            totals.call_ended(outcome);
+        }
+        let language = language.and_then(|l| l.parse::<Language>().ok());
+        let Some(language) = language else { return };
+        totals.language_chosen(language);
+        let (Some(queue), Some(queued)) = (queue, queued_ms) else {
+            return;
+        };
+        if let Some(connected) = connected_ms {
+            let waited = connected.saturating_sub(queued) as f64 / 1000.0;
+            totals.queue_answered(&queue, language, waited);
+        } else if outcome == crate::cdr::outcome::ABANDONED_QUEUE {
+            let waited = u64::try_from(ended_ms.saturating_sub(queued)).unwrap_or(0);
+            let short = std::time::Duration::from_millis(waited) < short_abandon(&queue);
+            totals.queue_abandoned(&queue, language, short);
+        }
+    })?;
+    Ok(totals)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,6 +360,43 @@ mod tests {
         assert_eq!(
             today.midnight_ms(utc(2026, 7, 1, 10, 0)),
             utc(2026, 7, 1, 0, 0).timestamp_millis()
+        );
+    }
+
+    #[test]
+    fn day_totals_count_the_days_calls_as_the_wallboard_does() {
+        use crate::language::Language;
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = crate::cdr::Store::open(&dir.path().join("r.db")).unwrap();
+        let base = 1_700_000_000_000;
+        let mut fast = crate::cdr::sample(1, base);
+        fast.queued_ms = Some(base - 50_000);
+        fast.connected_ms = Some(base - 40_000);
+        let mut gone = crate::cdr::sample(2, base);
+        gone.connected_ms = None;
+        gone.outcome = "abandoned_queue".into();
+        gone.queued_ms = Some(base - 2_000);
+        let mut yesterday = crate::cdr::sample(3, base - 86_400_000);
+        yesterday.language = Some("pl".into());
+        store.insert(&[fast, gone, yesterday]).unwrap();
+        let day = chrono::NaiveDate::from_ymd_opt(2023, 11, 14).unwrap();
+        let t = day_totals(&store, day, base - 3_600_000, base + 1, |_| {
+            std::time::Duration::from_secs(5)
+        })
+        .unwrap();
+        assert_eq!(t.languages.get(&Language::Nb), Some(&2));
+        assert_eq!(t.languages.get(&Language::Pl), None);
+        assert_eq!(t.outcomes.get("answered"), Some(&1));
+        assert_eq!(t.outcomes.get("abandoned_queue"), Some(&1));
+        let q = t.queues[&("advice_nb".to_string(), Language::Nb)];
+        assert_eq!(
+            (
+                q.answered,
+                q.answered_in_time,
+                q.abandoned,
+                q.short_abandoned
+            ),
+            (1, 1, 1, 1)
         );
     }
 }

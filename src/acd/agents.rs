@@ -9,38 +9,16 @@ use crate::ids::CallerId;
 use crate::language::Language;
 use crate::registrar::digest::{self, Algorithm, Ha1Set};
 use crate::registrar::CredentialStore;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_saphyr::Spanned;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Most agents one file may list.
 pub const MAX_AGENTS: usize = 10_000;
 
-/// An agent's stable id, as written in `agents.yaml` and used in the API.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct AgentId(Arc<str>);
-
-impl AgentId {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<&str> for AgentId {
-    fn from(s: &str) -> AgentId {
-        AgentId(Arc::from(s))
-    }
-}
-
-impl fmt::Display for AgentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use crate::ids::AgentId;
 
 /// HA1 for `agents.yaml` (`hotline agents hash`): hex of
 /// H(username:realm:password).

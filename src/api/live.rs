@@ -2,7 +2,7 @@
 //! `GET /`: the wallboard page, which reads that stream.
 
 use super::{call_summaries, constant_time_eq, last_hour, ApiState};
-use crate::server::Control;
+use crate::control::Control;
 use crate::today::DayTotals;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -116,7 +116,7 @@ async fn command(s: &ApiState, text: &str) -> serde_json::Value {
         return refuse("missing or wrong token (the API's bearer token)".into());
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let control = crate::server::Control::SetAgentState {
+    let control = Control::SetAgentState {
         agent: request.agent.clone(),
         state: request.state,
         reason: request.reason,

@@ -3,9 +3,10 @@
 
 mod live;
 
+use crate::control::Control;
 use crate::events::EventBus;
 use crate::metrics::Metrics;
-use crate::server::{reload::reload_now, Control, ReloadStatus};
+use crate::reload::{reload_now, ReloadStatus};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};

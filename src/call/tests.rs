@@ -110,8 +110,7 @@ impl Harness {
 
     /// Keeps records from now on, in `dir`.
     fn keep_records(&mut self, dir: &Path) {
-        let sink =
-            crate::cdr::RecordSink::start(dir, Arc::clone(&self.metrics)).expect("records sink");
+        let sink = crate::cdr::RecordSink::start(dir, self.metrics.clone()).expect("records sink");
         self.sinks.records = Some(sink);
     }
 

@@ -19,11 +19,11 @@ mod writer;
 
 pub use journal::Journal;
 pub use report::{
-    day_totals, queue_log, queue_log_csv, queue_log_text, report, to_csv, to_text, Bucket,
-    ReportOptions, ReportRow,
+    ended_calls, queue_log, queue_log_csv, queue_log_text, report, to_csv, to_text, Bucket,
+    EndedCall, ReportOptions, ReportRow,
 };
 pub use store::{Added, Store, StoreError};
-pub use writer::{RecordSink, SinkMetrics};
+pub use writer::{RecordSink, WriterObserver};
 
 use serde::{Deserialize, Serialize};
 

@@ -264,59 +264,43 @@ pub fn queue_log_csv(rows: &[QueueEvent]) -> String {
     out
 }
 
-/// Tallies the calls that ended in `[from_ms, to_ms)` as the wallboard counts
-/// them (languages, outcomes, per queue and language answered and abandoned),
-/// to seed today's totals at start. `short_abandon` gives a queue's
-/// short-abandon threshold. Rows are folded as they are read, so a busy day
-/// costs no memory.
-pub fn day_totals(
+/// One ended call as the day's tallies read it.
+#[derive(Debug, Clone)]
+pub struct EndedCall {
+    pub language: Option<String>,
+    pub queue: Option<String>,
+    pub outcome: String,
+    pub queued_ms: Option<i64>,
+    pub connected_ms: Option<i64>,
+    pub ended_ms: i64,
+    pub reason: Option<String>,
+}
+
+/// Hands `f` every call that ended in `[from_ms, to_ms)`, as rows are read
+/// (a busy day costs no memory).
+pub fn ended_calls(
     store: &Store,
-    day: chrono::NaiveDate,
     from_ms: i64,
     to_ms: i64,
-    short_abandon: impl Fn(&str) -> std::time::Duration,
-) -> Result<crate::today::DayTotals, StoreError> {
-    use crate::language::Language;
-    let mut totals = crate::today::DayTotals::new(day);
+    mut f: impl FnMut(EndedCall),
+) -> Result<(), StoreError> {
     let mut stmt = store.connection().prepare(
         "SELECT language, queue, outcome, queued_ms, connected_ms, ended_ms, reason
          FROM calls WHERE ended_ms >= ?1 AND ended_ms < ?2",
     )?;
     let mut rows = stmt.query(rusqlite::params![from_ms, to_ms])?;
     while let Some(row) = rows.next()? {
-        let language: Option<String> = row.get(0)?;
-        let queue: Option<String> = row.get(1)?;
-        let outcome: String = row.get(2)?;
-        let queued_ms: Option<i64> = row.get(3)?;
-        let connected_ms: Option<i64> = row.get(4)?;
-        let ended_ms: i64 = row.get(5)?;
-        let reason: Option<String> = row.get(6)?;
-        // A refused call is counted live as `hotline_calls_total` counts it.
-        let counted = match (outcome.as_str(), reason.as_deref().unwrap_or("")) {
-            (super::REFUSED, "max_transactions") => None,
-            (super::REFUSED, "no_media_port") => Some(crate::cdr::outcome::FAILED),
-            (super::REFUSED, _) => Some(crate::cdr::outcome::REJECTED),
-            (other, _) => Some(other),
-        };
-        if let Some(outcome) = counted {
-            totals.call_ended(outcome);
-        }
-        let language = language.and_then(|l| l.parse::<Language>().ok());
-        let Some(language) = language else { continue };
-        totals.language_chosen(language);
-        let (Some(queue), Some(queued)) = (queue, queued_ms) else {
-            continue;
-        };
-        if let Some(connected) = connected_ms {
-            let waited = connected.saturating_sub(queued) as f64 / 1000.0;
-            totals.queue_answered(&queue, language, waited);
-        } else if outcome == crate::cdr::outcome::ABANDONED_QUEUE {
-            let waited = u64::try_from(ended_ms.saturating_sub(queued)).unwrap_or(0);
-            let short = std::time::Duration::from_millis(waited) < short_abandon(&queue);
-            totals.queue_abandoned(&queue, language, short);
-        }
+        f(EndedCall {
+            language: row.get(0)?,
+            queue: row.get(1)?,
+            outcome: row.get(2)?,
+            queued_ms: row.get(3)?,
+            connected_ms: row.get(4)?,
+            ended_ms: row.get(5)?,
+            reason: row.get(6)?,
+        });
     }
-    Ok(totals)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -431,42 +415,5 @@ mod tests {
             .unwrap()
             .starts_with("2023-11-14,nb,4,3,2,1,1,0.3333,0.3333,20.0000"));
         assert!(to_text(&rows, 20).contains("SL20s%"));
-    }
-
-    #[test]
-    fn day_totals_count_the_days_calls_as_the_wallboard_does() {
-        use crate::language::Language;
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("r.db")).unwrap();
-        let base = 1_700_000_000_000;
-        let mut fast = sample(1, base);
-        fast.queued_ms = Some(base - 50_000);
-        fast.connected_ms = Some(base - 40_000);
-        let mut gone = sample(2, base);
-        gone.connected_ms = None;
-        gone.outcome = "abandoned_queue".into();
-        gone.queued_ms = Some(base - 2_000);
-        let mut yesterday = sample(3, base - 86_400_000);
-        yesterday.language = Some("pl".into());
-        store.insert(&[fast, gone, yesterday]).unwrap();
-        let day = chrono::NaiveDate::from_ymd_opt(2023, 11, 14).unwrap();
-        let t = day_totals(&store, day, base - 3_600_000, base + 1, |_| {
-            std::time::Duration::from_secs(5)
-        })
-        .unwrap();
-        assert_eq!(t.languages.get(&Language::Nb), Some(&2));
-        assert_eq!(t.languages.get(&Language::Pl), None);
-        assert_eq!(t.outcomes.get("answered"), Some(&1));
-        assert_eq!(t.outcomes.get("abandoned_queue"), Some(&1));
-        let q = t.queues[&("advice_nb".to_string(), Language::Nb)];
-        assert_eq!(
-            (
-                q.answered,
-                q.answered_in_time,
-                q.abandoned,
-                q.short_abandoned
-            ),
-            (1, 1, 1, 1)
-        );
     }
 }

@@ -1,7 +1,6 @@
 //! The writer thread and the handle calls use to give it records.
 
 use super::{CallRecord, Entry, Journal, QueueEvent, Store};
-use crate::metrics::Metrics;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -19,8 +18,21 @@ const RETRY_MIN: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(60);
 
-/// Kept for the `hotline_cdr_*` names in one place.
-pub type SinkMetrics = Metrics;
+/// What the writer reports as it goes (`hotline_cdr_*`,
+/// `hotline_queue_log_*`); the metrics side implements it, so records know
+/// nothing of Prometheus.
+pub trait WriterObserver: Send + Sync {
+    /// Rows stored in the database.
+    fn stored(&self, calls: u64, queue_events: u64);
+    /// A call record (or a queue event) lost: the journal was full or unwritable.
+    fn dropped(&self, call_record: bool);
+    /// Entries journaled and waiting for the writer.
+    fn queue_depth(&self, depth: u64);
+    /// Seconds from the end of the oldest call in a stored batch to its storing.
+    fn lag_seconds(&self, seconds: f64);
+    /// A write to the database failed (it is retried).
+    fn write_failed(&self);
+}
 
 struct Shared {
     journal: Mutex<Journal>,
@@ -28,7 +40,7 @@ struct Shared {
     pending: AtomicU64,
     /// Some journaled entries are not in the database: replay the journal.
     spilled: AtomicBool,
-    metrics: Arc<Metrics>,
+    observer: Arc<dyn WriterObserver>,
     /// Queue event ids: this run's start (ms) and a counter, so that ids are
     /// unique across restarts and sort in the order events happened.
     run_ms: i64,
@@ -47,7 +59,10 @@ impl RecordSink {
     /// Opens the journal and the database under `data_dir`, replays what an
     /// earlier run left in the journal, and starts the writer thread. Only the
     /// journal must open; a database that fails is retried in the background.
-    pub fn start(data_dir: &Path, metrics: Arc<Metrics>) -> std::io::Result<RecordSink> {
+    pub fn start(
+        data_dir: &Path,
+        observer: Arc<dyn WriterObserver>,
+    ) -> std::io::Result<RecordSink> {
         std::fs::create_dir_all(data_dir)?;
         let journal = Journal::open(&data_dir.join(super::JOURNAL_FILE), JOURNAL_LIMIT)?;
         let spilled = !journal.is_empty();
@@ -55,7 +70,7 @@ impl RecordSink {
             journal: Mutex::new(journal),
             pending: AtomicU64::new(0),
             spilled: AtomicBool::new(spilled),
-            metrics,
+            observer,
             run_ms: super::now_ms(),
             next_event: AtomicU64::new(0),
         });
@@ -88,7 +103,7 @@ impl RecordSink {
     pub fn record(&self, record: CallRecord) {
         let id = record.id.clone();
         if !self.submit(Entry::Call(Box::new(record))) {
-            self.shared.metrics.cdr_dropped_total.inc();
+            self.shared.observer.dropped(true);
             tracing::error!(id = %id, "call record dropped: journal full or unwritable");
         }
     }
@@ -102,7 +117,7 @@ impl RecordSink {
         if !self.submit(Entry::Queue {
             queue_log: Box::new(event),
         }) {
-            self.shared.metrics.queue_log_dropped_total.inc();
+            self.shared.observer.dropped(false);
             tracing::error!(event = %kind, "queue event dropped: journal full or unwritable");
         }
     }
@@ -123,7 +138,7 @@ impl RecordSink {
             .fetch_add(1, Ordering::SeqCst)
             .saturating_add(1);
         match self.tx.try_send(entry) {
-            Ok(()) => self.shared.metrics.cdr_queue_depth.set(depth as i64),
+            Ok(()) => self.shared.observer.queue_depth(depth),
             // In the journal: the writer replays it.
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.shared.pending.fetch_sub(1, Ordering::SeqCst);
@@ -204,16 +219,13 @@ impl Writer {
     }
 
     fn write(&mut self, batch: &[Entry]) {
-        let metrics = Arc::clone(&self.shared.metrics);
+        let observer = Arc::clone(&self.shared.observer);
         let result = self.store().and_then(|s| s.insert_entries(batch));
         match result {
             Ok(_) => {
                 self.succeeded();
                 let calls = batch.iter().filter(|e| matches!(e, Entry::Call(_))).count();
-                metrics.cdr_written_total.inc_by(calls as u64);
-                metrics
-                    .queue_log_written_total
-                    .inc_by((batch.len() - calls) as u64);
+                observer.stored(calls as u64, (batch.len() - calls) as u64);
                 let oldest = batch
                     .iter()
                     .filter_map(|e| match e {
@@ -222,7 +234,7 @@ impl Writer {
                     })
                     .min();
                 if let Some(oldest) = oldest {
-                    metrics.cdr_lag_seconds.set(lag_seconds(oldest));
+                    observer.lag_seconds(lag_seconds(oldest));
                 }
             }
             Err(e) => {
@@ -240,7 +252,7 @@ impl Writer {
             .pending
             .fetch_sub(n as u64, Ordering::SeqCst)
             .saturating_sub(n as u64);
-        self.shared.metrics.cdr_queue_depth.set(left as i64);
+        self.shared.observer.queue_depth(left);
     }
 
     /// Stores whatever the journal holds. True when it all went in.
@@ -269,9 +281,9 @@ impl Writer {
             let result = self.store().and_then(|s| s.insert_entries(chunk));
             match result {
                 Ok(added) => {
-                    let m = &self.shared.metrics;
-                    m.cdr_written_total.inc_by(added.calls as u64);
-                    m.queue_log_written_total.inc_by(added.events as u64);
+                    self.shared
+                        .observer
+                        .stored(added.calls as u64, added.events as u64);
                 }
                 Err(e) => {
                     self.failed(&e);
@@ -321,7 +333,7 @@ impl Writer {
     fn failed(&mut self, e: &super::StoreError) {
         // Reopen next time: the file may have been replaced or repaired.
         self.store = None;
-        self.shared.metrics.cdr_write_failures_total.inc();
+        self.shared.observer.write_failed();
         self.backoff();
         let now = Instant::now();
         if self
@@ -348,6 +360,7 @@ fn lag_seconds(ended_ms: i64) -> f64 {
 mod tests {
     use super::*;
     use crate::cdr::sample;
+    use crate::metrics::Metrics;
 
     fn wait_for(mut f: impl FnMut() -> bool) -> bool {
         // Bounded polling of a real thread; the store itself is tested without
@@ -365,7 +378,7 @@ mod tests {
     fn records_reach_the_database_and_the_journal_empties() {
         let dir = tempfile::tempdir().unwrap();
         let metrics = Arc::new(Metrics::new());
-        let sink = RecordSink::start(dir.path(), Arc::clone(&metrics)).unwrap();
+        let sink = RecordSink::start(dir.path(), metrics.clone()).unwrap();
         for i in 0..20 {
             sink.record(sample(i, 1_700_000_000_000));
         }
@@ -392,7 +405,7 @@ mod tests {
             .insert(&[sample(0, 1)])
             .unwrap();
         let metrics = Arc::new(Metrics::new());
-        let _sink = RecordSink::start(dir.path(), Arc::clone(&metrics)).unwrap();
+        let _sink = RecordSink::start(dir.path(), metrics.clone()).unwrap();
         let store = Store::open(&dir.path().join(crate::cdr::DB_FILE)).unwrap();
         assert_eq!(store.count().unwrap(), 5);
         assert_eq!(metrics.cdr_written_total.get(), 4);
@@ -405,7 +418,7 @@ mod tests {
         // A directory where the database should be: every open fails.
         std::fs::create_dir(&db).unwrap();
         let metrics = Arc::new(Metrics::new());
-        let sink = RecordSink::start(dir.path(), Arc::clone(&metrics)).unwrap();
+        let sink = RecordSink::start(dir.path(), metrics.clone()).unwrap();
         // Opening fails at once, so without a backoff every batch (one per
         // record here) would try again.
         let started = std::time::Instant::now();
@@ -433,7 +446,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join(crate::cdr::DB_FILE);
         let metrics = Arc::new(Metrics::new());
-        let sink = RecordSink::start(dir.path(), Arc::clone(&metrics)).unwrap();
+        let sink = RecordSink::start(dir.path(), metrics.clone()).unwrap();
         // Another connection holds the write lock.
         let holder = rusqlite::Connection::open(&db).unwrap();
         holder.execute_batch("BEGIN EXCLUSIVE").unwrap();

@@ -15,7 +15,7 @@ use super::digest::{
     parse_authorization, Algorithm, Challenge, DigestAuth, Ha1Set, RejectReason, Verdict,
 };
 use super::failures::{FailureConfig, FailureReason, Failures, RegisterFailure};
-use crate::acd::AgentId;
+use crate::ids::AgentId;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -10,7 +10,7 @@
 //! Both tables are bounded: the challenges awaiting an answer, and the
 //! (user, address) pairs already reported.
 
-use crate::acd::AgentId;
+use crate::ids::AgentId;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};

@@ -5,15 +5,16 @@
 //! media events and control requests over bounded channels. The media pacer
 //! and the HTTP server run as their own tasks.
 
-pub mod reload;
 mod sinks;
 pub mod tcp;
 
-pub use reload::{load_bundle, ReloadStatus};
+pub use crate::control::Control;
+use crate::reload;
+pub use crate::reload::{load_bundle, ReloadStatus};
 pub use sinks::Sinks;
 
 use crate::api::{self, ApiState};
-use crate::call::{CallManager, CallSummary, FlowBundle};
+use crate::call::CallManager;
 use crate::config::Config;
 use crate::media::{MediaConfig, MediaEngine};
 use crate::metrics::Metrics;
@@ -25,25 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tcp::TcpEvent;
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
-
-/// Requests from the HTTP side and the signal handlers to the core loop.
-pub enum Control {
-    Calls(oneshot::Sender<Vec<CallSummary>>),
-    /// Swap in a new, already validated flow version.
-    Swap(Arc<FlowBundle>),
-    /// Swap in reloaded agent accounts.
-    SwapAgents(crate::acd::AgentDirectory),
-    Agents(oneshot::Sender<Vec<crate::call::AgentSummary>>),
-    Queues(oneshot::Sender<Vec<crate::call::QueueSummary>>),
-    SetAgentState {
-        agent: String,
-        state: String,
-        reason: Option<String>,
-        reply: oneshot::Sender<Result<crate::call::AgentStateReply, crate::call::AgentStateError>>,
-    },
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -149,7 +133,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     manager.set_ready_on_register(config.ready_on_register);
     manager.set_digest_algorithms(&config.digest_algorithms);
     manager.set_agents(Now::read(), agents);
-    let records = match crate::cdr::RecordSink::start(&config.data_dir, Arc::clone(&metrics)) {
+    let records = match crate::cdr::RecordSink::start(&config.data_dir, metrics.clone()) {
         Ok(sink) => {
             // The journal has been replayed: the database holds every call.
             seed_today(&metrics, &config.data_dir, &bundle.flows);
@@ -349,7 +333,7 @@ fn seed_today(metrics: &Metrics, data_dir: &std::path::Path, flows: &crate::flow
     };
     let path = data_dir.join(crate::cdr::DB_FILE);
     let seeded = crate::cdr::Store::open_read_only(&path)
-        .and_then(|store| crate::cdr::day_totals(&store, day, from_ms, i64::MAX, short_abandon));
+        .and_then(|store| crate::today::day_totals(&store, day, from_ms, i64::MAX, short_abandon));
     match seeded {
         Ok(totals) => {
             let calls: u64 = totals.outcomes.values().sum();

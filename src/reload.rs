@@ -2,8 +2,8 @@
 //! the flow directory, or on `POST /api/flows/reload`. A version that fails to
 //! load is refused whole and the running one keeps serving.
 
-use super::Control;
 use crate::call::FlowBundle;
+use crate::control::Control;
 use crate::flow::FlowSet;
 use crate::media::PromptLibrary;
 use crate::metrics::Metrics;
