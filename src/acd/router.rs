@@ -805,6 +805,7 @@ impl Acd {
                 agent: id.clone(),
                 queue,
                 language: c.language,
+                contact: None,
             });
             self.actions.push_back(changed);
         }
@@ -1013,10 +1014,24 @@ impl QueueService for Acd {
         result: OfferResult,
     ) -> Result<(), QueueError> {
         let now = now.mono;
-        let c = self.calls.get(caller).ok_or(QueueError::NotOffered)?;
-        let agent = match &c.offer {
-            Some(o) if o.id == offer => o.agent.clone(),
-            _ => return Err(QueueError::NotOffered),
+        let live = self
+            .calls
+            .get(caller)
+            .and_then(|c| c.offer.as_ref())
+            .filter(|o| o.id == offer)
+            .map(|o| o.agent.clone());
+        let Some(agent) = live else {
+            if result == OfferResult::Answered {
+                self.actions.push_back(QueueAction::Verdict {
+                    caller: caller.clone(),
+                    offer,
+                    accepted: false,
+                });
+            }
+            return Err(QueueError::NotOffered);
+        };
+        let Some(c) = self.calls.get(caller) else {
+            return Err(QueueError::NotOffered);
         };
         let queue = c.queue;
         match result {
@@ -1026,6 +1041,11 @@ impl QueueService for Acd {
                     .get_mut(&agent)
                     .ok_or(QueueError::UnknownAgent)?;
                 slot.rt.answered(now)?;
+                self.actions.push_back(QueueAction::Verdict {
+                    caller: caller.clone(),
+                    offer,
+                    accepted: true,
+                });
                 self.actions.push_back(slot.changed());
                 if let Some(c) = self.calls.get_mut(caller) {
                     if let Some(o) = c.offer.take() {

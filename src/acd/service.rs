@@ -21,6 +21,7 @@ use super::queue::JoinOptions;
 use super::router::{AgentView, QueueStats};
 use crate::ids::{CallerId, OfferId};
 use crate::language::Language;
+use crate::registrar::PhoneContact;
 use crate::time::Now;
 use chrono::{DateTime, Utc};
 use std::time::{Duration, Instant};
@@ -154,6 +155,9 @@ pub enum QueueAction {
         agent: AgentId,
         queue: String,
         language: Language,
+        /// Where to ring, when the agent's phone registered with another
+        /// node; `None`: this node's registrar knows.
+        contact: Option<PhoneContact>,
     },
     /// Stop ringing (CANCEL). No `offer_result` is expected after it; if the
     /// agent's 200 crosses the CANCEL, `offer_result` is refused and that leg
@@ -163,6 +167,14 @@ pub enum QueueAction {
         caller: CallerId,
         agent: AgentId,
         reason: CancelReason,
+    },
+    /// The answer to an offer's `Answered` result: bridge the caller and the
+    /// agent (`accepted`), or hang the agent's leg up (the offer was
+    /// withdrawn or replaced meanwhile: fencing).
+    Verdict {
+        caller: CallerId,
+        offer: OfferId,
+        accepted: bool,
     },
     /// Tell the caller where they are, in their language.
     Announce {
@@ -207,6 +219,7 @@ impl QueueAction {
             | QueueAction::NotJoined { caller, .. }
             | QueueAction::Offer { caller, .. }
             | QueueAction::CancelOffer { caller, .. }
+            | QueueAction::Verdict { caller, .. }
             | QueueAction::Announce { caller, .. }
             | QueueAction::WaitMessage { caller, .. }
             | QueueAction::Escalated { caller, .. }
@@ -261,7 +274,9 @@ pub trait QueueService {
         requested: RequestedState,
     ) -> Result<RequestEffect, QueueError>;
     /// How an offer ended. Refused (`NotOffered`) unless `offer` is the
-    /// caller's live offer.
+    /// caller's live offer. An `Answered` result is answered by a `Verdict`
+    /// (at once here, or once a shared store has decided); the call layer
+    /// bridges only on an accepting verdict.
     fn offer_result(
         &mut self,
         now: Now,

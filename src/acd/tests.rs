@@ -94,6 +94,10 @@ enum Act {
         agent: AgentId,
         reason: CancelReason,
     },
+    Verdict {
+        call: CallId,
+        accepted: bool,
+    },
     Announce {
         call: CallId,
         position: usize,
@@ -188,6 +192,7 @@ impl Engine {
                 agent,
                 queue,
                 language,
+                ..
             } => {
                 self.offers.insert((caller.call, agent.clone()), offer);
                 Act::Offer {
@@ -206,6 +211,12 @@ impl Engine {
                 call: caller.call,
                 agent,
                 reason,
+            },
+            QueueAction::Verdict {
+                caller, accepted, ..
+            } => Act::Verdict {
+                call: caller.call,
+                accepted,
             },
             QueueAction::Announce {
                 caller,
@@ -595,6 +606,11 @@ fn ring_timeout_pauses_and_reoffers_to_the_next_agent() {
         ),
         Err(QueueError::NotOffered)
     );
+    // The verdict tells the call layer to hang that leg up.
+    assert!(drain(&mut acd).contains(&Act::Verdict {
+        call: CallId(1),
+        accepted: false
+    }));
     // `b` is busy (486): paused too; the caller waits on.
     acd.offer_result(
         t0 + secs(27),
@@ -647,6 +663,10 @@ fn wrap_up_then_ready_and_deferred_pause() {
     drain(&mut acd);
     acd.offer_result(t0 + secs(1), CallId(1), &a, OfferResult::Answered)
         .expect("offered");
+    assert!(drain(&mut acd).contains(&Act::Verdict {
+        call: CallId(1),
+        accepted: true
+    }));
     acd.call_ended(t0 + secs(61), CallId(1)).expect("answered");
     assert_eq!(
         acd.agent_state_of(&a),

@@ -17,3 +17,14 @@ pub use digest::{
     Ha1Set, Verdict, DEFAULT_ALGORITHMS,
 };
 pub use failures::{FailureConfig, FailureReason, RegisterFailure};
+
+/// Where an agent's phone can be rung, as a node learnt it from the phone's
+/// REGISTER: shared in cluster mode so that any node can ring the agent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PhoneContact {
+    /// The Contact URI the phone registered.
+    pub uri: String,
+    /// The address the REGISTER came from.
+    pub source: std::net::SocketAddr,
+    pub tcp: bool,
+}

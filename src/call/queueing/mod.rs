@@ -63,6 +63,15 @@ pub(super) struct Joining {
     pub messages: Vec<Vec<String>>,
 }
 
+/// An offer to carry out, as the engine made it.
+struct Offered {
+    offer: OfferId,
+    agent: AgentId,
+    queue: String,
+    language: Language,
+    contact: Option<crate::registrar::PhoneContact>,
+}
+
 /// A leg we placed to an agent for a caller.
 #[derive(Debug, Clone)]
 pub(super) struct AgentLeg {
@@ -76,6 +85,8 @@ pub(super) struct AgentLeg {
     pub cancelled: bool,
     pub answered: bool,
     pub offered_codecs: [Codec; 2],
+    /// The agent's answer, waiting for the engine's verdict.
+    pub answer: Option<crate::media::StreamParams>,
     /// Our RTP port for this leg (re-answers name it again).
     pub local_port: u16,
     pub sdp_version: u64,
@@ -216,8 +227,22 @@ impl<M: MediaControl> CallManager<M> {
                     agent,
                     queue,
                     language,
+                    contact,
                     ..
-                } => self.offer(now, key, offer, agent, queue, language),
+                } => self.offer(
+                    now,
+                    key,
+                    Offered {
+                        offer,
+                        agent,
+                        queue,
+                        language,
+                        contact,
+                    },
+                ),
+                QueueAction::Verdict {
+                    offer, accepted, ..
+                } => self.verdict(now, key, offer, accepted),
                 QueueAction::CancelOffer { agent, reason, .. } => {
                     if let Some(leg) = self.leg_of(key) {
                         tracing::info!(call = key.0, agent = %agent.as_str(), ?reason, "offer withdrawn");
@@ -260,20 +285,27 @@ impl<M: MediaControl> CallManager<M> {
 
     /// Rings an agent for a caller: a media port for the agent leg, our offer,
     /// and an INVITE to where the agent's phone registered from.
-    fn offer(
-        &mut self,
-        now: Now,
-        key: CallId,
-        offer: OfferId,
-        agent: AgentId,
-        queue: String,
-        language: Language,
-    ) {
+    fn offer(&mut self, now: Now, key: CallId, offered: Offered) {
+        let Offered {
+            offer,
+            agent,
+            queue,
+            language,
+            contact,
+        } = offered;
         let Some(call) = self.calls.get(&key) else {
             self.report_offer(now, key, offer, OfferResult::Rejected(481));
             return;
         };
-        let Some(binding) = self.registrar.contact_for(now.mono, &agent).cloned() else {
+        let local =
+            self.registrar
+                .contact_for(now.mono, &agent)
+                .map(|b| crate::registrar::PhoneContact {
+                    uri: b.uri.clone(),
+                    source: b.source,
+                    tcp: b.transport == crate::registrar::Transport::Tcp,
+                });
+        let Some(binding) = local.or(contact) else {
             tracing::info!(call = key.0, agent = %agent.as_str(), "agent has no registered phone");
             self.log_offer_failed(now, key, &agent, &queue, language, 480);
             self.report_offer(now, key, offer, OfferResult::Rejected(480));
@@ -312,9 +344,10 @@ impl<M: MediaControl> CallManager<M> {
             .get(&agent)
             .map(|a| a.sip_username.clone())
             .unwrap_or_else(|| agent.as_str().to_string());
-        let transport = match binding.transport {
-            crate::registrar::Transport::Tcp => Transport::Tcp,
-            _ => Transport::Udp,
+        let transport = if binding.tcp {
+            Transport::Tcp
+        } else {
+            Transport::Udp
         };
         let leg = self.endpoint.invite(
             now.mono,
@@ -355,6 +388,7 @@ impl<M: MediaControl> CallManager<M> {
                 cancelled: false,
                 answered: false,
                 offered_codecs,
+                answer: None,
                 local_port: port,
                 sdp_version: 1,
             },
@@ -429,18 +463,42 @@ impl<M: MediaControl> CallManager<M> {
                 return;
             }
         };
+        if let Some(l) = self.legs.get_mut(&leg) {
+            l.answer = Some(params);
+        }
+        // Bridged on the engine's verdict: the offer may have been withdrawn
+        // meanwhile (fencing), and a shared engine decides in its store.
         let caller = self.caller_id(key);
         if let Err(e) = self
             .queue
             .offer_result(now, &caller, info.offer, OfferResult::Answered)
         {
-            tracing::info!(call = key.0, leg = leg.0, error = %e, "answer came too late: leg ended");
+            tracing::debug!(call = key.0, leg = leg.0, error = %e, "answer refused");
+        }
+        self.drain_queue(now);
+    }
+
+    /// The engine's word on an agent's answer: bridge, or hang the leg up.
+    fn verdict(&mut self, now: Now, key: CallId, offer: OfferId, accepted: bool) {
+        let found = self
+            .legs
+            .iter()
+            .find(|(_, l)| l.call == key && l.offer == offer && l.answer.is_some())
+            .map(|(leg, l)| (*leg, l.clone()));
+        let Some((leg, info)) = found else {
+            return;
+        };
+        let Some(params) = info.answer else {
+            return;
+        };
+        if !accepted || info.cancelled {
+            tracing::info!(call = key.0, leg = leg.0, "answer came too late: leg ended");
             self.abandon_leg(now, leg, key);
-            self.drain_queue(now);
             return;
         }
         if let Some(l) = self.legs.get_mut(&leg) {
             l.answered = true;
+            l.answer = None;
         }
         self.media.update(agent_media_key(key), params);
         self.media.stop_music(key);
@@ -466,7 +524,6 @@ impl<M: MediaControl> CallManager<M> {
             });
         }
         tracing::info!(call = key.0, agent = %info.agent.as_str(), codec = params.codec.name(), "connected to agent");
-        self.drain_queue(now);
     }
 
     /// The agent's phone re-INVITEs (hold, a new address): follow it.
