@@ -53,10 +53,7 @@ fn code_only(text: &str) -> String {
 }
 
 fn relative(p: &Path) -> String {
-    p.strip_prefix(src())
-        .unwrap_or(p)
-        .display()
-        .to_string()
+    p.strip_prefix(src()).unwrap_or(p).display().to_string()
 }
 
 #[test]
@@ -129,7 +126,11 @@ fn only_api_knows_json_and_http() {
             }
         }
     }
-    assert!(found.is_empty(), "JSON or HTTP outside api/:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "JSON or HTTP outside api/:\n{}",
+        found.join("\n")
+    );
 }
 
 /// Top-level module → the top-level modules it names with `crate::`.
