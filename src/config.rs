@@ -26,6 +26,10 @@ pub struct Config {
     pub rtp_ports: PortRange,
     /// Address written in SDP and Contact when it differs from the bound one (NAT).
     pub public_ip: Option<IpAddr>,
+    /// Cluster mode: this node's name; with `redis`, the queues are shared.
+    pub node_id: Option<String>,
+    /// Cluster mode: the shared store's URL (`redis://host:port/db`).
+    pub redis: Option<String>,
     /// Bearer token for the HTTP write endpoints. Without it they are refused.
     pub api_token: Option<String>,
     /// Token the live event stream (`/ws?token=...`, and so the wallboard) asks
@@ -89,6 +93,8 @@ impl Default for Config {
                 max: 30000,
             },
             public_ip: None,
+            node_id: None,
+            redis: None,
             api_token: None,
             ws_token: None,
             max_calls: 5000,
@@ -179,6 +185,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub rtp_ports: Option<PortRange>,
     pub public_ip: Option<IpAddr>,
+    pub node_id: Option<String>,
+    pub redis: Option<String>,
 }
 
 impl Config {
@@ -205,6 +213,12 @@ impl Config {
         }
         if let Some(v) = flags.public_ip {
             config.public_ip = Some(v);
+        }
+        if let Some(v) = flags.node_id {
+            config.node_id = Some(v);
+        }
+        if let Some(v) = flags.redis {
+            config.redis = Some(v);
         }
         Ok(config)
     }
@@ -255,6 +269,24 @@ impl Config {
 
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.node_id, &self.redis) {
+            (Some(node), Some(url)) => {
+                crate::cluster::store::validate(node, url)
+                    .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid(
+                    "node_id is set but redis is not: cluster mode needs both (or neither, for a single node)"
+                        .to_string(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "redis is set but node_id is not: give every node its own name".to_string(),
+                ))
+            }
+            (None, None) => {}
+        }
         if self.max_calls == 0 {
             return Err(ConfigError::Invalid(
                 "max_calls must be at least 1".to_string(),

@@ -6,14 +6,14 @@
 //! so a slow browser can never slow a call.
 
 use crate::language::Language;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 /// Events kept for a slow client before it is dropped.
 pub const CLIENT_BUFFER: usize = 1024;
 
 /// One thing that happened, as JSON: `{"type": "...", "at": <unix seconds>, ...}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveEvent {
     CallStarted {
@@ -58,7 +58,7 @@ pub enum LiveEvent {
     CallEnded {
         at: f64,
         call: u64,
-        outcome: &'static str,
+        outcome: String,
         language: Option<Language>,
     },
     /// Local midnight passed (the hotline's timezone): "today" totals start

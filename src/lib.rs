@@ -7,6 +7,7 @@ pub mod api;
 pub mod call;
 pub mod cdr;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod events;

@@ -104,11 +104,38 @@ pub struct Metrics {
     /// Not Prometheus: the wallboard's last hour, per minute and language
     /// (see `crate::history`).
     pub last_hour: crate::history::LastHour,
+    /// Cluster mode: nodes with a live heartbeat.
+    pub cluster_nodes_alive: IntGauge,
+    /// Cluster mode: 1 while the store (Redis) answers.
+    pub cluster_redis_up: IntGauge,
+    /// Cluster mode: 1 while this node serves its callers alone.
+    pub cluster_degraded: IntGauge,
+    /// Cluster mode: 1 on the node that dispatches.
+    pub cluster_dispatcher: IntGauge,
+    /// Cluster mode: callers lost with a node that died (recorded here).
+    pub cluster_callers_lost_total: IntCounter,
+    /// Cluster mode: dispatcher decisions the store refused (the caller or
+    /// agent had moved on meanwhile).
+    pub cluster_offer_conflicts_total: IntCounter,
+    /// Cluster mode: times the store was found to have lost its data.
+    pub cluster_store_resets_total: IntCounter,
+    /// Cluster mode: writes to the store, by result.
+    pub cluster_store_ops_total: IntCounterVec,
 }
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let registry = Registry::new();
+        Metrics::for_node(None)
+    }
+
+    /// The metrics of a node: in cluster mode every series carries
+    /// `node="<node_id>"`, so that dashboards can sum and compare nodes.
+    pub fn for_node(node: Option<&str>) -> Metrics {
+        let labels = node.map(|n| std::iter::once(("node".to_string(), n.to_string())).collect());
+        let registry = match Registry::new_custom(None, labels) {
+            Ok(r) => r,
+            Err(_) => Registry::new(),
+        };
         macro_rules! reg {
             ($m:expr) => {{
                 let m = $m.expect("metric definitions are static and valid");
@@ -292,6 +319,45 @@ impl Metrics {
             "Queue log rows lost because the journal was full or unwritable"
         ));
 
+        let cluster_nodes_alive = reg!(IntGauge::new(
+            "hotline_cluster_nodes_alive",
+            "Cluster mode: nodes with a live heartbeat, as this node sees them"
+        ));
+        let cluster_redis_up = reg!(IntGauge::new(
+            "hotline_cluster_redis_up",
+            "Cluster mode: 1 while the shared store (Redis) answers this node"
+        ));
+        let cluster_degraded = reg!(IntGauge::new(
+            "hotline_cluster_degraded",
+            "Cluster mode: 1 while this node serves its callers with its own agents alone"
+        ));
+        let cluster_dispatcher = reg!(IntGauge::new(
+            "hotline_cluster_dispatcher",
+            "Cluster mode: 1 on the node that routes the cluster's callers"
+        ));
+        let cluster_callers_lost_total = reg!(IntCounter::new(
+            "hotline_cluster_callers_lost_total",
+            "Cluster mode: callers whose node died, found and recorded by this node"
+        ));
+        let cluster_offer_conflicts_total = reg!(IntCounter::new(
+            "hotline_cluster_offer_conflicts_total",
+            "Cluster mode: dispatcher decisions the store refused because the caller or agent had moved on"
+        ));
+        let cluster_store_resets_total = reg!(IntCounter::new(
+            "hotline_cluster_store_resets_total",
+            "Cluster mode: times the store was found to have lost its data (callers put back)"
+        ));
+        let cluster_store_ops_total = reg!(IntCounterVec::new(
+            Opts::new(
+                "hotline_cluster_store_ops_total",
+                "Cluster mode: this node's writes to the store, by result"
+            ),
+            &["result"]
+        ));
+        for r in ["ok", "error"] {
+            cluster_store_ops_total.with_label_values(&[r]);
+        }
+
         // Pre-create the bounded label sets so that dashboards see zeros, not gaps.
         for s in crate::call::Stage::ALL {
             calls_active.with_label_values(&[s.label()]);
@@ -351,6 +417,14 @@ impl Metrics {
             queue_log_dropped_total,
             today: crate::today::Today::default(),
             last_hour: crate::history::LastHour::default(),
+            cluster_nodes_alive,
+            cluster_redis_up,
+            cluster_degraded,
+            cluster_dispatcher,
+            cluster_callers_lost_total,
+            cluster_offer_conflicts_total,
+            cluster_store_resets_total,
+            cluster_store_ops_total,
         }
     }
 
@@ -603,5 +677,28 @@ mod tests {
         ] {
             assert!(text.contains(le), "missing bucket {le}");
         }
+    }
+}
+
+#[cfg(test)]
+mod node_tests {
+    use super::*;
+
+    #[test]
+    fn every_series_of_a_cluster_node_carries_its_name() {
+        let m = Metrics::for_node(Some("a"));
+        m.calls_total.with_label_values(&["answered"]).inc();
+        let text = m.render();
+        assert!(
+            text.contains("hotline_calls_total{outcome=\"answered\",node=\"a\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hotline_cluster_redis_up{node=\"a\"} 0"),
+            "{text}"
+        );
+        // Alone, no node label.
+        let m = Metrics::new();
+        assert!(!m.render().contains("node="));
     }
 }

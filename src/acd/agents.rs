@@ -149,6 +149,12 @@ impl AgentDirectory {
     }
 
     /// The digest realm the HA1s were made for.
+    /// The agents `keep` keeps, in the same realm.
+    pub fn filtered(&self, keep: impl Fn(&Agent) -> bool) -> Result<AgentDirectory, String> {
+        let agents: Vec<Agent> = self.iter().filter(|a| keep(a)).cloned().collect();
+        AgentDirectory::new(self.realm(), agents)
+    }
+
     pub fn realm(&self) -> &str {
         &self.realm
     }
@@ -394,6 +400,24 @@ impl AgentRuntime {
             pending: None,
             not_before: None,
             answered_at: None,
+        }
+    }
+
+    /// An agent as a shared store last saw it (a dispatcher taking over):
+    /// its state, since when it has been idle, the state it asked for, and
+    /// when its call was answered.
+    pub fn restored(
+        state: AgentState,
+        idle_since: Option<Instant>,
+        pending: Option<RequestedState>,
+        answered_at: Option<Instant>,
+    ) -> AgentRuntime {
+        AgentRuntime {
+            state,
+            idle_since,
+            pending,
+            not_before: None,
+            answered_at,
         }
     }
 

@@ -23,7 +23,7 @@ pub use agents::{
 pub use config::{EscalationTier, NoAgentsPolicy, QueueConfig, QueuesConfig};
 pub use estimate::{ErrorSummary, PredictionError};
 pub use queue::{JoinOptions, MessageTiming};
-pub use router::{Acd, AgentView, LineStats, QueueStats};
+pub use router::{Acd, AgentView, LineStats, QueueStats, RestoredAgent};
 pub use service::{
     CancelReason, JoinRequest, Leave, LeaveOutcome, NotJoined, OfferResult, QueueAction,
     QueueError, QueueExit, QueueService,

@@ -150,6 +150,7 @@ impl Acd {
             language,
             options,
             joined_at: joined_wall,
+            ..
         } = request;
         let qi = *self
             .queue_index
@@ -912,6 +913,58 @@ impl Acd {
                 }
             }
         }
+    }
+}
+
+/// An agent as a shared store last saw it, for [`Acd::restore_agent`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoredAgent {
+    pub state: AgentState,
+    pub idle_since: Option<Instant>,
+    pub pending: Option<RequestedState>,
+    /// The queue of the call it is on (for handle times and wrap-up).
+    pub queue: Option<String>,
+    pub answered_at: Option<Instant>,
+}
+
+impl Acd {
+    /// Puts an agent back as a shared store last saw it, when a dispatcher
+    /// takes over. A ringing agent comes back ready: offers of the engine
+    /// before are withdrawn by whoever restores. Unknown agents are ignored.
+    pub fn restore_agent(&mut self, now: Now, agent: &AgentId, restored: RestoredAgent) {
+        let RestoredAgent {
+            state,
+            idle_since,
+            pending,
+            queue,
+            answered_at,
+        } = restored;
+        let state = match state {
+            AgentState::Ringing { .. } => AgentState::Ready,
+            other => other,
+        };
+        if let AgentState::OnCall { call } = &state {
+            let queue = queue
+                .and_then(|q| self.queue_index.get(&q).copied())
+                .unwrap_or(0);
+            self.answered.insert(
+                call.clone(),
+                Answered {
+                    agent: agent.clone(),
+                    queue,
+                },
+            );
+        }
+        if let AgentState::WrapUp { until } = state {
+            self.wrap_timers.insert(agent.clone(), until);
+            self.timers.insert((until, Timer::WrapUpEnd(agent.clone())));
+        }
+        let Some(slot) = self.agents.get_mut(agent) else {
+            return;
+        };
+        slot.rt = AgentRuntime::restored(state, idle_since, pending, answered_at);
+        self.actions.push_back(slot.changed());
+        self.dispatch(now.mono);
     }
 }
 

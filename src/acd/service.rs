@@ -37,6 +37,8 @@ pub struct JoinRequest {
     /// put back (a restarted store, a caller moved between queues), who
     /// keeps their place. Order is by priority, then by this time.
     pub joined_at: DateTime<Utc>,
+    /// The caller's number, as their phone gave it (records, callbacks).
+    pub number: String,
 }
 
 /// Why a caller was not queued.
@@ -284,6 +286,11 @@ pub trait QueueService {
         offer: OfferId,
         result: OfferResult,
     ) -> Result<(), QueueError>;
+
+    /// An agent's phone registered here (`Some`) or is gone (`None`). A
+    /// shared engine publishes it so that other nodes can ring the agent;
+    /// this node's registrar rings it itself.
+    fn phone_bound(&mut self, _now: Now, _agent: &AgentId, _contact: Option<PhoneContact>) {}
 
     fn handle_timeout(&mut self, now: Now);
     /// When `handle_timeout` must run next.

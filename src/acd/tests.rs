@@ -283,6 +283,7 @@ impl Engine {
             language,
             options,
             joined_at: now.wall,
+            number: format!("4790000{:03}", call.0 % 1000),
         };
         self.engine.join(now, request);
         let mut rest = Vec::new();

@@ -3,6 +3,7 @@
 //! API. The registrar and the ACD are sans-IO; this is their glue.
 
 use super::{CallManager, MediaControl, Observation};
+use crate::acd::QueueService;
 use crate::acd::{feature_code, AgentId, RequestEffect, RequestedState};
 use crate::registrar::{
     ContactParam, Contacts, RegisterFailure, RegisterOutcome, RegisterRequest as Registration,
@@ -47,7 +48,7 @@ pub enum AgentStateError {
     Refused(String),
 }
 
-impl<M: MediaControl> CallManager<M> {
+impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
     /// A REGISTER from a softphone.
     pub(super) fn register(&mut self, now: Now, request: RegisterRequest) {
         let contacts = if request.wildcard {
@@ -84,6 +85,11 @@ impl<M: MediaControl> CallManager<M> {
             .registrar
             .handle_register(now.mono, &registration, &*self.agents);
         let code = outcome.status_code();
+        if let RegisterOutcome::Ok { agent, .. } = &outcome {
+            // Where the phone can be rung now: shared when the queue is.
+            let contact = self.phone_contact(now, agent);
+            self.queue.phone_bound(now, agent, contact);
+        }
         let mut headers: Vec<(String, String)> = Vec::new();
         match &outcome {
             RegisterOutcome::Ok { agent, bindings } => {
@@ -130,7 +136,10 @@ impl<M: MediaControl> CallManager<M> {
                     };
                     (agent, state)
                 }
-                RegistrarEvent::Unregistered { agent } => (agent, RequestedState::LoggedOut),
+                RegistrarEvent::Unregistered { agent } => {
+                    self.queue.phone_bound(now, &agent, None);
+                    (agent, RequestedState::LoggedOut)
+                }
                 RegistrarEvent::Failed(failure) => {
                     self.register_failed(&failure);
                     continue;
@@ -141,6 +150,21 @@ impl<M: MediaControl> CallManager<M> {
             }
         }
         self.drain_queue(now);
+    }
+
+    /// The agent's phone as the registrar knows it now.
+    pub(super) fn phone_contact(
+        &self,
+        now: Now,
+        agent: &AgentId,
+    ) -> Option<crate::registrar::PhoneContact> {
+        self.registrar
+            .contact_for(now.mono, agent)
+            .map(|b| crate::registrar::PhoneContact {
+                uri: b.uri.clone(),
+                source: b.source,
+                tcp: b.transport == RegTransport::Tcp,
+            })
     }
 
     /// Counts a failed registration; logs the first for its user and source.

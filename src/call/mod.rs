@@ -184,7 +184,7 @@ impl FlowEnv for LiveEnv {
 }
 
 /// Every inbound call, driven sans-IO by the shell.
-pub struct CallManager<M: MediaControl> {
+pub struct CallManager<M: MediaControl, Q: QueueService = Acd> {
     endpoint: SipEndpoint,
     media: M,
     bundle: Arc<FlowBundle>,
@@ -201,7 +201,7 @@ pub struct CallManager<M: MediaControl> {
     /// This node, as the queue engine names it.
     node: NodeId,
     /// The queue engine, behind its seam.
-    queue: Box<dyn QueueService + Send>,
+    queue: Q,
     registrar: Registrar,
     /// Challenged with, most preferred first; kept across a new registrar.
     digest_algorithms: Vec<crate::registrar::Algorithm>,
@@ -232,7 +232,8 @@ struct Ringing {
     answer_at: Instant,
 }
 
-impl<M: MediaControl> CallManager<M> {
+impl<M: MediaControl> CallManager<M, Acd> {
+    /// A single node: the queues are this process's own.
     pub fn new(
         now: Now,
         endpoint: SipEndpoint,
@@ -240,8 +241,37 @@ impl<M: MediaControl> CallManager<M> {
         bundle: Arc<FlowBundle>,
         media_ip: IpAddr,
     ) -> Self {
+        let queue = Acd::new(
+            now,
+            queues_from_flows(&bundle.flows),
+            AgentDirectory::default(),
+        );
+        CallManager::with_queue(
+            now,
+            endpoint,
+            media,
+            bundle,
+            media_ip,
+            NodeId::local(),
+            queue,
+        )
+    }
+}
+
+impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
+    /// Calls on this node with the queue engine `queue` (one shared with
+    /// other nodes, in cluster mode), which names this node `node`.
+    pub fn with_queue(
+        now: Now,
+        endpoint: SipEndpoint,
+        media: M,
+        bundle: Arc<FlowBundle>,
+        media_ip: IpAddr,
+        node: NodeId,
+        mut queue: Q,
+    ) -> Self {
+        queue.set_queues(now, queues_from_flows(&bundle.flows));
         let agents = Arc::new(AgentDirectory::default());
-        let queue = Acd::new(now, queues_from_flows(&bundle.flows), (*agents).clone());
         let timezone = crate::today::DEFAULT_TIMEZONE;
         let registrar = Registrar::new(
             RegistrarConfig::default(),
@@ -263,8 +293,8 @@ impl<M: MediaControl> CallManager<M> {
                 queues: BTreeMap::new(),
                 agents_ready: BTreeMap::new(),
             },
-            node: NodeId::local(),
-            queue: Box::new(queue),
+            node,
+            queue,
             registrar,
             digest_algorithms: crate::registrar::DEFAULT_ALGORITHMS.to_vec(),
             agents,
@@ -280,6 +310,20 @@ impl<M: MediaControl> CallManager<M> {
         manager.offer_languages(now);
         manager.refresh_flow_env(now);
         manager
+    }
+
+    /// The queue engine took input from outside the call layer (its store):
+    /// `input` hands it over, then what the engine asks is carried out.
+    pub fn handle_queue(&mut self, now: Now, input: impl FnOnce(&mut Q, Now)) {
+        self.env.wall = now.wall;
+        input(&mut self.queue, now);
+        self.drain_queue(now);
+        self.process(now);
+    }
+
+    /// The queue engine, for the shell that carries its store operations.
+    pub fn queue_mut(&mut self) -> &mut Q {
+        &mut self.queue
     }
 
     /// Where the wallboard's day starts (config `timezone`).
@@ -616,7 +660,7 @@ impl<M: MediaControl> CallManager<M> {
                 self.emit_live(LiveEvent::CallEnded {
                     at: now.unix_seconds(),
                     call: call.0,
-                    outcome: outcome::ABANDONED_IVR,
+                    outcome: outcome::ABANDONED_IVR.to_string(),
                     language: None,
                 });
             }
@@ -891,7 +935,7 @@ impl<M: MediaControl> CallManager<M> {
         self.emit_live(LiveEvent::CallEnded {
             at: now.unix_seconds(),
             call: key.0,
-            outcome: result,
+            outcome: result.to_string(),
             language: call.flow.language(),
         });
         tracing::info!(call = key.0, sip_call_id = %call.info.call_id, outcome = result,

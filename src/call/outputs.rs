@@ -4,6 +4,7 @@
 //! after every input and delivers each output where it belongs.
 
 use super::{CallManager, MediaControl, Stage};
+use crate::acd::QueueService;
 use crate::acd::{AgentView, PredictionError, QueueStats};
 use crate::cdr::{CallRecord, QueueEvent};
 use crate::events::LiveEvent;
@@ -66,7 +67,7 @@ pub struct CoreGauges {
     pub agents: Vec<AgentView>,
 }
 
-impl<M: MediaControl> CallManager<M> {
+impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
     /// The next record, event or count for the shell to deliver.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()

@@ -99,6 +99,7 @@ impl Harness {
                 metrics: Arc::clone(&metrics),
                 records: None,
                 events: crate::events::EventBus::new(),
+                cluster: None,
             },
             metrics,
             now,

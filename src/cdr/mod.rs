@@ -72,7 +72,10 @@ pub mod outcome {
     /// Served by the IVR alone: the flow reached its end (information given,
     /// goodbye said) without a queue. An addition to the contract's list.
     pub const COMPLETED: &str = "completed";
-    pub const ALL: [&str; 8] = [
+    /// Cluster mode: the caller's node died with the call (recorded by the
+    /// node that found it dead).
+    pub const NODE_LOST: &str = "node_lost";
+    pub const ALL: [&str; 9] = [
         ANSWERED,
         COMPLETED,
         ABANDONED_IVR,
@@ -81,6 +84,7 @@ pub mod outcome {
         CLOSED,
         REJECTED,
         FAILED,
+        NODE_LOST,
     ];
 }
 

@@ -100,6 +100,12 @@ struct ServeArgs {
     /// Address to announce in SDP and Contact (behind NAT)
     #[arg(long)]
     public_ip: Option<IpAddr>,
+    /// Cluster mode: this node's name (letters, digits, - and _)
+    #[arg(long)]
+    node_id: Option<String>,
+    /// Cluster mode: the shared store, e.g. redis://127.0.0.1:6379/0
+    #[arg(long)]
+    redis: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -176,6 +182,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 data_dir: a.data_dir,
                 rtp_ports: a.rtp_ports,
                 public_ip: a.public_ip,
+                node_id: a.node_id,
+                redis: a.redis,
             },
         ),
         Command::Flows(cmd) => super::flows(cmd.into()),

@@ -13,6 +13,7 @@ use crate::reload;
 pub use crate::reload::{load_bundle, ReloadStatus};
 pub use sinks::Sinks;
 
+use crate::acd::QueueService;
 use crate::api::{self, ApiState};
 use crate::call::CallManager;
 use crate::config::Config;
@@ -47,11 +48,13 @@ pub enum ServeError {
     Agents { file: String, report: String },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("{0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// Runs the service until SIGINT/SIGTERM, then hangs up every call and returns.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::for_node(config.node_id.as_deref()));
     match config.tz() {
         Ok(tz) => metrics.today.set_timezone(tz),
         Err(e) => tracing::warn!(error = %e, "wallboard days follow Europe/Oslo"),
@@ -90,7 +93,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         })?;
     let http_addr = http_listener.local_addr().unwrap_or(config.http_listen);
 
-    let (media, mut media_events) = MediaEngine::start(
+    let (media, media_events) = MediaEngine::start(
         MediaConfig {
             bind_ip: sip_addr.ip(),
             port_min: config.rtp_ports.min,
@@ -119,20 +122,6 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     endpoint.set_session_timers(config.session_timers());
     let bundle = Arc::new(bundle);
     prepare_series(&metrics, &bundle.flows);
-    let mut manager = CallManager::new(
-        Now::read(),
-        endpoint,
-        media,
-        Arc::clone(&bundle),
-        config.media_ip(),
-    );
-    if let Ok(tz) = config.tz() {
-        manager.set_timezone(Now::read(), tz);
-    }
-    manager.set_answer_delay(Duration::from_millis(config.answer_delay_ms));
-    manager.set_ready_on_register(config.ready_on_register);
-    manager.set_digest_algorithms(&config.digest_algorithms);
-    manager.set_agents(Now::read(), agents);
     let records = match crate::cdr::RecordSink::start(&config.data_dir, metrics.clone()) {
         Ok(sink) => {
             // The journal has been replayed: the database holds every call.
@@ -146,6 +135,119 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         }
     };
 
+    let events = crate::events::EventBus::new();
+    let node = match (&config.node_id, &config.redis) {
+        (Some(name), Some(url)) => {
+            let client = crate::cluster::store::validate(name, url)?;
+            let incarnation = format!("{name}.{}", Now::read().wall_ms());
+            let setup = crate::cluster::ClusterSetup {
+                name: name.clone(),
+                incarnation: incarnation.clone(),
+                prefix: "hotline:".to_string(),
+                metrics: Arc::clone(&metrics),
+                records: records.clone(),
+                events: events.clone(),
+            };
+            let queues = crate::acd::from_flows::queues_from_flows(&bundle.flows);
+            let link = crate::cluster::store::start(client, setup, queues, agents.clone());
+            tracing::info!(node = %name, %incarnation, redis = %url, "cluster mode: queues shared through the store");
+            let queue = crate::cluster::SharedQueue::new(crate::ids::NodeId::new(&incarnation));
+            let manager = CallManager::with_queue(
+                Now::read(),
+                endpoint,
+                media,
+                Arc::clone(&bundle),
+                config.media_ip(),
+                crate::ids::NodeId::new(&incarnation),
+                queue,
+            );
+            Node::Shared(Box::new(manager), link)
+        }
+        _ => Node::Local(Box::new(CallManager::new(
+            Now::read(),
+            endpoint,
+            media,
+            Arc::clone(&bundle),
+            config.media_ip(),
+        ))),
+    };
+    let io = Io {
+        udp,
+        tcp_listener,
+        http_listener,
+        http_addr,
+        sip_addr,
+        media_events,
+        metrics,
+        records,
+        events,
+        status,
+        agents,
+        agents_file,
+        agents_required,
+    };
+    match node {
+        Node::Local(manager) => run(*manager, None, io, &config).await,
+        Node::Shared(manager, link) => run(*manager, Some(link), io, &config).await,
+    }
+}
+
+/// A node alone, or one of a cluster.
+enum Node {
+    Local(Box<CallManager<MediaEngine, crate::acd::Acd>>),
+    Shared(
+        Box<CallManager<MediaEngine, crate::cluster::SharedQueue>>,
+        crate::cluster::ClusterLink,
+    ),
+}
+
+/// What the core loop is given to run with.
+struct Io {
+    udp: UdpSocket,
+    tcp_listener: TcpListener,
+    http_listener: TcpListener,
+    http_addr: SocketAddr,
+    sip_addr: SocketAddr,
+    media_events: mpsc::Receiver<crate::media::MediaEvent>,
+    metrics: Arc<Metrics>,
+    records: Option<crate::cdr::RecordSink>,
+    events: crate::events::EventBus,
+    status: Arc<Mutex<ReloadStatus>>,
+    agents: crate::acd::AgentDirectory,
+    agents_file: std::path::PathBuf,
+    agents_required: bool,
+}
+
+/// The core loop: every socket, channel and timer feeds the one
+/// `CallManager`, until a signal stops it.
+async fn run<Q: QueueService + StorePump>(
+    mut manager: CallManager<MediaEngine, Q>,
+    mut cluster: Option<crate::cluster::ClusterLink>,
+    io: Io,
+    config: &Config,
+) -> Result<(), ServeError> {
+    let Io {
+        udp,
+        tcp_listener,
+        http_listener,
+        http_addr,
+        sip_addr,
+        mut media_events,
+        metrics,
+        records,
+        events,
+        status,
+        agents,
+        agents_file,
+        agents_required,
+    } = io;
+    if let Ok(tz) = config.tz() {
+        manager.set_timezone(Now::read(), tz);
+    }
+    manager.set_answer_delay(Duration::from_millis(config.answer_delay_ms));
+    manager.set_ready_on_register(config.ready_on_register);
+    manager.set_digest_algorithms(&config.digest_algorithms);
+    manager.set_agents(Now::read(), agents);
     let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpEvent>(4096);
     tokio::spawn(tcp::accept_loop(
         tcp_listener,
@@ -154,12 +256,15 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     ));
     let (control_tx, mut control_rx) = mpsc::channel::<Control>(256);
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let events = crate::events::EventBus::new();
     let sinks = Sinks {
         metrics: Arc::clone(&metrics),
         records,
         events: events.clone(),
+        cluster: cluster.as_ref().map(|c| c.live.clone()),
     };
+    let mut store_inputs = cluster
+        .as_mut()
+        .map(|c| std::mem::replace(&mut c.inputs, mpsc::channel(1).1));
     sinks.deliver(Now::read(), &mut manager);
     let api_state = ApiState {
         metrics: Arc::clone(&metrics),
@@ -239,9 +344,17 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                 Control::Swap(bundle) => {
                     tracing::info!(flow_version = %bundle.flows.version(), "flows reloaded");
                     prepare_series(&metrics, &bundle.flows);
+                    if let Some(c) = &cluster {
+                        let queues = crate::acd::from_flows::queues_from_flows(&bundle.flows);
+                        c.config.send_modify(|(q, _)| *q = queues);
+                    }
                     manager.set_bundle(Now::read(), bundle);
                 }
                 Control::SwapAgents(directory) => {
+                    if let Some(c) = &cluster {
+                        let agents = directory.clone();
+                        c.config.send_modify(|(_, a)| *a = agents);
+                    }
                     manager.set_agents(Now::read(), directory);
                 }
                 Control::Agents(reply) => {
@@ -255,17 +368,31 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                     let _ = reply.send(result);
                 }
             },
+            Some(input) = store_input(&mut store_inputs) => {
+                manager.handle_queue(Now::read(), |queue, now| queue.handle_store(now, input));
+                metrics.cluster_degraded.set(i64::from(manager.queue_mut().is_degraded()));
+            }
             _ = tokio::time::sleep_until(wake) => {
                 manager.handle_timeout(Now::read());
             }
             _ = sigterm.recv(), if shutdown_deadline.is_none() => {
-                shutdown_deadline = Some(begin_shutdown(&mut manager, &ready, &config, "SIGTERM"));
+                shutdown_deadline = Some(begin_shutdown(&mut manager, &ready, config, "SIGTERM"));
             }
             _ = sigint.recv(), if shutdown_deadline.is_none() => {
-                shutdown_deadline = Some(begin_shutdown(&mut manager, &ready, &config, "SIGINT"));
+                shutdown_deadline = Some(begin_shutdown(&mut manager, &ready, config, "SIGINT"));
             }
         }
         sinks.deliver(Now::read(), &mut manager);
+        if let Some(c) = &cluster {
+            while c.ops.capacity() > 0 {
+                let Some(op) = manager.queue_mut().poll_store_op() else {
+                    break;
+                };
+                if c.ops.try_send(op).is_err() {
+                    break;
+                }
+            }
+        }
         while let Some(t) = manager.poll_transmit() {
             match t.transport {
                 Transport::Udp => {
@@ -346,8 +473,47 @@ fn seed_today(metrics: &Metrics, data_dir: &std::path::Path, flows: &crate::flow
     }
 }
 
-fn begin_shutdown<M: crate::call::MediaControl>(
-    manager: &mut CallManager<M>,
+/// The next input from the store, in cluster mode (never, alone).
+async fn store_input(
+    inputs: &mut Option<mpsc::Receiver<crate::cluster::StoreInput>>,
+) -> Option<crate::cluster::StoreInput> {
+    match inputs {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What the core loop does with a queue engine's store, if it has one.
+pub trait StorePump {
+    /// The next write for the store.
+    fn poll_store_op(&mut self) -> Option<crate::cluster::StoreOp> {
+        None
+    }
+    /// What the store said.
+    fn handle_store(&mut self, _now: Now, _input: crate::cluster::StoreInput) {}
+    /// Whether the node serves its callers alone (the store is away).
+    fn is_degraded(&self) -> bool {
+        false
+    }
+}
+
+/// A single node has no store.
+impl StorePump for crate::acd::Acd {}
+
+impl StorePump for crate::cluster::SharedQueue {
+    fn poll_store_op(&mut self) -> Option<crate::cluster::StoreOp> {
+        crate::cluster::SharedQueue::poll_store_op(self)
+    }
+    fn handle_store(&mut self, now: Now, input: crate::cluster::StoreInput) {
+        crate::cluster::SharedQueue::handle_store(self, now, input)
+    }
+    fn is_degraded(&self) -> bool {
+        crate::cluster::SharedQueue::is_degraded(self)
+    }
+}
+
+fn begin_shutdown<M: crate::call::MediaControl, Q: QueueService>(
+    manager: &mut CallManager<M, Q>,
     ready: &std::sync::atomic::AtomicBool,
     config: &Config,
     signal: &str,

@@ -2,6 +2,7 @@
 //! journal writer, live events to the bus behind `/ws`, counts and gauges to
 //! the metrics. The core itself touches none of them.
 
+use crate::acd::QueueService;
 use crate::call::{CallManager, MediaControl, Output};
 use crate::cdr::RecordSink;
 use crate::events::EventBus;
@@ -14,12 +15,18 @@ pub struct Sinks {
     /// `None` when records are not kept (the journal could not be opened).
     pub records: Option<RecordSink>,
     pub events: EventBus,
+    /// Cluster mode: this node's live events also go to the other nodes.
+    pub cluster: Option<tokio::sync::mpsc::Sender<crate::events::LiveEvent>>,
 }
 
 impl Sinks {
     /// Delivers everything the core has for the shell, then the gauges if
     /// their figures moved. Called after every input.
-    pub fn deliver<M: MediaControl>(&self, now: Now, manager: &mut CallManager<M>) {
+    pub fn deliver<M: MediaControl, Q: QueueService>(
+        &self,
+        now: Now,
+        manager: &mut CallManager<M, Q>,
+    ) {
         while let Some(output) = manager.poll_output() {
             match output {
                 Output::Record(record) => {
@@ -32,7 +39,13 @@ impl Sinks {
                         sink.queue_event(event);
                     }
                 }
-                Output::Live(event) => self.events.publish(event),
+                Output::Live(event) => {
+                    if let Some(cluster) = &self.cluster {
+                        // Best effort: a wallboard elsewhere may miss one.
+                        let _ = cluster.try_send(event.clone());
+                    }
+                    self.events.publish(event)
+                }
                 Output::Count(observation) => self.metrics.observe(now.wall, &observation),
             }
         }

@@ -81,6 +81,28 @@ impl RtpListener {
 
     /// Sends a datagram from the listening socket (so symmetric RTP sees the
     /// same address the SDP named).
+    /// Speaks into the call: `frames` 20 ms frames of a loud tone in
+    /// `payload_type` (0 PCMU, 8 PCMA), sent to `to` at the pace of a phone.
+    pub fn speak(&self, to: SocketAddr, payload_type: u8, frames: u16) {
+        let (high, low) = if payload_type == 8 {
+            (0x2a, 0xaa)
+        } else {
+            (0x20, 0xa0)
+        };
+        let tone: Vec<u8> = (0..160)
+            .map(|i| if i % 16 < 8 { high } else { low })
+            .collect();
+        for n in 0..frames {
+            let mut p = vec![0x80, payload_type];
+            p.extend_from_slice(&n.to_be_bytes());
+            p.extend_from_slice(&(u32::from(n) * 160).to_be_bytes());
+            p.extend_from_slice(&0x5eed_u32.to_be_bytes());
+            p.extend_from_slice(&tone);
+            self.send_to(&p, to);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     pub fn send_to(&self, data: &[u8], to: SocketAddr) {
         self.socket.send_to(data, to).expect("send rtp");
     }

@@ -3,6 +3,7 @@
 //! escalation or a fallback to another language's agents.
 
 use super::super::{CallManager, MediaControl};
+use crate::acd::QueueService;
 use crate::cdr::{queue_event as qe, QueueEventInfo};
 use crate::flow::model::NoAgents;
 use crate::ids::CallId;
@@ -14,7 +15,7 @@ use std::time::Duration;
 /// `PlaybackFinished` for one is never taken for the flow's.
 const ANNOUNCEMENT_PLAY_ID: u64 = 1 << 62;
 
-impl<M: MediaControl> CallManager<M> {
+impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
     /// "You are number N in the queue. The estimated waiting time is about M
     /// minutes." In the caller's language, said only with recordings that
     /// exist (a number with no recording is left out rather than mis-said).

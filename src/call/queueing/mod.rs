@@ -21,7 +21,7 @@ pub use observe::{QueueSummary, AGENT_STATES};
 use super::{CallManager, LocalEnd, MediaControl, Stage};
 use crate::acd::{
     AgentId, CancelReason, JoinOptions, JoinRequest, Leave, MessageTiming, NotJoined, OfferResult,
-    QueueAction,
+    QueueAction, QueueService,
 };
 use crate::cdr::queue_event as qe;
 use crate::events::LiveEvent;
@@ -92,7 +92,7 @@ pub(super) struct AgentLeg {
     pub sdp_version: u64,
 }
 
-impl<M: MediaControl> CallManager<M> {
+impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
     /// How the queue engine names this node's call.
     pub(super) fn caller_id(&self, key: CallId) -> CallerId {
         CallerId::new(&self.node, key)
@@ -133,6 +133,7 @@ impl<M: MediaControl> CallManager<M> {
                 })
                 .collect(),
         };
+        let number = call.info.from_user.clone();
         call.joining = Some(Joining {
             queue: queue.to_string(),
             language,
@@ -144,6 +145,7 @@ impl<M: MediaControl> CallManager<M> {
             language,
             options: join,
             joined_at: now.wall,
+            number,
         };
         self.queue.join(now, request);
         self.drain_queue(now);
@@ -297,15 +299,7 @@ impl<M: MediaControl> CallManager<M> {
             self.report_offer(now, key, offer, OfferResult::Rejected(481));
             return;
         };
-        let local =
-            self.registrar
-                .contact_for(now.mono, &agent)
-                .map(|b| crate::registrar::PhoneContact {
-                    uri: b.uri.clone(),
-                    source: b.source,
-                    tcp: b.transport == crate::registrar::Transport::Tcp,
-                });
-        let Some(binding) = local.or(contact) else {
+        let Some(binding) = self.phone_contact(now, &agent).or(contact) else {
             tracing::info!(call = key.0, agent = %agent.as_str(), "agent has no registered phone");
             self.log_offer_failed(now, key, &agent, &queue, language, 480);
             self.report_offer(now, key, offer, OfferResult::Rejected(480));

@@ -4,6 +4,7 @@
 
 use super::super::{CallManager, MediaControl, Observation};
 use super::AgentLeg;
+use crate::acd::QueueService;
 use crate::acd::{AgentId, AgentState, LeaveOutcome, QueueExit, RequestedState};
 use crate::cdr::{queue_event as qe, QueueEvent, QueueEventInfo};
 use crate::events::LiveEvent;
@@ -36,7 +37,7 @@ pub const AGENT_STATES: [&str; 6] = [
     "wrap_up",
 ];
 
-impl<M: MediaControl> CallManager<M> {
+impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
     /// A caller left a queue: counted, logged and told to the wallboard.
     pub(super) fn record_left(&mut self, now: Now, key: CallId, exit: &QueueExit) {
         let QueueExit {

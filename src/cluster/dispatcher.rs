@@ -1,0 +1,609 @@
+//! The dispatcher: the one node (at a time) that routes the cluster's callers
+//! to its agents. Sans-IO around the in-process [`Acd`]: the requests of every
+//! node come in, in the order the store took them ([`Event`]s); the
+//! decisions go out as [`DispatchOp`]s, each of which the shell writes with a
+//! Lua script that checks it against the store (the caller still waits, the
+//! agent has no other live offer, this dispatcher's epoch is current).
+//!
+//! Routing therefore has one home, the same engine that serves a single node:
+//! global arrival order, the longest-idle agent across the cluster, and the
+//! oldest eligible caller across all of a multi-lingual agent's queues.
+//!
+//! A dispatcher that takes over rebuilds its engine from the store's entries
+//! ([`Snapshot`]): every caller with the time they first joined, every agent
+//! in its state. Offers that were ringing are withdrawn (the caller's node
+//! CANCELs the leg) and made again.
+
+use super::view::{ClusterView, ViewAgent, ViewQueue};
+use super::wire::{wall, Event, Inbox, WireAgentState, WireCaller, WireJoinOptions};
+use crate::acd::{
+    Acd, AgentDirectory, AgentId, AgentState, JoinRequest, Leave, QueueAction, QueueService,
+    QueuesConfig, RestoredAgent,
+};
+use crate::ids::{CallerId, OfferId};
+use crate::language::Language;
+use crate::registrar::PhoneContact;
+use crate::time::Now;
+use serde::Deserialize;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Instant;
+
+/// A decision for the shell to write to the store.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DispatchOp {
+    /// Offer `caller` to `agent` (refused by the store if either moved on).
+    Offer {
+        caller: WireCaller,
+        agent: String,
+        offer: u64,
+        message: Inbox,
+    },
+    /// End an offer: withdrawn, answered, or an answer refused.
+    Settle {
+        caller: WireCaller,
+        agent: String,
+        offer: u64,
+        outcome: Settle,
+        message: Inbox,
+    },
+    /// Tell a node; `forget` drops the caller's entry (they left for good);
+    /// `agent` keeps that agent's state for a dispatcher that takes over.
+    Notify {
+        node: Option<String>,
+        message: Option<Inbox>,
+        forget: Option<WireCaller>,
+        agent: Option<(String, ViewAgent, String)>,
+    },
+}
+
+/// How an offer ends in the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settle {
+    Cancel,
+    Answered,
+    Refused,
+}
+
+impl Settle {
+    pub fn label(self) -> &'static str {
+        match self {
+            Settle::Cancel => "cancel",
+            Settle::Answered => "answered",
+            Settle::Refused => "refused",
+        }
+    }
+}
+
+/// A caller's entry as the store keeps it (the snapshot's shape).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct StoredCaller {
+    pub id: String,
+    #[serde(default)]
+    pub node: String,
+    #[serde(default)]
+    pub call: String,
+    #[serde(default)]
+    pub queue: String,
+    #[serde(default)]
+    pub language: String,
+    #[serde(default)]
+    pub options: String,
+    #[serde(default)]
+    pub joined_ms: String,
+    #[serde(default)]
+    pub state: String,
+    #[serde(default)]
+    pub offer: String,
+    #[serde(default)]
+    pub agent: String,
+    #[serde(default)]
+    pub number: String,
+}
+
+impl StoredCaller {
+    pub fn caller(&self) -> WireCaller {
+        WireCaller {
+            node: self.node.clone(),
+            call: self.call.parse().unwrap_or(0),
+        }
+    }
+
+    pub fn joined_ms(&self) -> i64 {
+        self.joined_ms.parse().unwrap_or(0)
+    }
+}
+
+/// An agent's entry as the store keeps it.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct StoredAgent {
+    pub id: String,
+    /// The agent's state as the last dispatcher saw it (`ViewAgent`, JSON).
+    #[serde(default)]
+    pub view: String,
+    #[serde(default)]
+    pub home: String,
+    /// Where the agent's phone can be rung (`PhoneContact`, JSON).
+    #[serde(default)]
+    pub phone: String,
+}
+
+/// What the store holds when a dispatcher takes over.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Snapshot {
+    #[serde(default, deserialize_with = "list")]
+    pub callers: Vec<StoredCaller>,
+    #[serde(default, deserialize_with = "list")]
+    pub agents: Vec<StoredAgent>,
+    /// The last event the snapshot includes: reading goes on after it.
+    #[serde(default)]
+    pub last_id: String,
+}
+
+/// A list, or the empty object Lua's JSON encoder writes for an empty one.
+fn list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrEmpty<T> {
+        List(Vec<T>),
+        Empty(serde::de::IgnoredAny),
+    }
+    Ok(match ListOrEmpty::deserialize(d)? {
+        ListOrEmpty::List(v) => v,
+        ListOrEmpty::Empty(_) => Vec::new(),
+    })
+}
+
+/// The routing core of the node that dispatches.
+pub struct Dispatcher {
+    /// The engine that routes; rebuilt on taking over.
+    acd: Acd,
+    epoch: u64,
+    /// This node's incarnation (home of agents that registered nowhere).
+    me: String,
+    /// The node each agent's phone registered with.
+    homes: HashMap<AgentId, String>,
+    phones: HashMap<AgentId, PhoneContact>,
+    /// Callers of nodes found dead: what the engine says of them goes nowhere.
+    lost: HashSet<String>,
+    /// While rebuilding: answers to joins the nodes already have are not sent.
+    rebuilding: bool,
+    ops: VecDeque<DispatchOp>,
+    /// Whether the figures moved since the view was last taken.
+    changed: bool,
+}
+
+impl Dispatcher {
+    pub fn new(now: Now, me: &str, queues: QueuesConfig, agents: AgentDirectory) -> Dispatcher {
+        Dispatcher {
+            acd: Acd::new(now, queues, agents),
+            epoch: 0,
+            me: me.to_string(),
+            homes: HashMap::new(),
+            phones: HashMap::new(),
+            lost: HashSet::new(),
+            rebuilding: false,
+            ops: VecDeque::new(),
+            changed: true,
+        }
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub fn set_queues(&mut self, now: Now, queues: QueuesConfig) {
+        self.acd.set_queues(now, queues);
+        self.drain(now);
+    }
+
+    pub fn set_agents(&mut self, now: Now, agents: AgentDirectory) {
+        self.acd.set_agents(now, agents);
+        self.drain(now);
+    }
+
+    /// Takes over with `epoch`, from what the store holds.
+    pub fn take_over(
+        &mut self,
+        now: Now,
+        epoch: u64,
+        queues: QueuesConfig,
+        agents: AgentDirectory,
+        snapshot: &Snapshot,
+    ) {
+        self.epoch = epoch;
+        self.acd = Acd::new(now, queues, agents);
+        self.homes.clear();
+        self.phones.clear();
+        self.ops.clear();
+        self.rebuilding = true;
+        for stored in &snapshot.agents {
+            let id = AgentId::from(stored.id.as_str());
+            if !stored.home.is_empty() {
+                self.homes.insert(id.clone(), stored.home.clone());
+            }
+            if let Ok(contact) = serde_json::from_str::<PhoneContact>(&stored.phone) {
+                self.phones.insert(id.clone(), contact);
+            }
+            let Ok(view) = serde_json::from_str::<ViewAgent>(&stored.view) else {
+                continue;
+            };
+            let state = view.state.state(now);
+            let queue = match &view.state {
+                WireAgentState::OnCall { caller } => snapshot
+                    .callers
+                    .iter()
+                    .find(|c| c.id == caller.key())
+                    .map(|c| c.queue.clone()),
+                _ => None,
+            };
+            self.acd.restore_agent(
+                now,
+                &id,
+                RestoredAgent {
+                    state,
+                    idle_since: view.idle_since_ms.map(|ms| now.mono_at(wall(ms))),
+                    pending: view
+                        .pending
+                        .as_ref()
+                        .map(super::wire::WireRequest::requested),
+                    queue,
+                    answered_at: None,
+                },
+            );
+        }
+        let mut callers: Vec<&StoredCaller> = snapshot.callers.iter().collect();
+        callers.sort_by_key(|c| (c.joined_ms(), c.id.clone()));
+        for stored in callers {
+            let caller = stored.caller();
+            match stored.state.as_str() {
+                "talking" => {}
+                state => {
+                    if state == "ringing" && !stored.agent.is_empty() {
+                        // The last dispatcher's offer: withdrawn, made again.
+                        let offer = stored.offer.parse().unwrap_or(0);
+                        self.ops.push_back(DispatchOp::Settle {
+                            caller: caller.clone(),
+                            agent: stored.agent.clone(),
+                            offer,
+                            outcome: Settle::Cancel,
+                            message: Inbox::CancelOffer {
+                                caller: caller.clone(),
+                                offer,
+                                agent: stored.agent.clone(),
+                                reason: "agent_unavailable".to_string(),
+                            },
+                        });
+                    }
+                    let Ok(language) = stored.language.parse::<Language>() else {
+                        continue;
+                    };
+                    let options: WireJoinOptions =
+                        serde_json::from_str(&stored.options).unwrap_or_default();
+                    self.acd.join(
+                        now,
+                        JoinRequest {
+                            caller: caller.id(),
+                            queue: stored.queue.clone(),
+                            language,
+                            options: options.options(),
+                            joined_at: wall(stored.joined_ms()),
+                            number: stored.number.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        self.drain(now);
+        self.rebuilding = false;
+        self.changed = true;
+        tracing::info!(
+            epoch,
+            callers = snapshot.callers.len(),
+            agents = snapshot.agents.len(),
+            "dispatching: queues rebuilt from the store"
+        );
+    }
+
+    /// One request from a node, in the order the store took it.
+    pub fn handle_event(&mut self, now: Now, event: Event) {
+        match event {
+            Event::Join {
+                caller,
+                queue,
+                language,
+                options,
+                joined_ms,
+                number,
+            } => self.acd.join(
+                now,
+                JoinRequest {
+                    caller: caller.id(),
+                    queue,
+                    language,
+                    options: options.options(),
+                    joined_at: wall(joined_ms),
+                    number,
+                },
+            ),
+            Event::Restore {
+                caller,
+                queue,
+                language,
+                options,
+                joined_ms,
+                talking_to,
+                number,
+            } => match talking_to {
+                Some(agent) => {
+                    let agent = AgentId::from(agent.as_str());
+                    let pending = self.acd.agent_pending_of(&agent);
+                    self.acd.restore_agent(
+                        now,
+                        &agent,
+                        RestoredAgent {
+                            state: AgentState::OnCall { call: caller.id() },
+                            idle_since: None,
+                            pending,
+                            queue: Some(queue),
+                            answered_at: None,
+                        },
+                    );
+                }
+                None => {
+                    let id = caller.id();
+                    if !self.acd.is_queued(&id) {
+                        self.acd.join(
+                            now,
+                            JoinRequest {
+                                caller: id,
+                                queue,
+                                language,
+                                options: options.options(),
+                                joined_at: wall(joined_ms),
+                                number,
+                            },
+                        );
+                    }
+                }
+            },
+            Event::Leave { caller, abandoned } => {
+                let why = if abandoned {
+                    Leave::Abandoned
+                } else {
+                    Leave::Left
+                };
+                self.acd.leave(now, &caller.id(), why);
+            }
+            Event::CallEnded { caller } => {
+                let _ = self.acd.call_ended(now, &caller.id());
+            }
+            Event::OfferResult {
+                caller,
+                offer,
+                result,
+            } => {
+                let _ = self
+                    .acd
+                    .offer_result(now, &caller.id(), OfferId(offer), result.result());
+            }
+            Event::AgentRequest {
+                agent,
+                request,
+                home,
+            } => {
+                let id = AgentId::from(agent.as_str());
+                if let Some(home) = home {
+                    self.homes.insert(id.clone(), home);
+                }
+                if let Err(e) = self.acd.agent_state(now, &id, request.requested()) {
+                    tracing::debug!(agent, error = %e, "agent request refused");
+                }
+            }
+            Event::Phone {
+                agent,
+                contact,
+                home,
+            } => {
+                let id = AgentId::from(agent.as_str());
+                match contact {
+                    Some(c) => {
+                        self.phones.insert(id.clone(), c);
+                        self.homes.insert(id, home);
+                    }
+                    None => {
+                        self.phones.remove(&id);
+                    }
+                }
+            }
+            Event::NodeLost { node, callers } => {
+                tracing::warn!(
+                    node,
+                    callers = callers.len(),
+                    "node lost: its callers leave the queues"
+                );
+                // Agents whose phones registered there are told here now.
+                for home in self.homes.values_mut() {
+                    if *home == node {
+                        *home = self.me.clone();
+                    }
+                }
+                self.lost.insert(node);
+                for caller in callers {
+                    let id = caller.id();
+                    if self.acd.is_queued(&id) {
+                        self.acd.leave(now, &id, Leave::Left);
+                    } else {
+                        let _ = self.acd.call_ended(now, &id);
+                    }
+                }
+            }
+        }
+        self.drain(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Now) {
+        self.acd.handle_timeout(now);
+        self.drain(now);
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.acd.poll_timeout()
+    }
+
+    pub fn poll_op(&mut self) -> Option<DispatchOp> {
+        self.ops.pop_front()
+    }
+
+    /// The cluster view, when the figures moved since the last one.
+    pub fn poll_view(&mut self, now: Now, nodes: Vec<String>) -> Option<ClusterView> {
+        if !std::mem::take(&mut self.changed) {
+            return None;
+        }
+        let queues = self
+            .acd
+            .stats(now)
+            .iter()
+            .map(|q| ViewQueue::from_stats(q, self.acd.join_estimates(now, &q.name)))
+            .collect();
+        let agents = self
+            .acd
+            .agents()
+            .iter()
+            .map(|a| ViewAgent::from_view(a, now))
+            .collect();
+        Some(ClusterView {
+            at_ms: now.wall_ms(),
+            dispatcher: self.me.clone(),
+            queues,
+            agents,
+            nodes,
+        })
+    }
+
+    /// Translates the engine's actions into store writes.
+    fn drain(&mut self, now: Now) {
+        while let Some(action) = self.acd.poll_action() {
+            self.changed = true;
+            let caller = action.caller().map(WireCaller::from);
+            if let Some(c) = &caller {
+                if self.lost.contains(&c.node) {
+                    continue;
+                }
+            }
+            let message = Inbox::from_action(&action, now);
+            match action {
+                QueueAction::Joined { .. } if self.rebuilding => {}
+                QueueAction::Announce { first: true, .. } if self.rebuilding => {}
+                QueueAction::Offer {
+                    offer,
+                    caller,
+                    agent,
+                    queue,
+                    language,
+                    ..
+                } => {
+                    let contact = self.phones.get(&agent).cloned();
+                    self.ops.push_back(DispatchOp::Offer {
+                        caller: (&caller).into(),
+                        agent: agent.as_str().to_string(),
+                        offer: offer.0,
+                        message: Inbox::Offer {
+                            caller: (&caller).into(),
+                            offer: offer.0,
+                            agent: agent.as_str().to_string(),
+                            queue,
+                            language,
+                            contact,
+                        },
+                    });
+                }
+                QueueAction::CancelOffer {
+                    offer,
+                    caller,
+                    agent,
+                    ..
+                } => self.ops.push_back(DispatchOp::Settle {
+                    caller: (&caller).into(),
+                    agent: agent.as_str().to_string(),
+                    offer: offer.0,
+                    outcome: Settle::Cancel,
+                    message,
+                }),
+                QueueAction::Verdict {
+                    caller,
+                    offer,
+                    accepted,
+                } => {
+                    let agent = self
+                        .acd
+                        .agents()
+                        .into_iter()
+                        .find(
+                            |a| matches!(&a.state, AgentState::OnCall { call } if *call == caller),
+                        )
+                        .map(|a| a.id.as_str().to_string())
+                        .unwrap_or_default();
+                    self.ops.push_back(DispatchOp::Settle {
+                        caller: (&caller).into(),
+                        agent,
+                        offer: offer.0,
+                        outcome: if accepted {
+                            Settle::Answered
+                        } else {
+                            Settle::Refused
+                        },
+                        message,
+                    });
+                }
+                QueueAction::CallLeft(exit) => {
+                    let answered =
+                        matches!(exit.outcome, crate::acd::LeaveOutcome::Answered { .. });
+                    let c: WireCaller = (&exit.caller).into();
+                    self.ops.push_back(DispatchOp::Notify {
+                        node: Some(c.node.clone()),
+                        message: Some(message),
+                        forget: (!answered).then_some(c),
+                        agent: None,
+                    });
+                }
+                QueueAction::AgentStateChanged { agent, .. } => {
+                    let home = self
+                        .homes
+                        .get(&agent)
+                        .cloned()
+                        .unwrap_or_else(|| self.me.clone());
+                    let view = self
+                        .acd
+                        .agents()
+                        .into_iter()
+                        .find(|a| a.id == agent)
+                        .map(|a| ViewAgent::from_view(&a, now));
+                    self.ops.push_back(DispatchOp::Notify {
+                        node: Some(home.clone()),
+                        message: Some(message),
+                        forget: None,
+                        agent: view.map(|v| (agent.as_str().to_string(), v, home)),
+                    });
+                }
+                other => {
+                    let node = other.caller().map(|c| c.node.as_str().to_string());
+                    self.ops.push_back(DispatchOp::Notify {
+                        node,
+                        message: Some(message),
+                        forget: None,
+                        agent: None,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The callers the engine has, for a caller id check.
+    pub fn is_queued(&self, caller: &CallerId) -> bool {
+        self.acd.is_queued(caller)
+    }
+}

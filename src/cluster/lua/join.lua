@@ -1,0 +1,18 @@
+-- A node queues one of its callers (or puts one back after the store lost
+-- it): the shared entry and the request to the dispatcher, together.
+-- ARGV: prefix, caller id, node, call, queue, language, options (JSON),
+--       joined_ms, state (waiting | talking), agent ('' unless talking),
+--       number, event (JSON), events maxlen
+local p = ARGV[1]
+local key = p .. 'c:' .. ARGV[2]
+redis.call('HSET', key, 'node', ARGV[3], 'call', ARGV[4], 'queue', ARGV[5],
+  'language', ARGV[6], 'options', ARGV[7], 'joined_ms', ARGV[8],
+  'state', ARGV[9], 'offer', '', 'agent', ARGV[10], 'number', ARGV[11])
+redis.call('SADD', p .. 'callers', ARGV[2])
+redis.call('SADD', p .. 'n:' .. ARGV[3] .. ':callers', ARGV[2])
+if ARGV[9] == 'talking' and ARGV[10] ~= '' then
+  redis.call('HSET', p .. 'a:' .. ARGV[10], 'offer', '', 'caller', ARGV[2])
+  redis.call('SADD', p .. 'agents', ARGV[10])
+end
+redis.call('XADD', p .. 'events', 'MAXLEN', '~', ARGV[13], '*', 'e', ARGV[12])
+return 1

@@ -1,0 +1,1002 @@
+//! The shell of cluster mode: every conversation with Redis. The cores
+//! ([`SharedQueue`](super::SharedQueue), [`Dispatcher`]) decide; the tasks
+//! here carry their writes out with the Lua scripts in `lua/`, read the
+//! streams, keep this node's heartbeat, take the dispatcher's lease when it
+//! is free, reap nodes whose heartbeat lapsed, and tell the core loop when
+//! the store comes and goes.
+//!
+//! Keys (all under one prefix, `hotline:` by default):
+//! `c:{caller}` a caller's entry, `callers` and `n:{node}:callers` their sets,
+//! `a:{agent}` an agent's state and live offer, `phone:{agent}` where its
+//! phone can be rung, `node:{node}` a heartbeat with a lease, `nodes`,
+//! `dispatcher` the dispatcher's lease, `epoch` its fencing number, `offer`
+//! nothing (offer ids come from the dispatcher's epoch and counter),
+//! `events` the stream to the dispatcher, `inbox:{node}` a stream per node,
+//! `view` the latest cluster view, `boot` this store's life (a new value
+//! after it lost its data), and the channel `live` for live events.
+
+use super::dispatcher::{DispatchOp, Dispatcher, Snapshot};
+use super::shared::{StoreInput, StoreOp};
+use super::view::ClusterView;
+use super::wire::{Event, Inbox, WireCaller, WireJoinOptions};
+use crate::acd::{AgentDirectory, QueuesConfig};
+use crate::events::{EventBus, LiveEvent};
+use crate::time::Now;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, Script};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// A node's heartbeat lasts this long without renewal.
+pub const NODE_LEASE: Duration = Duration::from_millis(2500);
+/// The dispatcher's lease.
+pub const DISPATCHER_LEASE: Duration = Duration::from_millis(2500);
+/// How often heartbeats, leases and the reaper run.
+pub const TICK: Duration = Duration::from_millis(500);
+/// Longest stream kept (entries), trimmed approximately.
+const EVENTS_MAXLEN: &str = "100000";
+const INBOX_MAXLEN: &str = "10000";
+/// How long a phone's contact is kept without a new REGISTER.
+const PHONE_TTL_MS: u64 = 3_600_000;
+/// Channel sizes between the store tasks and the core loop.
+pub const CHANNEL: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("redis URL `{url}` is not valid: {source} (write e.g. redis://127.0.0.1:6379/0)")]
+    BadUrl {
+        url: String,
+        source: redis::RedisError,
+    },
+    #[error("node_id `{0}` is not valid: use 1-32 letters, digits, `-` or `_`")]
+    BadNodeId(String),
+}
+
+/// What the cluster tasks need to know of this node.
+#[derive(Clone)]
+pub struct ClusterSetup {
+    /// The configured name (`node_id`), for metrics and logs.
+    pub name: String,
+    /// This process's incarnation: the name and its start time, so that a
+    /// restarted node is never taken for the process it replaces.
+    pub incarnation: String,
+    pub prefix: String,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub records: Option<crate::cdr::RecordSink>,
+    pub events: EventBus,
+}
+
+/// The core loop's ends of the cluster tasks.
+pub struct ClusterLink {
+    /// Writes from this node's queue engine.
+    pub ops: mpsc::Sender<StoreOp>,
+    /// What the store says to this node.
+    pub inputs: mpsc::Receiver<StoreInput>,
+    /// This node's live events, for the other nodes' wallboards.
+    pub live: mpsc::Sender<LiveEvent>,
+    /// Queues and agents as loaded, for the dispatcher.
+    pub config: watch::Sender<(QueuesConfig, AgentDirectory)>,
+}
+
+/// Checks the node id and the Redis URL (a bad one is an error at start).
+pub fn validate(node_id: &str, url: &str) -> Result<Client, ClusterError> {
+    let ok = !node_id.is_empty()
+        && node_id.len() <= 32
+        && node_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        return Err(ClusterError::BadNodeId(node_id.to_string()));
+    }
+    Client::open(url).map_err(|source| ClusterError::BadUrl {
+        url: url.to_string(),
+        source,
+    })
+}
+
+/// The Lua scripts, loaded once.
+struct Scripts {
+    join: Script,
+    leave: Script,
+    tell: Script,
+    offer: Script,
+    settle: Script,
+    notify: Script,
+    claim: Script,
+    reap: Script,
+    snapshot: Script,
+}
+
+impl Scripts {
+    fn new() -> Scripts {
+        Scripts {
+            join: Script::new(include_str!("lua/join.lua")),
+            leave: Script::new(include_str!("lua/leave.lua")),
+            tell: Script::new(include_str!("lua/tell.lua")),
+            offer: Script::new(include_str!("lua/offer.lua")),
+            settle: Script::new(include_str!("lua/settle.lua")),
+            notify: Script::new(include_str!("lua/notify.lua")),
+            claim: Script::new(include_str!("lua/claim.lua")),
+            reap: Script::new(include_str!("lua/reap.lua")),
+            snapshot: Script::new(include_str!("lua/snapshot.lua")),
+        }
+    }
+}
+
+async fn connect(client: &Client, response: Duration) -> redis::RedisResult<MultiplexedConnection> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_millis(500)))
+        .set_response_timeout(Some(response));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// Starts the cluster tasks; the core loop gets its ends.
+pub fn start(
+    client: Client,
+    setup: ClusterSetup,
+    queues: QueuesConfig,
+    agents: AgentDirectory,
+) -> ClusterLink {
+    let (ops_tx, ops_rx) = mpsc::channel(CHANNEL);
+    let (inputs_tx, inputs_rx) = mpsc::channel(CHANNEL);
+    let (live_tx, live_rx) = mpsc::channel(CHANNEL);
+    let (config_tx, config_rx) = watch::channel((queues, agents));
+    let shared = Arc::new(Shared {
+        up: AtomicBool::new(true),
+        wake_health: tokio::sync::Notify::new(),
+        max_epoch: AtomicU64::new(0),
+    });
+    let scripts = Arc::new(Scripts::new());
+    tokio::spawn(writer(
+        client.clone(),
+        setup.clone(),
+        Arc::clone(&scripts),
+        Arc::clone(&shared),
+        ops_rx,
+    ));
+    tokio::spawn(health(
+        client.clone(),
+        setup.clone(),
+        Arc::clone(&shared),
+        inputs_tx.clone(),
+    ));
+    tokio::spawn(inbox(client.clone(), setup.clone(), inputs_tx.clone()));
+    tokio::spawn(views(client.clone(), setup.clone(), inputs_tx));
+    tokio::spawn(live_out(client.clone(), setup.clone(), live_rx));
+    tokio::spawn(live_in(client.clone(), setup.clone()));
+    tokio::spawn(dispatch(client, setup, scripts, shared, config_rx));
+    ClusterLink {
+        ops: ops_tx,
+        inputs: inputs_rx,
+        live: live_tx,
+        config: config_tx,
+    }
+}
+
+/// State the tasks share.
+struct Shared {
+    /// Whether the store answers (as the health task last found).
+    up: AtomicBool,
+    /// A write failed: check the store now.
+    wake_health: tokio::sync::Notify,
+    /// The highest dispatcher epoch seen, so that one handed out after the
+    /// store lost its data is still higher (fencing holds).
+    max_epoch: AtomicU64,
+}
+
+/// Carries this node's writes out, in order. A write that fails is dropped
+/// (the node is about to be degraded, and puts everything back when the
+/// store returns).
+async fn writer(
+    client: Client,
+    setup: ClusterSetup,
+    scripts: Arc<Scripts>,
+    shared: Arc<Shared>,
+    mut ops: mpsc::Receiver<StoreOp>,
+) {
+    let mut con: Option<MultiplexedConnection> = None;
+    while let Some(op) = ops.recv().await {
+        if con.is_none() {
+            con = connect(&client, Duration::from_millis(1000)).await.ok();
+        }
+        let Some(c) = con.as_mut() else {
+            shared.wake_health.notify_one();
+            continue;
+        };
+        let result = apply(c, &scripts, &setup, &op).await;
+        setup
+            .metrics
+            .cluster_store_ops_total
+            .with_label_values(&[if result.is_ok() { "ok" } else { "error" }])
+            .inc();
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "store write failed");
+            con = None;
+            shared.wake_health.notify_one();
+        }
+    }
+}
+
+async fn apply(
+    con: &mut MultiplexedConnection,
+    scripts: &Scripts,
+    setup: &ClusterSetup,
+    op: &StoreOp,
+) -> redis::RedisResult<()> {
+    let p = setup.prefix.as_str();
+    match op {
+        StoreOp::Event(event) => match event {
+            Event::Join {
+                caller,
+                queue,
+                language,
+                options,
+                joined_ms,
+                number,
+            } => {
+                join(
+                    con, scripts, p, caller, queue, *language, options, *joined_ms, None, number,
+                    event,
+                )
+                .await
+            }
+            Event::Restore {
+                caller,
+                queue,
+                language,
+                options,
+                joined_ms,
+                talking_to,
+                number,
+            } => {
+                join(
+                    con,
+                    scripts,
+                    p,
+                    caller,
+                    queue,
+                    *language,
+                    options,
+                    *joined_ms,
+                    talking_to.as_deref(),
+                    number,
+                    event,
+                )
+                .await
+            }
+            Event::Leave { caller, .. } | Event::CallEnded { caller } => {
+                let _: i64 = scripts
+                    .leave
+                    .prepare_invoke()
+                    .arg(p)
+                    .arg(caller.key())
+                    .arg(json(event))
+                    .arg(EVENTS_MAXLEN)
+                    .invoke_async(con)
+                    .await?;
+                Ok(())
+            }
+            Event::OfferResult { .. } | Event::AgentRequest { .. } | Event::NodeLost { .. } => {
+                tell(con, scripts, p, event, "", "-").await
+            }
+            Event::Phone { agent, contact, .. } => {
+                let contact = contact.as_ref().map(json).unwrap_or_default();
+                tell(con, scripts, p, event, agent, &contact).await
+            }
+        },
+        StoreOp::Phone { agent, contact } => {
+            let event = Event::Phone {
+                agent: agent.clone(),
+                contact: contact.clone(),
+                home: setup.incarnation.clone(),
+            };
+            let text = contact.as_ref().map(json).unwrap_or_default();
+            tell(con, scripts, p, &event, agent, &text).await
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn join(
+    con: &mut MultiplexedConnection,
+    scripts: &Scripts,
+    p: &str,
+    caller: &WireCaller,
+    queue: &str,
+    language: crate::language::Language,
+    options: &WireJoinOptions,
+    joined_ms: i64,
+    talking_to: Option<&str>,
+    number: &str,
+    event: &Event,
+) -> redis::RedisResult<()> {
+    let _: i64 = scripts
+        .join
+        .prepare_invoke()
+        .arg(p)
+        .arg(caller.key())
+        .arg(&caller.node)
+        .arg(caller.call)
+        .arg(queue)
+        .arg(language.code())
+        .arg(json(options))
+        .arg(joined_ms)
+        .arg(if talking_to.is_some() {
+            "talking"
+        } else {
+            "waiting"
+        })
+        .arg(talking_to.unwrap_or(""))
+        .arg(number)
+        .arg(json(event))
+        .arg(EVENTS_MAXLEN)
+        .invoke_async(con)
+        .await?;
+    Ok(())
+}
+
+async fn tell(
+    con: &mut MultiplexedConnection,
+    scripts: &Scripts,
+    p: &str,
+    event: &Event,
+    agent: &str,
+    contact: &str,
+) -> redis::RedisResult<()> {
+    let _: i64 = scripts
+        .tell
+        .prepare_invoke()
+        .arg(p)
+        .arg(json(event))
+        .arg(EVENTS_MAXLEN)
+        .arg(agent)
+        .arg(contact)
+        .arg(PHONE_TTL_MS)
+        .invoke_async(con)
+        .await?;
+    Ok(())
+}
+
+/// This node's heartbeat, and whether the store answers and still holds
+/// its data. The only task that tells the core loop the store came or went.
+async fn health(
+    client: Client,
+    setup: ClusterSetup,
+    shared: Arc<Shared>,
+    inputs: mpsc::Sender<StoreInput>,
+) {
+    let p = setup.prefix.clone();
+    let mut con: Option<MultiplexedConnection> = None;
+    let mut boot: Option<String> = None;
+    let mut failures = 0u32;
+    let mut up = true;
+    let metrics = &setup.metrics;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = shared.wake_health.notified() => {}
+        }
+        if con.is_none() {
+            con = connect(&client, Duration::from_millis(500)).await.ok();
+        }
+        let beat = match con.as_mut() {
+            Some(c) => heartbeat(c, &p, &setup).await,
+            None => Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "cannot connect",
+            ))),
+        };
+        match beat {
+            Ok((seen_boot, nodes)) => {
+                failures = 0;
+                metrics.cluster_nodes_alive.set(nodes);
+                metrics.cluster_redis_up.set(1);
+                let reset = boot.as_ref().is_some_and(|b| *b != seen_boot);
+                boot = Some(seen_boot);
+                if reset {
+                    tracing::warn!("the store lost its data: this node puts its callers back");
+                    metrics.cluster_store_resets_total.inc();
+                }
+                if !up || reset {
+                    up = true;
+                    shared.up.store(true, Ordering::SeqCst);
+                    tracing::info!(node = %setup.name, "store reachable");
+                    let _ = inputs.send(StoreInput::Reachable { reset }).await;
+                }
+            }
+            Err(e) => {
+                con = None;
+                failures += 1;
+                if up && failures >= 2 {
+                    up = false;
+                    shared.up.store(false, Ordering::SeqCst);
+                    metrics.cluster_redis_up.set(0);
+                    tracing::error!(error = %e, node = %setup.name,
+                        "store unreachable: serving this node's callers with its own agents");
+                    let _ = inputs.send(StoreInput::Unreachable).await;
+                }
+            }
+        }
+    }
+}
+
+/// Renews this node's heartbeat; the store's boot id and how many nodes live.
+async fn heartbeat(
+    con: &mut MultiplexedConnection,
+    p: &str,
+    setup: &ClusterSetup,
+) -> redis::RedisResult<(String, i64)> {
+    let fresh = format!("{}-{}", setup.incarnation, Now::read().wall_ms());
+    let (_, _, _, boot, nodes): ((), i64, Option<String>, String, Vec<String>) = redis::pipe()
+        .cmd("SET")
+        .arg(format!("{p}node:{}", setup.incarnation))
+        .arg(&setup.name)
+        .arg("PX")
+        .arg(NODE_LEASE.as_millis() as u64)
+        .cmd("SADD")
+        .arg(format!("{p}nodes"))
+        .arg(&setup.incarnation)
+        .cmd("SET")
+        .arg(format!("{p}boot"))
+        .arg(&fresh)
+        .arg("NX")
+        .arg("GET")
+        .cmd("GET")
+        .arg(format!("{p}boot"))
+        .cmd("SMEMBERS")
+        .arg(format!("{p}nodes"))
+        .query_async(con)
+        .await?;
+    let alive = i64::try_from(nodes.len()).unwrap_or(i64::MAX);
+    Ok((boot, alive))
+}
+
+/// This node's inbox: the dispatcher's messages, in order.
+async fn inbox(client: Client, setup: ClusterSetup, inputs: mpsc::Sender<StoreInput>) {
+    let key = format!("{}inbox:{}", setup.prefix, setup.incarnation);
+    let mut last = "$".to_string();
+    let mut con: Option<MultiplexedConnection> = None;
+    loop {
+        if con.is_none() {
+            con = connect(&client, Duration::from_secs(3)).await.ok();
+            if con.is_none() {
+                tokio::time::sleep(TICK).await;
+                continue;
+            }
+        }
+        let Some(c) = con.as_mut() else { continue };
+        match read_stream(c, &key, &last, "m").await {
+            Ok(entries) => {
+                for (id, text) in entries {
+                    last = id;
+                    match serde_json::from_str::<Inbox>(&text) {
+                        Ok(message) => {
+                            if inputs.send(StoreInput::Inbox(message)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "unreadable inbox message skipped"),
+                    }
+                }
+            }
+            Err(_) => {
+                con = None;
+                tokio::time::sleep(TICK).await;
+            }
+        }
+    }
+}
+
+/// Reads a stream after `last`, waiting up to a second; (id, field) pairs.
+async fn read_stream(
+    con: &mut MultiplexedConnection,
+    key: &str,
+    last: &str,
+    field: &str,
+) -> redis::RedisResult<Vec<(String, String)>> {
+    let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREAD")
+        .arg("COUNT")
+        .arg(500)
+        .arg("BLOCK")
+        .arg(1000)
+        .arg("STREAMS")
+        .arg(key)
+        .arg(last)
+        .query_async(con)
+        .await?;
+    let mut out = Vec::new();
+    for k in reply.map(|r| r.keys).unwrap_or_default() {
+        for entry in k.ids {
+            let text: String = entry.get(field).unwrap_or_default();
+            out.push((entry.id, text));
+        }
+    }
+    Ok(out)
+}
+
+/// The dispatcher's latest view, polled.
+async fn views(client: Client, setup: ClusterSetup, inputs: mpsc::Sender<StoreInput>) {
+    let key = format!("{}view", setup.prefix);
+    let mut con: Option<MultiplexedConnection> = None;
+    let mut last_at = 0i64;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if con.is_none() {
+            con = connect(&client, Duration::from_millis(500)).await.ok();
+        }
+        let Some(c) = con.as_mut() else { continue };
+        let text: redis::RedisResult<Option<String>> =
+            redis::cmd("GET").arg(&key).query_async(c).await;
+        match text {
+            Ok(Some(text)) => {
+                if let Ok(view) = serde_json::from_str::<ClusterView>(&text) {
+                    if view.at_ms != last_at {
+                        last_at = view.at_ms;
+                        if inputs.send(StoreInput::View(view)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(_) => con = None,
+        }
+    }
+}
+
+/// A live event of this node for the others' wallboards.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LiveMessage {
+    node: String,
+    event: LiveEvent,
+}
+
+async fn live_out(client: Client, setup: ClusterSetup, mut live: mpsc::Receiver<LiveEvent>) {
+    let channel = format!("{}live", setup.prefix);
+    let mut con: Option<MultiplexedConnection> = None;
+    while let Some(event) = live.recv().await {
+        if con.is_none() {
+            con = connect(&client, Duration::from_millis(500)).await.ok();
+        }
+        let Some(c) = con.as_mut() else { continue };
+        let text = json(&LiveMessage {
+            node: setup.incarnation.clone(),
+            event,
+        });
+        let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(text)
+            .query_async(c)
+            .await;
+        if sent.is_err() {
+            con = None;
+        }
+    }
+}
+
+/// The other nodes' live events, onto this node's bus.
+async fn live_in(client: Client, setup: ClusterSetup) {
+    use futures_util::StreamExt;
+    let channel = format!("{}live", setup.prefix);
+    loop {
+        let Ok(mut pubsub) = client.get_async_pubsub().await else {
+            tokio::time::sleep(TICK).await;
+            continue;
+        };
+        if pubsub.subscribe(&channel).await.is_err() {
+            tokio::time::sleep(TICK).await;
+            continue;
+        }
+        let mut messages = pubsub.on_message();
+        while let Some(message) = messages.next().await {
+            let Ok(text) = message.get_payload::<String>() else {
+                continue;
+            };
+            let Ok(live) = serde_json::from_str::<LiveMessage>(&text) else {
+                continue;
+            };
+            if live.node != setup.incarnation {
+                setup.events.publish(live.event);
+            }
+        }
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+/// Takes the dispatcher's lease when it is free, and while held routes the
+/// cluster's callers: events in, decisions out, dead nodes reaped.
+async fn dispatch(
+    client: Client,
+    setup: ClusterSetup,
+    scripts: Arc<Scripts>,
+    shared: Arc<Shared>,
+    config: watch::Receiver<(QueuesConfig, AgentDirectory)>,
+) {
+    loop {
+        tokio::time::sleep(TICK).await;
+        let Ok(mut con) = connect(&client, Duration::from_secs(2)).await else {
+            continue;
+        };
+        let floor = shared.max_epoch.load(Ordering::SeqCst) + 1;
+        let claimed: redis::RedisResult<i64> = scripts
+            .claim
+            .prepare_invoke()
+            .arg(&setup.prefix)
+            .arg(&setup.incarnation)
+            .arg(DISPATCHER_LEASE.as_millis() as u64)
+            .arg(floor)
+            .invoke_async(&mut con)
+            .await;
+        let epoch = match claimed {
+            Ok(e) if e > 0 => e as u64,
+            Ok(_) => {
+                setup.metrics.cluster_dispatcher.set(0);
+                // Someone else dispatches; learn their epoch for fencing.
+                if let Ok(Some(e)) = redis::cmd("GET")
+                    .arg(format!("{}epoch", setup.prefix))
+                    .query_async::<Option<u64>>(&mut con)
+                    .await
+                {
+                    shared.max_epoch.fetch_max(e, Ordering::SeqCst);
+                }
+                continue;
+            }
+            Err(_) => continue,
+        };
+        shared.max_epoch.fetch_max(epoch, Ordering::SeqCst);
+        setup.metrics.cluster_dispatcher.set(1);
+        tracing::info!(node = %setup.name, epoch, "taking over as dispatcher");
+        if let Err(e) = serve_as_dispatcher(&client, &setup, &scripts, epoch, config.clone()).await
+        {
+            tracing::warn!(error = %e, epoch, "no longer dispatching");
+        }
+        setup.metrics.cluster_dispatcher.set(0);
+    }
+}
+
+/// Why a dispatcher stops.
+#[derive(Debug, thiserror::Error)]
+enum StepDown {
+    #[error("store: {0}")]
+    Store(#[from] redis::RedisError),
+    #[error("the lease went to another node")]
+    Lease,
+    #[error("a newer dispatcher holds the epoch")]
+    Fenced,
+}
+
+async fn serve_as_dispatcher(
+    client: &Client,
+    setup: &ClusterSetup,
+    scripts: &Scripts,
+    epoch: u64,
+    mut config: watch::Receiver<(QueuesConfig, AgentDirectory)>,
+) -> Result<(), StepDown> {
+    let p = setup.prefix.as_str();
+    let mut con = connect(client, Duration::from_secs(2)).await?;
+    let mut reader = connect(client, Duration::from_secs(3)).await?;
+    let text: String = scripts
+        .snapshot
+        .prepare_invoke()
+        .arg(p)
+        .invoke_async(&mut con)
+        .await?;
+    let snapshot: Snapshot = serde_json::from_str(&text).unwrap_or_default();
+    let (queues, agents) = config.borrow_and_update().clone();
+    let now = Now::read();
+    let mut core = Dispatcher::new(now, &setup.incarnation, queues.clone(), agents.clone());
+    core.take_over(now, epoch, queues, agents, &snapshot);
+    let mut last = if snapshot.last_id.is_empty() {
+        "0-0".to_string()
+    } else {
+        snapshot.last_id.clone()
+    };
+    let mut next_tick = tokio::time::Instant::now();
+    let mut nodes: Vec<String> = Vec::new();
+    loop {
+        carry_out(&mut con, scripts, setup, &mut core).await?;
+        let now = Now::read();
+        if let Some(view) = core.poll_view(now, nodes.clone()) {
+            let _: () = redis::cmd("SET")
+                .arg(format!("{p}view"))
+                .arg(json(&view))
+                .query_async(&mut con)
+                .await?;
+        }
+        if tokio::time::Instant::now() >= next_tick {
+            next_tick = tokio::time::Instant::now() + TICK;
+            renew(&mut con, scripts, setup, epoch).await?;
+            nodes = reap(&mut con, scripts, setup).await?;
+        }
+        if config.has_changed().unwrap_or(false) {
+            let (queues, agents) = config.borrow_and_update().clone();
+            core.set_queues(Now::read(), queues);
+            core.set_agents(Now::read(), agents);
+        }
+        // Events, waiting no longer than the next timer or tick.
+        let wait = core
+            .poll_timeout()
+            .map(|t| t.saturating_duration_since(std::time::Instant::now()))
+            .unwrap_or(TICK)
+            .min(Duration::from_millis(200));
+        let entries = read_events(&mut reader, p, &last, wait).await?;
+        for (id, text) in entries {
+            last = id;
+            match serde_json::from_str::<Event>(&text) {
+                Ok(event) => core.handle_event(Now::read(), event),
+                Err(e) => tracing::warn!(error = %e, "unreadable event skipped"),
+            }
+        }
+        let now = Now::read();
+        if core.poll_timeout().is_some_and(|t| t <= now.mono) {
+            core.handle_timeout(now);
+        }
+    }
+}
+
+async fn read_events(
+    con: &mut MultiplexedConnection,
+    p: &str,
+    last: &str,
+    wait: Duration,
+) -> redis::RedisResult<Vec<(String, String)>> {
+    let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREAD")
+        .arg("COUNT")
+        .arg(500)
+        .arg("BLOCK")
+        .arg(wait.as_millis().max(1) as u64)
+        .arg("STREAMS")
+        .arg(format!("{p}events"))
+        .arg(last)
+        .query_async(con)
+        .await?;
+    let mut out = Vec::new();
+    for k in reply.map(|r| r.keys).unwrap_or_default() {
+        for entry in k.ids {
+            let text: String = entry.get("e").unwrap_or_default();
+            out.push((entry.id, text));
+        }
+    }
+    Ok(out)
+}
+
+async fn renew(
+    con: &mut MultiplexedConnection,
+    scripts: &Scripts,
+    setup: &ClusterSetup,
+    epoch: u64,
+) -> Result<(), StepDown> {
+    let renewed: i64 = scripts
+        .claim
+        .prepare_invoke()
+        .arg(&setup.prefix)
+        .arg(&setup.incarnation)
+        .arg(DISPATCHER_LEASE.as_millis() as u64)
+        .arg(epoch)
+        .invoke_async(con)
+        .await?;
+    if renewed == -1 {
+        Ok(())
+    } else {
+        Err(StepDown::Lease)
+    }
+}
+
+/// Writes the dispatcher's decisions; a fenced write means another
+/// dispatcher took over.
+async fn carry_out(
+    con: &mut MultiplexedConnection,
+    scripts: &Scripts,
+    setup: &ClusterSetup,
+    core: &mut Dispatcher,
+) -> Result<(), StepDown> {
+    let p = setup.prefix.as_str();
+    let epoch = core.epoch();
+    while let Some(op) = core.poll_op() {
+        let result: i64 = match &op {
+            DispatchOp::Offer {
+                caller,
+                agent,
+                offer,
+                message,
+            } => {
+                scripts
+                    .offer
+                    .prepare_invoke()
+                    .arg(p)
+                    .arg(epoch)
+                    .arg(caller.key())
+                    .arg(agent)
+                    .arg(offer)
+                    .arg(&caller.node)
+                    .arg(json(message))
+                    .arg(INBOX_MAXLEN)
+                    .invoke_async(con)
+                    .await?
+            }
+            DispatchOp::Settle {
+                caller,
+                agent,
+                offer,
+                outcome,
+                message,
+            } => {
+                scripts
+                    .settle
+                    .prepare_invoke()
+                    .arg(p)
+                    .arg(epoch)
+                    .arg(caller.key())
+                    .arg(agent)
+                    .arg(offer)
+                    .arg(outcome.label())
+                    .arg(&caller.node)
+                    .arg(json(message))
+                    .arg(INBOX_MAXLEN)
+                    .invoke_async(con)
+                    .await?
+            }
+            DispatchOp::Notify {
+                node,
+                message,
+                forget,
+                agent,
+            } => {
+                let (agent_id, view, home) = match agent {
+                    Some((id, view, home)) => (id.clone(), json(view), home.clone()),
+                    None => (String::new(), String::new(), String::new()),
+                };
+                scripts
+                    .notify
+                    .prepare_invoke()
+                    .arg(p)
+                    .arg(epoch)
+                    .arg(node.clone().unwrap_or_default())
+                    .arg(message.as_ref().map(json).unwrap_or_default())
+                    .arg(INBOX_MAXLEN)
+                    .arg(forget.as_ref().map(WireCaller::key).unwrap_or_default())
+                    .arg(agent_id)
+                    .arg(view)
+                    .arg(home)
+                    .invoke_async(con)
+                    .await?
+            }
+        };
+        match result {
+            -1 => return Err(StepDown::Fenced),
+            0 => {
+                setup.metrics.cluster_offer_conflicts_total.inc();
+                tracing::info!(
+                    ?op,
+                    "store refused a dispatcher decision: it moved on meanwhile"
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Reaps nodes whose heartbeat lapsed; the live nodes' names.
+async fn reap(
+    con: &mut MultiplexedConnection,
+    scripts: &Scripts,
+    setup: &ClusterSetup,
+) -> Result<Vec<String>, StepDown> {
+    let p = setup.prefix.as_str();
+    let members: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("{p}nodes"))
+        .query_async(con)
+        .await?;
+    let mut alive = Vec::new();
+    for inc in members {
+        let text: String = scripts
+            .reap
+            .prepare_invoke()
+            .arg(p)
+            .arg(&inc)
+            .arg(EVENTS_MAXLEN)
+            .invoke_async(con)
+            .await?;
+        let lost: Vec<LostCaller> = serde_json::from_str(&text).unwrap_or_default();
+        if lost.is_empty() {
+            let live: Option<String> = redis::cmd("GET")
+                .arg(format!("{p}node:{inc}"))
+                .query_async(con)
+                .await?;
+            if let Some(name) = live {
+                alive.push(name);
+            }
+            continue;
+        }
+        record_lost(setup, &inc, &lost);
+    }
+    alive.sort();
+    alive.dedup();
+    Ok(alive)
+}
+
+/// A caller's entry as the reaper removed it.
+#[derive(Debug, Default, serde::Deserialize)]
+struct LostCaller {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    call: String,
+    #[serde(default)]
+    queue: String,
+    #[serde(default)]
+    language: String,
+    #[serde(default)]
+    joined_ms: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    agent: String,
+    #[serde(default)]
+    number: String,
+}
+
+/// The survivor's records of callers lost with a node: one call record each
+/// (outcome `node_lost`, with the wait) and a queue log row, so reports add up.
+fn record_lost(setup: &ClusterSetup, incarnation: &str, lost: &[LostCaller]) {
+    let node = incarnation.split('.').next().unwrap_or(incarnation);
+    let now = Now::read();
+    tracing::warn!(
+        node,
+        callers = lost.len(),
+        "node lost: its callers are recorded as node_lost"
+    );
+    for caller in lost {
+        setup.metrics.cluster_callers_lost_total.inc();
+        setup
+            .metrics
+            .calls_total
+            .with_label_values(&[crate::cdr::outcome::NODE_LOST])
+            .inc();
+        let joined: i64 = caller.joined_ms.parse().unwrap_or(now.wall_ms());
+        let waited = now.wall_ms().saturating_sub(joined);
+        tracing::info!(caller = %caller.id, node, queue = %caller.queue, waited_ms = waited,
+            state = %caller.state, "caller lost with their node");
+        let Some(records) = &setup.records else {
+            continue;
+        };
+        records.record(crate::cdr::CallRecord {
+            id: format!("{}:node_lost", caller.id),
+            call: caller.call.parse().unwrap_or(0),
+            sip_call_id: String::new(),
+            caller: caller.number.clone(),
+            dialled: String::new(),
+            flow: String::new(),
+            flow_version: String::new(),
+            language: (!caller.language.is_empty()).then(|| caller.language.clone()),
+            path: Vec::new(),
+            queue: Some(caller.queue.clone()),
+            agent: (caller.state == "talking" && !caller.agent.is_empty())
+                .then(|| caller.agent.clone()),
+            outcome: crate::cdr::outcome::NODE_LOST.to_string(),
+            started_ms: joined,
+            answered_ms: Some(joined),
+            queued_ms: Some(joined),
+            connected_ms: None,
+            ended_ms: now.wall_ms(),
+            hung_up_by: crate::cdr::hung_up_by::SERVICE.to_string(),
+            reason: format!("node {node} lost"),
+        });
+        let mut e = crate::cdr::QueueEvent::new(crate::cdr::queue_event::EXITED, now.wall_ms());
+        e.call_id = Some(format!("{}:node_lost", caller.id));
+        e.queue = Some(caller.queue.clone());
+        e.language = (!caller.language.is_empty()).then(|| caller.language.clone());
+        e.wait_ms = Some(waited);
+        e.reason = Some(crate::cdr::outcome::NODE_LOST.to_string());
+        records.queue_event(e);
+    }
+}
