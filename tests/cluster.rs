@@ -104,3 +104,133 @@ fn a_caller_on_one_node_reaches_an_agent_registered_through_the_other() {
     assert_eq!(offered(&a), 1);
     assert_eq!(offered(&b), 0);
 }
+
+/// (time, call number) of each log line of `hotline` that contains `needle`.
+fn logged(hotline: &Hotline, needle: &str) -> Vec<(String, u64)> {
+    hotline
+        .log()
+        .iter()
+        .filter(|l| l.contains(needle))
+        .filter_map(|l| {
+            let time = l.split_whitespace().next()?.to_string();
+            let call = l
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("call="))?
+                .parse()
+                .ok()?;
+            Some((time, call))
+        })
+        .collect()
+}
+
+/// Three agents' worth of cluster: flows, an agents file, Redis, two nodes.
+struct Cluster {
+    redis: Redis,
+    a: Hotline,
+    b: Hotline,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+fn cluster(queue_settings: &str, agents: &[(&str, &str, &str)]) -> Cluster {
+    let redis = Redis::start();
+    let flows = test_flows(queue_settings);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agents_file = dir.path().join("agents.yaml");
+    std::fs::write(&agents_file, agents_yaml(agents)).expect("agents");
+    let a = node("a", &redis, flows.path(), &agents_file);
+    let b = node("b", &redis, flows.path(), &agents_file);
+    Cluster {
+        redis,
+        a,
+        b,
+        _dirs: (flows, dir),
+    }
+}
+
+fn set_state(hotline: &Hotline, agent: &str, state: &str) {
+    let (status, body) = hotline.post(
+        &format!("/api/agents/{agent}/state"),
+        Some("t0k3n"),
+        &format!(r#"{{"state":"{state}","reason":"test"}}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Callers waiting in a queue, as `hotline`'s API shows the cluster.
+fn waiting(hotline: &Hotline, queue: &str) -> u64 {
+    let (_, body) = hotline.get("/api/queues");
+    let queues: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    queues
+        .as_array()
+        .and_then(|q| q.iter().find(|x| x["name"] == queue))
+        .and_then(|q| q["waiting"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn twenty_callers_over_both_nodes_are_served_in_global_arrival_order() {
+    let c = cluster("wrap_up: 1s", &[("olek", "haslo-1", "{pl: 10}")]);
+    // Olek's phone (through node B) answers 20 calls in turn, talks for
+    // half a second and hangs up.
+    let rtp = RtpListener::bind();
+    let phone_port = support::free_sip_port();
+    let phone = c
+        .b
+        .sipp("agent_hangs_up.xml")
+        .port(phone_port)
+        .key("rtp_port", rtp.port)
+        .key("codecs", "8 0 101")
+        .duration_ms(500)
+        .arg("-m")
+        .arg("20")
+        .arg("-timeout")
+        .arg("180s")
+        .spawn();
+    std::thread::sleep(Duration::from_millis(200));
+    support::agents::register(&c.b, "olek", "haslo-1", phone_port);
+    wait_until("olek ready", SECS(10), || agent_state(&c.a, "olek") == "ready");
+    set_state(&c.a, "olek", "paused");
+    wait_until("olek paused", SECS(5), || agent_state(&c.b, "olek") == "paused");
+    // 20 Polish callers, every 300 ms, alternately on A and B.
+    let mut callers = Vec::new();
+    for i in 0..20 {
+        let node = if i % 2 == 0 { &c.a } else { &c.b };
+        let rtp = RtpListener::bind();
+        let caller = asks_for_adviser(node, "call_queue_until_bye.xml", &rtp, "4")
+            .arg("-timeout")
+            .arg("180s")
+            .spawn();
+        callers.push((caller, rtp));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Both nodes see the whole queue, whichever node the callers are on.
+    wait_until("all 20 wait, as A sees it", SECS(30), || {
+        waiting(&c.a, "advice_pl") == 20
+    });
+    wait_until("all 20 wait, as B sees it", SECS(2), || {
+        waiting(&c.b, "advice_pl") == 20
+    });
+    set_state(&c.b, "olek", "ready");
+    for (caller, _) in callers {
+        caller.wait_ok();
+    }
+    phone.wait_ok();
+    // Every caller of both nodes in the order they joined ...
+    let mut joined: Vec<(String, String)> = Vec::new();
+    let mut served: Vec<(String, String)> = Vec::new();
+    for (name, node) in [("a", &c.a), ("b", &c.b)] {
+        for (t, call) in logged(node, "INFO queued call=") {
+            joined.push((t, format!("{name}{call}")));
+        }
+        for (t, call) in logged(node, "connected to agent call=") {
+            served.push((t, format!("{name}{call}")));
+        }
+    }
+    joined.sort();
+    served.sort();
+    let joined: Vec<String> = joined.into_iter().map(|(_, c)| c).collect();
+    let served: Vec<String> = served.into_iter().map(|(_, c)| c).collect();
+    assert_eq!(joined.len(), 20, "{joined:?}");
+    // ... is the order they were served in.
+    assert_eq!(served, joined);
+}

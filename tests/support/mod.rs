@@ -4,6 +4,7 @@
 
 pub mod agents;
 pub mod baresip;
+pub mod kamailio;
 pub mod redis;
 pub mod rtp;
 pub mod ws;
@@ -411,9 +412,15 @@ pub struct Sipp {
 
 impl Sipp {
     fn new(hotline: &Hotline, scenario: &str) -> Sipp {
+        Sipp::at(hotline.sip, scenario)
+    }
+
+    /// A sipp scenario from tests/sipp against any SIP address (a front
+    /// such as Kamailio, in cluster tests).
+    pub fn at(target: SocketAddr, scenario: &str) -> Sipp {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cmd = Command::new("sipp");
-        cmd.arg(hotline.sip.to_string())
+        cmd.arg(target.to_string())
             .arg("-sf")
             .arg(repo().join("tests/sipp").join(scenario))
             .arg("-i")
