@@ -6,9 +6,9 @@ use super::{CallManager, MediaControl, Observation};
 use crate::acd::{feature_code, AgentId, RequestEffect, RequestedState};
 use crate::registrar::{
     ContactParam, Contacts, RegisterFailure, RegisterOutcome, RegisterRequest as Registration,
-    RegistrarEvent, Transport as RegTransport,
+    RegistrarEvent,
 };
-use crate::sip::{IncomingCall, RegisterRequest, Transport};
+use crate::sip::{IncomingCall, RegisterRequest};
 use crate::time::Now;
 use serde::Serialize;
 
@@ -74,10 +74,7 @@ impl<M: MediaControl> CallManager<M> {
             call_id: &request.call_id,
             cseq: request.cseq,
             source: request.source,
-            transport: match request.transport {
-                Transport::Udp => RegTransport::Udp,
-                Transport::Tcp => RegTransport::Tcp,
-            },
+            transport: request.transport,
             authorization: request.authorization.as_deref(),
         };
         let outcome = self

@@ -30,7 +30,7 @@ use crate::ids::{CallId, CallerId, OfferId};
 use crate::language::Language;
 use crate::media::Codec;
 use crate::sdp;
-use crate::sip::{EndReason, LegKey, OutboundInvite, Transport};
+use crate::sip::{EndReason, LegKey, OutboundInvite};
 use crate::time::Now;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -312,16 +312,12 @@ impl<M: MediaControl> CallManager<M> {
             .get(&agent)
             .map(|a| a.sip_username.clone())
             .unwrap_or_else(|| agent.as_str().to_string());
-        let transport = match binding.transport {
-            crate::registrar::Transport::Tcp => Transport::Tcp,
-            _ => Transport::Udp,
-        };
         let leg = self.endpoint.invite(
             now.mono,
             OutboundInvite {
                 request_uri: binding.uri.clone(),
                 destination: ring_destination(&binding.uri, binding.source),
-                transport,
+                transport: binding.transport,
                 from_user: caller.clone(),
                 from_display: Some(format!("{caller} ({})", language.code())),
                 to_user,

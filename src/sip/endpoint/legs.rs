@@ -72,7 +72,7 @@ impl SipEndpoint {
         }
         let bytes = w.finish(Some("application/sdp"), out.sdp.as_bytes());
         let key = client_key(&branch, "INVITE");
-        let reliable = out.transport == Transport::Tcp;
+        let reliable = out.transport.is_reliable();
         let tx = InviteClient::new(now, self.timers, reliable, bytes.clone());
         self.clients.insert(
             key.clone(),

@@ -77,20 +77,13 @@ use super::transaction::{
     ClientEvent, InviteClient, InviteClientEvent, InviteServer, InviteServerState, NonInviteClient,
     NonInviteServer, ServerKey, TimerOutcome, Timers,
 };
+pub use super::transport::Transport;
 use super::wire::{self, Decoded, Essentials, Framing};
 use crate::metrics::Metrics;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// How a message travelled. For TCP the shell keeps one connection per peer
-/// address, so `(Transport::Tcp, peer)` names the connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
 
 /// Bytes to send.
 #[derive(Debug, Clone)]
@@ -1877,7 +1870,7 @@ impl SipEndpoint {
             give_up,
         });
         // Over TCP the 2xx is not repeated, but the wait for ACK is still bounded.
-        if c.peer.transport == Transport::Tcp {
+        if c.peer.transport.is_reliable() {
             if let Some(p) = c.pending_ok.as_mut() {
                 p.next = give_up;
             }
@@ -1932,7 +1925,7 @@ impl SipEndpoint {
         if self.clients.len() >= self.max_clients() {
             return false;
         }
-        let reliable = peer.transport == Transport::Tcp;
+        let reliable = peer.transport.is_reliable();
         let tx = NonInviteClient::new(now, self.timers, reliable, bytes.clone());
         let key = client_key(branch, method);
         self.clients.insert(
@@ -1952,10 +1945,7 @@ impl SipEndpoint {
     /// A fresh branch and the Via carrying it.
     fn new_via(&self, transport: Transport) -> (String, String) {
         let branch = format!("{MAGIC_COOKIE}{:016x}", rand::random::<u64>());
-        let proto = match transport {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-        };
+        let proto = transport.via_name();
         let via = format!(
             "SIP/2.0/{proto} {};branch={branch};rport",
             self.config.local_addr
@@ -2018,7 +2008,7 @@ impl SipEndpoint {
         if self.servers.len() >= self.max_servers() {
             return false;
         }
-        let reliable = peer.transport == Transport::Tcp;
+        let reliable = peer.transport.is_reliable();
         let tx = if invite {
             ServerTx::Invite(InviteServer::new(self.timers, reliable))
         } else {
