@@ -77,16 +77,13 @@ impl Harness {
     fn new() -> Harness {
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let now = Now::read();
-        let endpoint = SipEndpoint::new(
-            EndpointConfig {
-                local_addr: "127.0.0.1:5060".parse().expect("addr"),
-                user_agent: "hotline-test".into(),
-                max_message_size: 16 * 1024,
-                max_calls: 100,
-                max_transactions: 1000,
-            },
-            Arc::clone(&metrics),
-        );
+        let endpoint = SipEndpoint::new(EndpointConfig {
+            local_addr: "127.0.0.1:5060".parse().expect("addr"),
+            user_agent: "hotline-test".into(),
+            max_message_size: 16 * 1024,
+            max_calls: 100,
+            max_transactions: 1000,
+        });
         let mut h = Harness {
             manager: CallManager::new(
                 now,

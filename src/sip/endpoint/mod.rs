@@ -17,7 +17,7 @@
 //! BYE 200 (then `Ended`/`LegEnded`), UPDATE without SDP 200 (a session
 //! refresh), unknown dialog 481, unsupported method 405 with Allow, malformed 400 (or drop), INFO `application/dtmf-relay` 200 (then
 //! `Dtmf`/`LegDtmf`), ACKs for responses to our INVITEs, retransmissions. It
-//! counts requests received and responses sent in `Metrics`.
+//! counts requests received and responses sent in `EndpointStats`.
 //!
 //! Choices worth knowing:
 //! - The 2xx to an INVITE is repeated by this core (RFC 3261 13.3.1.4) at T1,
@@ -79,10 +79,9 @@ use super::transaction::{
 };
 pub use super::transport::Transport;
 use super::wire::{self, Decoded, Essentials, Framing};
-use crate::metrics::Metrics;
+pub use stats::EndpointStats;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Bytes to send.
@@ -650,7 +649,7 @@ impl Call {
 /// The endpoint. See the module comment for the contract.
 pub struct SipEndpoint {
     config: EndpointConfig,
-    metrics: Arc<Metrics>,
+    stats: EndpointStats,
     timers: Timers,
     next_call: u64,
     calls: HashMap<CallId, Call>,
@@ -671,10 +670,10 @@ pub struct SipEndpoint {
 }
 
 impl SipEndpoint {
-    pub fn new(config: EndpointConfig, metrics: Arc<Metrics>) -> SipEndpoint {
+    pub fn new(config: EndpointConfig) -> SipEndpoint {
         SipEndpoint {
             config,
-            metrics,
+            stats: EndpointStats::default(),
             timers: Timers::default(),
             next_call: 1,
             calls: HashMap::new(),
@@ -715,11 +714,13 @@ impl SipEndpoint {
     }
 
     /// Counts a request turned away for `reason`.
-    pub fn count_rejection(&self, reason: Rejection) {
-        self.metrics
-            .sip_rejected_total
-            .with_label_values(&[reason.label()])
-            .inc();
+    pub fn count_rejection(&mut self, reason: Rejection) {
+        self.stats.count_rejection(reason);
+    }
+
+    /// What the endpoint has counted since it started.
+    pub fn stats(&self) -> &EndpointStats {
+        &self.stats
     }
 
     /// Inbound calls in any state (offered, answered, ending).
@@ -780,10 +781,7 @@ impl SipEndpoint {
             Decoded::KeepAlive => {}
             Decoded::Drop { reason } => {
                 tracing::debug!(%source, %reason, "dropped unusable SIP message");
-                self.metrics
-                    .sip_malformed_total
-                    .with_label_values(&["dropped"])
-                    .inc();
+                self.stats.count_malformed(false);
             }
             Decoded::Reject {
                 code,
@@ -792,11 +790,8 @@ impl SipEndpoint {
             } => {
                 tracing::debug!(%source, %reason, code, "refused malformed SIP request");
                 let method = essentials.method.as_ref().map(Method::as_str).unwrap_or("");
-                self.metrics.sip_request(method);
-                self.metrics
-                    .sip_malformed_total
-                    .with_label_values(&["answered_400"])
-                    .inc();
+                self.stats.count_request(method);
+                self.stats.count_malformed(true);
                 let reply = Reply::new(&essentials, source, transport, Some(&new_tag()));
                 let answer = Answer::code(code).header("Warning", warning(&reason));
                 self.send_stateless(&reply, answer);
@@ -1022,7 +1017,7 @@ impl SipEndpoint {
         let Some(method) = msg.method().cloned() else {
             return;
         };
-        self.metrics.sip_request(method.as_str());
+        self.stats.count_request(method.as_str());
         let (Some(key), Some(essentials)) = (ServerKey::of(&msg), Essentials::from_message(&msg))
         else {
             return;
@@ -2049,7 +2044,7 @@ impl SipEndpoint {
         if !accepted {
             return None;
         }
-        self.metrics.sip_response(code);
+        self.stats.count_response(code);
         self.push_transmit(peer, bytes.clone());
         Some(bytes)
     }
@@ -2057,7 +2052,7 @@ impl SipEndpoint {
     fn send_stateless(&mut self, reply: &Reply, answer: Answer) {
         let code = answer.code;
         let bytes = self.render(reply, answer);
-        self.metrics.sip_response(code);
+        self.stats.count_response(code);
         self.push_transmit(reply.peer, bytes);
     }
 
@@ -2277,6 +2272,7 @@ fn new_tag() -> String {
 
 mod legs;
 mod register;
+mod stats;
 
 #[cfg(test)]
 mod tests;

@@ -16,13 +16,11 @@ fn ms(n: u64) -> Duration {
 
 struct Harness {
     ep: SipEndpoint,
-    metrics: Arc<Metrics>,
     t0: Instant,
 }
 
 impl Harness {
     fn new(max_calls: usize) -> Harness {
-        let metrics = Arc::new(Metrics::new());
         let config = EndpointConfig {
             local_addr: "127.0.0.1:5060".parse().unwrap(),
             user_agent: "hotline-test".into(),
@@ -31,8 +29,7 @@ impl Harness {
             max_transactions: 0,
         };
         Harness {
-            ep: SipEndpoint::new(config, metrics.clone()),
-            metrics,
+            ep: SipEndpoint::new(config),
             t0: Instant::now(),
         }
     }
@@ -74,18 +71,12 @@ impl Harness {
         }
     }
 
-    fn responses(&self, code: &str) -> u64 {
-        self.metrics
-            .sip_responses_total
-            .with_label_values(&[code])
-            .get()
+    fn responses(&self, code: u16) -> u64 {
+        self.ep.stats().responses_of(code)
     }
 
     fn requests(&self, method: &str) -> u64 {
-        self.metrics
-            .sip_requests_total
-            .with_label_values(&[method])
-            .get()
+        self.ep.stats().requests_of(method)
     }
 
     /// Runs every timer up to `until_ms`; returns (offset, sent text) pairs.
@@ -205,7 +196,7 @@ fn invite_gets_100_trying_and_incoming_call() {
     assert_eq!((c.source, c.transport), (peer(), Transport::Udp));
     assert_eq!(h.ep.call_count(), 1);
     assert_eq!(h.requests("INVITE"), 1);
-    assert_eq!(h.responses("100"), 1);
+    assert_eq!(h.responses(100), 1);
 }
 
 #[test]
@@ -262,7 +253,7 @@ fn answer_ack_then_remote_bye() {
         &in_dialog("BYE", "call-2@sipp", &tag, 2, "z9hG4bK-bye", "", ""),
     );
     assert_eq!(h.sent(), sent);
-    assert_eq!(h.responses("200"), 2, "retransmissions are counted once");
+    assert_eq!(h.responses(200), 2, "retransmissions are counted once");
     // Transactions drain after Timer J.
     h.run_until(60_000);
     assert_eq!(h.ep.transaction_count(), 0);
@@ -304,7 +295,7 @@ fn retransmitted_invite_repeats_100_and_makes_one_call() {
     assert_eq!(h.events().len(), 1);
     assert_eq!(h.ep.call_count(), 1);
     assert_eq!(h.requests("INVITE"), 2);
-    assert_eq!(h.responses("100"), 1);
+    assert_eq!(h.responses(100), 1);
 }
 
 #[test]
@@ -390,7 +381,7 @@ fn reject_repeats_with_timer_g_until_ack() {
     );
     assert!(h.run_until(60_000).is_empty());
     assert_eq!(h.ep.transaction_count(), 0);
-    assert_eq!(h.responses("488"), 1);
+    assert_eq!(h.responses(488), 1);
 }
 
 #[test]
@@ -698,11 +689,7 @@ fn garbage_is_dropped_and_malformed_gets_400() {
     h.feed(0, "\u{1}\u{2} not sip at all");
     h.feed(0, "\r\n\r\n");
     assert!(h.sent().is_empty());
-    let dropped = h
-        .metrics
-        .sip_malformed_total
-        .with_label_values(&["dropped"])
-        .get();
+    let dropped = h.ep.stats().malformed_dropped();
     assert_eq!(dropped, 1);
     let bad =
         "INVITE sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-bad\r\n\
@@ -714,13 +701,7 @@ fn garbage_is_dropped_and_malformed_gets_400() {
     assert!(sent[0].starts_with("SIP/2.0 400 Bad Request\r\n"));
     assert!(sent[0].contains("\r\nCall-ID: bad@sipp\r\n"));
     assert!(sent[0].contains("\r\nWarning: 399 hotline \"body shorter than Content-Length\"\r\n"));
-    assert_eq!(
-        h.metrics
-            .sip_malformed_total
-            .with_label_values(&["answered_400"])
-            .get(),
-        1
-    );
+    assert_eq!(h.ep.stats().malformed_answered(), 1);
     assert!(h.events().is_empty());
     // INVITE without Contact cannot form a dialog.
     let no_contact =

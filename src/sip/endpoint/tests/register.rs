@@ -133,8 +133,8 @@ fn register_challenge_then_ok() {
     ));
     assert!(!ok.contains("Injected") && !ok.contains("X-Evil") && !ok.contains("99 REGISTER"));
     assert_eq!(h.requests("REGISTER"), 3);
-    assert_eq!(h.responses("401"), 1);
-    assert_eq!(h.responses("200"), 1);
+    assert_eq!(h.responses(401), 1);
+    assert_eq!(h.responses(200), 1);
     h.run_until(60_000);
     assert_eq!(h.ep.transaction_count(), 0);
 }
