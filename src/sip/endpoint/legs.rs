@@ -332,10 +332,7 @@ impl SipEndpoint {
                     tracing::info!(leg = slot.0, "2xx crossed CANCEL: sending BYE");
                     self.send_bye(now, slot, Some(EndReason::LocalBye));
                 } else {
-                    let answer_sdp = (msg.content_type().as_deref() == Some("application/sdp")
-                        && !msg.body.is_empty())
-                    .then(|| String::from_utf8(msg.body.clone()).ok())
-                    .flatten();
+                    let answer_sdp = msg.sdp_body();
                     self.push_event(SipEvent::LegAnswered {
                         leg: LegKey(slot.0),
                         answer_sdp,
