@@ -88,6 +88,20 @@ pub(super) struct Sent {
 }
 
 impl Sent {
+    /// A request of this INVITE's own transaction (the INVITE, its CANCEL,
+    /// the ACK of a final error; RFC 3261 9.1, 17.1.1.3): its Request-URI,
+    /// Via, From, Call-ID and CSeq number, `to` as To. More headers follow.
+    pub(super) fn request(&self, method: &str, to: &str) -> Writer {
+        let mut w = Writer::request(method, &self.request_uri);
+        w.header("Via", &self.via)
+            .header("Max-Forwards", "70")
+            .header("From", &self.from)
+            .header("To", to)
+            .header("Call-ID", &self.call_id)
+            .header("CSeq", &format!("{} {method}", self.cseq));
+        w
+    }
+
     pub(super) fn as_invite(&self) -> SentInvite<'_> {
         SentInvite {
             call_id: &self.call_id,
