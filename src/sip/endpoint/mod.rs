@@ -183,6 +183,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The name used in call records and logs.
     pub fn label(self) -> &'static str {
         match self {
             Refusal::MaxCalls => "max_calls",
@@ -301,6 +302,7 @@ pub struct SipEndpoint {
 }
 
 impl SipEndpoint {
+    /// An endpoint with RFC 3261 and RFC 4028 defaults that admits everything.
     pub fn new(config: EndpointConfig) -> SipEndpoint {
         SipEndpoint {
             config,
@@ -432,10 +434,12 @@ impl SipEndpoint {
         self.wakes.first_key_value().map(|(k, _)| k.0)
     }
 
+    /// The next message to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
 
+    /// The next event for the call layer.
     pub fn poll_event(&mut self) -> Option<SipEvent> {
         self.events.pop_front()
     }
