@@ -6,11 +6,13 @@
 //! response codes. Caller numbers and call ids are never labels.
 
 use crate::call::{CoreGauges, Observation, AGENT_STATES};
+use crate::sip::EndpointStats;
 use chrono::{DateTime, Utc};
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use std::sync::Mutex;
 
 /// Wait-time buckets (seconds): fine around the usual service-level thresholds
 /// (10, 20, 30, 60 s) and wide enough for pandemic-style waits of an hour and more.
@@ -27,24 +29,6 @@ pub const PACER_LATE_BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.002, 
 pub const ESTIMATE_ERROR_BUCKETS: &[f64] = &[
     -600.0, -300.0, -180.0, -120.0, -60.0, -30.0, -10.0, 0.0, 10.0, 30.0, 60.0, 120.0, 180.0,
     300.0, 600.0,
-];
-
-/// SIP methods that get their own label value; anything else is counted as `other`.
-const KNOWN_METHODS: &[&str] = &[
-    "INVITE",
-    "ACK",
-    "BYE",
-    "CANCEL",
-    "OPTIONS",
-    "REGISTER",
-    "INFO",
-    "UPDATE",
-    "PRACK",
-    "SUBSCRIBE",
-    "NOTIFY",
-    "REFER",
-    "MESSAGE",
-    "PUBLISH",
 ];
 
 /// The registry and every metric. Cheap to share behind an `Arc`.
@@ -121,6 +105,8 @@ pub struct Metrics {
     pub cluster_store_resets_total: IntCounter,
     /// Cluster mode: writes to the store, by result.
     pub cluster_store_ops_total: IntCounterVec,
+    /// The SIP endpoint's figures as of the last `set_sip_stats`.
+    sip_seen: Mutex<EndpointStats>,
 }
 
 impl Metrics {
@@ -425,6 +411,7 @@ impl Metrics {
             cluster_offer_conflicts_total,
             cluster_store_resets_total,
             cluster_store_ops_total,
+            sip_seen: Mutex::new(EndpointStats::default()),
         }
     }
 
@@ -461,29 +448,48 @@ impl Metrics {
         }
     }
 
-    /// Counts one SIP request received. Unknown methods share the label `other`
-    /// so that a scanner cannot grow the label set.
-    pub fn sip_request(&self, method: &str) {
-        let label = KNOWN_METHODS
-            .iter()
-            .find(|m| m.eq_ignore_ascii_case(method))
-            .copied()
-            .unwrap_or("other");
-        self.sip_requests_total.with_label_values(&[label]).inc();
-    }
-
-    /// Counts one SIP response sent.
-    pub fn sip_response(&self, code: u16) {
-        let mut buf = [0u8; 3];
-        let label = if (100..=699).contains(&code) {
-            buf[0] = b'0' + (code / 100) as u8;
-            buf[1] = b'0' + (code / 10 % 10) as u8;
-            buf[2] = b'0' + (code % 10) as u8;
-            std::str::from_utf8(&buf).unwrap_or("other")
-        } else {
-            "other"
+    /// Brings the SIP counters (`hotline_sip_requests_total`,
+    /// `_responses_total`, `_malformed_total`, `_rejected_total`) up to the
+    /// endpoint's figures: what moved since the last call is added, so the
+    /// counters only go up. Nothing is done when nothing moved; a series
+    /// appears once it is first counted, as before.
+    pub fn set_sip_stats(&self, stats: &EndpointStats) {
+        let Ok(mut seen) = self.sip_seen.lock() else {
+            return;
         };
-        self.sip_responses_total.with_label_values(&[label]).inc();
+        if seen.counted() == stats.counted() {
+            return;
+        }
+        fn add(counter: &IntCounterVec, label: &str, now: u64, before: u64) {
+            if now > before {
+                counter.with_label_values(&[label]).inc_by(now - before);
+            }
+        }
+        for ((method, now), (_, before)) in stats.requests().zip(seen.requests()) {
+            add(&self.sip_requests_total, method, now, before);
+        }
+        for ((code, now), (_, before)) in stats.responses().zip(seen.responses()) {
+            if now > before {
+                let label = code.map_or_else(|| "other".to_string(), |c| c.to_string());
+                add(&self.sip_responses_total, &label, now, before);
+            }
+        }
+        add(
+            &self.sip_malformed_total,
+            "answered_400",
+            stats.malformed_answered(),
+            seen.malformed_answered(),
+        );
+        add(
+            &self.sip_malformed_total,
+            "dropped",
+            stats.malformed_dropped(),
+            seen.malformed_dropped(),
+        );
+        for ((reason, now), (_, before)) in stats.rejected().zip(seen.rejected()) {
+            add(&self.sip_rejected_total, reason.label(), now, before);
+        }
+        *seen = stats.clone();
     }
 
     /// Counts what the call core observed, at wall time `wall` (the
@@ -641,9 +647,11 @@ mod tests {
     #[test]
     fn contract_names_are_exported() {
         let m = Metrics::new();
-        m.sip_request("INVITE");
-        m.sip_request("FOOBAR");
-        m.sip_response(200);
+        let mut sip = EndpointStats::default();
+        sip.count_request("INVITE");
+        sip.count_request("FOOBAR");
+        sip.count_response(200);
+        m.set_sip_stats(&sip);
         m.queue_wait_seconds
             .with_label_values(&["general", "en", "answered"])
             .observe(12.0);
@@ -677,6 +685,35 @@ mod tests {
         ] {
             assert!(text.contains(le), "missing bucket {le}");
         }
+    }
+
+    #[test]
+    fn sip_counters_follow_the_endpoint_figures_once() {
+        let m = Metrics::new();
+        let mut sip = EndpointStats::default();
+        sip.count_request("OPTIONS");
+        sip.count_response(200);
+        sip.count_malformed(false);
+        sip.count_rejection(crate::sip::admission::Rejection::Scanner);
+        m.set_sip_stats(&sip);
+        m.set_sip_stats(&sip);
+        sip.count_request("OPTIONS");
+        sip.count_response(200);
+        sip.count_response(503);
+        m.set_sip_stats(&sip);
+        m.set_sip_stats(&sip);
+        let get = |c: &IntCounterVec, label: &str| c.with_label_values(&[label]).get();
+        assert_eq!(get(&m.sip_requests_total, "OPTIONS"), 2);
+        assert_eq!(get(&m.sip_responses_total, "200"), 2);
+        assert_eq!(get(&m.sip_responses_total, "503"), 1);
+        assert_eq!(get(&m.sip_malformed_total, "dropped"), 1);
+        assert_eq!(get(&m.sip_malformed_total, "answered_400"), 0);
+        assert_eq!(get(&m.sip_rejected_total, "scanner"), 1);
+        let text = m.render();
+        assert!(
+            !text.contains("hotline_sip_requests_total{method=\"INVITE\"}"),
+            "no series before its first count"
+        );
     }
 }
 

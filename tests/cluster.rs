@@ -174,23 +174,26 @@ fn twenty_callers_over_both_nodes_are_served_in_global_arrival_order() {
     // half a second and hangs up.
     let rtp = RtpListener::bind();
     let phone_port = support::free_sip_port();
-    let phone = c
-        .b
-        .sipp("agent_hangs_up.xml")
-        .port(phone_port)
-        .key("rtp_port", rtp.port)
-        .key("codecs", "8 0 101")
-        .duration_ms(500)
-        .arg("-m")
-        .arg("20")
-        .arg("-timeout")
-        .arg("180s")
-        .spawn();
+    let phone =
+        c.b.sipp("agent_hangs_up.xml")
+            .port(phone_port)
+            .key("rtp_port", rtp.port)
+            .key("codecs", "8 0 101")
+            .duration_ms(500)
+            .arg("-m")
+            .arg("20")
+            .arg("-timeout")
+            .arg("180s")
+            .spawn();
     std::thread::sleep(Duration::from_millis(200));
     support::agents::register(&c.b, "olek", "haslo-1", phone_port);
-    wait_until("olek ready", SECS(10), || agent_state(&c.a, "olek") == "ready");
+    wait_until("olek ready", SECS(10), || {
+        agent_state(&c.a, "olek") == "ready"
+    });
     set_state(&c.a, "olek", "paused");
-    wait_until("olek paused", SECS(5), || agent_state(&c.b, "olek") == "paused");
+    wait_until("olek paused", SECS(5), || {
+        agent_state(&c.b, "olek") == "paused"
+    });
     // 20 Polish callers, every 300 ms, alternately on A and B.
     let mut callers = Vec::new();
     for i in 0..20 {
@@ -233,4 +236,209 @@ fn twenty_callers_over_both_nodes_are_served_in_global_arrival_order() {
     assert_eq!(joined.len(), 20, "{joined:?}");
     // ... is the order they were served in.
     assert_eq!(served, joined);
+}
+
+/// The rows of `event` in a node's queue log, as (call id, agent).
+fn queue_log(hotline: &Hotline, event: &str) -> Vec<(String, String)> {
+    let db = hotline.data_dir().join("records.db");
+    let Ok(conn) = rusqlite::Connection::open(&db) else {
+        return Vec::new();
+    };
+    let Ok(mut stmt) = conn.prepare(
+        "SELECT coalesce(call_id, ''), coalesce(agent, '') FROM queue_log WHERE event = ?1 ORDER BY id",
+    ) else {
+        return Vec::new();
+    };
+    stmt.query_map([event], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map(|rows| rows.filter_map(Result::ok).collect())
+        .unwrap_or_default()
+}
+
+/// No caller was offered twice at once: every `offered` row of a caller is
+/// followed by its end (failed, answered, gone) before the next.
+fn assert_no_double_offer(hotline: &Hotline) {
+    let offered = queue_log(hotline, "offered");
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    for (call, _) in &offered {
+        *seen.entry(call.clone()).or_default() += 1;
+    }
+    let ended: usize = ["ring_noanswer", "offer_failed", "answered"]
+        .iter()
+        .map(|e| queue_log(hotline, e).len())
+        .sum();
+    for (call, n) in seen {
+        assert!(
+            n <= 1 || ended >= n - 1,
+            "{call} offered {n} times with {ended} ends: {offered:?}"
+        );
+    }
+}
+
+#[test]
+fn a_node_killed_loses_its_callers_within_five_seconds_and_the_other_node_serves_on() {
+    let c = cluster("", &[("olek", "haslo-1", "{pl: 10}")]);
+    let mut a = c.a;
+    let b = c.b;
+    let front = support::kamailio::Kamailio::start(&[a.sip, b.sip]);
+    // Olek logs in through the front, then pauses: callers wait.
+    let (olek, _olek_rtp) = agent_through(&front, &b, "olek", "haslo-1");
+    wait_until("olek ready", SECS(10), || {
+        agent_state(&b, "olek") == "ready"
+    });
+    set_state(&b, "olek", "paused");
+    wait_until("olek paused", SECS(5), || {
+        agent_state(&a, "olek") == "paused"
+    });
+    // Three callers on each node, interleaved: a1 b1 a2 b2 a3 b3.
+    let mut callers = Vec::new();
+    for i in 0..6 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let rtp = RtpListener::bind();
+        let caller = asks_for_adviser(node, "call_queue_until_bye.xml", &rtp, "4")
+            .arg("-timeout")
+            .arg("120s")
+            .spawn();
+        callers.push((i, caller, rtp));
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    wait_until("six callers wait", SECS(30), || {
+        waiting(&b, "advice_pl") == 6
+    });
+    // Node A dies.
+    a.signal("KILL");
+    let killed = Instant::now();
+    wait_until("A's callers leave the queue", SECS(5), || {
+        waiting(&b, "advice_pl") == 3
+    });
+    assert!(killed.elapsed() <= SECS(5), "{:?}", killed.elapsed());
+    // The survivor records them: node_lost, with the wait.
+    b.wait_for_log("node lost: its callers are recorded as node_lost", SECS(2));
+    assert_eq!(
+        b.metric("hotline_cluster_callers_lost_total{node=\"b\"}"),
+        3.0
+    );
+    // No agent is stuck: Olek is where he was.
+    assert_eq!(agent_state(&b, "olek"), "paused");
+    // New calls through the front land on B within 3 s of the kill.
+    let new_rtp = RtpListener::bind();
+    let newcomer = support::Sipp::at(front.sip, "call_queue_until_bye.xml")
+        .key("rtp_port", new_rtp.port)
+        .key("codecs", "0 101")
+        .key("digit", "4")
+        .key("digit2", "0")
+        .arg("-timeout")
+        .arg("120s")
+        .spawn();
+    wait_until("the new call is answered by B", SECS(3) + SECS(2), || {
+        b.count_log("call answered") >= 4
+    });
+    // B's callers are served in their order, then the newcomer.
+    set_state(&b, "olek", "ready");
+    let mut done = Vec::new();
+    for (i, caller, rtp) in callers {
+        if i % 2 == 1 {
+            caller.wait_ok();
+            done.push(rtp);
+        } else {
+            drop(caller);
+        }
+    }
+    newcomer.wait_ok();
+    olek.wait_ok();
+    let served: Vec<u64> = logged(&b, "connected to agent call=")
+        .into_iter()
+        .map(|(_, call)| call)
+        .collect();
+    let joined: Vec<u64> = logged(&b, "INFO queued call=")
+        .into_iter()
+        .map(|(_, call)| call)
+        .collect();
+    assert_eq!(served, joined, "B's callers keep their order");
+    assert_no_double_offer(&b);
+    let lost = queue_log(&b, "exited");
+    assert_eq!(lost.len(), 3, "{lost:?}");
+}
+
+/// An agent's phone (answers every call, stays until the caller hangs up)
+/// registered through the front; the registration reaches a node.
+fn agent_through(
+    front: &support::kamailio::Kamailio,
+    any: &Hotline,
+    id: &str,
+    password: &str,
+) -> (support::RunningSipp, RtpListener) {
+    let rtp = RtpListener::bind();
+    let port = support::free_sip_port();
+    let phone = any
+        .sipp("agent_answer.xml")
+        .port(port)
+        .key("rtp_port", rtp.port)
+        .key("codecs", "8 0 101")
+        .duration_ms(200)
+        .arg("-m")
+        .arg("10")
+        .arg("-timeout")
+        .arg("120s")
+        .spawn();
+    std::thread::sleep(Duration::from_millis(200));
+    support::Sipp::at(front.sip, "agent_register.xml")
+        .key("agent_user", id)
+        .arg("-au")
+        .arg(id)
+        .arg("-ap")
+        .arg(password)
+        .key("contact_port", port)
+        .key("expires", 300)
+        .run_ok();
+    (phone, rtp)
+}
+
+#[test]
+fn a_redis_restart_mid_queue_rebuilds_the_queue_without_a_double_offer() {
+    let mut c = cluster("", &[("olek", "haslo-1", "{pl: 10}")]);
+    let olek = agent(&c.b, "olek", "haslo-1", 300);
+    wait_until("olek ready", SECS(10), || {
+        agent_state(&c.a, "olek") == "ready"
+    });
+    set_state(&c.a, "olek", "paused");
+    wait_until("olek paused", SECS(5), || {
+        agent_state(&c.b, "olek") == "paused"
+    });
+    let mut callers = Vec::new();
+    for i in 0..4 {
+        let node = if i % 2 == 0 { &c.a } else { &c.b };
+        let rtp = RtpListener::bind();
+        let caller = asks_for_adviser(node, "call_queue.xml", &rtp, "4")
+            .duration_ms(40_000)
+            .arg("-timeout")
+            .arg("120s")
+            .spawn();
+        callers.push((caller, rtp));
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    wait_until("four callers wait", SECS(30), || {
+        waiting(&c.a, "advice_pl") == 4
+    });
+    // The store crashes and comes back empty.
+    c.redis.restart();
+    // The nodes notice and put their callers and agents back.
+    wait_until("the queue is rebuilt", SECS(15), || {
+        waiting(&c.a, "advice_pl") == 4 && waiting(&c.b, "advice_pl") == 4
+    });
+    assert!(c.redis.cli(&["SCARD", "hotline:callers"]).trim() == "4");
+    assert!(c.a.metric("hotline_cluster_store_resets_total{node=\"a\"}") >= 1.0);
+    // Olek is back as he was (paused), then takes the callers one by one.
+    wait_until("olek known again", SECS(10), || {
+        agent_state(&c.a, "olek") == "paused"
+    });
+    set_state(&c.a, "olek", "ready");
+    wait_until("the first caller is answered", SECS(15), || {
+        c.a.count_log("connected to agent") + c.b.count_log("connected to agent") >= 1
+    });
+    for (caller, _) in callers {
+        drop(caller);
+    }
+    drop(olek);
+    assert_no_double_offer(&c.a);
+    assert_no_double_offer(&c.b);
 }

@@ -4,11 +4,9 @@
 
 use hotline::flow::{load_sources, Sources};
 use hotline::media::{dtmf, rtp};
-use hotline::metrics::Metrics;
 use hotline::sip::admission::AdmissionConfig;
 use hotline::sip::{EndpointConfig, SipEndpoint, Transport};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const MUTATIONS_PER_SEED: usize = 200;
@@ -122,7 +120,7 @@ fn sip_message() {
         max_calls: 16,
         max_transactions: 64,
     };
-    let mut endpoint = SipEndpoint::new(config, Arc::new(Metrics::new()));
+    let mut endpoint = SipEndpoint::new(config);
     endpoint.set_admission(AdmissionConfig::default());
     let start = Instant::now();
     let mut now = start;

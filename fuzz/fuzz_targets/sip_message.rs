@@ -1,10 +1,8 @@
 //! Any datagram into the SIP endpoint, and the replies drained, must not panic.
 #![no_main]
 
-use hotline::metrics::Metrics;
 use hotline::sip::{EndpointConfig, SipEndpoint, Transport};
 use libfuzzer_sys::fuzz_target;
-use std::sync::Arc;
 use std::time::Instant;
 
 fuzz_target!(|data: &[u8]| {
@@ -15,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
         max_calls: 16,
         max_transactions: 64,
     };
-    let mut endpoint = SipEndpoint::new(config, Arc::new(Metrics::new()));
+    let mut endpoint = SipEndpoint::new(config);
     let now = Instant::now();
     let peer = "127.0.0.1:5070".parse().unwrap();
     endpoint.handle_input(now, Transport::Udp, peer, data);

@@ -7,9 +7,9 @@ use crate::acd::QueueService;
 use crate::acd::{feature_code, AgentId, RequestEffect, RequestedState};
 use crate::registrar::{
     ContactParam, Contacts, RegisterFailure, RegisterOutcome, RegisterRequest as Registration,
-    RegistrarEvent, Transport as RegTransport,
+    RegistrarEvent,
 };
-use crate::sip::{IncomingCall, RegisterRequest, Transport};
+use crate::sip::{IncomingCall, RegisterRequest};
 use crate::time::Now;
 use serde::Serialize;
 
@@ -75,10 +75,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             call_id: &request.call_id,
             cseq: request.cseq,
             source: request.source,
-            transport: match request.transport {
-                Transport::Udp => RegTransport::Udp,
-                Transport::Tcp => RegTransport::Tcp,
-            },
+            transport: request.transport,
             authorization: request.authorization.as_deref(),
         };
         let outcome = self
@@ -163,7 +160,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             .map(|b| crate::registrar::PhoneContact {
                 uri: b.uri.clone(),
                 source: b.source,
-                tcp: b.transport == RegTransport::Tcp,
+                tcp: b.transport == crate::sip::Transport::Tcp,
             })
     }
 

@@ -560,6 +560,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
     /// in progress go on.
     pub fn start_draining(&mut self, now: Now) {
         self.draining = true;
+        self.endpoint.set_draining(true);
         let ringing: Vec<CallId> = self.ringing.keys().copied().collect();
         for key in ringing {
             if let Some(r) = self.ringing.remove(&key) {

@@ -1,5 +1,6 @@
 //! What the call core hands to the shell: records for the journal, live
-//! events for `/ws`, and counts for the metrics. The core touches no file,
+//! events for `/ws`, and counts for the metrics (the SIP endpoint's are read
+//! with [`CallManager::sip_stats`]). The core touches no file,
 //! channel or registry itself; the shell drains [`CallManager::poll_output`]
 //! after every input and delivers each output where it belongs.
 
@@ -9,6 +10,7 @@ use crate::acd::{AgentView, PredictionError, QueueStats};
 use crate::cdr::{CallRecord, QueueEvent};
 use crate::events::LiveEvent;
 use crate::language::Language;
+use crate::sip::EndpointStats;
 use crate::time::Now;
 use std::time::Duration;
 
@@ -86,6 +88,13 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             queues: self.queue.stats(now),
             agents: self.queue.agents(),
         })
+    }
+
+    /// The SIP endpoint's counters (requests, responses, malformed
+    /// messages, admission refusals) since it started: plain figures for the
+    /// metrics side, which adds what moved since it last read them.
+    pub fn sip_stats(&self) -> &EndpointStats {
+        self.endpoint.stats()
     }
 
     pub(super) fn emit_live(&mut self, event: LiveEvent) {

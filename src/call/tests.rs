@@ -77,16 +77,13 @@ impl Harness {
     fn new() -> Harness {
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let now = Now::read();
-        let endpoint = SipEndpoint::new(
-            EndpointConfig {
-                local_addr: "127.0.0.1:5060".parse().expect("addr"),
-                user_agent: "hotline-test".into(),
-                max_message_size: 16 * 1024,
-                max_calls: 100,
-                max_transactions: 1000,
-            },
-            Arc::clone(&metrics),
-        );
+        let endpoint = SipEndpoint::new(EndpointConfig {
+            local_addr: "127.0.0.1:5060".parse().expect("addr"),
+            user_agent: "hotline-test".into(),
+            max_message_size: 16 * 1024,
+            max_calls: 100,
+            max_transactions: 1000,
+        });
         let mut h = Harness {
             manager: CallManager::new(
                 now,
@@ -331,6 +328,32 @@ fn shutdown_hangs_up_calls_in_progress() {
     // New calls are refused while draining.
     let out = h.send(&invite("c6", Some(OFFER)));
     assert!(out.iter().any(|m| m.starts_with("SIP/2.0 503")), "{out:?}");
+}
+
+#[test]
+fn a_draining_node_answers_probes_with_503_so_a_front_sends_no_new_calls() {
+    let mut h = Harness::new();
+    let options = |n: u32| {
+        format!(
+            "OPTIONS sip:127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-probe{n};rport\r\n\
+From: <sip:front@127.0.0.1>;tag=p{n}\r\n\
+To: <sip:127.0.0.1:5060>\r\n\
+Call-ID: probe-{n}\r\n\
+CSeq: 1 OPTIONS\r\n\
+Max-Forwards: 70\r\n\
+Content-Length: 0\r\n\r\n"
+        )
+    };
+    let out = h.send(&options(1));
+    assert!(out.iter().any(|m| m.starts_with("SIP/2.0 200")), "{out:?}");
+    h.manager.start_draining(h.now);
+    let out = h.send(&options(2));
+    let refused = out
+        .iter()
+        .find(|m| m.starts_with("SIP/2.0 503"))
+        .unwrap_or_else(|| panic!("503 while draining: {out:?}"));
+    assert!(refused.contains("Retry-After:"), "{refused}");
 }
 
 #[test]

@@ -16,19 +16,10 @@ use super::digest::{
 };
 use super::failures::{FailureConfig, FailureReason, Failures, RegisterFailure};
 use crate::ids::AgentId;
+use crate::sip::Transport;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-
-/// How a REGISTER arrived; where to send the INVITE back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Transport {
-    Udp,
-    Tcp,
-    Tls,
-    Ws,
-    Wss,
-}
 
 /// Registrar settings.
 #[derive(Debug, Clone)]

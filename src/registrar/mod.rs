@@ -10,7 +10,7 @@ pub mod failures;
 
 pub use bindings::{
     Binding, BindingInfo, ContactParam, Contacts, CredentialStore, RegisterOutcome,
-    RegisterRequest, Registrar, RegistrarConfig, RegistrarEvent, Transport,
+    RegisterRequest, Registrar, RegistrarConfig, RegistrarEvent,
 };
 pub use digest::{
     ha1, parse_authorization, Algorithm, Challenge, DigestAuth, DigestConfig, DigestResponse,

@@ -108,16 +108,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     if let Some(ip) = config.public_ip {
         advertised.set_ip(ip);
     }
-    let mut endpoint = SipEndpoint::new(
-        EndpointConfig {
-            local_addr: advertised,
-            user_agent: format!("hotline/{}", env!("CARGO_PKG_VERSION")),
-            max_message_size: config.max_sip_message,
-            max_calls: config.max_calls,
-            max_transactions: config.max_sip_transactions,
-        },
-        Arc::clone(&metrics),
-    );
+    let mut endpoint = SipEndpoint::new(EndpointConfig {
+        local_addr: advertised,
+        user_agent: format!("hotline/{}", env!("CARGO_PKG_VERSION")),
+        max_message_size: config.max_sip_message,
+        max_calls: config.max_calls,
+        max_transactions: config.max_sip_transactions,
+    });
     endpoint.set_admission(config.admission());
     endpoint.set_session_timers(config.session_timers());
     let bundle = Arc::new(bundle);

@@ -21,7 +21,8 @@ pub struct Sinks {
 
 impl Sinks {
     /// Delivers everything the core has for the shell, then the gauges if
-    /// their figures moved. Called after every input.
+    /// their figures moved and the SIP endpoint's counters. Called after
+    /// every input.
     pub fn deliver<M: MediaControl, Q: QueueService>(
         &self,
         now: Now,
@@ -52,5 +53,7 @@ impl Sinks {
         if let Some(gauges) = manager.poll_gauges(now) {
             self.metrics.set_gauges(now.wall, &gauges);
         }
+        // Cheap when nothing moved: one comparison.
+        self.metrics.set_sip_stats(manager.sip_stats());
     }
 }

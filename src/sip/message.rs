@@ -171,6 +171,15 @@ impl Message {
         (!media.is_empty()).then(|| media.to_ascii_lowercase())
     }
 
+    /// The body when it is a non-empty `application/sdp` in UTF-8: an SDP
+    /// offer or answer.
+    pub fn sdp_body(&self) -> Option<String> {
+        if self.content_type().as_deref() != Some("application/sdp") || self.body.is_empty() {
+            return None;
+        }
+        String::from_utf8(self.body.clone()).ok()
+    }
+
     /// The message as canonical text (what rsip is given).
     pub fn to_text(&self) -> Vec<u8> {
         let mut out = String::with_capacity(512);

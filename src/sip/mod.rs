@@ -12,10 +12,12 @@ pub mod endpoint;
 pub mod message;
 pub mod session_timer;
 pub mod transaction;
+pub mod transport;
 pub mod wire;
 
 pub use endpoint::{
-    CallId, EndReason, EndpointConfig, IncomingCall, LegKey, OutboundInvite, Refusal, RefusedCall,
-    RegisterContact, RegisterHandle, RegisterRequest, SessionKey, SipEndpoint, SipEvent, Transmit,
-    Transport,
+    CallId, EndReason, EndpointConfig, EndpointStats, IncomingCall, LegKey, OutboundInvite,
+    Refusal, RefusedCall, RegisterContact, RegisterHandle, RegisterRequest, SessionKey,
+    SipEndpoint, SipEvent, Transmit,
 };
+pub use transport::Transport;

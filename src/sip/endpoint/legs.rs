@@ -53,14 +53,8 @@ impl SipEndpoint {
             ),
             cseq: 1,
         };
-        let mut w = Writer::request("INVITE", &sent.request_uri);
-        w.header("Via", &sent.via)
-            .header("Max-Forwards", "70")
-            .header("From", &sent.from)
-            .header("To", &sent.to)
-            .header("Call-ID", &sent.call_id)
-            .header("CSeq", &format!("{} INVITE", sent.cseq))
-            .header("Contact", &self.contact(out.transport))
+        let mut w = sent.request("INVITE", &sent.to);
+        w.header("Contact", &self.contact(out.transport))
             .header("Allow", ALLOW)
             .header("User-Agent", &self.config.user_agent);
         // RFC 4028 7.1: offer a session timer; the agent's phone picks the refresher.
@@ -72,7 +66,7 @@ impl SipEndpoint {
         }
         let bytes = w.finish(Some("application/sdp"), out.sdp.as_bytes());
         let key = client_key(&branch, "INVITE");
-        let reliable = out.transport == Transport::Tcp;
+        let reliable = out.transport.is_reliable();
         let tx = InviteClient::new(now, self.timers, reliable, bytes.clone());
         self.clients.insert(
             key.clone(),
@@ -172,14 +166,8 @@ impl SipEndpoint {
         o.cancel_pending = false;
         o.cancel_deadline = Some(deadline);
         let sent = &o.sent;
-        let mut w = Writer::request("CANCEL", &sent.request_uri);
-        w.header("Via", &sent.via)
-            .header("Max-Forwards", "70")
-            .header("From", &sent.from)
-            .header("To", &sent.to)
-            .header("Call-ID", &sent.call_id)
-            .header("CSeq", &format!("{} CANCEL", sent.cseq))
-            .header("User-Agent", &user_agent);
+        let mut w = sent.request("CANCEL", &sent.to);
+        w.header("User-Agent", &user_agent);
         let bytes = w.finish(None, b"");
         let branch = branch_of(&sent.via).to_string();
         self.reschedule_call(slot);
@@ -332,10 +320,7 @@ impl SipEndpoint {
                     tracing::info!(leg = slot.0, "2xx crossed CANCEL: sending BYE");
                     self.send_bye(now, slot, Some(EndReason::LocalBye));
                 } else {
-                    let answer_sdp = (msg.content_type().as_deref() == Some("application/sdp")
-                        && !msg.body.is_empty())
-                    .then(|| String::from_utf8(msg.body.clone()).ok())
-                    .flatten();
+                    let answer_sdp = msg.sdp_body();
                     self.push_event(SipEvent::LegAnswered {
                         leg: LegKey(slot.0),
                         answer_sdp,
@@ -386,14 +371,8 @@ impl SipEndpoint {
         // RFC 3261 17.1.1.3: the ACK reuses the INVITE's branch and the
         // response's To; the transaction repeats it for retransmitted finals.
         let sent = &inv.sent;
-        let mut w = Writer::request("ACK", &sent.request_uri);
-        w.header("Via", &sent.via)
-            .header("Max-Forwards", "70")
-            .header("From", &sent.from)
-            .header("To", msg.header("To").unwrap_or(&sent.to))
-            .header("Call-ID", &sent.call_id)
-            .header("CSeq", &format!("{} ACK", sent.cseq))
-            .header("User-Agent", &user_agent);
+        let mut w = sent.request("ACK", msg.header("To").unwrap_or(&sent.to));
+        w.header("User-Agent", &user_agent);
         let ack = w.finish(None, b"");
         let slot = inv.leg;
         if let ClientTx::Invite(tx) = &mut entry.tx {

@@ -18,8 +18,7 @@ impl SipEndpoint {
         transport: Transport,
     ) {
         if self.registers.len() >= self.max_registers() {
-            let answer = Answer::code(503).header("Retry-After", RETRY_AFTER_SECS.to_string());
-            self.respond(now, &key, &reply, answer);
+            self.respond(now, &key, &reply, Answer::full());
             return;
         }
         let account = msg

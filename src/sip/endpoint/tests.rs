@@ -16,13 +16,11 @@ fn ms(n: u64) -> Duration {
 
 struct Harness {
     ep: SipEndpoint,
-    metrics: Arc<Metrics>,
     t0: Instant,
 }
 
 impl Harness {
     fn new(max_calls: usize) -> Harness {
-        let metrics = Arc::new(Metrics::new());
         let config = EndpointConfig {
             local_addr: "127.0.0.1:5060".parse().unwrap(),
             user_agent: "hotline-test".into(),
@@ -31,8 +29,7 @@ impl Harness {
             max_transactions: 0,
         };
         Harness {
-            ep: SipEndpoint::new(config, metrics.clone()),
-            metrics,
+            ep: SipEndpoint::new(config),
             t0: Instant::now(),
         }
     }
@@ -57,6 +54,20 @@ impl Harness {
             .collect()
     }
 
+    /// A new INVITE with SDP at 0 ms, reported as one `IncomingCall` and
+    /// answered 100 (read).
+    fn offered(&mut self, call_id: &str, branch: &str) -> CallId {
+        self.feed(0, &invite(call_id, branch, Some(SDP)));
+        let call = self.incoming().call;
+        self.sent();
+        call
+    }
+
+    /// The last message sent (there must be one); the others are dropped.
+    fn last_sent(&mut self) -> String {
+        self.sent().pop().expect("a message sent")
+    }
+
     fn sent_to(&mut self) -> Vec<(SocketAddr, String)> {
         std::iter::from_fn(|| self.ep.poll_transmit())
             .map(|t| (t.destination, String::from_utf8(t.payload).unwrap()))
@@ -74,18 +85,12 @@ impl Harness {
         }
     }
 
-    fn responses(&self, code: &str) -> u64 {
-        self.metrics
-            .sip_responses_total
-            .with_label_values(&[code])
-            .get()
+    fn responses(&self, code: u16) -> u64 {
+        self.ep.stats().responses_of(code)
     }
 
     fn requests(&self, method: &str) -> u64 {
-        self.metrics
-            .sip_requests_total
-            .with_label_values(&[method])
-            .get()
+        self.ep.stats().requests_of(method)
     }
 
     /// Runs every timer up to `until_ms`; returns (offset, sent text) pairs.
@@ -125,28 +130,100 @@ fn invite(call_id: &str, branch: &str, body: Option<&str>) -> String {
     )
 }
 
-/// An in-dialog request from the caller (ACK, BYE, INFO, re-INVITE).
-fn in_dialog(
-    method: &str,
-    call_id: &str,
-    to_tag: &str,
+/// sipp's side of one dialog: the in-dialog requests it sends (ACK, BYE,
+/// INFO, re-INVITE, UPDATE) carry its Call-ID and our To tag.
+struct Caller {
+    call_id: String,
+    tag: String,
+}
+
+impl Caller {
+    fn new(call_id: &str, tag: &str) -> Caller {
+        Caller {
+            call_id: call_id.to_string(),
+            tag: tag.to_string(),
+        }
+    }
+
+    /// A request to which headers and a body may be added before `text`.
+    fn request<'a>(&'a self, method: &'a str, cseq: u32, branch: &'a str) -> InDialog<'a> {
+        InDialog {
+            call_id: &self.call_id,
+            tag: &self.tag,
+            method,
+            cseq,
+            branch,
+            extra: String::new(),
+            body: "",
+        }
+    }
+
+    /// A request without extra headers or body.
+    fn says(&self, method: &str, cseq: u32, branch: &str) -> String {
+        self.request(method, cseq, branch).text()
+    }
+
+    /// A request carrying our test SDP as its offer (re-INVITE, UPDATE).
+    fn offers(&self, method: &str, cseq: u32, branch: &str) -> String {
+        let request = self.request(method, cseq, branch);
+        request.body("application/sdp", SDP).text()
+    }
+
+    /// An INFO with this body.
+    fn info(&self, cseq: u32, branch: &str, content_type: &str, body: &str) -> String {
+        let request = self.request("INFO", cseq, branch);
+        request.body(content_type, body).text()
+    }
+}
+
+/// An in-dialog request from sipp, being written.
+struct InDialog<'a> {
+    call_id: &'a str,
+    tag: &'a str,
+    method: &'a str,
     cseq: u32,
-    branch: &str,
-    extra: &str,
-    body: &str,
-) -> String {
-    format!(
-        "{method} sip:22334455@127.0.0.1:5060 SIP/2.0\r\n\
-         Via: SIP/2.0/UDP 127.0.0.1:5061;branch={branch}\r\n\
-         From: \"Kari Nordmann\" <sip:4799887766@127.0.0.1:5061>;tag=caller-tag\r\n\
-         To: <sip:22334455@127.0.0.1:5060>;tag={to_tag}\r\n\
-         Call-ID: {call_id}\r\n\
-         CSeq: {cseq} {method}\r\n\
-         Contact: <sip:sipp@127.0.0.1:5061>\r\n\
-         Max-Forwards: 70\r\n\
-         {extra}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
+    branch: &'a str,
+    /// Header lines, each ending in CRLF.
+    extra: String,
+    body: &'a str,
+}
+
+impl<'a> InDialog<'a> {
+    fn header(mut self, lines: &str) -> InDialog<'a> {
+        self.extra.push_str(lines);
+        self
+    }
+
+    fn body(mut self, content_type: &str, body: &'a str) -> InDialog<'a> {
+        self.extra
+            .push_str(&format!("Content-Type: {content_type}\r\n"));
+        self.body = body;
+        self
+    }
+
+    fn text(&self) -> String {
+        let InDialog {
+            call_id,
+            tag,
+            method,
+            cseq,
+            branch,
+            extra,
+            body,
+        } = self;
+        format!(
+            "{method} sip:22334455@127.0.0.1:5060 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:5061;branch={branch}\r\n\
+             From: \"Kari Nordmann\" <sip:4799887766@127.0.0.1:5061>;tag=caller-tag\r\n\
+             To: <sip:22334455@127.0.0.1:5060>;tag={tag}\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: {cseq} {method}\r\n\
+             Contact: <sip:sipp@127.0.0.1:5061>\r\n\
+             Max-Forwards: 70\r\n\
+             {extra}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    }
 }
 
 fn to_tag_of(response: &str) -> String {
@@ -157,25 +234,21 @@ fn to_tag_of(response: &str) -> String {
     to.split(";tag=").nth(1).expect("To tag").to_string()
 }
 
-/// INVITE, 100, answer, 200; returns the call and our To tag.
-fn answered_call(h: &mut Harness, call_id: &str) -> (CallId, String) {
-    h.feed(0, &invite(call_id, "z9hG4bK-inv-1", Some(SDP)));
-    let call = h.incoming().call;
-    h.sent();
+/// INVITE, 100, answer, 200; returns the call and the caller's side of it.
+fn answered_call(h: &mut Harness, call_id: &str) -> (CallId, Caller) {
+    let call = h.offered(call_id, "z9hG4bK-inv-1");
     h.ep.answer(h.at(10), call, ANSWER);
     let sent = h.sent();
     assert_eq!(sent.len(), 1);
-    (call, to_tag_of(&sent[0]))
+    (call, Caller::new(call_id, &to_tag_of(&sent[0])))
 }
 
-fn confirmed_call(h: &mut Harness, call_id: &str) -> (CallId, String) {
-    let (call, tag) = answered_call(h, call_id);
-    h.feed(
-        20,
-        &in_dialog("ACK", call_id, &tag, 1, "z9hG4bK-ack-1", "", ""),
-    );
+/// `answered_call`, then its ACK.
+fn confirmed_call(h: &mut Harness, call_id: &str) -> (CallId, Caller) {
+    let (call, caller) = answered_call(h, call_id);
+    h.feed(20, &caller.says("ACK", 1, "z9hG4bK-ack-1"));
     assert!(matches!(h.events().as_slice(), [SipEvent::Confirmed { call: c }] if *c == call));
-    (call, tag)
+    (call, caller)
 }
 
 #[test]
@@ -205,17 +278,15 @@ fn invite_gets_100_trying_and_incoming_call() {
     assert_eq!((c.source, c.transport), (peer(), Transport::Udp));
     assert_eq!(h.ep.call_count(), 1);
     assert_eq!(h.requests("INVITE"), 1);
-    assert_eq!(h.responses("100"), 1);
+    assert_eq!(h.responses(100), 1);
 }
 
 #[test]
 fn answer_ack_then_remote_bye() {
     let mut h = Harness::new(10);
-    h.feed(0, &invite("call-2@sipp", "z9hG4bK-inv-1", Some(SDP)));
-    let call = h.incoming().call;
-    h.sent();
+    let call = h.offered("call-2@sipp", "z9hG4bK-inv-1");
     h.ep.answer(h.at(10), call, ANSWER);
-    let ok = h.sent().pop().unwrap();
+    let ok = h.last_sent();
     let tag = to_tag_of(&ok);
     assert!(ok
         .starts_with("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-inv-1\r\n"));
@@ -228,10 +299,8 @@ fn answer_ack_then_remote_bye() {
         "\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{ANSWER}",
         ANSWER.len()
     )));
-    h.feed(
-        20,
-        &in_dialog("ACK", "call-2@sipp", &tag, 1, "z9hG4bK-ack", "", ""),
-    );
+    let caller = Caller::new("call-2@sipp", &tag);
+    h.feed(20, &caller.says("ACK", 1, "z9hG4bK-ack"));
     assert!(matches!(
         h.events().as_slice(),
         [SipEvent::Confirmed { .. }]
@@ -240,10 +309,7 @@ fn answer_ack_then_remote_bye() {
         h.run_until(10_000).is_empty(),
         "no 2xx retransmission after ACK"
     );
-    h.feed(
-        10_000,
-        &in_dialog("BYE", "call-2@sipp", &tag, 2, "z9hG4bK-bye", "", ""),
-    );
+    h.feed(10_000, &caller.says("BYE", 2, "z9hG4bK-bye"));
     let sent = h.sent();
     assert_eq!(sent.len(), 1);
     assert!(sent[0].starts_with("SIP/2.0 200 OK\r\n"));
@@ -257,12 +323,9 @@ fn answer_ack_then_remote_bye() {
     ));
     assert_eq!(h.ep.call_count(), 0);
     // A retransmitted BYE gets the same 200 again, not a 481.
-    h.feed(
-        10_500,
-        &in_dialog("BYE", "call-2@sipp", &tag, 2, "z9hG4bK-bye", "", ""),
-    );
+    h.feed(10_500, &caller.says("BYE", 2, "z9hG4bK-bye"));
     assert_eq!(h.sent(), sent);
-    assert_eq!(h.responses("200"), 2, "retransmissions are counted once");
+    assert_eq!(h.responses(200), 2, "retransmissions are counted once");
     // Transactions drain after Timer J.
     h.run_until(60_000);
     assert_eq!(h.ep.transaction_count(), 0);
@@ -272,7 +335,7 @@ fn answer_ack_then_remote_bye() {
 #[test]
 fn ok_is_retransmitted_until_ack_then_gives_up_with_bye() {
     let mut h = Harness::new(10);
-    let (call, _tag) = answered_call(&mut h, "call-3@sipp");
+    let (call, _caller) = answered_call(&mut h, "call-3@sipp");
     let out = h.run_until(40_000);
     let oks: Vec<u64> = out
         .iter()
@@ -304,13 +367,13 @@ fn retransmitted_invite_repeats_100_and_makes_one_call() {
     assert_eq!(h.events().len(), 1);
     assert_eq!(h.ep.call_count(), 1);
     assert_eq!(h.requests("INVITE"), 2);
-    assert_eq!(h.responses("100"), 1);
+    assert_eq!(h.responses(100), 1);
 }
 
 #[test]
 fn retransmitted_invite_after_answer_repeats_the_200() {
     let mut h = Harness::new(10);
-    let (_call, _tag) = answered_call(&mut h, "call-4b@sipp");
+    let (_call, _caller) = answered_call(&mut h, "call-4b@sipp");
     h.feed(300, &invite("call-4b@sipp", "z9hG4bK-inv-1", Some(SDP)));
     let sent = h.sent();
     assert_eq!(sent.len(), 1);
@@ -320,9 +383,7 @@ fn retransmitted_invite_after_answer_repeats_the_200() {
 #[test]
 fn cancel_before_answer() {
     let mut h = Harness::new(10);
-    h.feed(0, &invite("call-5@sipp", "z9hG4bK-inv-5", Some(SDP)));
-    let call = h.incoming().call;
-    h.sent();
+    let call = h.offered("call-5@sipp", "z9hG4bK-inv-5");
     let cancel = "CANCEL sip:22334455@127.0.0.1:5060 SIP/2.0\r\n\
          Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-inv-5\r\n\
          From: \"Kari Nordmann\" <sip:4799887766@127.0.0.1:5061>;tag=caller-tag\r\n\
@@ -343,7 +404,8 @@ fn cancel_before_answer() {
     assert_eq!(h.ep.call_count(), 0);
     // The ACK for the 487 is absorbed by the INVITE transaction: no 487 repeats.
     let tag = to_tag_of(&sent[1]);
-    let ack = in_dialog("ACK", "call-5@sipp", &tag, 1, "z9hG4bK-inv-5", "", "");
+    let caller = Caller::new("call-5@sipp", &tag);
+    let ack = caller.says("ACK", 1, "z9hG4bK-inv-5");
     h.feed(1100, &ack);
     assert!(h.sent().is_empty());
     assert!(h.run_until(10_000).is_empty());
@@ -384,19 +446,18 @@ fn reject_repeats_with_timer_g_until_ack() {
     let times: Vec<u64> = out.iter().map(|(t, _)| *t).collect();
     assert_eq!(times, vec![500, 1500]);
     let tag = to_tag_of(&sent[0]);
-    h.feed(
-        1700,
-        &in_dialog("ACK", "call-6@sipp", &tag, 1, "z9hG4bK-inv-6", "", ""),
-    );
+    let caller = Caller::new("call-6@sipp", &tag);
+    h.feed(1700, &caller.says("ACK", 1, "z9hG4bK-inv-6"));
     assert!(h.run_until(60_000).is_empty());
     assert_eq!(h.ep.transaction_count(), 0);
-    assert_eq!(h.responses("488"), 1);
+    assert_eq!(h.responses(488), 1);
 }
 
 #[test]
 fn local_hangup_sends_bye_and_ends_on_200() {
     let mut h = Harness::new(10);
-    let (call, tag) = confirmed_call(&mut h, "call-7@sipp");
+    let (call, caller) = confirmed_call(&mut h, "call-7@sipp");
+    let tag = &caller.tag;
     h.ep.hangup(h.at(5000), call);
     let sent = h.sent_to();
     assert_eq!(sent.len(), 1);
@@ -432,7 +493,7 @@ fn local_hangup_sends_bye_and_ends_on_200() {
 #[test]
 fn local_bye_timeout_still_ends_the_call() {
     let mut h = Harness::new(10);
-    let (call, _tag) = confirmed_call(&mut h, "call-8@sipp");
+    let (call, _caller) = confirmed_call(&mut h, "call-8@sipp");
     h.ep.hangup(h.at(1000), call);
     h.sent();
     let out = h.run_until(40_000);
@@ -450,9 +511,7 @@ fn local_bye_timeout_still_ends_the_call() {
 #[test]
 fn hangup_before_answer_sends_480() {
     let mut h = Harness::new(10);
-    h.feed(0, &invite("call-9@sipp", "z9hG4bK-inv-9", Some(SDP)));
-    let call = h.incoming().call;
-    h.sent();
+    let call = h.offered("call-9@sipp", "z9hG4bK-inv-9");
     h.ep.hangup(h.at(100), call);
     let sent = h.sent();
     assert!(sent[0].starts_with("SIP/2.0 480 Temporarily Unavailable\r\n"));
@@ -468,13 +527,10 @@ fn hangup_before_answer_sends_480() {
 #[test]
 fn hangup_before_ack_waits_for_the_ack() {
     let mut h = Harness::new(10);
-    let (call, tag) = answered_call(&mut h, "call-9b@sipp");
+    let (call, caller) = answered_call(&mut h, "call-9b@sipp");
     h.ep.hangup(h.at(100), call);
     assert!(h.sent().is_empty());
-    h.feed(
-        200,
-        &in_dialog("ACK", "call-9b@sipp", &tag, 1, "z9hG4bK-ack", "", ""),
-    );
+    h.feed(200, &caller.says("ACK", 1, "z9hG4bK-ack"));
     let sent = h.sent();
     assert!(sent[0].starts_with("BYE "));
 }
@@ -494,7 +550,7 @@ fn out_of_dialog_requests() {
         )
     };
     h.feed(0, &req("OPTIONS", "z9hG4bK-o1"));
-    let ok = h.sent().pop().unwrap();
+    let ok = h.last_sent();
     assert!(ok.starts_with("SIP/2.0 200 OK\r\n"));
     assert!(ok.contains("\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, UPDATE\r\n"));
     assert!(
@@ -502,17 +558,13 @@ fn out_of_dialog_requests() {
     );
     assert!(ok.contains(";tag="));
     h.feed(0, &req("SUBSCRIBE", "z9hG4bK-r1"));
-    let r = h.sent().pop().unwrap();
+    let r = h.last_sent();
     assert!(r.starts_with("SIP/2.0 405 Method Not Allowed\r\n"));
     assert!(r.contains("\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, UPDATE\r\n"));
     h.feed(0, &req("FROBNICATE", "z9hG4bK-f1"));
-    assert!(h
-        .sent()
-        .pop()
-        .unwrap()
-        .starts_with("SIP/2.0 501 Not Implemented\r\n"));
+    assert!(h.last_sent().starts_with("SIP/2.0 501 Not Implemented\r\n"));
     h.feed(0, &req("BYE", "z9hG4bK-b1"));
-    assert!(h.sent().pop().unwrap().starts_with("SIP/2.0 481 "));
+    assert!(h.last_sent().starts_with("SIP/2.0 481 "));
     assert_eq!(h.requests("other"), 1);
     assert_eq!(h.requests("SUBSCRIBE"), 1);
     assert!(h.events().is_empty());
@@ -521,17 +573,15 @@ fn out_of_dialog_requests() {
 #[test]
 fn unknown_dialog_gets_481_and_require_gets_420() {
     let mut h = Harness::new(10);
-    h.feed(
-        0,
-        &in_dialog("BYE", "ghost@sipp", "nosuchtag", 2, "z9hG4bK-g", "", ""),
-    );
-    assert!(h.sent().pop().unwrap().starts_with("SIP/2.0 481 "));
+    let caller = Caller::new("ghost@sipp", "nosuchtag");
+    h.feed(0, &caller.says("BYE", 2, "z9hG4bK-g"));
+    assert!(h.last_sent().starts_with("SIP/2.0 481 "));
     let inv = invite("call-r@sipp", "z9hG4bK-req", Some(SDP)).replace(
         "Max-Forwards: 70\r\n",
         "Max-Forwards: 70\r\nRequire: 100rel\r\n",
     );
     h.feed(0, &inv);
-    let sent = h.sent().pop().unwrap();
+    let sent = h.last_sent();
     assert!(sent.starts_with("SIP/2.0 420 Bad Extension\r\n"));
     assert!(sent.contains("\r\nUnsupported: 100rel\r\n"));
     assert!(h.events().is_empty());
@@ -540,102 +590,62 @@ fn unknown_dialog_gets_481_and_require_gets_420() {
 #[test]
 fn info_dtmf_in_dialog() {
     let mut h = Harness::new(10);
-    let (call, tag) = confirmed_call(&mut h, "call-10@sipp");
-    let relay = in_dialog(
-        "INFO",
-        "call-10@sipp",
-        &tag,
-        2,
-        "z9hG4bK-i1",
-        "Content-Type: application/dtmf-relay\r\n",
-        "Signal=5\r\nDuration=160\r\n",
-    );
+    let (call, caller) = confirmed_call(&mut h, "call-10@sipp");
+    let signal = "Signal=5\r\nDuration=160\r\n";
+    let relay = caller.info(2, "z9hG4bK-i1", "application/dtmf-relay", signal);
     h.feed(100, &relay);
-    assert!(h.sent().pop().unwrap().starts_with("SIP/2.0 200 OK\r\n"));
+    assert!(h.last_sent().starts_with("SIP/2.0 200 OK\r\n"));
     assert!(
         matches!(h.events().as_slice(), [SipEvent::Dtmf { call: c, digit: '5' }] if *c == call)
     );
-    let bare = in_dialog(
-        "INFO",
-        "call-10@sipp",
-        &tag,
-        3,
-        "z9hG4bK-i2",
-        "Content-Type: application/dtmf\r\n",
-        "#",
-    );
+    let bare = caller.info(3, "z9hG4bK-i2", "application/dtmf", "#");
     h.feed(200, &bare);
     h.sent();
     assert!(matches!(
         h.events().as_slice(),
         [SipEvent::Dtmf { digit: '#', .. }]
     ));
-    let other = in_dialog(
-        "INFO",
-        "call-10@sipp",
-        &tag,
-        4,
-        "z9hG4bK-i3",
-        "Content-Type: text/plain\r\n",
-        "hi",
-    );
+    let other = caller.info(4, "z9hG4bK-i3", "text/plain", "hi");
     h.feed(300, &other);
     assert!(h
-        .sent()
-        .pop()
-        .unwrap()
+        .last_sent()
         .starts_with("SIP/2.0 415 Unsupported Media Type\r\n"));
-    let empty = in_dialog("INFO", "call-10@sipp", &tag, 5, "z9hG4bK-i4", "", "");
+    let empty = caller.says("INFO", 5, "z9hG4bK-i4");
     h.feed(400, &empty);
-    assert!(h.sent().pop().unwrap().starts_with("SIP/2.0 200 OK\r\n"));
+    assert!(h.last_sent().starts_with("SIP/2.0 200 OK\r\n"));
     // Out-of-order CSeq in the dialog.
-    let old = in_dialog("INFO", "call-10@sipp", &tag, 3, "z9hG4bK-i5", "", "");
+    let old = caller.says("INFO", 3, "z9hG4bK-i5");
     h.feed(500, &old);
-    assert!(h.sent().pop().unwrap().starts_with("SIP/2.0 500 "));
+    assert!(h.last_sent().starts_with("SIP/2.0 500 "));
     assert!(h.events().is_empty());
 }
 
 #[test]
 fn reinvite_answered_and_refused() {
     let mut h = Harness::new(10);
-    let (call, tag) = confirmed_call(&mut h, "call-11@sipp");
-    let reinvite = in_dialog(
-        "INVITE",
-        "call-11@sipp",
-        &tag,
-        2,
-        "z9hG4bK-re1",
-        "Content-Type: application/sdp\r\n",
-        SDP,
-    );
+    let (call, caller) = confirmed_call(&mut h, "call-11@sipp");
+    let reinvite = caller.offers("INVITE", 2, "z9hG4bK-re1");
     h.feed(1000, &reinvite);
-    assert!(h
-        .sent()
-        .pop()
-        .unwrap()
-        .starts_with("SIP/2.0 100 Trying\r\n"));
+    assert!(h.last_sent().starts_with("SIP/2.0 100 Trying\r\n"));
     assert!(matches!(
         h.events().as_slice(),
         [SipEvent::ReOffer { call: c, offer: Some(o) }] if *c == call && o == SDP
     ));
     h.ep.answer_reoffer(h.at(1010), call, Some(ANSWER));
-    let ok = h.sent().pop().unwrap();
+    let ok = h.last_sent();
     assert!(ok.starts_with("SIP/2.0 200 OK\r\n"));
     assert!(ok.contains("\r\nCSeq: 2 INVITE\r\n"));
     assert!(ok.ends_with(ANSWER));
     // Repeated until its ACK.
     let out = h.run_until(1600);
     assert_eq!(out.len(), 1);
-    h.feed(
-        1700,
-        &in_dialog("ACK", "call-11@sipp", &tag, 2, "z9hG4bK-ack2", "", ""),
-    );
+    h.feed(1700, &caller.says("ACK", 2, "z9hG4bK-ack2"));
     assert!(
         h.events().is_empty(),
         "a re-INVITE ACK is not a new Confirmed"
     );
     assert!(h.run_until(5000).is_empty());
-    let again = in_dialog("INVITE", "call-11@sipp", &tag, 3, "z9hG4bK-re2", "", "");
+    let again = caller.says("INVITE", 3, "z9hG4bK-re2");
     h.feed(6000, &again);
     h.sent();
     assert!(matches!(
@@ -644,9 +654,7 @@ fn reinvite_answered_and_refused() {
     ));
     h.ep.answer_reoffer(h.at(6010), call, None);
     assert!(h
-        .sent()
-        .pop()
-        .unwrap()
+        .last_sent()
         .starts_with("SIP/2.0 488 Not Acceptable Here\r\n"));
     assert_eq!(h.ep.call_count(), 1);
 }
@@ -655,39 +663,25 @@ fn reinvite_answered_and_refused() {
 fn rport_and_received() {
     let mut h = Harness::new(10);
     let nat: SocketAddr = "10.0.0.9:40000".parse().unwrap();
-    let opts = |via: &str| {
-        format!(
+    // An OPTIONS with this Via from behind a NAT: where its answer went, and
+    // the answer's text.
+    let mut options_with_via = |via: &str| {
+        let opts = format!(
             "OPTIONS sip:hotline@127.0.0.1 SIP/2.0\r\nVia: {via}\r\nFrom: <sip:a@b>;tag=1\r\n\
              To: <sip:hotline@127.0.0.1>\r\nCall-ID: {via}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
-        )
+        );
+        h.feed_from(0, Transport::Udp, nat, &opts);
+        h.sent_to().pop().unwrap()
     };
-    h.feed_from(
-        0,
-        Transport::Udp,
-        nat,
-        &opts("SIP/2.0/UDP phone.example:5070;rport;branch=z9hG4bK-n1"),
-    );
-    let (dest, text) = h.sent_to().pop().unwrap();
+    let (dest, text) = options_with_via("SIP/2.0/UDP phone.example:5070;rport;branch=z9hG4bK-n1");
     assert_eq!(dest, nat);
     assert!(text.contains("\r\nVia: SIP/2.0/UDP phone.example:5070;rport=40000;branch=z9hG4bK-n1;received=10.0.0.9\r\n"));
-    h.feed_from(
-        0,
-        Transport::Udp,
-        nat,
-        &opts("SIP/2.0/UDP phone.example:5070;branch=z9hG4bK-n2"),
-    );
-    let (dest, text) = h.sent_to().pop().unwrap();
+    let (dest, text) = options_with_via("SIP/2.0/UDP phone.example:5070;branch=z9hG4bK-n2");
     assert_eq!(dest, "10.0.0.9:5070".parse().unwrap());
     assert!(text.contains(
         "\r\nVia: SIP/2.0/UDP phone.example:5070;branch=z9hG4bK-n2;received=10.0.0.9\r\n"
     ));
-    h.feed_from(
-        0,
-        Transport::Udp,
-        nat,
-        &opts("SIP/2.0/UDP 10.0.0.9;branch=z9hG4bK-n3"),
-    );
-    let (dest, text) = h.sent_to().pop().unwrap();
+    let (dest, text) = options_with_via("SIP/2.0/UDP 10.0.0.9;branch=z9hG4bK-n3");
     assert_eq!(dest, "10.0.0.9:5060".parse().unwrap());
     assert!(text.contains("\r\nVia: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bK-n3\r\n"));
 }
@@ -698,11 +692,7 @@ fn garbage_is_dropped_and_malformed_gets_400() {
     h.feed(0, "\u{1}\u{2} not sip at all");
     h.feed(0, "\r\n\r\n");
     assert!(h.sent().is_empty());
-    let dropped = h
-        .metrics
-        .sip_malformed_total
-        .with_label_values(&["dropped"])
-        .get();
+    let dropped = h.ep.stats().malformed_dropped();
     assert_eq!(dropped, 1);
     let bad =
         "INVITE sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-bad\r\n\
@@ -714,13 +704,7 @@ fn garbage_is_dropped_and_malformed_gets_400() {
     assert!(sent[0].starts_with("SIP/2.0 400 Bad Request\r\n"));
     assert!(sent[0].contains("\r\nCall-ID: bad@sipp\r\n"));
     assert!(sent[0].contains("\r\nWarning: 399 hotline \"body shorter than Content-Length\"\r\n"));
-    assert_eq!(
-        h.metrics
-            .sip_malformed_total
-            .with_label_values(&["answered_400"])
-            .get(),
-        1
-    );
+    assert_eq!(h.ep.stats().malformed_answered(), 1);
     assert!(h.events().is_empty());
     // INVITE without Contact cannot form a dialog.
     let no_contact =
@@ -793,11 +777,12 @@ fn hangup_all_and_tcp() {
     let ok = String::from_utf8(h.ep.poll_transmit().unwrap().payload).unwrap();
     assert!(ok.contains("\r\nContact: <sip:127.0.0.1:5060;transport=tcp>\r\n"));
     let tag = to_tag_of(&ok);
+    let caller = Caller::new("tcp-1@sipp", &tag);
     h.feed_from(
         20,
         Transport::Tcp,
         tcp_peer,
-        &in_dialog("ACK", "tcp-1@sipp", &tag, 1, "z9hG4bK-ta", "", ""),
+        &caller.says("ACK", 1, "z9hG4bK-ta"),
     );
     h.events();
     h.feed(0, &invite("udp-1@sipp", "z9hG4bK-u1", Some(SDP)));

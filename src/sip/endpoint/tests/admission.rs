@@ -4,11 +4,8 @@
 use super::*;
 use crate::sip::admission::Rate;
 
-fn rejected(h: &Harness, reason: &str) -> u64 {
-    h.metrics
-        .sip_rejected_total
-        .with_label_values(&[reason])
-        .get()
+fn rejected(h: &Harness, reason: Rejection) -> u64 {
+    h.ep.stats().rejected_of(reason)
 }
 
 fn options(branch: &str, user_agent: &str) -> String {
@@ -40,7 +37,7 @@ fn scanners_are_dropped_and_counted() {
     limited(&mut h, Rate::UNLIMITED);
     h.feed(0, &options("z9hG4bK-s1", "friendly-scanner"));
     assert!(h.sent().is_empty());
-    assert_eq!(rejected(&h, "scanner"), 1);
+    assert_eq!(rejected(&h, Rejection::Scanner), 1);
     h.feed(0, &options("z9hG4bK-s2", "Linphone/5.2"));
     assert!(h.sent()[0].starts_with("SIP/2.0 200"));
 }
@@ -73,7 +70,7 @@ fn over_rate_invites_get_503_and_options_are_dropped() {
         .collect();
     assert_eq!(refused.len(), 1);
     assert!(refused[0].contains("Retry-After: "));
-    assert_eq!(rejected(&h, "rate_limited"), 2);
+    assert_eq!(rejected(&h, Rejection::RateLimited), 2);
     // A second later there is budget again.
     h.feed(1000, &options("z9hG4bK-o9", "probe"));
     assert_eq!(h.sent().len(), 1);
@@ -115,5 +112,5 @@ fn repeated_wrong_digests_block_the_account() {
     h.feed_from(100, Transport::Udp, elsewhere, third);
     assert!(h.events().is_empty());
     assert!(h.sent()[0].starts_with("SIP/2.0 403"));
-    assert_eq!(rejected(&h, "auth_throttled"), 1);
+    assert_eq!(rejected(&h, Rejection::AuthThrottled), 1);
 }

@@ -34,6 +34,13 @@ pub(super) fn header<'a>(msg: &'a str, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {name} in {msg}"))
 }
 
+/// The branch of a message's top Via.
+fn via_branch(msg: &str) -> String {
+    let via = header(msg, "Via");
+    let rest = via.split("branch=").nth(1).expect("a branch");
+    rest.split(';').next().unwrap_or(rest).to_string()
+}
+
 /// A response from the agent to one of our requests.
 pub(super) fn reply(
     request: &str,
@@ -67,6 +74,24 @@ pub(super) fn feed_agent(h: &mut Harness, at: u64, text: &str) {
     h.feed_from(at, Transport::Udp, agent(), text);
 }
 
+/// The agent's phone answers `request` with a bodiless `status` (a 200 to
+/// our BYE or OPTIONS, a 486 or 487 to our INVITE), tagged when `to_tag`.
+fn agent_answers(h: &mut Harness, at: u64, request: &str, status: &str, to_tag: Option<&str>) {
+    feed_agent(h, at, &reply(request, status, to_tag, "", ""));
+}
+
+/// The agent's phone rings: 180 with its tag and Contact.
+fn agent_rings(h: &mut Harness, at: u64, inv: &str) {
+    let ringing = reply(inv, "180 Ringing", Some("agent-tag"), AGENT_CONTACT, "");
+    feed_agent(h, at, &ringing);
+}
+
+/// The agent picks up: 200 with its tag, Contact and SDP.
+fn agent_picks_up(h: &mut Harness, at: u64, inv: &str) {
+    let ok = reply(inv, "200 OK", Some("agent-tag"), AGENT_CONTACT, AGENT_SDP);
+    feed_agent(h, at, &ok);
+}
+
 /// Sends the INVITE; returns the leg and the INVITE text.
 pub(super) fn dial(h: &mut Harness) -> (LegKey, String) {
     let leg = h.ep.invite(h.at(0), outbound());
@@ -78,19 +103,33 @@ pub(super) fn dial(h: &mut Harness) -> (LegKey, String) {
 
 pub(super) const AGENT_CONTACT: &str = "Contact: <sip:agent7@10.1.2.3:5062>\r\n";
 
+/// INVITE, then 180 at 50 ms; its events are read.
+fn ringing_leg(h: &mut Harness) -> (LegKey, String) {
+    let (leg, inv) = dial(h);
+    agent_rings(h, 50, &inv);
+    h.events();
+    (leg, inv)
+}
+
+/// A ringing leg (`ringing_leg`) that the call layer cancels at `at` ms;
+/// what that sends is left to read.
+fn cancelled_while_ringing(h: &mut Harness, at: u64) -> (LegKey, String) {
+    let (leg, inv) = ringing_leg(h);
+    h.ep.cancel(h.at(at), leg);
+    (leg, inv)
+}
+
+/// No leg and no transaction is left.
+fn assert_all_gone(h: &Harness) {
+    assert_eq!(h.ep.leg_count(), 0);
+    assert_eq!(h.ep.transaction_count(), 0);
+}
+
 /// INVITE, 180, 200, ACK: an answered leg.
 fn answered_leg(h: &mut Harness) -> (LegKey, String) {
     let (leg, inv) = dial(h);
-    feed_agent(
-        h,
-        50,
-        &reply(&inv, "180 Ringing", Some("agent-tag"), AGENT_CONTACT, ""),
-    );
-    feed_agent(
-        h,
-        100,
-        &reply(&inv, "200 OK", Some("agent-tag"), AGENT_CONTACT, AGENT_SDP),
-    );
+    agent_rings(h, 50, &inv);
+    agent_picks_up(h, 100, &inv);
     let ack = h.sent();
     assert_eq!(ack.len(), 1);
     assert!(ack[0].starts_with("ACK sip:agent7@10.1.2.3:5062 SIP/2.0\r\n"));
@@ -100,6 +139,43 @@ fn answered_leg(h: &mut Harness) -> (LegKey, String) {
         [SipEvent::LegRinging { .. }, SipEvent::LegAnswered { .. }]
     ));
     (leg, inv)
+}
+
+/// The events so far are exactly `LegFailed` for `leg` with `code`.
+fn expect_failed(h: &mut Harness, leg: LegKey, code: u16) {
+    let events = h.events();
+    assert!(
+        matches!(events.as_slice(), [SipEvent::LegFailed { leg: l, code: c }] if *l == leg && *c == code),
+        "expected LegFailed {code}, got {events:?}"
+    );
+}
+
+/// The events so far are exactly `LegEnded` for `leg` with `reason`.
+fn expect_ended(h: &mut Harness, leg: LegKey, reason: EndReason) {
+    let events = h.events();
+    assert!(
+        matches!(events.as_slice(), [SipEvent::LegEnded { leg: l, reason: r }] if *l == leg && *r == reason),
+        "expected LegEnded {reason:?}, got {events:?}"
+    );
+}
+
+/// A request in the INVITE's own transaction, as RFC 3261 wants it written:
+/// CANCEL (9.1), or the ACK of a final error (17.1.1.3) with the error's To.
+fn in_invite_transaction(inv: &str, method: &str, to: &str) -> String {
+    format!(
+        "{method} sip:agent7@10.1.2.3:5062;transport=udp SIP/2.0\r\n\
+         Via: {}\r\n\
+         Max-Forwards: 70\r\n\
+         From: {}\r\n\
+         To: {to}\r\n\
+         Call-ID: {}\r\n\
+         CSeq: 1 {method}\r\n\
+         User-Agent: hotline-test\r\n\
+         Content-Length: 0\r\n\r\n",
+        header(inv, "Via"),
+        header(inv, "From"),
+        header(inv, "Call-ID")
+    )
 }
 
 /// An in-dialog request from the agent.
@@ -123,18 +199,16 @@ pub(super) fn from_agent(
     )
 }
 
+/// `from_agent` without extra headers or body.
+fn bare_from_agent(method: &str, inv: &str, cseq: u32, branch: &str) -> String {
+    from_agent(method, inv, cseq, branch, "", "")
+}
+
 #[test]
 fn invite_ringing_answered_acked_then_agent_bye() {
     let mut h = Harness::new(10);
     let (leg, inv) = dial(&mut h);
-    let branch = header(&inv, "Via")
-        .split("branch=")
-        .nth(1)
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let branch = via_branch(&inv);
     let tag = header(&inv, "From")
         .split(";tag=")
         .nth(1)
@@ -168,23 +242,15 @@ fn invite_ringing_answered_acked_then_agent_bye() {
     assert_eq!(h.ep.leg_count(), 1);
     assert_eq!(h.ep.call_count(), 0);
 
-    feed_agent(&mut h, 30, &reply(&inv, "100 Trying", None, "", ""));
+    agent_answers(&mut h, 30, &inv, "100 Trying", None);
     assert!(h.events().is_empty());
     assert!(
         h.run_until(5_000).is_empty(),
         "no INVITE retransmission after 100"
     );
-    feed_agent(
-        &mut h,
-        5_000,
-        &reply(&inv, "180 Ringing", Some("agent-tag"), AGENT_CONTACT, ""),
-    );
+    agent_rings(&mut h, 5_000, &inv);
     assert!(matches!(h.events().as_slice(), [SipEvent::LegRinging { leg: l }] if *l == leg));
-    feed_agent(
-        &mut h,
-        5_100,
-        &reply(&inv, "180 Ringing", Some("agent-tag"), AGENT_CONTACT, ""),
-    );
+    agent_rings(&mut h, 5_100, &inv);
     assert!(h.events().is_empty(), "ringing is reported once");
 
     let ok = reply(
@@ -199,13 +265,7 @@ fn invite_ringing_answered_acked_then_agent_bye() {
     assert_eq!(sent.len(), 1);
     let (dest, ack) = &sent[0];
     assert_eq!(*dest, agent(), "ACK goes where the REGISTER came from");
-    let ack_branch = header(ack, "Via")
-        .split("branch=")
-        .nth(1)
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap();
+    let ack_branch = via_branch(ack);
     assert_ne!(ack_branch, branch, "the ACK for a 2xx is a new transaction");
     assert_eq!(
         *ack,
@@ -235,17 +295,14 @@ fn invite_ringing_answered_acked_then_agent_bye() {
     assert_eq!(h.sent(), vec![ack.clone()]);
     assert!(h.events().is_empty());
 
-    let bye = from_agent("BYE", &inv, 1, "z9hG4bK-agent-bye", "", "");
+    let bye = bare_from_agent("BYE", &inv, 1, "z9hG4bK-agent-bye");
     feed_agent(&mut h, 20_000, &bye);
     let sent = h.sent_to();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].0, agent(), "rport: back to the source port");
     assert!(sent[0].1.starts_with("SIP/2.0 200 OK\r\n"));
     assert!(sent[0].1.contains("\r\nCSeq: 1 BYE\r\n"));
-    assert!(matches!(
-        h.events().as_slice(),
-        [SipEvent::LegEnded { leg: l, reason: EndReason::RemoteBye }] if *l == leg
-    ));
+    expect_ended(&mut h, leg, EndReason::RemoteBye);
     assert_eq!(h.ep.leg_count(), 0);
     h.run_until(120_000);
     assert_eq!(h.ep.transaction_count(), 0);
@@ -256,7 +313,7 @@ fn invite_ringing_answered_acked_then_agent_bye() {
 fn busy_agent_gets_ack_from_the_transaction() {
     let mut h = Harness::new(10);
     let (leg, inv) = dial(&mut h);
-    feed_agent(&mut h, 20, &reply(&inv, "100 Trying", None, "", ""));
+    agent_answers(&mut h, 20, &inv, "100 Trying", None);
     let busy = reply(&inv, "486 Busy Here", Some("busy-tag"), "", "");
     feed_agent(&mut h, 40, &busy);
     let sent = h.sent();
@@ -264,25 +321,9 @@ fn busy_agent_gets_ack_from_the_transaction() {
     // RFC 3261 17.1.1.3: same branch and Request-URI as the INVITE, the 486's To.
     assert_eq!(
         sent[0],
-        format!(
-            "ACK sip:agent7@10.1.2.3:5062;transport=udp SIP/2.0\r\n\
-             Via: {}\r\n\
-             Max-Forwards: 70\r\n\
-             From: {}\r\n\
-             To: <sip:agent7@127.0.0.1:5060>;tag=busy-tag\r\n\
-             Call-ID: {}\r\n\
-             CSeq: 1 ACK\r\n\
-             User-Agent: hotline-test\r\n\
-             Content-Length: 0\r\n\r\n",
-            header(&inv, "Via"),
-            header(&inv, "From"),
-            header(&inv, "Call-ID")
-        )
+        in_invite_transaction(&inv, "ACK", "<sip:agent7@127.0.0.1:5060>;tag=busy-tag")
     );
-    assert!(matches!(
-        h.events().as_slice(),
-        [SipEvent::LegFailed { leg: l, code: 486 }] if *l == leg
-    ));
+    expect_failed(&mut h, leg, 486);
     assert_eq!(h.ep.leg_count(), 0);
     // A repeated 486 gets the ACK again, and no second event.
     feed_agent(&mut h, 600, &busy);
@@ -305,67 +346,37 @@ fn silent_agent_times_out_with_408() {
         "Timer A doubles"
     );
     assert!(out.iter().all(|(_, s)| *s == inv));
-    assert!(matches!(
-        h.events().as_slice(),
-        [SipEvent::LegFailed { leg: l, code: 408 }] if *l == leg
-    ));
-    assert_eq!(h.ep.leg_count(), 0);
-    assert_eq!(h.ep.transaction_count(), 0);
+    expect_failed(&mut h, leg, 408);
+    assert_all_gone(&h);
 }
 
 #[test]
 fn cancel_after_ringing_then_487() {
     let mut h = Harness::new(10);
-    let (leg, inv) = dial(&mut h);
-    feed_agent(
-        &mut h,
-        50,
-        &reply(&inv, "180 Ringing", Some("agent-tag"), AGENT_CONTACT, ""),
-    );
-    h.events();
-    h.ep.cancel(h.at(15_000), leg);
+    let (leg, inv) = cancelled_while_ringing(&mut h, 15_000);
     let sent = h.sent_to();
     assert_eq!(sent.len(), 1);
     let cancel = &sent[0].1;
     assert_eq!(sent[0].0, agent());
     assert_eq!(
         *cancel,
-        format!(
-            "CANCEL sip:agent7@10.1.2.3:5062;transport=udp SIP/2.0\r\n\
-             Via: {}\r\n\
-             Max-Forwards: 70\r\n\
-             From: {}\r\n\
-             To: <sip:agent7@127.0.0.1:5060>\r\n\
-             Call-ID: {}\r\n\
-             CSeq: 1 CANCEL\r\n\
-             User-Agent: hotline-test\r\n\
-             Content-Length: 0\r\n\r\n",
-            header(&inv, "Via"),
-            header(&inv, "From"),
-            header(&inv, "Call-ID")
-        )
+        in_invite_transaction(&inv, "CANCEL", "<sip:agent7@127.0.0.1:5060>")
     );
-    feed_agent(
-        &mut h,
-        15_050,
-        &reply(cancel, "200 OK", Some("agent-tag"), "", ""),
-    );
+    agent_answers(&mut h, 15_050, cancel, "200 OK", Some("agent-tag"));
     assert!(h.events().is_empty(), "the INVITE's final response decides");
-    feed_agent(
+    agent_answers(
         &mut h,
         15_060,
-        &reply(&inv, "487 Request Terminated", Some("agent-tag"), "", ""),
+        &inv,
+        "487 Request Terminated",
+        Some("agent-tag"),
     );
     let ack = h.sent();
     assert_eq!(ack.len(), 1);
     assert!(ack[0].starts_with("ACK sip:agent7@10.1.2.3:5062;transport=udp SIP/2.0\r\n"));
-    assert!(matches!(
-        h.events().as_slice(),
-        [SipEvent::LegFailed { leg: l, code: 487 }] if *l == leg
-    ));
+    expect_failed(&mut h, leg, 487);
     h.run_until(80_000);
-    assert_eq!(h.ep.transaction_count(), 0);
-    assert_eq!(h.ep.leg_count(), 0);
+    assert_all_gone(&h);
 }
 
 #[test]
@@ -377,24 +388,19 @@ fn cancel_before_any_response_waits_for_a_provisional() {
         h.sent().is_empty(),
         "RFC 3261 9.1: no CANCEL before a provisional"
     );
-    feed_agent(
-        &mut h,
-        300,
-        &reply(&inv, "180 Ringing", Some("agent-tag"), AGENT_CONTACT, ""),
-    );
+    agent_rings(&mut h, 300, &inv);
     let sent = h.sent();
     assert_eq!(sent.len(), 1);
     assert!(sent[0].starts_with("CANCEL "));
     assert!(h.events().is_empty(), "no ringing once cancelled");
-    feed_agent(
+    agent_answers(
         &mut h,
         400,
-        &reply(&inv, "487 Request Terminated", Some("agent-tag"), "", ""),
+        &inv,
+        "487 Request Terminated",
+        Some("agent-tag"),
     );
-    assert!(matches!(
-        h.events().as_slice(),
-        [SipEvent::LegFailed { leg: l, code: 487 }] if *l == leg
-    ));
+    expect_failed(&mut h, leg, 487);
 }
 
 #[test]
@@ -403,58 +409,30 @@ fn cancel_with_no_response_at_all_still_ends_with_408() {
     let (leg, _inv) = dial(&mut h);
     h.ep.cancel(h.at(100), leg);
     h.run_until(40_000);
-    assert!(matches!(
-        h.events().as_slice(),
-        [SipEvent::LegFailed { leg: l, code: 408 }] if *l == leg
-    ));
+    expect_failed(&mut h, leg, 408);
 }
 
 #[test]
 fn cancel_unanswered_gives_up_after_64_t1() {
     let mut h = Harness::new(10);
-    let (leg, inv) = dial(&mut h);
-    feed_agent(
-        &mut h,
-        50,
-        &reply(&inv, "180 Ringing", Some("agent-tag"), AGENT_CONTACT, ""),
-    );
-    h.events();
-    h.ep.cancel(h.at(1_000), leg);
+    let (leg, _inv) = cancelled_while_ringing(&mut h, 1_000);
     h.sent();
     let out = h.run_until(32_999);
     assert!(out.iter().all(|(_, s)| s.starts_with("CANCEL ")));
     assert!(h.events().is_empty());
     h.run_until(33_000);
-    assert!(matches!(
-        h.events().as_slice(),
-        [SipEvent::LegFailed { leg: l, code: 408 }] if *l == leg
-    ));
-    assert_eq!(h.ep.leg_count(), 0);
-    assert_eq!(h.ep.transaction_count(), 0);
+    expect_failed(&mut h, leg, 408);
+    assert_all_gone(&h);
 }
 
 #[test]
 fn ok_crossing_cancel_is_acked_and_byed() {
     let mut h = Harness::new(10);
-    let (leg, inv) = dial(&mut h);
-    feed_agent(
-        &mut h,
-        50,
-        &reply(&inv, "180 Ringing", Some("agent-tag"), AGENT_CONTACT, ""),
-    );
-    h.events();
-    h.ep.cancel(h.at(1_000), leg);
-    let cancel = h.sent().pop().unwrap();
-    feed_agent(
-        &mut h,
-        1_010,
-        &reply(&inv, "200 OK", Some("agent-tag"), AGENT_CONTACT, AGENT_SDP),
-    );
-    feed_agent(
-        &mut h,
-        1_020,
-        &reply(&cancel, "481 Call/Transaction Does Not Exist", None, "", ""),
-    );
+    let (leg, inv) = cancelled_while_ringing(&mut h, 1_000);
+    let cancel = h.last_sent();
+    agent_picks_up(&mut h, 1_010, &inv);
+    let gone = "481 Call/Transaction Does Not Exist";
+    agent_answers(&mut h, 1_020, &cancel, gone, None);
     let sent = h.sent();
     assert_eq!(sent.len(), 2);
     assert!(sent[0].starts_with("ACK sip:agent7@10.1.2.3:5062 SIP/2.0\r\n"));
@@ -463,11 +441,8 @@ fn ok_crossing_cancel_is_acked_and_byed() {
     assert!(bye.contains("\r\nCSeq: 2 BYE\r\n"));
     assert!(bye.contains("\r\nTo: <sip:agent7@127.0.0.1:5060>;tag=agent-tag\r\n"));
     assert!(h.events().is_empty(), "not answered, not yet ended");
-    feed_agent(&mut h, 1_100, &reply(bye, "200 OK", None, "", ""));
-    assert!(matches!(
-        h.events().as_slice(),
-        [SipEvent::LegEnded { leg: l, reason: EndReason::LocalBye }] if *l == leg
-    ));
+    agent_answers(&mut h, 1_100, bye, "200 OK", None);
+    expect_ended(&mut h, leg, EndReason::LocalBye);
     h.run_until(80_000);
     assert_eq!(h.ep.transaction_count(), 0);
 }
@@ -490,17 +465,11 @@ fn our_bye_ends_the_leg() {
     assert!(h.events().is_empty());
     h.ep.hangup(h.at(9_001), leg);
     assert!(h.sent().is_empty(), "one BYE");
-    feed_agent(&mut h, 9_100, &reply(bye, "200 OK", None, "", ""));
-    assert!(matches!(
-        h.events().as_slice(),
-        [SipEvent::LegEnded { leg: l, reason: EndReason::LocalBye }] if *l == leg
-    ));
+    agent_answers(&mut h, 9_100, bye, "200 OK", None);
+    expect_ended(&mut h, leg, EndReason::LocalBye);
     // An agent's BYE after that is for a dialog that is gone.
-    feed_agent(
-        &mut h,
-        9_200,
-        &from_agent("BYE", &inv, 1, "z9hG4bK-late", "", ""),
-    );
+    let bye = bare_from_agent("BYE", &inv, 1, "z9hG4bK-late");
+    feed_agent(&mut h, 9_200, &bye);
     assert!(h.sent()[0].starts_with("SIP/2.0 481 "));
 }
 
@@ -508,17 +477,9 @@ fn our_bye_ends_the_leg() {
 fn second_fork_answering_gets_ack_and_bye() {
     let mut h = Harness::new(10);
     let (leg, inv) = answered_leg(&mut h);
-    feed_agent(
-        &mut h,
-        200,
-        &reply(
-            &inv,
-            "200 OK",
-            Some("other-fork"),
-            "Contact: <sip:agent7@10.9.9.9>\r\n",
-            AGENT_SDP,
-        ),
-    );
+    let fork = "Contact: <sip:agent7@10.9.9.9>\r\n";
+    let other = reply(&inv, "200 OK", Some("other-fork"), fork, AGENT_SDP);
+    feed_agent(&mut h, 200, &other);
     let sent = h.sent();
     assert_eq!(sent.len(), 2);
     assert!(sent[0].starts_with("ACK sip:agent7@10.9.9.9 SIP/2.0\r\n"));
@@ -527,7 +488,7 @@ fn second_fork_answering_gets_ack_and_bye() {
     assert!(h.events().is_empty());
     // The first dialog is untouched.
     h.ep.hangup(h.at(300), leg);
-    let bye = h.sent().pop().unwrap();
+    let bye = h.last_sent();
     assert!(bye.contains(";tag=agent-tag\r\n"));
 }
 
@@ -535,18 +496,9 @@ fn second_fork_answering_gets_ack_and_bye() {
 fn agent_reinvite_info_and_options() {
     let mut h = Harness::new(10);
     let (leg, inv) = answered_leg(&mut h);
-    feed_agent(
-        &mut h,
-        1_000,
-        &from_agent(
-            "INVITE",
-            &inv,
-            2,
-            "z9hG4bK-re",
-            "Content-Type: application/sdp\r\n",
-            AGENT_SDP,
-        ),
-    );
+    let sdp = "Content-Type: application/sdp\r\n";
+    let reinvite = from_agent("INVITE", &inv, 2, "z9hG4bK-re", sdp, AGENT_SDP);
+    feed_agent(&mut h, 1_000, &reinvite);
     let sent = h.sent();
     assert!(sent[0].starts_with("SIP/2.0 100 Trying\r\n"));
     match h.events().as_slice() {
@@ -562,39 +514,31 @@ fn agent_reinvite_info_and_options() {
         "a leg's re-offer is answered with answer_leg_reoffer"
     );
     h.ep.answer_leg_reoffer(h.at(1_010), leg, Some(ANSWER));
-    let ok = h.sent().pop().unwrap();
+    let ok = h.last_sent();
     assert!(ok.starts_with("SIP/2.0 200 OK\r\n"));
     assert!(ok.contains("\r\nCSeq: 2 INVITE\r\n"));
     assert!(ok.ends_with(ANSWER));
     let out = h.run_until(1_600);
     assert_eq!(out.len(), 1, "2xx repeated until ACK");
-    feed_agent(
-        &mut h,
-        1_700,
-        &from_agent("ACK", &inv, 2, "z9hG4bK-re-ack", "", ""),
-    );
+    let ack = bare_from_agent("ACK", &inv, 2, "z9hG4bK-re-ack");
+    feed_agent(&mut h, 1_700, &ack);
     assert!(h.run_until(10_000).is_empty());
-    feed_agent(
-        &mut h,
-        10_000,
-        &from_agent(
-            "INFO",
-            &inv,
-            3,
-            "z9hG4bK-info",
-            "Content-Type: application/dtmf-relay\r\n",
-            "Signal=5\r\nDuration=160\r\n",
-        ),
+    let relay = "Content-Type: application/dtmf-relay\r\n";
+    let info = from_agent(
+        "INFO",
+        &inv,
+        3,
+        "z9hG4bK-info",
+        relay,
+        "Signal=5\r\nDuration=160\r\n",
     );
+    feed_agent(&mut h, 10_000, &info);
     assert!(h.sent()[0].starts_with("SIP/2.0 200 OK\r\n"));
     assert!(
         matches!(h.events().as_slice(), [SipEvent::LegDtmf { leg: l, digit: '5' }] if *l == leg)
     );
-    feed_agent(
-        &mut h,
-        10_100,
-        &from_agent("OPTIONS", &inv, 4, "z9hG4bK-opt", "", ""),
-    );
+    let options = bare_from_agent("OPTIONS", &inv, 4, "z9hG4bK-opt");
+    feed_agent(&mut h, 10_100, &options);
     assert!(h.sent()[0].starts_with("SIP/2.0 200 OK\r\n"));
 }
 
@@ -603,17 +547,17 @@ fn probe_answered_then_probe_timeout() {
     let mut h = Harness::new(10);
     let (leg, _inv) = answered_leg(&mut h);
     h.ep.probe(h.at(1_000), leg);
-    let opts = h.sent().pop().unwrap();
+    let opts = h.last_sent();
     assert!(opts.starts_with("OPTIONS sip:agent7@10.1.2.3:5062 SIP/2.0\r\n"));
     assert!(opts.contains("\r\nCSeq: 2 OPTIONS\r\n"));
     assert!(opts.contains(";tag=agent-tag\r\n"));
     h.ep.probe(h.at(1_001), leg);
     assert!(h.sent().is_empty(), "one probe at a time");
-    feed_agent(&mut h, 1_050, &reply(&opts, "200 OK", None, "", ""));
+    agent_answers(&mut h, 1_050, &opts, "200 OK", None);
     assert!(h.events().is_empty(), "alive");
     // The agent's phone vanishes.
     h.ep.probe(h.at(2_000), leg);
-    let second = h.sent().pop().unwrap();
+    let second = h.last_sent();
     assert!(second.contains("\r\nCSeq: 3 OPTIONS\r\n"));
     let out = h.run_until(40_000);
     assert_eq!(out.len(), 10, "Timer E retransmissions");
@@ -627,14 +571,12 @@ fn probe_answered_then_probe_timeout() {
 #[test]
 fn probe_of_an_inbound_call_gets_481() {
     let mut h = Harness::new(10);
-    let (call, _tag) = confirmed_call(&mut h, "probe-1@sipp");
+    let (call, _caller) = confirmed_call(&mut h, "probe-1@sipp");
     h.ep.probe(h.at(500), call);
-    let opts = h.sent().pop().unwrap();
+    let opts = h.last_sent();
     assert!(opts.starts_with("OPTIONS sip:sipp@127.0.0.1:5061 SIP/2.0\r\n"));
-    h.feed(
-        600,
-        &reply(&opts, "481 Call/Transaction Does Not Exist", None, "", ""),
-    );
+    let gone = reply(&opts, "481 Call/Transaction Does Not Exist", None, "", "");
+    h.feed(600, &gone);
     assert!(matches!(
         h.events().as_slice(),
         [SipEvent::ProbeFailed { session: SessionKey::Call(c), code: 481 }] if *c == call
@@ -644,14 +586,10 @@ fn probe_of_an_inbound_call_gets_481() {
 #[test]
 fn legs_share_the_call_limit_and_bad_uris_fail() {
     let mut h = Harness::new(1);
-    h.feed(0, &invite("full@sipp", "z9hG4bK-full", Some(SDP)));
-    h.incoming();
-    h.sent();
+    h.offered("full@sipp", "z9hG4bK-full");
     let leg = h.ep.invite(h.at(1), outbound());
     assert!(h.sent().is_empty());
-    assert!(
-        matches!(h.events().as_slice(), [SipEvent::LegFailed { leg: l, code: 503 }] if *l == leg)
-    );
+    expect_failed(&mut h, leg, 503);
     let mut h = Harness::new(10);
     let bad = OutboundInvite {
         request_uri: "sip:agent7@10.1.2.3\r\nX: y".into(),
@@ -659,9 +597,7 @@ fn legs_share_the_call_limit_and_bad_uris_fail() {
     };
     let leg = h.ep.invite(h.at(0), bad);
     assert!(h.sent().is_empty());
-    assert!(
-        matches!(h.events().as_slice(), [SipEvent::LegFailed { leg: l, code: 400 }] if *l == leg)
-    );
+    expect_failed(&mut h, leg, 400);
     assert_eq!(h.ep.leg_count(), 0);
 }
 
@@ -669,18 +605,11 @@ fn legs_share_the_call_limit_and_bad_uris_fail() {
 fn hangup_all_cancels_ringing_legs_and_byes_answered_ones() {
     let mut h = Harness::new(10);
     let (_answered, _) = answered_leg(&mut h);
-    let (ringing, inv) = dial(&mut h);
-    feed_agent(
-        &mut h,
-        50,
-        &reply(&inv, "180 Ringing", Some("t2"), AGENT_CONTACT, ""),
-    );
-    h.events();
+    let (_ringing, _) = ringing_leg(&mut h);
     assert_eq!(h.ep.hangup_all(h.at(100)), 2);
     let sent = h.sent();
     let starts: Vec<&str> = sent.iter().map(|s| s.split(' ').next().unwrap()).collect();
     assert_eq!(starts, vec!["BYE", "CANCEL"]);
-    let _ = ringing;
 }
 
 #[test]
@@ -698,13 +627,9 @@ fn leg_over_tcp_sends_once_and_acks() {
     let inv = String::from_utf8(sent.payload).unwrap();
     assert!(inv.contains("Via: SIP/2.0/TCP 127.0.0.1:5060;branch="));
     assert!(inv.contains("\r\nContact: <sip:127.0.0.1:5060;transport=tcp>\r\n"));
-    h.feed_from(
-        100,
-        Transport::Tcp,
-        agent(),
-        &reply(&inv, "200 OK", Some("a"), AGENT_CONTACT, AGENT_SDP),
-    );
-    let ack = h.sent().pop().unwrap();
+    let ok = reply(&inv, "200 OK", Some("a"), AGENT_CONTACT, AGENT_SDP);
+    h.feed_from(100, Transport::Tcp, agent(), &ok);
+    let ack = h.last_sent();
     assert!(ack.contains("Via: SIP/2.0/TCP 127.0.0.1:5060;branch="));
     assert!(matches!(h.events().as_slice(), [SipEvent::LegAnswered { leg: l, .. }] if *l == leg));
     assert!(
@@ -747,8 +672,7 @@ fn mangled_responses_to_our_requests_never_panic() {
     h.run_until(200_000);
     h.ep.hangup_all(h.at(200_000));
     h.run_until(400_000);
-    assert_eq!(h.ep.transaction_count(), 0);
-    assert_eq!(h.ep.leg_count(), 0);
+    assert_all_gone(&h);
     assert_eq!(h.ep.poll_timeout(), None);
 }
 
@@ -756,7 +680,7 @@ fn mangled_responses_to_our_requests_never_panic() {
 fn unacknowledged_reinvite_answer_ends_the_leg() {
     let mut h = Harness::new(10);
     let (leg, inv) = answered_leg(&mut h);
-    let reinvite = from_agent("INVITE", &inv, 2, "z9hG4bK-re2", "", "");
+    let reinvite = bare_from_agent("INVITE", &inv, 2, "z9hG4bK-re2");
     feed_agent(&mut h, 1_000, &reinvite);
     assert!(matches!(
         h.events().as_slice(),
@@ -766,9 +690,6 @@ fn unacknowledged_reinvite_answer_ends_the_leg() {
     h.sent();
     let out = h.run_until(40_000);
     assert!(out.iter().any(|(_, s)| s.starts_with("BYE ")));
-    assert!(matches!(
-        h.events().as_slice(),
-        [SipEvent::LegEnded { leg: l, reason: EndReason::AckTimeout }] if *l == leg
-    ));
+    expect_ended(&mut h, leg, EndReason::AckTimeout);
     assert_eq!(h.ep.leg_count(), 0);
 }

@@ -6,9 +6,9 @@ use super::*;
 
 const TIMER_UAC: &str = "Session-Expires: 120;refresher=uac\r\nSupported: timer\r\n";
 
-/// An INVITE with extra headers, answered and ACKed; returns the call, our
-/// To tag and the 200.
-fn call_with(h: &mut Harness, call_id: &str, extra: &str) -> (CallId, String, String) {
+/// An INVITE with extra headers, answered and ACKed; returns the call, the
+/// caller's side of it and the 200.
+fn call_with(h: &mut Harness, call_id: &str, extra: &str) -> (CallId, Caller, String) {
     let inv = invite(call_id, "z9hG4bK-st-1", Some(SDP)).replace(
         "Max-Forwards: 70\r\n",
         &format!("Max-Forwards: 70\r\n{extra}"),
@@ -18,22 +18,27 @@ fn call_with(h: &mut Harness, call_id: &str, extra: &str) -> (CallId, String, St
     h.sent();
     h.ep.answer(h.at(10), call, ANSWER);
     let ok = h.sent().pop().expect("200");
-    let tag = to_tag_of(&ok);
-    h.feed(
-        20,
-        &in_dialog("ACK", call_id, &tag, 1, "z9hG4bK-st-ack", "", ""),
-    );
+    let caller = Caller::new(call_id, &to_tag_of(&ok));
+    h.feed(20, &caller.says("ACK", 1, "z9hG4bK-st-ack"));
     assert!(matches!(
         h.events().as_slice(),
         [SipEvent::Confirmed { .. }]
     ));
-    (call, tag, ok)
+    (call, caller, ok)
+}
+
+/// Runs the timers up to `at` ms: nothing happens before it; the events at it.
+fn events_first_at(h: &mut Harness, at: u64) -> Vec<SipEvent> {
+    h.run_until(at - 1);
+    assert!(h.events().is_empty(), "nothing before {at} ms");
+    h.run_until(at);
+    h.events()
 }
 
 #[test]
 fn caller_refreshing_by_update_keeps_the_call_and_silence_expires_it() {
     let mut h = Harness::new(10);
-    let (call, tag, ok) = call_with(&mut h, "st-1@sipp", TIMER_UAC);
+    let (call, caller, ok) = call_with(&mut h, "st-1@sipp", TIMER_UAC);
     assert!(ok.starts_with("SIP/2.0 200 OK\r\n"));
     assert!(
         ok.contains("\r\nSession-Expires: 120;refresher=uac\r\n"),
@@ -44,15 +49,10 @@ fn caller_refreshing_by_update_keeps_the_call_and_silence_expires_it() {
     assert!(ok.contains("UPDATE"), "Allow names UPDATE: {ok}");
 
     // The caller refreshes at half the interval: 200, no SDP, timer restarts.
-    let update = in_dialog(
-        "UPDATE",
-        "st-1@sipp",
-        &tag,
-        2,
-        "z9hG4bK-up-1",
-        TIMER_UAC,
-        "",
-    );
+    let update = caller
+        .request("UPDATE", 2, "z9hG4bK-up-1")
+        .header(TIMER_UAC)
+        .text();
     assert!(h.run_until(60_000).is_empty());
     h.feed(60_000, &update);
     let answer = h.sent().pop().expect("200 to UPDATE");
@@ -67,11 +67,8 @@ fn caller_refreshing_by_update_keeps_the_call_and_silence_expires_it() {
 
     // Without a refresh the call expires 120 - min(32, 40) = 88 s later,
     // not before.
-    h.run_until(60_000 + 87_999);
-    assert!(h.events().is_empty(), "not expired yet");
-    h.run_until(60_000 + 88_000);
     assert!(matches!(
-        h.events().as_slice(),
+        events_first_at(&mut h, 60_000 + 88_000).as_slice(),
         [SipEvent::SessionExpired { session: SessionKey::Call(c) }] if *c == call
     ));
     assert_eq!(h.ep.call_count(), 1, "the call layer hangs up");
@@ -140,7 +137,7 @@ fn require_timer_is_accepted_other_extensions_are_not() {
 #[test]
 fn caller_without_timer_support_is_refreshed_by_us_and_a_lost_refresh_fails() {
     let mut h = Harness::new(10);
-    let (call, _tag, ok) = call_with(&mut h, "st-6@sipp", "");
+    let (call, _caller, ok) = call_with(&mut h, "st-6@sipp", "");
     assert!(
         ok.contains("\r\nSession-Expires: 1800;refresher=uas\r\n"),
         "{ok}"
@@ -194,41 +191,25 @@ fn reply_to(request: &str, status: &str, extra: &str) -> String {
 #[test]
 fn update_with_sdp_and_reinvite_below_min_se_are_refused() {
     let mut h = Harness::new(10);
-    let (call, tag, _ok) = call_with(&mut h, "st-7@sipp", TIMER_UAC);
-    let update = in_dialog(
-        "UPDATE",
-        "st-7@sipp",
-        &tag,
-        2,
-        "z9hG4bK-up-7",
-        "Content-Type: application/sdp\r\n",
-        SDP,
-    );
+    let (call, caller, _ok) = call_with(&mut h, "st-7@sipp", TIMER_UAC);
+    let update = caller.offers("UPDATE", 2, "z9hG4bK-up-7");
     h.feed(1_000, &update);
     assert!(h.sent().pop().expect("488").starts_with("SIP/2.0 488 "));
-    let reinvite = in_dialog(
-        "INVITE",
-        "st-7@sipp",
-        &tag,
-        3,
-        "z9hG4bK-re-7",
-        "Session-Expires: 60\r\nContent-Type: application/sdp\r\n",
-        SDP,
-    );
+    let reinvite = caller
+        .request("INVITE", 3, "z9hG4bK-re-7")
+        .header("Session-Expires: 60\r\n")
+        .body("application/sdp", SDP)
+        .text();
     h.feed(2_000, &reinvite);
     let sent = h.sent().pop().expect("422");
     assert!(sent.starts_with("SIP/2.0 422 "), "{sent}");
     assert!(h.events().is_empty(), "no ReOffer");
     // A re-INVITE with a good interval is a refresh: its 200 carries it.
-    let reinvite = in_dialog(
-        "INVITE",
-        "st-7@sipp",
-        &tag,
-        4,
-        "z9hG4bK-re-8",
-        "Session-Expires: 300;refresher=uac\r\nSupported: timer\r\nContent-Type: application/sdp\r\n",
-        SDP,
-    );
+    let reinvite = caller
+        .request("INVITE", 4, "z9hG4bK-re-8")
+        .header("Session-Expires: 300;refresher=uac\r\nSupported: timer\r\n")
+        .body("application/sdp", SDP)
+        .text();
     h.feed(3_000, &reinvite);
     h.sent();
     assert!(matches!(h.events().as_slice(), [SipEvent::ReOffer { .. }]));
@@ -239,15 +220,9 @@ fn update_with_sdp_and_reinvite_below_min_se_are_refused() {
         "{ok}"
     );
     // After its ACK the refreshed timer runs: 300 - 32 s after the 200.
-    h.feed(
-        3_020,
-        &in_dialog("ACK", "st-7@sipp", &tag, 4, "z9hG4bK-re-8-ack", "", ""),
-    );
-    h.run_until(3_010 + 267_999);
-    assert!(h.events().is_empty());
-    h.run_until(3_010 + 268_000);
+    h.feed(3_020, &caller.says("ACK", 4, "z9hG4bK-re-8-ack"));
     assert!(matches!(
-        h.events().as_slice(),
+        events_first_at(&mut h, 3_010 + 268_000).as_slice(),
         [SipEvent::SessionExpired { session: SessionKey::Call(c) }] if *c == call
     ));
 }
@@ -284,11 +259,8 @@ fn agent_legs_offer_timers_and_follow_the_phones_choice() {
         ok.contains("\r\nSession-Expires: 1800;refresher=uac\r\n"),
         "{ok}"
     );
-    h.run_until(900_000 + 1_767_999);
-    assert!(h.events().is_empty());
-    h.run_until(900_000 + 1_768_000);
     assert!(matches!(
-        h.events().as_slice(),
+        events_first_at(&mut h, 900_000 + 1_768_000).as_slice(),
         [SipEvent::SessionExpired { session: SessionKey::Leg(l) }] if *l == leg
     ));
 }
@@ -326,7 +298,7 @@ fn agent_leg_refreshed_by_us_ends_on_481() {
 #[test]
 fn caller_that_neither_supports_timers_nor_allows_update_gets_no_timer() {
     let mut h = Harness::new(10);
-    let (_call, _tag, ok) = call_with(
+    let (_call, _caller, ok) = call_with(
         &mut h,
         "st-8@sipp",
         "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\n",
