@@ -173,6 +173,7 @@ impl SharedQueue {
             StoreInput::Inbox(message) => self.inbox(now, message),
             StoreInput::View(view) => {
                 if view.at_ms >= self.view.at_ms {
+                    self.learn_requests(now, &view);
                     self.view = view;
                 }
             }
@@ -261,6 +262,28 @@ impl SharedQueue {
         }
         let _ = now;
         true
+    }
+
+    /// What this node's agents asked for last, as the cluster saw it (a
+    /// pause set through another node's API counts): put back after an
+    /// outage. States that follow a call (on call, wrap-up) keep the last.
+    fn learn_requests(&mut self, now: Now, view: &ClusterView) {
+        for agent in &view.agents {
+            let id = AgentId::from(agent.id.as_str());
+            if !self.phones.contains_key(&id) {
+                continue;
+            }
+            let requested = match agent.agent_state(now) {
+                AgentState::Ready => RequestedState::Ready,
+                AgentState::Paused { reason } => RequestedState::Paused { reason },
+                AgentState::LoggedOut => RequestedState::LoggedOut,
+                _ => match &agent.pending {
+                    Some(p) => p.requested(),
+                    None => continue,
+                },
+            };
+            self.requested.insert(id, requested);
+        }
     }
 
     /// The store is out of reach: an in-process engine serves this node's

@@ -211,14 +211,22 @@ async fn writer(
             shared.wake_health.notify_one();
             continue;
         };
-        let result = apply(c, &scripts, &setup, &op).await;
+        let mut result = apply(c, &scripts, &setup, &op).await;
+        if result.is_err() {
+            // A connection the store dropped (it restarted): once more on a
+            // fresh one before the write is given up.
+            con = connect(&client, Duration::from_millis(1000)).await.ok();
+            if let Some(c) = con.as_mut() {
+                result = apply(c, &scripts, &setup, &op).await;
+            }
+        }
         setup
             .metrics
             .cluster_store_ops_total
             .with_label_values(&[if result.is_ok() { "ok" } else { "error" }])
             .inc();
         if let Err(e) = result {
-            tracing::warn!(error = %e, "store write failed");
+            tracing::warn!(error = %e, "store write failed: given up");
             con = None;
             shared.wake_health.notify_one();
         }

@@ -3,6 +3,7 @@
 //! killed when dropped.
 
 use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,8 @@ impl Kamailio {
         let port = super::free_sip_port();
         let sip: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let mut child = Command::new("kamailio")
+            // Its own process group: its children die with it.
+            .process_group(0)
             .arg("-f")
             .arg(super::repo().join("deploy/kamailio/kamailio.cfg"))
             .args(["-DD", "-E", "-m", "32", "-M", "4"])
@@ -90,7 +93,11 @@ impl Kamailio {
 
 impl Drop for Kamailio {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // Kamailio forks workers: the whole group goes.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &group])
+            .status();
         let _ = self.child.wait();
     }
 }

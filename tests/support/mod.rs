@@ -486,7 +486,7 @@ impl Sipp {
             .spawn()
             .expect("start sipp (apt-get install sip-tester)");
         RunningSipp {
-            child,
+            child: Some(child),
             scenario: self.scenario,
             dir: self.dir,
         }
@@ -498,8 +498,9 @@ impl Sipp {
     }
 }
 
+/// A sipp process; killed when dropped unless waited for.
 pub struct RunningSipp {
-    child: Child,
+    child: Option<Child>,
     scenario: String,
     dir: tempfile::TempDir,
 }
@@ -507,12 +508,19 @@ pub struct RunningSipp {
 impl RunningSipp {
     /// Stops sipp at once (its peer is gone, say).
     pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 
-    pub fn wait(self) -> (bool, String) {
-        let out = self.child.wait_with_output().expect("sipp output");
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn wait(mut self) -> (bool, String) {
+        let child = self.child.take().expect("sipp runs");
+        let out = child.wait_with_output().expect("sipp output");
         let mut report = String::from_utf8_lossy(&out.stdout).into_owned();
         report.push_str(&String::from_utf8_lossy(&out.stderr));
         if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
@@ -538,6 +546,12 @@ impl RunningSipp {
             .collect::<Vec<_>>()
             .join("\n");
         assert!(ok, "sipp scenario {scenario} failed:\n{tail}");
+    }
+}
+
+impl Drop for RunningSipp {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
