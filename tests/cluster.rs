@@ -14,10 +14,20 @@ const SECS: fn(u64) -> Duration = Duration::from_secs;
 
 /// One node of the cluster, with the flows and agents every node shares.
 fn node(name: &str, redis: &Redis, flows: &Path, agents_file: &Path) -> Hotline {
+    node_with(name, redis, flows, agents_file, "")
+}
+
+fn node_with(
+    name: &str,
+    redis: &Redis,
+    flows: &Path,
+    agents_file: &Path,
+    extra_config: &str,
+) -> Hotline {
     Hotline::start_with(Options {
         flows: Some(flows.to_path_buf()),
         config: Some(format!(
-            "agents_file: {}\napi_token: t0k3n\nnode_id: {name}\nredis: {}\nrtp_timeout_s: 0\n",
+            "agents_file: {}\napi_token: t0k3n\nnode_id: {name}\nredis: {}\nrtp_timeout_s: 0\n{extra_config}",
             agents_file.display(),
             redis.url()
         )),
@@ -446,4 +456,62 @@ fn a_redis_restart_mid_queue_rebuilds_the_queue_without_a_double_offer() {
     drop(olek);
     assert_no_double_offer(&c.a);
     assert_no_double_offer(&c.b);
+}
+
+#[test]
+fn a_rolling_restart_of_every_node_under_steady_load_drops_no_call() {
+    let redis = Redis::start();
+    let flows = test_flows("");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agents_file = dir.path().join("agents.yaml");
+    std::fs::write(
+        &agents_file,
+        agents_yaml(&[("olek", "haslo-1", "{pl: 10}")]),
+    )
+    .expect("agents");
+    // Calls last 2 s: a node told to stop lets its calls finish (up to 8 s).
+    let config = "drain_limit_s: 8\n";
+    let mut a = node_with("a", &redis, flows.path(), &agents_file, config);
+    let mut b = node_with("b", &redis, flows.path(), &agents_file, config);
+    let front = support::kamailio::Kamailio::start(&[a.sip, b.sip]);
+    std::thread::sleep(SECS(2));
+    // Steady load through the front: 2 calls a second, each 2 s of the
+    // welcome, then the caller hangs up.
+    let rtp = RtpListener::bind();
+    let load = support::Sipp::at(front.sip, "call_listen.xml")
+        .key("rtp_port", rtp.port)
+        .key("codecs", "0 101")
+        .duration_ms(2000)
+        .arg("-r")
+        .arg("2")
+        .arg("-m")
+        .arg("70")
+        .arg("-l")
+        .arg("20")
+        .arg("-timeout")
+        .arg("90s")
+        .spawn();
+    std::thread::sleep(SECS(4));
+    // Restart every node in turn: drain (OPTIONS and INVITEs get 503, the
+    // front moves on), stop, start again, and wait for the front to see it.
+    for node in [&mut a, &mut b] {
+        let calls_before = node.count_log("call answered");
+        node.signal("TERM");
+        wait_until("the node stops after its calls", SECS(15), || node.exited());
+        node.respawn();
+        wait_until("the front sends the node calls again", SECS(10), || {
+            node.count_log("call answered") > calls_before
+        });
+    }
+    // Every call of the load succeeded.
+    load.wait_ok();
+    let answered = a.count_log("call answered") + b.count_log("call answered");
+    assert!(answered >= 70, "{answered} calls answered");
+    for node in [&a, &b] {
+        assert_eq!(
+            node.count_log("shutting down: refusing new calls"),
+            1,
+            "each node drained once"
+        );
+    }
 }

@@ -55,6 +55,9 @@ pub fn rtp_range() -> (u16, u16) {
 /// A running `hotline serve`.
 pub struct Hotline {
     child: Child,
+    /// Its command line and folder, to start it again (a restart).
+    args: Vec<std::ffi::OsString>,
+    cwd: Option<PathBuf>,
     pub sip: SocketAddr,
     pub http: SocketAddr,
     pub flows: PathBuf,
@@ -139,11 +142,15 @@ impl Hotline {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         configure(&mut cmd, data.path());
+        let args = cmd.get_args().map(|a| a.to_os_string()).collect();
+        let cwd = cmd.get_current_dir().map(Path::to_path_buf);
         let mut child = cmd.spawn().expect("start hotline");
         let log = Lines::default();
         log.collect(child.stderr.take().expect("stderr"));
         let hotline = Hotline {
             child,
+            args,
+            cwd,
             sip,
             http,
             flows,
@@ -153,6 +160,34 @@ impl Hotline {
         };
         hotline.wait_for_log("hotline ready", Duration::from_secs(20));
         hotline
+    }
+
+    /// Starts the service again as it was started (same ports, data and
+    /// config), once the process before has exited; its log goes on.
+    pub fn respawn(&mut self) {
+        let _ = self.child.wait();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hotline"));
+        cmd.args(&self.args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
+        let before = self.log.count("hotline ready");
+        self.child = cmd.spawn().expect("start hotline again");
+        self.log.collect(self.child.stderr.take().expect("stderr"));
+        let end = Instant::now() + Duration::from_secs(20);
+        while self.log.count("hotline ready") <= before {
+            assert!(Instant::now() < end, "hotline did not start again");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether the process has exited (after a signal, say).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     /// The service's data directory (call records, queue log).
