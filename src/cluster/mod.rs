@@ -15,3 +15,6 @@ pub use shared::{SharedQueue, StoreInput, StoreOp};
 pub use store::{ClusterError, ClusterLink, ClusterSetup};
 pub use view::ClusterView;
 pub mod store;
+
+#[cfg(test)]
+mod sim;

@@ -324,10 +324,47 @@ impl SharedQueue {
         while let Some(action) = acd.poll_action() {
             match action {
                 QueueAction::Joined { .. } | QueueAction::Announce { first: true, .. } => {}
-                other => self.actions.push_back(other),
+                other => {
+                    self.track(&other);
+                    self.actions.push_back(other);
+                }
             }
         }
         self.degraded = Some(acd);
+    }
+
+    /// Follows the local engine's action in this node's picture of its
+    /// callers, while it serves alone.
+    fn track(&mut self, action: &QueueAction) {
+        let Some(caller) = action.caller().cloned() else {
+            return;
+        };
+        let state = match action {
+            QueueAction::Offer { offer, agent, .. } => Some(OwnState::Ringing {
+                offer: *offer,
+                agent: agent.clone(),
+            }),
+            QueueAction::Verdict { accepted: true, .. } => {
+                match self.callers.get(&caller).map(|c| &c.state) {
+                    Some(OwnState::Ringing { agent, .. }) => Some(OwnState::Talking {
+                        agent: agent.clone(),
+                    }),
+                    _ => None,
+                }
+            }
+            QueueAction::CancelOffer { .. }
+            | QueueAction::Joined { .. }
+            | QueueAction::Verdict { .. } => Some(OwnState::Waiting),
+            _ => None,
+        };
+        if let (Some(state), Some(own)) = (state, self.callers.get_mut(&caller)) {
+            own.state = state;
+        }
+        if let QueueAction::CallLeft(exit) = action {
+            if !matches!(exit.outcome, LeaveOutcome::Answered { .. }) {
+                self.callers.remove(&caller);
+            }
+        }
     }
 
     /// Withdraws every offer ringing for this node's callers (the call
@@ -668,36 +705,7 @@ impl QueueService for SharedQueue {
         }
         let action = self.degraded.as_mut()?.poll_action()?;
         // Keep this node's picture right while it serves alone.
-        if let Some(caller) = action.caller().cloned() {
-            let now_state = match &action {
-                QueueAction::Offer { offer, agent, .. } => Some(OwnState::Ringing {
-                    offer: *offer,
-                    agent: agent.clone(),
-                }),
-                QueueAction::Verdict {
-                    accepted: true,
-                    caller,
-                    ..
-                } => match self.callers.get(caller).map(|c| &c.state) {
-                    Some(OwnState::Ringing { agent, .. }) => Some(OwnState::Talking {
-                        agent: agent.clone(),
-                    }),
-                    _ => None,
-                },
-                QueueAction::CancelOffer { .. } | QueueAction::Joined { .. } => {
-                    Some(OwnState::Waiting)
-                }
-                _ => None,
-            };
-            if let (Some(state), Some(own)) = (now_state, self.callers.get_mut(&caller)) {
-                own.state = state;
-            }
-            if let QueueAction::CallLeft(exit) = &action {
-                if !matches!(exit.outcome, LeaveOutcome::Answered { .. }) {
-                    self.callers.remove(&caller);
-                }
-            }
-        }
+        self.track(&action);
         Some(action)
     }
 
