@@ -515,3 +515,46 @@ fn a_rolling_restart_of_every_node_under_steady_load_drops_no_call() {
         );
     }
 }
+
+#[test]
+fn while_redis_is_away_each_node_serves_its_own_callers_with_its_own_agents() {
+    let mut c = cluster(
+        "",
+        &[("olek", "haslo-1", "{pl: 10}"), ("zofia", "haslo-2", "{pl: 10}")],
+    );
+    // Olek's phone registered with A, Zofia's with B.
+    let olek = agent(&c.a, "olek", "haslo-1", 300);
+    let zofia = agent(&c.b, "zofia", "haslo-2", 300);
+    wait_until("both ready", SECS(10), || {
+        agent_state(&c.a, "olek") == "ready" && agent_state(&c.a, "zofia") == "ready"
+    });
+    // The store goes away (and stays away).
+    c.redis.kill();
+    wait_until("A serves alone", SECS(5), || {
+        c.a.metric("hotline_cluster_degraded{node=\"a\"}") == 1.0
+    });
+    assert_eq!(c.a.metric("hotline_cluster_redis_up{node=\"a\"}"), 0.0);
+    // A caller on B is served by Zofia, whose phone registered with B.
+    let rtp = RtpListener::bind();
+    let caller = asks_for_adviser(&c.b, "call_queue.xml", &rtp, "4")
+        .duration_ms(3_000)
+        .spawn();
+    let line = c.b.wait_for_log("offering to agent", SECS(20));
+    assert!(line.contains("agent=zofia"), "{line}");
+    caller.wait_ok();
+    zofia.phone.wait_ok();
+    // A caller on A is served by Olek.
+    let rtp = RtpListener::bind();
+    let caller = asks_for_adviser(&c.a, "call_queue.xml", &rtp, "4")
+        .duration_ms(3_000)
+        .spawn();
+    let line = c.a.wait_for_log("offering to agent", SECS(20));
+    assert!(line.contains("agent=olek"), "{line}");
+    caller.wait_ok();
+    olek.phone.wait_ok();
+    // The store comes back: the nodes say so.
+    c.redis.restart();
+    wait_until("A shares its queues again", SECS(10), || {
+        c.a.metric("hotline_cluster_degraded{node=\"a\"}") == 0.0
+    });
+}
