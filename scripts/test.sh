@@ -13,6 +13,10 @@ command -v promtool >/dev/null || need+=(prometheus)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v chromium >/dev/null || need+=(chromium)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+# Cluster tests: a real Redis and Kamailio in front of the nodes (started by
+# the tests themselves on loopback ports, and stopped by them).
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v kamailio >/dev/null || need+=(kamailio)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -520,7 +520,10 @@ fn a_rolling_restart_of_every_node_under_steady_load_drops_no_call() {
 fn while_redis_is_away_each_node_serves_its_own_callers_with_its_own_agents() {
     let mut c = cluster(
         "",
-        &[("olek", "haslo-1", "{pl: 10}"), ("zofia", "haslo-2", "{pl: 10}")],
+        &[
+            ("olek", "haslo-1", "{pl: 10}"),
+            ("zofia", "haslo-2", "{pl: 10}"),
+        ],
     );
     // Olek's phone registered with A, Zofia's with B.
     let olek = agent(&c.a, "olek", "haslo-1", 300);

@@ -302,6 +302,16 @@ pub trait QueueService {
     fn stats(&self, now: Now) -> Vec<QueueStats>;
     /// Every agent still in the directory.
     fn agents(&self) -> Vec<AgentView>;
+    /// This node's share of the queues, for its gauges: summed over nodes
+    /// they give the cluster's figures. Alone, the whole queues.
+    fn local_stats(&self, now: Now) -> Vec<QueueStats> {
+        self.stats(now)
+    }
+    /// The agents this node answers for in its gauges (whose phones
+    /// registered here, in a cluster). Alone, every agent.
+    fn local_agents(&self) -> Vec<AgentView> {
+        self.agents()
+    }
     fn agent_state_of(&self, agent: &AgentId) -> Option<AgentState>;
     /// The state the agent asked for during a call or wrap-up, if any.
     fn agent_pending_of(&self, agent: &AgentId) -> Option<RequestedState>;

@@ -85,8 +85,8 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                 .iter()
                 .map(|&s| (s, self.stage_counts[s as usize]))
                 .collect(),
-            queues: self.queue.stats(now),
-            agents: self.queue.agents(),
+            queues: self.queue.local_stats(now),
+            agents: self.queue.local_agents(),
         })
     }
 

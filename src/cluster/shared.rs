@@ -728,6 +728,40 @@ impl QueueService for SharedQueue {
         self.view.agents.iter().map(|a| a.view(now)).collect()
     }
 
+    fn local_stats(&self, now: Now) -> Vec<QueueStats> {
+        let mut stats = self.stats(now);
+        if self.degraded.is_some() {
+            return stats;
+        }
+        for q in &mut stats {
+            // This node's callers only; the estimates stay the cluster's.
+            let mine: Vec<&OwnCaller> = self
+                .callers
+                .values()
+                .filter(|c| c.queue == q.name && !matches!(c.state, OwnState::Talking { .. }))
+                .collect();
+            q.waiting = mine.len();
+            q.oldest_wait = mine
+                .iter()
+                .map(|c| now.mono.saturating_duration_since(c.joined_mono))
+                .max();
+            for line in &mut q.lines {
+                line.waiting = mine.iter().filter(|c| c.language == line.language).count();
+            }
+        }
+        stats
+    }
+
+    fn local_agents(&self) -> Vec<AgentView> {
+        if self.degraded.is_some() {
+            return self.agents();
+        }
+        self.agents()
+            .into_iter()
+            .filter(|a| self.phones.contains_key(&a.id))
+            .collect()
+    }
+
     fn agent_state_of(&self, agent: &AgentId) -> Option<AgentState> {
         if let Some(acd) = &self.degraded {
             return acd.agent_state_of(agent);
