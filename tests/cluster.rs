@@ -561,3 +561,112 @@ fn while_redis_is_away_each_node_serves_its_own_callers_with_its_own_agents() {
         c.a.metric("hotline_cluster_degraded{node=\"a\"}") == 0.0
     });
 }
+
+/// Three free consecutive UDP ports on loopback (the front and its nodes).
+fn free_port_run() -> u16 {
+    for _ in 0..200 {
+        let base = support::free_sip_port();
+        if base > 65_000 {
+            continue;
+        }
+        let free = (1..3).all(|i| std::net::UdpSocket::bind(("127.0.0.1", base + i)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no three free ports in a row");
+}
+
+#[test]
+fn the_one_command_demo_starts_redis_kamailio_and_two_nodes_that_take_calls() {
+    let front = free_port_run();
+    let redis = support::free_tcp_port();
+    let (http_a, http_b) = (support::free_tcp_port(), support::free_tcp_port());
+    let mut script = std::process::Command::new(support::repo().join("scripts/cluster.sh"))
+        .env("HOTLINE_BIN", env!("CARGO_BIN_EXE_hotline"))
+        .env("CLUSTER_PORT", front.to_string())
+        .env("REDIS_PORT", redis.to_string())
+        .env("HTTP_A", http_a.to_string())
+        .env("HTTP_B", http_b.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("scripts/cluster.sh");
+    /// Stops the script (Ctrl-C) whatever happens to the test.
+    struct Interrupt(u32);
+    impl Drop for Interrupt {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill")
+                .args(["-s", "INT", &self.0.to_string()])
+                .status();
+        }
+    }
+    let _stop = Interrupt(script.id());
+    let out = support::Lines::default();
+    out.collect(script.stdout.take().expect("stdout"));
+    let err = support::Lines::default();
+    err.collect(script.stderr.take().expect("stderr"));
+    out.wait_for("hotline cluster up", SECS(60));
+    let front_addr: std::net::SocketAddr = format!("127.0.0.1:{front}").parse().expect("addr");
+    // Piotr's phone registers through the front; a Polish caller calls the
+    // front and reaches him, whichever node each landed on.
+    let phone_port = support::free_sip_port();
+    let rtp = RtpListener::bind();
+    let phone = support::Sipp::at(front_addr, "agent_answer.xml")
+        .port(phone_port)
+        .key("rtp_port", rtp.port)
+        .key("codecs", "8 0 101")
+        .duration_ms(200)
+        .spawn();
+    std::thread::sleep(Duration::from_millis(200));
+    support::Sipp::at(front_addr, "agent_register.xml")
+        .key("agent_user", "piotr")
+        .arg("-au")
+        .arg("piotr")
+        .arg("-ap")
+        .arg("piotr-demo-pw")
+        .key("contact_port", phone_port)
+        .key("expires", 300)
+        .run_ok();
+    let caller_rtp = RtpListener::bind();
+    support::Sipp::at(front_addr, "call_queue.xml")
+        .key("rtp_port", caller_rtp.port)
+        .key("codecs", "0 101")
+        .key("digit", "4")
+        .key("digit2", "0")
+        .duration_ms(3_000)
+        .run_ok();
+    phone.wait_ok();
+    let answered = |http: u16| -> f64 {
+        let addr = format!("127.0.0.1:{http}").parse().expect("addr");
+        let (_, body) = support::http_request(addr, "GET", "/metrics", None, "");
+        body.lines()
+            .filter(|l| {
+                l.starts_with("hotline_queue_answered_total{") && l.contains("language=\"pl\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(answered(http_a) + answered(http_b), 1.0);
+    // Ctrl-C (SIGINT) stops everything it started.
+    let _ = std::process::Command::new("kill")
+        .args(["-s", "INT", &script.id().to_string()])
+        .status();
+    let end = Instant::now() + SECS(20);
+    loop {
+        if let Ok(Some(_)) = script.try_wait() {
+            break;
+        }
+        assert!(Instant::now() < end, "cluster.sh did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", http_a)).is_err(),
+        "node a stopped"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", redis)).is_err(),
+        "redis stopped"
+    );
+}
