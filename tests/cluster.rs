@@ -670,3 +670,108 @@ fn the_one_command_demo_starts_redis_kamailio_and_two_nodes_that_take_calls() {
         "redis stopped"
     );
 }
+
+#[test]
+fn a_bad_redis_url_stops_the_start_with_a_clear_error() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
+        .args([
+            "serve",
+            "--node-id",
+            "a",
+            "--redis",
+            "http://127.0.0.1:6379",
+        ])
+        .args([
+            "--sip-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("hotline");
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("redis URL `http://127.0.0.1:6379` is not valid")
+            && text.contains("write e.g. redis://127.0.0.1:6379/0"),
+        "{text}"
+    );
+    // A name without the URL (or the other way round) is refused too.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
+        .args(["serve", "--node-id", "a"])
+        .output()
+        .expect("hotline");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cluster mode needs both"));
+}
+
+#[test]
+fn a_sentinel_failover_keeps_the_queue_and_its_order() {
+    let mut master = Redis::start();
+    let replica = Redis::replica_of(master.port);
+    let sentinel = Redis::sentinel(master.port, "hotline");
+    let flows = test_flows("");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agents_file = dir.path().join("agents.yaml");
+    std::fs::write(
+        &agents_file,
+        agents_yaml(&[("olek", "haslo-1", "{pl: 10}")]),
+    )
+    .expect("agents");
+    let url = format!("redis+sentinel://127.0.0.1:{}/hotline", sentinel.port);
+    let config = |name: &str| {
+        format!(
+            "agents_file: {}\napi_token: t0k3n\nnode_id: {name}\nredis: {url}\nrtp_timeout_s: 0\n",
+            agents_file.display()
+        )
+    };
+    let start = |name: &str| {
+        Hotline::start_with(Options {
+            flows: Some(flows.path().to_path_buf()),
+            config: Some(config(name)),
+        })
+    };
+    let a = start("a");
+    let b = start("b");
+    let olek = agent(&b, "olek", "haslo-1", 300);
+    wait_until("olek ready", SECS(10), || {
+        agent_state(&a, "olek") == "ready"
+    });
+    set_state(&a, "olek", "paused");
+    wait_until("olek paused", SECS(5), || {
+        agent_state(&b, "olek") == "paused"
+    });
+    let mut callers = Vec::new();
+    for i in 0..4 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let rtp = RtpListener::bind();
+        let caller = asks_for_adviser(node, "call_queue.xml", &rtp, "4")
+            .duration_ms(40_000)
+            .arg("-timeout")
+            .arg("120s")
+            .spawn();
+        callers.push((caller, rtp));
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    wait_until("four callers wait", SECS(30), || {
+        waiting(&a, "advice_pl") == 4
+    });
+    // The master dies; Sentinel promotes the replica.
+    master.kill();
+    wait_until("the replica is the master", SECS(20), || {
+        replica.cli(&["ROLE"]).starts_with("master")
+    });
+    // The nodes follow it and the queue is whole there.
+    wait_until("the callers are on the new master", SECS(15), || {
+        replica.cli(&["SCARD", "hotline:callers"]).trim() == "4"
+    });
+    wait_until("both nodes see the queue", SECS(10), || {
+        waiting(&a, "advice_pl") == 4 && waiting(&b, "advice_pl") == 4
+    });
+    // Olek takes the first caller who joined (node A's first).
+    set_state(&b, "olek", "ready");
+    let line = a.wait_for_log("offering to agent", SECS(15));
+    assert!(line.contains("call=1 "), "{line}");
+    drop(callers);
+    drop(olek);
+}

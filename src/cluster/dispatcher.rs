@@ -310,6 +310,13 @@ impl Dispatcher {
 
     /// One request from a node, in the order the store took it.
     pub fn handle_event(&mut self, now: Now, event: Event) {
+        // A node found dead that speaks again was only cut off: its callers
+        // are served again (it puts them back itself).
+        if let Event::Join { caller, .. } | Event::Restore { caller, .. } = &event {
+            if self.lost.remove(&caller.node) {
+                tracing::info!(node = %caller.node, "a node taken for dead is back");
+            }
+        }
         match event {
             Event::Join {
                 caller,

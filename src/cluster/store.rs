@@ -80,8 +80,23 @@ pub struct ClusterLink {
     pub config: watch::Sender<(QueuesConfig, AgentDirectory)>,
 }
 
-/// Checks the node id and the Redis URL (a bad one is an error at start).
-pub fn validate(node_id: &str, url: &str) -> Result<Client, ClusterError> {
+/// Where the store is: one Redis, or the master that Redis Sentinel names
+/// (found again on every reconnection, so a failover is followed).
+#[derive(Clone)]
+pub enum StoreAddress {
+    Direct(Client),
+    Sentinel {
+        /// `redis://host:port` of each sentinel.
+        sentinels: Vec<String>,
+        /// The monitored master's name.
+        service: String,
+    },
+}
+
+/// Checks the node id and the Redis URL (a bad one is an error at start):
+/// `redis://host:port/db`, or `redis+sentinel://h1:26379,h2:26379/service`
+/// for a master that Sentinel fails over.
+pub fn validate(node_id: &str, url: &str) -> Result<StoreAddress, ClusterError> {
     let ok = !node_id.is_empty()
         && node_id.len() <= 32
         && node_id
@@ -90,10 +105,60 @@ pub fn validate(node_id: &str, url: &str) -> Result<Client, ClusterError> {
     if !ok {
         return Err(ClusterError::BadNodeId(node_id.to_string()));
     }
-    Client::open(url).map_err(|source| ClusterError::BadUrl {
+    let bad = |why: &str| ClusterError::BadUrl {
         url: url.to_string(),
-        source,
-    })
+        source: redis::RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "",
+            why.to_string(),
+        )),
+    };
+    if let Some(rest) = url.strip_prefix("redis+sentinel://") {
+        let (hosts, service) = rest.split_once('/').ok_or_else(|| {
+            bad("name the master after the hosts: redis+sentinel://h1:26379,h2:26379/mymaster")
+        })?;
+        let service = service.trim_end_matches('/');
+        if service.is_empty() {
+            return Err(bad("the master's name is missing after the last /"));
+        }
+        let sentinels: Vec<String> = hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("redis://{h}"))
+            .collect();
+        if sentinels.is_empty() {
+            return Err(bad("no sentinel host"));
+        }
+        for s in &sentinels {
+            Client::open(s.as_str()).map_err(|source| ClusterError::BadUrl {
+                url: url.to_string(),
+                source,
+            })?;
+        }
+        return Ok(StoreAddress::Sentinel {
+            sentinels,
+            service: service.to_string(),
+        });
+    }
+    Client::open(url)
+        .map(StoreAddress::Direct)
+        .map_err(|source| ClusterError::BadUrl {
+            url: url.to_string(),
+            source,
+        })
+}
+
+impl StoreAddress {
+    /// A client for the store now (with Sentinel: its current master).
+    async fn client(&self) -> redis::RedisResult<Client> {
+        match self {
+            StoreAddress::Direct(client) => Ok(client.clone()),
+            StoreAddress::Sentinel { sentinels, service } => {
+                let mut sentinel = redis::sentinel::Sentinel::build(sentinels.clone())?;
+                sentinel.async_master_for(service, None).await
+            }
+        }
+    }
 }
 
 /// The Lua scripts, loaded once.
@@ -125,11 +190,16 @@ impl Scripts {
     }
 }
 
-async fn connect(client: &Client, response: Duration) -> redis::RedisResult<MultiplexedConnection> {
+async fn connect(
+    store: &StoreAddress,
+    response: Duration,
+) -> redis::RedisResult<MultiplexedConnection> {
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_millis(500)))
         .set_response_timeout(Some(response));
-    client
+    store
+        .client()
+        .await?
         .get_multiplexed_async_connection_with_config(&config)
         .await
 }
@@ -140,7 +210,7 @@ fn json<T: serde::Serialize>(value: &T) -> String {
 
 /// Starts the cluster tasks; the core loop gets its ends.
 pub fn start(
-    client: Client,
+    client: StoreAddress,
     setup: ClusterSetup,
     queues: QueuesConfig,
     agents: AgentDirectory,
@@ -153,6 +223,7 @@ pub fn start(
         up: AtomicBool::new(true),
         wake_health: tokio::sync::Notify::new(),
         max_epoch: AtomicU64::new(0),
+        up_since: std::sync::atomic::AtomicI64::new(Now::read().wall_ms()),
     });
     let scripts = Arc::new(Scripts::new());
     tokio::spawn(writer(
@@ -190,13 +261,18 @@ struct Shared {
     /// The highest dispatcher epoch seen, so that one handed out after the
     /// store lost its data is still higher (fencing holds).
     max_epoch: AtomicU64,
+    /// Unix ms since when this node has reached the store without a break.
+    /// Nodes are reaped only by a dispatcher connected longer than a node's
+    /// lease: after an outage (a restart, a failover) every heartbeat has
+    /// lapsed, and the live nodes need one lease to renew theirs.
+    up_since: std::sync::atomic::AtomicI64,
 }
 
 /// Carries this node's writes out, in order. A write that fails is dropped
 /// (the node is about to be degraded, and puts everything back when the
 /// store returns).
 async fn writer(
-    client: Client,
+    client: StoreAddress,
     setup: ClusterSetup,
     scripts: Arc<Scripts>,
     shared: Arc<Shared>,
@@ -376,7 +452,7 @@ async fn tell(
 /// This node's heartbeat, and whether the store answers and still holds
 /// its data. The only task that tells the core loop the store came or went.
 async fn health(
-    client: Client,
+    client: StoreAddress,
     setup: ClusterSetup,
     shared: Arc<Shared>,
     inputs: mpsc::Sender<StoreInput>,
@@ -410,12 +486,15 @@ async fn health(
                 let reset = boot.as_ref().is_some_and(|b| *b != seen_boot);
                 boot = Some(seen_boot);
                 if reset {
-                    tracing::warn!("the store lost its data: this node puts its callers back");
+                    tracing::warn!("the store is another server (restarted, failed over or emptied): this node puts its callers back");
                     metrics.cluster_store_resets_total.inc();
                 }
                 if !up || reset {
                     up = true;
                     shared.up.store(true, Ordering::SeqCst);
+                    shared
+                        .up_since
+                        .store(Now::read().wall_ms(), Ordering::SeqCst);
                     tracing::info!(node = %setup.name, "store reachable");
                     let _ = inputs.send(StoreInput::Reachable { reset }).await;
                 }
@@ -464,11 +543,18 @@ async fn heartbeat(
         .query_async(con)
         .await?;
     let alive = i64::try_from(nodes.len()).unwrap_or(i64::MAX);
-    Ok((boot, alive))
+    // A failover (or restart) brings another server: its run id says so.
+    let info: String = redis::cmd("INFO").arg("server").query_async(con).await?;
+    let run_id = info
+        .lines()
+        .find_map(|l| l.strip_prefix("run_id:"))
+        .unwrap_or("")
+        .trim();
+    Ok((format!("{boot}/{run_id}"), alive))
 }
 
 /// This node's inbox: the dispatcher's messages, in order.
-async fn inbox(client: Client, setup: ClusterSetup, inputs: mpsc::Sender<StoreInput>) {
+async fn inbox(client: StoreAddress, setup: ClusterSetup, inputs: mpsc::Sender<StoreInput>) {
     let key = format!("{}inbox:{}", setup.prefix, setup.incarnation);
     let mut last = "$".to_string();
     let mut con: Option<MultiplexedConnection> = None;
@@ -531,7 +617,7 @@ async fn read_stream(
 }
 
 /// The dispatcher's latest view, polled.
-async fn views(client: Client, setup: ClusterSetup, inputs: mpsc::Sender<StoreInput>) {
+async fn views(client: StoreAddress, setup: ClusterSetup, inputs: mpsc::Sender<StoreInput>) {
     let key = format!("{}view", setup.prefix);
     let mut con: Option<MultiplexedConnection> = None;
     let mut last_at = 0i64;
@@ -567,7 +653,7 @@ struct LiveMessage {
     event: LiveEvent,
 }
 
-async fn live_out(client: Client, setup: ClusterSetup, mut live: mpsc::Receiver<LiveEvent>) {
+async fn live_out(client: StoreAddress, setup: ClusterSetup, mut live: mpsc::Receiver<LiveEvent>) {
     let channel = format!("{}live", setup.prefix);
     let mut con: Option<MultiplexedConnection> = None;
     while let Some(event) = live.recv().await {
@@ -591,11 +677,14 @@ async fn live_out(client: Client, setup: ClusterSetup, mut live: mpsc::Receiver<
 }
 
 /// The other nodes' live events, onto this node's bus.
-async fn live_in(client: Client, setup: ClusterSetup) {
+async fn live_in(client: StoreAddress, setup: ClusterSetup) {
     use futures_util::StreamExt;
     let channel = format!("{}live", setup.prefix);
     loop {
-        let Ok(mut pubsub) = client.get_async_pubsub().await else {
+        let Ok(mut pubsub) = (match client.client().await {
+            Ok(c) => c.get_async_pubsub().await,
+            Err(e) => Err(e),
+        }) else {
             tokio::time::sleep(TICK).await;
             continue;
         };
@@ -622,7 +711,7 @@ async fn live_in(client: Client, setup: ClusterSetup) {
 /// Takes the dispatcher's lease when it is free, and while held routes the
 /// cluster's callers: events in, decisions out, dead nodes reaped.
 async fn dispatch(
-    client: Client,
+    client: StoreAddress,
     setup: ClusterSetup,
     scripts: Arc<Scripts>,
     shared: Arc<Shared>,
@@ -662,7 +751,8 @@ async fn dispatch(
         shared.max_epoch.fetch_max(epoch, Ordering::SeqCst);
         setup.metrics.cluster_dispatcher.set(1);
         tracing::info!(node = %setup.name, epoch, "taking over as dispatcher");
-        if let Err(e) = serve_as_dispatcher(&client, &setup, &scripts, epoch, config.clone()).await
+        if let Err(e) =
+            serve_as_dispatcher(&client, &setup, &scripts, &shared, epoch, config.clone()).await
         {
             tracing::warn!(error = %e, epoch, "no longer dispatching");
         }
@@ -682,9 +772,10 @@ enum StepDown {
 }
 
 async fn serve_as_dispatcher(
-    client: &Client,
+    client: &StoreAddress,
     setup: &ClusterSetup,
     scripts: &Scripts,
+    shared: &Shared,
     epoch: u64,
     mut config: watch::Receiver<(QueuesConfig, AgentDirectory)>,
 ) -> Result<(), StepDown> {
@@ -722,7 +813,9 @@ async fn serve_as_dispatcher(
         if tokio::time::Instant::now() >= next_tick {
             next_tick = tokio::time::Instant::now() + TICK;
             renew(&mut con, scripts, setup, epoch).await?;
-            nodes = reap(&mut con, scripts, setup).await?;
+            let connected = Now::read().wall_ms() - shared.up_since.load(Ordering::SeqCst);
+            let grace = (NODE_LEASE + TICK).as_millis() as i64;
+            nodes = reap(&mut con, scripts, setup, connected >= grace).await?;
         }
         if config.has_changed().unwrap_or(false) {
             let (queues, agents) = config.borrow_and_update().clone();
@@ -893,11 +986,13 @@ async fn carry_out(
     Ok(())
 }
 
-/// Reaps nodes whose heartbeat lapsed; the live nodes' names.
+/// Reaps nodes whose heartbeat lapsed (when `may_reap`: this node has been
+/// connected long enough to know); the live nodes' names.
 async fn reap(
     con: &mut MultiplexedConnection,
     scripts: &Scripts,
     setup: &ClusterSetup,
+    may_reap: bool,
 ) -> Result<Vec<String>, StepDown> {
     let p = setup.prefix.as_str();
     let members: Vec<String> = redis::cmd("SMEMBERS")
@@ -906,6 +1001,14 @@ async fn reap(
         .await?;
     let mut alive = Vec::new();
     for inc in members {
+        if !may_reap {
+            let live: Option<String> = redis::cmd("GET")
+                .arg(format!("{p}node:{inc}"))
+                .query_async(con)
+                .await?;
+            alive.extend(live);
+            continue;
+        }
         let text: String = scripts
             .reap
             .prepare_invoke()
@@ -1006,5 +1109,47 @@ fn record_lost(setup: &ClusterSetup, incarnation: &str, lost: &[LostCaller]) {
         e.wait_ms = Some(waited);
         e.reason = Some(crate::cdr::outcome::NODE_LOST.to_string());
         records.queue_event(e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_are_checked_at_start_with_a_message_that_names_the_fix() {
+        assert!(matches!(
+            validate("a", "redis://127.0.0.1:6379/0"),
+            Ok(StoreAddress::Direct(_))
+        ));
+        match validate(
+            "a",
+            "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/hotline",
+        ) {
+            Ok(StoreAddress::Sentinel { sentinels, service }) => {
+                assert_eq!(
+                    sentinels,
+                    ["redis://10.0.0.1:26379", "redis://10.0.0.2:26379"]
+                );
+                assert_eq!(service, "hotline");
+            }
+            _ => panic!("a sentinel URL"),
+        }
+        for bad in [
+            "http://127.0.0.1:6379",
+            "redis://",
+            "redis+sentinel://10.0.0.1:26379",
+            "redis+sentinel://10.0.0.1:26379/",
+        ] {
+            let e = validate("a", bad)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains(bad) && e.contains("write e.g."), "{bad}: {e}");
+        }
+        let e = validate("a:1", "redis://127.0.0.1/")
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("letters, digits")));
     }
 }

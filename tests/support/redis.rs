@@ -10,14 +10,57 @@ use std::time::{Duration, Instant};
 pub struct Redis {
     pub port: u16,
     child: Option<Child>,
+    /// Extra arguments (a replica's `--replicaof`, a sentinel's config).
+    args: Vec<String>,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Redis {
     pub fn start() -> Redis {
+        Redis::with_args(Vec::new(), None)
+    }
+
+    fn with_args(args: Vec<String>, dir: Option<tempfile::TempDir>) -> Redis {
         let port = super::free_tcp_port();
-        let mut redis = Redis { port, child: None };
+        let mut redis = Redis {
+            port,
+            child: None,
+            args,
+            _dir: dir,
+        };
         redis.spawn();
         redis
+    }
+
+    /// A replica of the server on `master`.
+    pub fn replica_of(master: u16) -> Redis {
+        Redis::with_args(
+            vec![
+                "--replicaof".to_string(),
+                "127.0.0.1".to_string(),
+                master.to_string(),
+            ],
+            None,
+        )
+    }
+
+    /// A Redis Sentinel watching `master` as `name` (quorum 1, a master
+    /// that does not answer for a second is failed over).
+    pub fn sentinel(master: u16, name: &str) -> Redis {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "sentinel monitor {name} 127.0.0.1 {master} 1\n\
+                 sentinel down-after-milliseconds {name} 1000\n\
+                 sentinel failover-timeout {name} 3000\n\
+                 sentinel parallel-syncs {name} 1\n"
+            ),
+        )
+        .expect("sentinel.conf");
+        let conf = conf.display().to_string();
+        Redis::with_args(vec![conf, "--sentinel".to_string()], Some(dir))
     }
 
     pub fn url(&self) -> String {
@@ -25,8 +68,14 @@ impl Redis {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("redis-server")
+        let mut cmd = Command::new("redis-server");
+        // A config file (a sentinel's) comes first.
+        if let Some(first) = self.args.first().filter(|a| a.ends_with(".conf")) {
+            cmd.arg(first);
+        }
+        let child = cmd
             .args(["--port", &self.port.to_string()])
+            .args(self.args.iter().filter(|a| !a.ends_with(".conf")))
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
