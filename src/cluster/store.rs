@@ -90,6 +90,8 @@ pub enum StoreAddress {
         sentinels: Vec<String>,
         /// The monitored master's name.
         service: String,
+        /// The master's password (`requirepass`), if it has one.
+        password: Option<String>,
     },
 }
 
@@ -114,6 +116,14 @@ pub fn validate(node_id: &str, url: &str) -> Result<StoreAddress, ClusterError> 
         )),
     };
     if let Some(rest) = url.strip_prefix("redis+sentinel://") {
+        // `:password@` before the hosts is the master's password.
+        let (password, rest) = match rest.split_once('@') {
+            Some((auth, hosts)) => (
+                Some(auth.trim_start_matches(':').to_string()).filter(|p| !p.is_empty()),
+                hosts,
+            ),
+            None => (None, rest),
+        };
         let (hosts, service) = rest.split_once('/').ok_or_else(|| {
             bad("name the master after the hosts: redis+sentinel://h1:26379,h2:26379/mymaster")
         })?;
@@ -138,6 +148,7 @@ pub fn validate(node_id: &str, url: &str) -> Result<StoreAddress, ClusterError> 
         return Ok(StoreAddress::Sentinel {
             sentinels,
             service: service.to_string(),
+            password,
         });
     }
     Client::open(url)
@@ -153,9 +164,19 @@ impl StoreAddress {
     async fn client(&self) -> redis::RedisResult<Client> {
         match self {
             StoreAddress::Direct(client) => Ok(client.clone()),
-            StoreAddress::Sentinel { sentinels, service } => {
+            StoreAddress::Sentinel {
+                sentinels,
+                service,
+                password,
+            } => {
                 let mut sentinel = redis::sentinel::Sentinel::build(sentinels.clone())?;
-                sentinel.async_master_for(service, None).await
+                let node = password.as_ref().map(|p| {
+                    redis::sentinel::SentinelNodeConnectionInfo::default()
+                        .set_redis_connection_info(
+                            redis::RedisConnectionInfo::default().set_password(p),
+                        )
+                });
+                sentinel.async_master_for(service, node.as_ref()).await
             }
         }
     }
@@ -1126,14 +1147,25 @@ mod tests {
             "a",
             "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/hotline",
         ) {
-            Ok(StoreAddress::Sentinel { sentinels, service }) => {
+            Ok(StoreAddress::Sentinel {
+                sentinels,
+                service,
+                password,
+            }) => {
                 assert_eq!(
                     sentinels,
                     ["redis://10.0.0.1:26379", "redis://10.0.0.2:26379"]
                 );
                 assert_eq!(service, "hotline");
+                assert_eq!(password, None);
             }
             _ => panic!("a sentinel URL"),
+        }
+        match validate("a", "redis+sentinel://:s3cret@10.0.0.1:26379/hotline") {
+            Ok(StoreAddress::Sentinel { password, .. }) => {
+                assert_eq!(password.as_deref(), Some("s3cret"));
+            }
+            _ => panic!("a sentinel URL with a password"),
         }
         for bad in [
             "http://127.0.0.1:6379",
