@@ -21,7 +21,7 @@ use std::sync::Mutex;
 pub const SERVICE_LEVEL_SECONDS: f64 = 20.0;
 
 /// One queue and language today.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct QueueDay {
     pub answered: u64,
     /// Answered within `SERVICE_LEVEL_SECONDS`.
@@ -112,6 +112,8 @@ pub const DEFAULT_TIMEZONE: Tz = chrono_tz::Europe::Oslo;
 pub struct Today {
     timezone: Mutex<Tz>,
     totals: Mutex<DayTotals>,
+    /// Cluster mode: the other nodes' totals, as they last published them.
+    others: Mutex<BTreeMap<String, DayTotals>>,
 }
 
 impl Today {
@@ -119,6 +121,7 @@ impl Today {
         Today {
             timezone: Mutex::new(timezone),
             totals: Mutex::new(DayTotals::new(local_day(timezone, now))),
+            others: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -206,6 +209,26 @@ impl Today {
         self.with(now, |t| t.clone())
             .unwrap_or_else(|| DayTotals::new(self.day_at(now)))
     }
+
+    /// Cluster mode: the other nodes' totals, by node.
+    pub fn set_others(&self, others: BTreeMap<String, DayTotals>) {
+        if let Ok(mut o) = self.others.lock() {
+            *o = others;
+        }
+    }
+
+    /// This node's totals and, in cluster mode, the other nodes' of the
+    /// same day: the whole hotline's day.
+    pub fn cluster_snapshot(&self, now: DateTime<Utc>) -> DayTotals {
+        let mut totals = self.snapshot(now);
+        if let Ok(others) = self.others.lock() {
+            let day = totals.day;
+            for other in others.values().filter(|o| o.day == day) {
+                totals.add(other);
+            }
+        }
+        totals
+    }
 }
 
 impl Default for Today {
@@ -280,6 +303,29 @@ mod tests {
         Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
             .single()
             .expect("valid instant")
+    }
+
+    #[test]
+    fn a_cluster_snapshot_adds_the_other_nodes_of_the_same_day() {
+        let now = utc(2026, 12, 1, 12, 0);
+        let today = Today::new(chrono_tz::Europe::Oslo, now);
+        today.call_ended(now, "answered");
+        let mut b = DayTotals::new(today.day_at(now));
+        b.call_ended("answered");
+        b.queue_answered("advice_pl", Language::Pl, 5.0);
+        let mut yesterday = DayTotals::new(today.day_at(utc(2026, 11, 30, 12, 0)));
+        yesterday.call_ended("answered");
+        let wire = crate::cluster::wire::WireDay::from(&b);
+        let b = wire.totals().expect("a day");
+        today.set_others([("b".to_string(), b), ("c".to_string(), yesterday)].into());
+        let all = today.cluster_snapshot(now);
+        assert_eq!(all.outcomes.get("answered"), Some(&2));
+        assert_eq!(
+            all.queues[&("advice_pl".to_string(), Language::Pl)].answered,
+            1
+        );
+        // The node's own snapshot stays its own.
+        assert_eq!(today.snapshot(now).outcomes.get("answered"), Some(&1));
     }
 
     #[test]

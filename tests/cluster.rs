@@ -113,6 +113,14 @@ fn a_caller_on_one_node_reaches_an_agent_registered_through_the_other() {
     };
     assert_eq!(offered(&a), 1);
     assert_eq!(offered(&b), 0);
+    // Node B's wallboard counts the call node A answered: the whole hotline.
+    wait_until("B's wallboard totals include A's call", SECS(5), || {
+        let Ok(mut ws) = support::ws::WsClient::connect(b.http, "/ws") else {
+            return false;
+        };
+        let snapshot = ws.wait_for("snapshot", SECS(5));
+        snapshot["totals"]["outcomes"]["answered"] == 1
+    });
 }
 
 /// (time, call number) of each log line of `hotline` that contains `needle`.

@@ -41,7 +41,7 @@ async fn stream(mut socket: WebSocket, s: ApiState) {
     // Subscribe before taking the snapshot so nothing falls between the two.
     let mut events = s.events.subscribe();
     let now = crate::time::Now::read();
-    let today = s.metrics.today.snapshot(now.wall);
+    let today = s.metrics.today.cluster_snapshot(now.wall);
     let snapshot = serde_json::json!({
         "type": "snapshot",
         "at": now.unix_seconds(),

@@ -637,17 +637,24 @@ async fn read_stream(
     Ok(out)
 }
 
-/// The dispatcher's latest view, polled.
+/// The dispatcher's latest view, polled; and every second this node's day
+/// totals out and the other nodes' in, for whole-hotline wallboards.
 async fn views(client: StoreAddress, setup: ClusterSetup, inputs: mpsc::Sender<StoreInput>) {
     let key = format!("{}view", setup.prefix);
     let mut con: Option<MultiplexedConnection> = None;
     let mut last_at = 0i64;
+    let mut ticks = 0u32;
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
         if con.is_none() {
             con = connect(&client, Duration::from_millis(500)).await.ok();
         }
         let Some(c) = con.as_mut() else { continue };
+        ticks = ticks.wrapping_add(1);
+        if ticks % 4 == 0 && exchange_days(c, &setup).await.is_err() {
+            con = None;
+            continue;
+        }
         let text: redis::RedisResult<Option<String>> =
             redis::cmd("GET").arg(&key).query_async(c).await;
         match text {
@@ -665,6 +672,44 @@ async fn views(client: StoreAddress, setup: ClusterSetup, inputs: mpsc::Sender<S
             Err(_) => con = None,
         }
     }
+}
+
+/// Publishes this node's day totals (for 5 s) and reads the other nodes'.
+async fn exchange_days(
+    con: &mut MultiplexedConnection,
+    setup: &ClusterSetup,
+) -> redis::RedisResult<()> {
+    let p = &setup.prefix;
+    let now = Now::read();
+    let mine = super::wire::WireDay::from(&setup.metrics.today.snapshot(now.wall));
+    let _: () = redis::cmd("SET")
+        .arg(format!("{p}today:{}", setup.incarnation))
+        .arg(json(&mine))
+        .arg("PX")
+        .arg(5000)
+        .query_async(con)
+        .await?;
+    let nodes: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("{p}nodes"))
+        .query_async(con)
+        .await?;
+    let others: Vec<String> = nodes
+        .into_iter()
+        .filter(|n| *n != setup.incarnation)
+        .collect();
+    let mut days = std::collections::BTreeMap::new();
+    if !others.is_empty() {
+        let keys: Vec<String> = others.iter().map(|n| format!("{p}today:{n}")).collect();
+        let texts: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(con).await?;
+        for (node, text) in others.into_iter().zip(texts) {
+            let day = text.and_then(|t| serde_json::from_str::<super::wire::WireDay>(&t).ok());
+            if let Some(totals) = day.and_then(|d| d.totals()) {
+                days.insert(node, totals);
+            }
+        }
+    }
+    setup.metrics.today.set_others(days);
+    Ok(())
 }
 
 /// A live event of this node for the others' wallboards.

@@ -611,3 +611,49 @@ impl Inbox {
         }
     }
 }
+
+/// A node's day totals, published for the other nodes' wallboards.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WireDay {
+    /// `YYYY-MM-DD`, the node's local day.
+    pub day: String,
+    pub languages: Vec<(Language, u64)>,
+    pub outcomes: Vec<(String, u64)>,
+    pub queues: Vec<(String, Language, crate::today::QueueDay)>,
+}
+
+impl From<&crate::today::DayTotals> for WireDay {
+    fn from(t: &crate::today::DayTotals) -> WireDay {
+        WireDay {
+            day: t.day.to_string(),
+            languages: t.languages.iter().map(|(l, n)| (*l, *n)).collect(),
+            outcomes: t.outcomes.iter().map(|(o, n)| (o.clone(), *n)).collect(),
+            queues: t
+                .queues
+                .iter()
+                .map(|((q, l), d)| (q.clone(), *l, *d))
+                .collect(),
+        }
+    }
+}
+
+impl WireDay {
+    /// The totals, or `None` for a day that cannot be read.
+    pub fn totals(&self) -> Option<crate::today::DayTotals> {
+        let day = self.day.parse::<chrono::NaiveDate>().ok()?;
+        let mut t = crate::today::DayTotals::new(day);
+        t.languages = self.languages.iter().copied().collect();
+        // Only the known outcomes (a bounded set) are taken.
+        for (o, n) in &self.outcomes {
+            if crate::cdr::outcome::ALL.contains(&o.as_str()) {
+                t.outcomes.insert(o.clone(), *n);
+            }
+        }
+        t.queues = self
+            .queues
+            .iter()
+            .map(|(q, l, d)| ((q.clone(), *l), *d))
+            .collect();
+        Some(t)
+    }
+}
