@@ -1,4 +1,4 @@
-//! What `agents.yaml` and `queues.yaml` share: located errors and durations.
+//! Reading `agents.yaml`: located errors, the size bound and proficiencies.
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
