@@ -8,6 +8,7 @@ pub mod call;
 pub mod cdr;
 pub mod cli;
 pub mod config;
+pub mod duration;
 pub mod events;
 pub mod flow;
 pub mod history;

@@ -1,12 +1,12 @@
 //! Reading a flow directory into the model, reporting every problem with its
 //! position instead of stopping at the first.
 
-use super::duration;
 use super::model::*;
 use super::schedule::{self, Schedule, TimeRange};
 use super::suggest;
 use super::yaml::{self, Node, Pos, Value};
 use super::Diagnostic;
+use crate::duration;
 use crate::language::Language;
 use chrono::NaiveDate;
 use std::collections::{BTreeMap, BTreeSet};

@@ -14,7 +14,6 @@
 //!   `QueueTimeout`, `QueueFull`, `QueueNoAgents`; `Transfer` by `Transferred`
 //!   or `TransferFailed`.
 
-pub mod duration;
 pub mod engine;
 pub mod load;
 pub mod model;

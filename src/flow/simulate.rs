@@ -2,7 +2,8 @@
 //! on the live engine, with a fake clock, and tells what the caller would hear.
 
 use super::engine::{Awaiting, FlowEnd, FlowRun, TraceEntry};
-use super::{duration, CallInfo, FlowAction, FlowEnv, FlowEvent, FlowSet, PromptRef, QueueState};
+use super::{CallInfo, FlowAction, FlowEnv, FlowEvent, FlowSet, PromptRef, QueueState};
+use crate::duration;
 use crate::language::Language;
 use chrono::{DateTime, Utc};
 use std::cell::Cell;
