@@ -378,7 +378,7 @@ fn record(
 
 /// The audio's length when the file is there, else an estimate from the text.
 fn prompt_length(set: &FlowSet, prompt: &PromptRef, text: &str) -> Duration {
-    let path = crate::prompts::Catalogue::audio_path(&set.dir, &prompt.id, prompt.language);
+    let path = super::Catalogue::audio_path(&set.dir, &prompt.id, prompt.language);
     if let Ok(reader) = hound::WavReader::open(&path) {
         let spec = reader.spec();
         if spec.sample_rate > 0 {

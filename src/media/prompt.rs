@@ -3,8 +3,8 @@
 
 use super::g711;
 use super::{Codec, FRAME_BYTES, FRAME_DURATION, SAMPLE_RATE};
+use crate::flow::Catalogue;
 use crate::language::Language;
-use crate::prompts::Catalogue;
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};

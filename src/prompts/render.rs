@@ -10,7 +10,8 @@
 //! - a WAV someone replaced by a human recording (its bytes no longer match
 //!   the manifest, or it has no entry) is kept unless `force` is set.
 
-use super::catalogue::{Catalogue, CatalogueError};
+use crate::flow::catalogue::{Catalogue, AUDIO_DIR};
+use crate::flow::Diagnostic;
 use crate::language::Language;
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
@@ -89,8 +90,9 @@ pub struct RenderedPrompt {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    #[error(transparent)]
-    Catalogue(#[from] CatalogueError),
+    /// `prompts.yaml` is missing or wrong: one `file:line:col: message` each.
+    #[error("{}", lines(.0))]
+    Catalogue(Vec<Diagnostic>),
     #[error("no prompt `{0}` in the catalogue")]
     UnknownPrompt(String),
     #[error(
@@ -128,6 +130,11 @@ pub enum RenderError {
     },
     #[error("{path}: {message}; delete it and render again with --force")]
     Manifest { path: PathBuf, message: String },
+}
+
+fn lines(diagnostics: &[Diagnostic]) -> String {
+    let shown: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+    shown.join("\n")
 }
 
 /// Mono 16-bit audio at some rate.
@@ -268,7 +275,7 @@ pub fn render_with(
     options: &RenderOptions,
     synthesiser: &dyn Synthesiser,
 ) -> Result<RenderReport, RenderError> {
-    let catalogue = Catalogue::load(dir)?;
+    let catalogue = Catalogue::load(dir).map_err(RenderError::Catalogue)?;
     for id in catalogue.prompts.keys() {
         if !is_safe_id(id) {
             return Err(RenderError::BadPromptId(id.clone()));
@@ -279,7 +286,7 @@ pub fn render_with(
             return Err(RenderError::UnknownPrompt(only.clone()));
         }
     }
-    let manifest_path = dir.join(super::catalogue::AUDIO_DIR).join(MANIFEST_FILE);
+    let manifest_path = dir.join(AUDIO_DIR).join(MANIFEST_FILE);
     let mut manifest = Manifest::load(&manifest_path)?;
     let mut report = RenderReport::default();
 
