@@ -4,6 +4,7 @@
 
 pub mod acd;
 pub mod api;
+pub mod audio;
 pub mod call;
 pub mod cdr;
 pub mod cli;

@@ -18,6 +18,7 @@
 //!   legs to each other on arrival, `unbridge` hands them back to the pacer.
 
 pub mod bridge;
+pub mod clip;
 pub mod dtmf;
 mod engine;
 pub mod g711;
@@ -27,8 +28,9 @@ pub mod prompt;
 pub mod rtp;
 mod socket;
 
+pub use clip::{Clip, PromptError};
 pub use engine::{MediaEngine, MediaStats};
-pub use prompt::{Clip, MissingAudio, PromptError, PromptLibrary};
+pub use prompt::{MissingAudio, PromptLibrary};
 
 use crate::sip::CallId;
 use std::net::{IpAddr, SocketAddr};
