@@ -3,7 +3,10 @@
 //! calls the cargo-fuzz targets make. A panic fails the test.
 
 use hotline::flow::{load_sources, Sources};
-use hotline::media::{dtmf, rtp};
+use hotline::ids::CallId;
+use hotline::media::pacer::Outbound;
+use hotline::media::receive::{PayloadTypes, ReceiveCore};
+use hotline::media::{dtmf, rtp, Codec};
 use hotline::metrics::Metrics;
 use hotline::sip::admission::AdmissionConfig;
 use hotline::sip::{EndpointConfig, SipEndpoint, Transport};
@@ -152,12 +155,44 @@ fn sdp() {
 fn rtp_dtmf() {
     // As the fuzz target: datagrams framed by a length byte, one stream.
     let mut presses = 0;
+    let mut core_presses = 0;
     run("rtp_dtmf", |data| {
         let mut detector = dtmf::DtmfDetector::new();
+        let mut core = ReceiveCore::new();
+        let types = PayloadTypes {
+            codec: 0,
+            event: Some(101),
+        };
+        let now = Instant::now();
+        let source = "192.0.2.1:4000".parse().expect("address");
         let mut rest = data;
+        let mut index = 0;
         while let Some((&len, tail)) = rest.split_first() {
             let (datagram, next) = tail.split_at(usize::from(len).min(tail.len()));
             rest = next;
+            index += 1;
+            if index == 3 {
+                core.relay_to(Outbound {
+                    call: CallId(2),
+                    ssrc: 7,
+                    sequence: 0,
+                    timestamp: 0,
+                    due: now,
+                    destination: Some(source),
+                    codec: Codec::Pcma,
+                    telephone_event_pt: Some(96),
+                });
+            }
+            let mut bytes = datagram.to_vec();
+            if let Some(received) = core.handle_packet(now, source, &mut bytes, types) {
+                if let Some(forward) = received.forward {
+                    assert!(bytes.get(forward.packet).is_some());
+                }
+                core_presses += usize::from(received.digit.is_some());
+                let mut again = datagram.to_vec();
+                let twice = core.handle_packet(now, source, &mut again, types);
+                assert_eq!(twice.and_then(|r| r.digit), None);
+            }
             let _ = rtp::locate(datagram);
             if let Some(event) = dtmf::TelephoneEvent::parse(datagram) {
                 let _ = dtmf::event_to_digit(event.event);
@@ -171,6 +206,10 @@ fn rtp_dtmf() {
     });
     // The framed seeds hold real presses (5, then 0; and a lone 5).
     assert!(presses >= 3, "{presses} key presses in the seeds");
+    assert!(
+        core_presses >= 3,
+        "{core_presses} key presses through the receive core"
+    );
 }
 
 #[test]
