@@ -18,6 +18,7 @@ pub mod language;
 pub mod logging;
 pub mod media;
 pub mod metrics;
+pub mod outcome;
 pub mod prompts;
 pub mod registrar;
 pub mod sdp;

@@ -296,7 +296,7 @@ impl Metrics {
         for s in crate::call::Stage::ALL {
             calls_active.with_label_values(&[s.label()]);
         }
-        for o in crate::cdr::outcome::ALL {
+        for o in crate::outcome::ALL {
             calls_total.with_label_values(&[o]);
         }
         for l in crate::language::Language::ALL {

@@ -59,7 +59,7 @@ impl DayTotals {
 
     /// Only the outcomes of `hotline_calls_total` are kept (a bounded set).
     pub fn call_ended(&mut self, outcome: &str) {
-        if let Some(known) = crate::cdr::outcome::ALL.iter().find(|o| **o == outcome) {
+        if let Some(known) = crate::outcome::ALL.iter().find(|o| **o == outcome) {
             *self.outcomes.entry((*known).to_string()).or_default() += 1;
         }
     }

@@ -294,8 +294,8 @@ pub fn day_totals(
         // A refused call is counted live as `hotline_calls_total` counts it.
         let counted = match (outcome.as_str(), reason.as_deref().unwrap_or("")) {
             (super::REFUSED, "max_transactions") => None,
-            (super::REFUSED, "no_media_port") => Some(crate::cdr::outcome::FAILED),
-            (super::REFUSED, _) => Some(crate::cdr::outcome::REJECTED),
+            (super::REFUSED, "no_media_port") => Some(crate::outcome::FAILED),
+            (super::REFUSED, _) => Some(crate::outcome::REJECTED),
             (other, _) => Some(other),
         };
         if let Some(outcome) = counted {
@@ -310,7 +310,7 @@ pub fn day_totals(
         if let Some(connected) = connected_ms {
             let waited = connected.saturating_sub(queued) as f64 / 1000.0;
             totals.queue_answered(&queue, language, waited);
-        } else if outcome == crate::cdr::outcome::ABANDONED_QUEUE {
+        } else if outcome == crate::outcome::ABANDONED_QUEUE {
             let waited = u64::try_from(ended_ms.saturating_sub(queued)).unwrap_or(0);
             let short = std::time::Duration::from_millis(waited) < short_abandon(&queue);
             totals.queue_abandoned(&queue, language, short);
