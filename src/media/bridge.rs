@@ -130,7 +130,7 @@ pub fn set_sequence(packet: &mut [u8], sequence: u16) {
 pub(crate) mod tests {
     use super::*;
     use crate::media::g711;
-    use crate::sip::CallId;
+    use crate::ids::CallId;
     use std::time::Duration;
 
     /// The agent's leg of a bridge, as the relay into it sees it.

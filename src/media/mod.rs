@@ -3,9 +3,9 @@
 //! decides what each received packet means.
 //!
 //! Sans-IO cores, each tested with a fake clock: `pacer` (every stream on one
-//! grid, bridges, and once a second each leg's RTP-timeout watch), `receive`
-//! (latching, digits, the relay, and `Liveness`, the timeout rule), `bridge`
-//! (rewriting a packet into the other leg's stream), `dtmf`. The tokio shell
+//! grid, bridges, and once a second each leg's RTP-timeout watch, `liveness`),
+//! `receive` (latching, digits, the relay), `bridge` (rewriting a packet into
+//! the other leg's stream), `dtmf`. The tokio shell
 //! around them is `engine`: the pacing thread and one receive task per leg.
 //!
 //! CONTRACT (the call layer is written against this; keep it or change both):
@@ -29,6 +29,7 @@ pub mod clip;
 pub mod dtmf;
 mod engine;
 pub mod g711;
+pub mod liveness;
 pub mod music;
 pub mod pacer;
 pub mod prompt;
@@ -40,7 +41,7 @@ pub use clip::{Clip, PromptError};
 pub use engine::{MediaEngine, MediaStats};
 pub use prompt::{MissingAudio, PromptLibrary};
 
-use crate::sip::CallId;
+use crate::ids::CallId;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 

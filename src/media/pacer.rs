@@ -10,12 +10,12 @@
 //! stream (the shell relays media between the two on arrival; the pacer then
 //! only keeps the stream's clock) and be watched for incoming RTP.
 
-use super::receive::Liveness;
+use super::liveness::Liveness;
 use super::rtp::{self, RtpHeader};
 use super::{
     Clip, Codec, MediaEvent, StreamParams, FRAME_BYTES, FRAME_DURATION, SAMPLES_PER_FRAME,
 };
-use crate::sip::CallId;
+use crate::ids::CallId;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;

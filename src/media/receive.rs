@@ -1,6 +1,5 @@
 //! What one leg's received RTP means, sans IO: symmetric-RTP latching, RFC
-//! 4733 key presses, the relay into the bridged leg's stream, and whether the
-//! far end still sends at all.
+//! 4733 key presses, and the relay into the bridged leg's stream.
 //!
 //! [`ReceiveCore`] takes one datagram at a time, with `now` and the address it
 //! came from, and says what to do: where to send from now on, which key was
@@ -9,9 +8,9 @@
 //! allocates, locks or reads a clock, so every packet costs the same and the
 //! rules are tested with a fake clock and crafted packets.
 //!
-//! [`Liveness`] is the RTP timeout of one leg, fed with its packet count by
-//! the pacer's housekeeping once a second for every leg at once: one clock,
-//! no timer per call.
+//! Whether the far end still sends at all is not decided per packet: the
+//! pacer's housekeeping applies [`super::liveness::Liveness`] to every leg's
+//! packet count once a second, one clock and no timer per call.
 
 use super::bridge::{Relay, Relayed};
 use super::dtmf::{DtmfDetector, EventRelayGate};
@@ -19,7 +18,7 @@ use super::pacer::Outbound;
 use super::rtp;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The payload types a leg negotiated, as each packet is judged against them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,49 +137,13 @@ impl ReceiveCore {
     }
 }
 
-/// The RTP timeout of one leg that should be receiving: fed the leg's packet
-/// count, it reports a silence of `timeout` once, and watches again when
-/// media comes back.
-#[derive(Debug, Clone, Copy)]
-pub struct Liveness {
-    /// Packets received as last seen.
-    count: u64,
-    /// Since when that count has not changed.
-    since: Instant,
-    reported: bool,
-}
-
-impl Liveness {
-    /// Starts watching at `now`, with the packet count so far.
-    pub fn new(now: Instant, count: u64) -> Liveness {
-        Liveness {
-            count,
-            since: now,
-            reported: false,
-        }
-    }
-
-    /// True exactly once per silence: when `count` has not moved for
-    /// `timeout` by `now`.
-    pub fn poll_timeout(&mut self, now: Instant, count: u64, timeout: Duration) -> bool {
-        if count != self.count {
-            *self = Liveness::new(now, count);
-            return false;
-        }
-        if self.reported || now.saturating_duration_since(self.since) < timeout {
-            return false;
-        }
-        self.reported = true;
-        true
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::media::dtmf::tests::SIPP_DIGIT_2;
     use crate::media::g711;
     use crate::media::Codec;
+    use std::time::Duration;
 
     const TYPES: PayloadTypes = PayloadTypes {
         codec: 8,
@@ -402,27 +365,5 @@ mod tests {
             .filter(|p| fed(&mut core, p).forward.is_some())
             .count();
         assert_eq!(crossed, SIPP_DIGIT_2.len());
-    }
-
-    #[test]
-    fn a_silent_leg_times_out_once_until_media_comes_back() {
-        let t0 = Instant::now();
-        let s = |secs: u64| t0 + Duration::from_secs(secs);
-        let timeout = Duration::from_secs(30);
-        let mut watch = Liveness::new(t0, 0);
-        assert!(!watch.poll_timeout(s(29), 0, timeout));
-        assert!(watch.poll_timeout(s(30), 0, timeout));
-        for later in [31, 60, 600] {
-            assert!(!watch.poll_timeout(s(later), 0, timeout), "reported once");
-        }
-        // Media again: the watch starts over from the last change it saw.
-        assert!(!watch.poll_timeout(s(601), 5, timeout));
-        assert!(!watch.poll_timeout(s(630), 5, timeout));
-        assert!(watch.poll_timeout(s(631), 5, timeout));
-        // Steady media never times out.
-        let mut talking = Liveness::new(t0, 0);
-        for k in 1..100 {
-            assert!(!talking.poll_timeout(s(k), k, timeout));
-        }
     }
 }

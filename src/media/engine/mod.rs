@@ -27,7 +27,7 @@ use super::receive::PayloadTypes;
 use super::socket::RtpSocket as UdpSocket;
 use super::{Clip, Codec, MediaConfig, MediaError, MediaEvent, StreamParams};
 use crate::metrics::Metrics;
-use crate::sip::CallId;
+use crate::ids::CallId;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};

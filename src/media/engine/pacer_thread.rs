@@ -8,7 +8,7 @@ use crate::media::pacer::{Pacer, SendResult, TickStats};
 use crate::media::socket::RtpSocket as UdpSocket;
 use crate::media::MediaEvent;
 use crate::metrics::Metrics;
-use crate::sip::CallId;
+use crate::ids::CallId;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};

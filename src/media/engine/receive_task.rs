@@ -10,7 +10,7 @@ use crate::media::pacer::SendResult;
 use crate::media::receive::{Forward, ReceiveCore};
 use crate::media::socket::RtpSocket as UdpSocket;
 use crate::media::MediaEvent;
-use crate::sip::CallId;
+use crate::ids::CallId;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
