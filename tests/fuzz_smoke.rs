@@ -184,13 +184,13 @@ fn rtp_dtmf() {
                 });
             }
             let mut bytes = datagram.to_vec();
-            if let Some(received) = core.handle_packet(now, source, &mut bytes, types) {
+            if let Some(received) = core.handle_packet(|| now, source, &mut bytes, types) {
                 if let Some(forward) = received.forward {
                     assert!(bytes.get(forward.packet).is_some());
                 }
                 core_presses += usize::from(received.digit.is_some());
                 let mut again = datagram.to_vec();
-                let twice = core.handle_packet(now, source, &mut again, types);
+                let twice = core.handle_packet(|| now, source, &mut again, types);
                 assert_eq!(twice.and_then(|r| r.digit), None);
             }
             let _ = rtp::locate(datagram);

@@ -129,8 +129,8 @@ pub fn set_sequence(packet: &mut [u8], sequence: u16) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::media::g711;
     use crate::ids::CallId;
+    use crate::media::g711;
     use std::time::Duration;
 
     /// The agent's leg of a bridge, as the relay into it sees it.

@@ -1,12 +1,12 @@
 //! What one leg's received RTP means, sans IO: symmetric-RTP latching, RFC
 //! 4733 key presses, and the relay into the bridged leg's stream.
 //!
-//! [`ReceiveCore`] takes one datagram at a time, with `now` and the address it
-//! came from, and says what to do: where to send from now on, which key was
-//! pressed, what to send to the other leg. The leg's receive task in the
-//! engine reads the socket, asks the core and does what it says. Nothing here
-//! allocates, locks or reads a clock, so every packet costs the same and the
-//! rules are tested with a fake clock and crafted packets.
+//! [`ReceiveCore`] takes one datagram at a time, with the clock and the
+//! address it came from, and says what to do: where to send from now on, which
+//! key was pressed, what to send to the other leg. The leg's receive task in
+//! the engine reads the socket, asks the core and does what it says. Nothing
+//! here allocates, locks or reads a clock of its own, so the rules are tested
+//! with a fake clock and crafted packets.
 //!
 //! Whether the far end still sends at all is not decided per packet: the
 //! pacer's housekeeping applies [`super::liveness::Liveness`] to every leg's
@@ -94,12 +94,14 @@ impl ReceiveCore {
         self.relay.is_some()
     }
 
-    /// Judges one datagram received from `source` at `now`. `None` when it is
-    /// not RTP (ignored, not counted as media). A packet to relay is rewritten
-    /// in `buffer`.
+    /// Judges one datagram received from `source`. `None` when it is not RTP
+    /// (ignored, not counted as media). A packet to relay is rewritten in
+    /// `buffer`. `now` gives the time; it is asked only when the time matters
+    /// (relaying, where a new source is anchored to the other leg's clock), so
+    /// the packets of a leg that is not bridged cost no clock read.
     pub fn handle_packet(
         &mut self,
-        now: Instant,
+        now: impl FnOnce() -> Instant,
         source: SocketAddr,
         buffer: &mut [u8],
         types: PayloadTypes,
@@ -124,7 +126,7 @@ impl ReceiveCore {
         if let Some(relay) = self.relay.as_mut().filter(|_| pass) {
             if let Some(destination) = relay.target().destination {
                 let rewritten =
-                    relay.rewrite(buffer, &located.header, located.payload, types.event, now);
+                    relay.rewrite(buffer, &located.header, located.payload, types.event, now());
                 if let Relayed::Send(packet) = rewritten {
                     out.forward = Some(Forward {
                         destination,
@@ -169,7 +171,7 @@ mod tests {
         source: &str,
         mut bytes: Vec<u8>,
     ) -> (Option<Received>, Vec<u8>) {
-        let received = core.handle_packet(now, addr(source), &mut bytes, TYPES);
+        let received = core.handle_packet(|| now, addr(source), &mut bytes, TYPES);
         (received, bytes)
     }
 
@@ -230,7 +232,7 @@ mod tests {
             .filter_map(|(k, p)| {
                 let mut bytes = p.to_vec();
                 let now = t0 + Duration::from_millis(20 * k as u64);
-                core.handle_packet(now, addr("192.0.2.1:4000"), &mut bytes, types)
+                core.handle_packet(|| now, addr("192.0.2.1:4000"), &mut bytes, types)
                     .expect("rtp")
                     .digit
             })
@@ -238,7 +240,7 @@ mod tests {
         assert_eq!(digits, ['2']);
         // The same packets sent again later (a duplicated stream): no second digit.
         let mut end = SIPP_DIGIT_2[9].to_vec();
-        let again = core.handle_packet(t0, addr("192.0.2.1:4000"), &mut end, types);
+        let again = core.handle_packet(|| t0, addr("192.0.2.1:4000"), &mut end, types);
         assert_eq!(again.expect("rtp").digit, None);
         // Without telephone-event negotiated, the same packets are no key press.
         let mut plain = ReceiveCore::new();
@@ -248,7 +250,7 @@ mod tests {
         };
         for p in &SIPP_DIGIT_2 {
             let mut bytes = p.to_vec();
-            let got = plain.handle_packet(t0, addr("192.0.2.1:4000"), &mut bytes, none);
+            let got = plain.handle_packet(|| t0, addr("192.0.2.1:4000"), &mut bytes, none);
             assert_eq!(got.expect("rtp").digit, None);
         }
     }
@@ -273,6 +275,9 @@ mod tests {
             assert_eq!(forward.destination, addr("127.0.0.1:4000"));
             let sent = rtp::parse(&bytes[forward.packet]).expect("rtp");
             assert_eq!(sent.header.ssrc, 0x5150_5150);
+            // The first packet is anchored to the other leg's clock at that
+            // moment (1,000 at t0, 8 samples a millisecond); the rest follow it.
+            assert_eq!(sent.header.timestamp, 1_000 + 160 * u32::from(k));
             assert_eq!(sent.header.payload_type, 0, "A-law in, μ-law out");
             assert!(sent
                 .payload
@@ -335,7 +340,7 @@ mod tests {
         };
         let fed = |core: &mut ReceiveCore, p: &[u8]| {
             let mut bytes = p.to_vec();
-            core.handle_packet(t0, addr("192.0.2.1:4000"), &mut bytes, types)
+            core.handle_packet(|| t0, addr("192.0.2.1:4000"), &mut bytes, types)
                 .expect("rtp")
         };
         // The press starts while the caller waits; the bridge opens during it.

@@ -4,11 +4,11 @@
 //! RTP-timeout watch and moves the counters into the metrics.
 
 use super::{Command, Control, Counters, Leg, RelayTarget};
+use crate::ids::CallId;
 use crate::media::pacer::{Pacer, SendResult, TickStats};
 use crate::media::socket::RtpSocket as UdpSocket;
 use crate::media::MediaEvent;
 use crate::metrics::Metrics;
-use crate::ids::CallId;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};

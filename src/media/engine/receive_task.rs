@@ -5,12 +5,12 @@
 
 use super::pacer_thread::send_on;
 use super::{CallShared, Command, Control, Counters, RelayTarget};
+use crate::ids::CallId;
 use crate::media::bridge;
 use crate::media::pacer::SendResult;
 use crate::media::receive::{Forward, ReceiveCore};
 use crate::media::socket::RtpSocket as UdpSocket;
 use crate::media::MediaEvent;
-use crate::ids::CallId;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -125,7 +125,7 @@ pub(super) async fn receive(
             continue;
         };
         let types = shared.payload_types();
-        let Some(received) = core.handle_packet(Instant::now(), source, datagram, types) else {
+        let Some(received) = core.handle_packet(Instant::now, source, datagram, types) else {
             continue;
         };
         shared.received.fetch_add(1, Ordering::Relaxed);
