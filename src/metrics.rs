@@ -348,7 +348,7 @@ impl Metrics {
         for s in crate::call::Stage::ALL {
             calls_active.with_label_values(&[s.label()]);
         }
-        for o in crate::cdr::outcome::ALL {
+        for o in crate::outcome::ALL {
             calls_total.with_label_values(&[o]);
         }
         for l in crate::language::Language::ALL {
@@ -607,6 +607,18 @@ impl Metrics {
             tracing::error!(error = %e, "metrics encoding failed");
         }
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl crate::media::PacerObserver for Metrics {
+    fn packets(&self, sent: u64, received: u64, relayed: u64, dropped: u64) {
+        self.rtp_packets_sent_total.inc_by(sent);
+        self.rtp_packets_received_total.inc_by(received);
+        self.rtp_packets_relayed_total.inc_by(relayed);
+        self.rtp_send_drops_total.inc_by(dropped);
+    }
+    fn late(&self, seconds: f64) {
+        self.rtp_pacer_late_seconds.observe(seconds);
     }
 }
 

@@ -59,7 +59,7 @@ impl DayTotals {
 
     /// Only the outcomes of `hotline_calls_total` are kept (a bounded set).
     pub fn call_ended(&mut self, outcome: &str) {
-        if let Some(known) = crate::cdr::outcome::ALL.iter().find(|o| **o == outcome) {
+        if let Some(known) = crate::outcome::ALL.iter().find(|o| **o == outcome) {
             *self.outcomes.entry((*known).to_string()).or_default() += 1;
         }
     }
@@ -269,8 +269,8 @@ pub fn day_totals(
         // A refused call is counted live as `hotline_calls_total` counts it.
         let counted = match (outcome.as_str(), reason.as_deref().unwrap_or("")) {
             (crate::cdr::REFUSED, "max_transactions") => None,
-            (crate::cdr::REFUSED, "no_media_port") => Some(crate::cdr::outcome::FAILED),
-            (crate::cdr::REFUSED, _) => Some(crate::cdr::outcome::REJECTED),
+            (crate::cdr::REFUSED, "no_media_port") => Some(crate::outcome::FAILED),
+            (crate::cdr::REFUSED, _) => Some(crate::outcome::REJECTED),
             (other, _) => Some(other),
         };
         if let Some(outcome) = counted {
@@ -285,7 +285,7 @@ pub fn day_totals(
         if let Some(connected) = connected_ms {
             let waited = connected.saturating_sub(queued) as f64 / 1000.0;
             totals.queue_answered(&queue, language, waited);
-        } else if outcome == crate::cdr::outcome::ABANDONED_QUEUE {
+        } else if outcome == crate::outcome::ABANDONED_QUEUE {
             let waited = u64::try_from(ended_ms.saturating_sub(queued)).unwrap_or(0);
             let short = std::time::Duration::from_millis(waited) < short_abandon(&queue);
             totals.queue_abandoned(&queue, language, short);

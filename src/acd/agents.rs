@@ -4,7 +4,8 @@
 //! The file holds HA1 digests, never passwords: [`ha1`] makes them. `Debug` of
 //! an agent redacts them, so they never reach a log.
 
-use super::yaml::{check_proficiency, read_file, Seconds, SourceError};
+use super::yaml::{check_proficiency, read_file, SourceError};
+use crate::duration::{self, Written};
 use crate::ids::CallerId;
 use crate::language::Language;
 use crate::registrar::digest::{self, Algorithm, Ha1Set};
@@ -17,6 +18,8 @@ use std::time::{Duration, Instant};
 
 /// Most agents one file may list.
 pub const MAX_AGENTS: usize = 10_000;
+/// Longest wrap-up an agent's own setting may give: a day.
+const MAX_WRAP_UP: Duration = Duration::from_secs(86_400);
 
 pub use crate::ids::AgentId;
 
@@ -80,7 +83,7 @@ struct RawAgent {
     #[serde(default)]
     topics: BTreeMap<String, Spanned<u8>>,
     #[serde(default)]
-    wrap_up: Option<Seconds>,
+    wrap_up: Option<Spanned<Written>>,
     #[serde(default)]
     queues: Vec<String>,
 }
@@ -274,6 +277,18 @@ fn convert_agent(
             Err(e) => errors.push(e),
         }
     }
+    let wrap_up = a.wrap_up.as_ref().map(|w| w.value.0);
+    if let Some(at) = a.wrap_up.as_ref().filter(|w| w.value.0 > MAX_WRAP_UP) {
+        errors.push(SourceError::at(
+            file,
+            at.referenced,
+            format!(
+                "wrap_up {} is longer than {}",
+                duration::format(at.value.0),
+                duration::format(MAX_WRAP_UP)
+            ),
+        ));
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -284,7 +299,7 @@ fn convert_agent(
         credentials,
         skills,
         topics,
-        wrap_up: a.wrap_up.map(|s| s.0),
+        wrap_up,
         queues: a.queues,
     })
 }
@@ -663,6 +678,29 @@ mod tests {
             errors
         );
         assert!(parse("agents: [").is_err());
+    }
+
+    #[test]
+    fn wrap_up_is_written_like_every_other_duration() {
+        let agent = |wrap_up: &str| {
+            format!(
+                "agents:\n  - id: anna\n    name: A\n    sip_username: anna\n    ha1: {MD5}\n    \
+                 skills: {{nb: 1}}\n    wrap_up: {wrap_up}\n"
+            )
+        };
+        let dir = parse(&agent("1m30s")).expect("valid");
+        let anna = dir.get(&AgentId::from("anna")).expect("anna");
+        assert_eq!(anna.wrap_up, Some(Duration::from_secs(90)));
+        // A bare number is not taken as seconds: the message says what to write.
+        let shown = parse(&agent("30")).expect_err("no unit")[0].to_string();
+        assert!(shown.starts_with("agents.yaml:7:14: "), "{shown}");
+        assert!(
+            shown.contains("needs a unit") && shown.contains("`30s`"),
+            "{shown}"
+        );
+        let shown = parse(&agent("25h")).expect_err("too long")[0].to_string();
+        assert!(shown.starts_with("agents.yaml:7:14: "), "{shown}");
+        assert!(shown.contains("wrap_up 25h is longer than 24h"), "{shown}");
     }
 
     #[test]

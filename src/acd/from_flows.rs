@@ -129,4 +129,52 @@ mod tests {
         );
         assert_eq!(config.queues.len(), 7);
     }
+
+    #[test]
+    fn settings_in_queues_yaml_reach_the_queue() {
+        let catalogue: String = std::iter::once("prompts:\n  welcome:\n".to_string())
+            .chain(
+                Language::ALL
+                    .iter()
+                    .map(|l| format!("    {}: Welcome\n", l.code())),
+            )
+            .collect();
+        let sources = crate::flow::Sources {
+            dir: "flows".into(),
+            files: vec![
+                (
+                    "flows/queues.yaml".into(),
+                    "queues:\n  general: { skills: [advice, pl], min_proficiency: 6, \
+                     max_wait: 30m, no_agents: { fallback: en, play: welcome } }\n  \
+                     english: { skills: [advice, en] }\n"
+                        .to_string(),
+                ),
+                (
+                    "flows/main.yaml".into(),
+                    "entries: { default: main }\nflows:\n  main:\n    steps:\n      - queue: { to: general, \
+                     escalate: { after: 60s, to: english } }\n"
+                        .to_string(),
+                ),
+            ],
+            catalogue: Some(("flows/prompts.yaml".into(), catalogue)),
+            audio: None,
+            unreadable: false,
+        };
+        let (set, diags) = crate::flow::load_sources(&sources);
+        let set = set.unwrap_or_else(|| panic!("{diags:#?}"));
+        let config = queues_from_flows(&set);
+        let q = config.get("general").expect("queue");
+        assert_eq!(q.max_wait, Duration::from_secs(1800));
+        assert_eq!(q.no_agents, NoAgentsPolicy::Fallback(Language::En));
+        assert_eq!(q.tier_after(Duration::from_secs(59)), 0);
+        assert_eq!(q.tier_after(Duration::from_secs(60)), 1);
+        assert_eq!(
+            q.requirement(Language::Pl, 1),
+            crate::acd::config::Requirement {
+                languages: vec![Language::Pl, Language::En],
+                min_proficiency: 6
+            }
+        );
+        assert_eq!(q.short_abandon_threshold, Duration::from_secs(5));
+    }
 }

@@ -143,7 +143,7 @@ fn totals(today: &DayTotals, timezone: chrono_tz::Tz) -> serde_json::Value {
         languages.insert(l.code(), today.languages.get(&l).copied().unwrap_or(0));
     }
     let mut outcomes = BTreeMap::new();
-    for o in crate::cdr::outcome::ALL {
+    for o in crate::outcome::ALL {
         outcomes.insert(o, today.outcomes.get(o).copied().unwrap_or(0));
     }
     serde_json::json!({

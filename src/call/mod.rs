@@ -17,12 +17,12 @@ pub use outputs::{CoreGauges, Observation, Output};
 pub use queueing::{QueueSummary, AGENT_STATES};
 
 use crate::acd::{from_flows::queues_from_flows, Acd, AgentDirectory, AgentId, QueueService};
-use crate::cdr::outcome;
 use crate::events::LiveEvent;
 use crate::flow::{CallInfo, FlowAction, FlowEnv, FlowEvent, FlowRun, FlowSet};
 use crate::ids::NodeId;
 use crate::language::Language;
 use crate::media::{MediaEvent, PromptLibrary};
+use crate::outcome;
 use crate::registrar::{DigestAuth, DigestConfig, Registrar, RegistrarConfig};
 use crate::sdp;
 use crate::sip::{

@@ -60,34 +60,6 @@ pub struct CallRecord {
     pub reason: String,
 }
 
-/// How a call ended: the `outcome` of its record and of `hotline_calls_total`.
-pub mod outcome {
-    pub const ANSWERED: &str = "answered";
-    pub const ABANDONED_IVR: &str = "abandoned_ivr";
-    pub const ABANDONED_QUEUE: &str = "abandoned_queue";
-    pub const TIMED_OUT: &str = "timed_out";
-    pub const CLOSED: &str = "closed";
-    pub const REJECTED: &str = "rejected";
-    pub const FAILED: &str = "failed";
-    /// Served by the IVR alone: the flow reached its end (information given,
-    /// goodbye said) without a queue. An addition to the contract's list.
-    pub const COMPLETED: &str = "completed";
-    /// Cluster mode: the caller's node died with the call (recorded by the
-    /// node that found it dead).
-    pub const NODE_LOST: &str = "node_lost";
-    pub const ALL: [&str; 9] = [
-        ANSWERED,
-        COMPLETED,
-        ABANDONED_IVR,
-        ABANDONED_QUEUE,
-        TIMED_OUT,
-        CLOSED,
-        REJECTED,
-        FAILED,
-        NODE_LOST,
-    ];
-}
-
 /// Outcome of a call record for an INVITE refused before answer (the
 /// reason says why); kept apart from `hotline_calls_total`'s outcomes.
 pub const REFUSED: &str = "refused";

@@ -183,7 +183,7 @@ fn parse_queue_state(text: &str) -> Result<(String, flow::QueueState), String> {
     };
     let waiting: u32 = waiting.parse().map_err(|_| usage())?;
     let estimated_wait = match wait {
-        Some(d) => flow::duration::parse(d).map_err(|e| format!("--queue {text}: {e}"))?,
+        Some(d) => crate::duration::parse(d).map_err(|e| format!("--queue {text}: {e}"))?,
         None => std::time::Duration::ZERO,
     };
     Ok((

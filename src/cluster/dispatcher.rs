@@ -15,7 +15,7 @@
 //! CANCELs the leg) and made again.
 
 use super::view::{ClusterView, ViewAgent, ViewQueue};
-use super::wire::{wall, Event, Inbox, WireAgentState, WireCaller, WireJoinOptions};
+use super::wire::{wall, Event, Inbox, Snapshot, StoredCaller, WireAgentState, WireCaller};
 use crate::acd::{
     Acd, AgentDirectory, AgentId, AgentState, JoinRequest, Leave, QueueAction, QueueService,
     QueuesConfig, RestoredAgent,
@@ -24,7 +24,6 @@ use crate::ids::{CallerId, OfferId};
 use crate::language::Language;
 use crate::registrar::PhoneContact;
 use crate::time::Now;
-use serde::Deserialize;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
@@ -72,89 +71,6 @@ impl Settle {
             Settle::Refused => "refused",
         }
     }
-}
-
-/// A caller's entry as the store keeps it (the snapshot's shape).
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct StoredCaller {
-    pub id: String,
-    #[serde(default)]
-    pub node: String,
-    #[serde(default)]
-    pub call: String,
-    #[serde(default)]
-    pub queue: String,
-    #[serde(default)]
-    pub language: String,
-    #[serde(default)]
-    pub options: String,
-    #[serde(default)]
-    pub joined_ms: String,
-    #[serde(default)]
-    pub state: String,
-    #[serde(default)]
-    pub offer: String,
-    #[serde(default)]
-    pub agent: String,
-    #[serde(default)]
-    pub number: String,
-}
-
-impl StoredCaller {
-    pub fn caller(&self) -> WireCaller {
-        WireCaller {
-            node: self.node.clone(),
-            call: self.call.parse().unwrap_or(0),
-        }
-    }
-
-    pub fn joined_ms(&self) -> i64 {
-        self.joined_ms.parse().unwrap_or(0)
-    }
-}
-
-/// An agent's entry as the store keeps it.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct StoredAgent {
-    pub id: String,
-    /// The agent's state as the last dispatcher saw it (`ViewAgent`, JSON).
-    #[serde(default)]
-    pub view: String,
-    #[serde(default)]
-    pub home: String,
-    /// Where the agent's phone can be rung (`PhoneContact`, JSON).
-    #[serde(default)]
-    pub phone: String,
-}
-
-/// What the store holds when a dispatcher takes over.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct Snapshot {
-    #[serde(default, deserialize_with = "list")]
-    pub callers: Vec<StoredCaller>,
-    #[serde(default, deserialize_with = "list")]
-    pub agents: Vec<StoredAgent>,
-    /// The last event the snapshot includes: reading goes on after it.
-    #[serde(default)]
-    pub last_id: String,
-}
-
-/// A list, or the empty object Lua's JSON encoder writes for an empty one.
-fn list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum ListOrEmpty<T> {
-        List(Vec<T>),
-        Empty(serde::de::IgnoredAny),
-    }
-    Ok(match ListOrEmpty::deserialize(d)? {
-        ListOrEmpty::List(v) => v,
-        ListOrEmpty::Empty(_) => Vec::new(),
-    })
 }
 
 /// The routing core of the node that dispatches.
@@ -225,10 +141,10 @@ impl Dispatcher {
             if !stored.home.is_empty() {
                 self.homes.insert(id.clone(), stored.home.clone());
             }
-            if let Ok(contact) = serde_json::from_str::<PhoneContact>(&stored.phone) {
+            if let Some(contact) = stored.phone_contact() {
                 self.phones.insert(id.clone(), contact);
             }
-            let Ok(view) = serde_json::from_str::<ViewAgent>(&stored.view) else {
+            let Some(view) = stored.view() else {
                 continue;
             };
             let state = view.state.state(now);
@@ -281,8 +197,7 @@ impl Dispatcher {
                     let Ok(language) = stored.language.parse::<Language>() else {
                         continue;
                     };
-                    let options: WireJoinOptions =
-                        serde_json::from_str(&stored.options).unwrap_or_default();
+                    let options = stored.join_options();
                     self.acd.join(
                         now,
                         JoinRequest {

@@ -4,10 +4,11 @@
 //! Events are delivered in random orders, nodes crash, writes are lost and
 //! dispatchers are replaced; after every step the invariants are checked.
 
-use super::dispatcher::{DispatchOp, Dispatcher, Settle, Snapshot, StoredAgent, StoredCaller};
+use super::dispatcher::{DispatchOp, Dispatcher, Settle};
 use super::shared::{SharedQueue, StoreInput, StoreOp};
 use super::view::ViewAgent;
 use super::wire::{Event, Inbox, WireCaller};
+use super::wire::{Snapshot, StoredAgent, StoredCaller};
 use crate::acd::config::{QueueConfig, QueuesConfig};
 use crate::acd::{
     Agent, AgentDirectory, AgentId, JoinOptions, JoinRequest, Leave, OfferResult, QueueAction,

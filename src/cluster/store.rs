@@ -15,9 +15,10 @@
 //! `view` the latest cluster view, `boot` this store's life (a new value
 //! after it lost its data), and the channel `live` for live events.
 
-use super::dispatcher::{DispatchOp, Dispatcher, Snapshot};
+use super::dispatcher::{DispatchOp, Dispatcher};
 use super::shared::{StoreInput, StoreOp};
 use super::view::ClusterView;
+use super::wire::Snapshot;
 use super::wire::{Event, Inbox, WireCaller, WireJoinOptions};
 use crate::acd::{AgentDirectory, QueuesConfig};
 use crate::events::{EventBus, LiveEvent};
@@ -1137,7 +1138,7 @@ fn record_lost(setup: &ClusterSetup, incarnation: &str, lost: &[LostCaller]) {
         setup
             .metrics
             .calls_total
-            .with_label_values(&[crate::cdr::outcome::NODE_LOST])
+            .with_label_values(&[crate::outcome::NODE_LOST])
             .inc();
         let joined: i64 = caller.joined_ms.parse().unwrap_or(now.wall_ms());
         let waited = now.wall_ms().saturating_sub(joined);
@@ -1159,7 +1160,7 @@ fn record_lost(setup: &ClusterSetup, incarnation: &str, lost: &[LostCaller]) {
             queue: Some(caller.queue.clone()),
             agent: (caller.state == "talking" && !caller.agent.is_empty())
                 .then(|| caller.agent.clone()),
-            outcome: crate::cdr::outcome::NODE_LOST.to_string(),
+            outcome: crate::outcome::NODE_LOST.to_string(),
             started_ms: joined,
             answered_ms: Some(joined),
             queued_ms: Some(joined),
@@ -1173,7 +1174,7 @@ fn record_lost(setup: &ClusterSetup, incarnation: &str, lost: &[LostCaller]) {
         e.queue = Some(caller.queue.clone());
         e.language = (!caller.language.is_empty()).then(|| caller.language.clone());
         e.wait_ms = Some(waited);
-        e.reason = Some(crate::cdr::outcome::NODE_LOST.to_string());
+        e.reason = Some(crate::outcome::NODE_LOST.to_string());
         records.queue_event(e);
     }
 }

@@ -645,7 +645,7 @@ impl WireDay {
         t.languages = self.languages.iter().copied().collect();
         // Only the known outcomes (a bounded set) are taken.
         for (o, n) in &self.outcomes {
-            if crate::cdr::outcome::ALL.contains(&o.as_str()) {
+            if crate::outcome::ALL.contains(&o.as_str()) {
                 t.outcomes.insert(o.clone(), *n);
             }
         }
@@ -656,4 +656,102 @@ impl WireDay {
             .collect();
         Some(t)
     }
+}
+
+/// A caller's entry as the store keeps it (the snapshot's shape).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct StoredCaller {
+    pub id: String,
+    #[serde(default)]
+    pub node: String,
+    #[serde(default)]
+    pub call: String,
+    #[serde(default)]
+    pub queue: String,
+    #[serde(default)]
+    pub language: String,
+    #[serde(default)]
+    pub options: String,
+    #[serde(default)]
+    pub joined_ms: String,
+    #[serde(default)]
+    pub state: String,
+    #[serde(default)]
+    pub offer: String,
+    #[serde(default)]
+    pub agent: String,
+    #[serde(default)]
+    pub number: String,
+}
+
+impl StoredCaller {
+    pub fn caller(&self) -> WireCaller {
+        WireCaller {
+            node: self.node.clone(),
+            call: self.call.parse().unwrap_or(0),
+        }
+    }
+
+    pub fn joined_ms(&self) -> i64 {
+        self.joined_ms.parse().unwrap_or(0)
+    }
+
+    /// How the caller joined; the defaults if the entry is unreadable.
+    pub fn join_options(&self) -> WireJoinOptions {
+        serde_json::from_str(&self.options).unwrap_or_default()
+    }
+}
+
+/// An agent's entry as the store keeps it.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct StoredAgent {
+    pub id: String,
+    /// The agent's state as the last dispatcher saw it (`ViewAgent`, JSON).
+    #[serde(default)]
+    pub view: String,
+    #[serde(default)]
+    pub home: String,
+    /// Where the agent's phone can be rung (`PhoneContact`, JSON).
+    #[serde(default)]
+    pub phone: String,
+}
+
+impl StoredAgent {
+    pub fn phone_contact(&self) -> Option<crate::registrar::PhoneContact> {
+        serde_json::from_str(&self.phone).ok()
+    }
+
+    pub fn view(&self) -> Option<super::view::ViewAgent> {
+        serde_json::from_str(&self.view).ok()
+    }
+}
+
+/// What the store holds when a dispatcher takes over.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Snapshot {
+    #[serde(default, deserialize_with = "list")]
+    pub callers: Vec<StoredCaller>,
+    #[serde(default, deserialize_with = "list")]
+    pub agents: Vec<StoredAgent>,
+    /// The last event the snapshot includes: reading goes on after it.
+    #[serde(default)]
+    pub last_id: String,
+}
+
+/// A list, or the empty object Lua's JSON encoder writes for an empty one.
+fn list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrEmpty<T> {
+        List(Vec<T>),
+        Empty(serde::de::IgnoredAny),
+    }
+    Ok(match ListOrEmpty::deserialize(d)? {
+        ListOrEmpty::List(v) => v,
+        ListOrEmpty::Empty(_) => Vec::new(),
+    })
 }

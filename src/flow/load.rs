@@ -1,12 +1,12 @@
 //! Reading a flow directory into the model, reporting every problem with its
 //! position instead of stopping at the first.
 
-use super::duration;
 use super::model::*;
 use super::schedule::{self, Schedule, TimeRange};
 use super::suggest;
-use super::yaml::{self, Node, Pos, Value};
+use super::yaml::{Node, Pos, Value};
 use super::Diagnostic;
+use crate::duration;
 use crate::language::Language;
 use chrono::NaiveDate;
 use std::collections::{BTreeMap, BTreeSet};
@@ -198,7 +198,7 @@ pub fn list_yaml(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), String> {
         if !(name.ends_with(".yaml") || name.ends_with(".yml")) || name.starts_with('.') {
             continue;
         }
-        if name == crate::prompts::catalogue::CATALOGUE_FILE || !path.is_file() {
+        if name == super::catalogue::CATALOGUE_FILE || !path.is_file() {
             continue;
         }
         if name.ends_with(".test.yaml") || name.ends_with(".test.yml") {
@@ -1721,82 +1721,4 @@ fn parse_transfer(cx: &mut Cx, node: &Node) -> Option<StepKind> {
             None => None,
         },
     })
-}
-
-/// Reads the prompt catalogue: the ids with their texts by language, and the
-/// ids that could not be read whole (their errors are reported).
-pub fn parse_catalogue(
-    cx: &mut Cx,
-    text: &str,
-) -> Option<(crate::prompts::Catalogue, BTreeSet<String>)> {
-    let doc = match yaml::parse(text) {
-        Ok(d) => d,
-        Err(e) => {
-            cx.err(e.pos, e.message);
-            return None;
-        }
-    };
-    let top = fields(cx, &doc, "the prompt catalogue", &["prompts"])?;
-    let Some(prompts) = top.get("prompts") else {
-        cx.missing(&doc, doc.pos, "the prompt catalogue needs `prompts:`");
-        return None;
-    };
-    let map = fields(cx, prompts, "prompts", &[])?;
-    let mut catalogue = crate::prompts::Catalogue::default();
-    let mut unread = BTreeSet::new();
-    for (id, _, value) in &map.entries {
-        let errors = cx.errors();
-        if let Some(langs) = fields(cx, value, &format!("prompt `{id}`"), &[]) {
-            let mut texts = BTreeMap::new();
-            for (code, lkey, t) in &langs.entries {
-                let Ok(lang) = code.parse::<Language>() else {
-                    cx.err(
-                        lkey.pos,
-                        format!("unknown language `{code}` in prompt `{id}`: expected one of nb, en, ar, pl, ru, ro, lt"),
-                    );
-                    continue;
-                };
-                if let Some(s) = text_of(cx, t, id) {
-                    texts.insert(lang, s);
-                }
-            }
-            catalogue.prompts.insert(id.clone(), texts);
-        }
-        if cx.errors() > errors {
-            unread.insert(id.clone());
-        }
-    }
-    Some((catalogue, unread))
-}
-
-fn text_of(cx: &mut Cx, node: &Node, id: &str) -> Option<String> {
-    match node.as_text() {
-        Some(s) if !s.trim().is_empty() => Some(s),
-        _ => {
-            cx.err(node.pos, format!("prompt `{id}` has an empty text"));
-            None
-        }
-    }
-}
-
-/// Which `audio/<lang>/<id>.wav` files exist.
-pub fn scan_audio(dir: &Path) -> BTreeSet<(Language, String)> {
-    let mut found = BTreeSet::new();
-    for lang in Language::ALL {
-        let folder = dir
-            .join(crate::prompts::catalogue::AUDIO_DIR)
-            .join(lang.code());
-        let Ok(entries) = std::fs::read_dir(&folder) else {
-            continue;
-        };
-        for entry in entries.flatten().take(100_000) {
-            let path = entry.path();
-            if path.extension().and_then(|e| e.to_str()) == Some("wav") {
-                if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
-                    found.insert((lang, stem.to_string()));
-                }
-            }
-        }
-    }
-    found
 }

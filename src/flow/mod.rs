@@ -14,7 +14,7 @@
 //!   `QueueTimeout`, `QueueFull`, `QueueNoAgents`; `Transfer` by `Transferred`
 //!   or `TransferFailed`.
 
-pub mod duration;
+pub mod catalogue;
 pub mod engine;
 pub mod load;
 pub mod model;
@@ -26,12 +26,12 @@ pub mod testing;
 pub mod validate;
 pub mod yaml;
 
+pub use catalogue::Catalogue;
 pub use engine::{Awaiting, FlowEnd, FlowRun, TraceEntry};
 pub use simulate::{parse_digits, simulate, QueueOutcome, SimulateOptions, SimulationReport};
 pub use testing::{run_tests, TestReport};
 
 use crate::language::Language;
-use crate::prompts::Catalogue;
 use model::{Flow, QueueDef};
 use schedule::Schedule;
 use std::collections::{BTreeMap, BTreeSet};
@@ -359,7 +359,7 @@ fn load_dir(dir: &Path, check_audio: bool) -> (Option<FlowSet>, Vec<Diagnostic>)
             }
         }
     }
-    let catalogue_path = dir.join(crate::prompts::catalogue::CATALOGUE_FILE);
+    let catalogue_path = dir.join(catalogue::CATALOGUE_FILE);
     match load::read_bounded(&catalogue_path) {
         Ok(text) => sources.catalogue = Some((catalogue_path, text)),
         Err(e) => diags.push(load::diagnostic(
@@ -370,7 +370,7 @@ fn load_dir(dir: &Path, check_audio: bool) -> (Option<FlowSet>, Vec<Diagnostic>)
         )),
     }
     if check_audio {
-        sources.audio = Some(load::scan_audio(dir));
+        sources.audio = Some(catalogue::scan_audio(dir));
     }
     let (set, more) = load_sources(&sources);
     diags.extend(more);
@@ -403,7 +403,7 @@ pub fn load_sources(sources: &Sources) -> (Option<FlowSet>, Vec<Diagnostic>) {
         let index = files.len();
         files.push(path.clone());
         let mut cx = load::Cx::new(index, path, &mut diags);
-        match load::parse_catalogue(&mut cx, text) {
+        match catalogue::parse(&mut cx, text) {
             Some((c, unread)) => {
                 catalogue = c;
                 parsed.unread.prompts = unread;

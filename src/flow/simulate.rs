@@ -2,7 +2,8 @@
 //! on the live engine, with a fake clock, and tells what the caller would hear.
 
 use super::engine::{Awaiting, FlowEnd, FlowRun, TraceEntry};
-use super::{duration, CallInfo, FlowAction, FlowEnv, FlowEvent, FlowSet, PromptRef, QueueState};
+use super::{CallInfo, FlowAction, FlowEnv, FlowEvent, FlowSet, PromptRef, QueueState};
+use crate::duration;
 use crate::language::Language;
 use chrono::{DateTime, Utc};
 use std::cell::Cell;
@@ -377,14 +378,9 @@ fn record(
 
 /// The audio's length when the file is there, else an estimate from the text.
 fn prompt_length(set: &FlowSet, prompt: &PromptRef, text: &str) -> Duration {
-    let path = crate::prompts::Catalogue::audio_path(&set.dir, &prompt.id, prompt.language);
-    if let Ok(reader) = hound::WavReader::open(&path) {
-        let spec = reader.spec();
-        if spec.sample_rate > 0 {
-            return Duration::from_millis(
-                u64::from(reader.duration()) * 1000 / u64::from(spec.sample_rate),
-            );
-        }
+    let path = super::Catalogue::audio_path(&set.dir, &prompt.id, prompt.language);
+    if let Ok(pcm) = crate::audio::wav::read_file(&path) {
+        return pcm.duration();
     }
     Duration::from_millis((text.chars().count() as u64) * 1000 / CHARS_PER_SECOND)
 }

@@ -1073,6 +1073,22 @@ fn no_agents_fallback_is_checked() {
     }
 }
 
+#[test]
+fn queue_file_errors_have_positions() {
+    let d = queue_file_diags("q_lt: { skills: [general, lt], ring_timeout: soon }");
+    assert!(
+        d.iter()
+            .any(|x| x.starts_with("q.yaml:2:48: ring_timeout: invalid duration `soon`")),
+        "{d:#?}"
+    );
+    let d = queue_file_diags("q_lt: { skills: [general, lt] }\n  q_lt: { skills: [general, lt] }");
+    assert!(
+        d.iter()
+            .any(|x| x == "q.yaml:3:3: duplicate key `q_lt` in queues"),
+        "{d:#?}"
+    );
+}
+
 // ---- opening hours of the line (hotline_language_offered) ----
 
 fn at(rfc3339: &str) -> DateTime<Utc> {

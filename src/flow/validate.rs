@@ -5,9 +5,9 @@ use super::load::{diagnostic, Parsed, Unread};
 use super::model::*;
 use super::plural;
 use super::suggest::did_you_mean;
+use super::Catalogue;
 use super::Diagnostic;
 use crate::language::Language;
-use crate::prompts::Catalogue;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 

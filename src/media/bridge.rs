@@ -127,13 +127,14 @@ pub fn set_sequence(packet: &mut [u8], sequence: u16) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::ids::CallId;
     use crate::media::g711;
-    use crate::sip::CallId;
     use std::time::Duration;
 
-    fn target(codec: Codec, telephone_event_pt: Option<u8>, due: Instant) -> Outbound {
+    /// The agent's leg of a bridge, as the relay into it sees it.
+    pub(crate) fn target(codec: Codec, telephone_event_pt: Option<u8>, due: Instant) -> Outbound {
         Outbound {
             call: CallId(2),
             ssrc: 0x5150_5150,

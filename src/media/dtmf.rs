@@ -154,13 +154,13 @@ impl EventRelayGate {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::media::rtp;
 
     /// The RTP packets of sipp's `dtmf_2833_2.pcap` (digit 2, payload type 101):
     /// start with marker, six updates every 40 ms of duration, end sent three times.
-    const SIPP_DIGIT_2: [[u8; 16]; 10] = [
+    pub(crate) const SIPP_DIGIT_2: [[u8; 16]; 10] = [
         hex16("80e51f6a00005aa00e05384e020a0000"),
         hex16("80651f6b00005aa00e05384e020a0140"),
         hex16("80651f6c00005aa00e05384e020a0280"),

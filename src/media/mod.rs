@@ -1,5 +1,12 @@
-//! Media: G.711, RTP, RFC 4733 DTMF, the shared prompt library and the pacer
-//! that sends every call's RTP from one clock.
+//! Media: G.711, RTP, RFC 4733 DTMF, the shared prompt library, the pacer
+//! that sends every call's RTP from one clock, and the receive core that
+//! decides what each received packet means.
+//!
+//! Sans-IO cores, each tested with a fake clock: `pacer` (every stream on one
+//! grid, bridges, and once a second each leg's RTP-timeout watch, `liveness`),
+//! `receive` (latching, digits, the relay), `bridge` (rewriting a packet into
+//! the other leg's stream), `dtmf`. The tokio shell
+//! around them is `engine`: the pacing thread and one receive task per leg.
 //!
 //! CONTRACT (the call layer is written against this; keep it or change both):
 //! - `PromptLibrary::load(dir, &Catalogue)` once at start: every `audio/<lang>/<id>.wav`
@@ -18,19 +25,23 @@
 //!   legs to each other on arrival, `unbridge` hands them back to the pacer.
 
 pub mod bridge;
+pub mod clip;
 pub mod dtmf;
 mod engine;
 pub mod g711;
+pub mod liveness;
 pub mod music;
 pub mod pacer;
 pub mod prompt;
+pub mod receive;
 pub mod rtp;
 mod socket;
 
-pub use engine::{MediaEngine, MediaStats};
-pub use prompt::{Clip, MissingAudio, PromptError, PromptLibrary};
+pub use clip::{Clip, PromptError};
+pub use engine::{MediaEngine, MediaStats, PacerObserver};
+pub use prompt::{MissingAudio, PromptLibrary};
 
-use crate::sip::CallId;
+use crate::ids::CallId;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 

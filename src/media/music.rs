@@ -8,8 +8,8 @@
 //! it, pitched where a telephone carries sound well, and made to loop without
 //! a seam (notes still ringing at the end continue at the start).
 
-use super::prompt::{decode_wav_file, PromptError};
-use super::{Clip, SAMPLE_RATE};
+use super::clip::{Clip, PromptError};
+use super::SAMPLE_RATE;
 use std::f32::consts::TAU;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -49,11 +49,7 @@ pub fn load_file(dir: &Path) -> Result<Option<Arc<Clip>>, PromptError> {
     if !path.is_file() {
         return Ok(None);
     }
-    let samples = decode_wav_file(&path).map_err(|reason| PromptError {
-        path: path.clone(),
-        reason,
-    })?;
-    Ok(Some(Arc::new(Clip::from_samples(&samples))))
+    Ok(Some(Arc::new(Clip::from_wav_file(&path)?)))
 }
 
 /// The generated piece, made and encoded once per process, when first asked

@@ -10,11 +10,12 @@
 //! stream (the shell relays media between the two on arrival; the pacer then
 //! only keeps the stream's clock) and be watched for incoming RTP.
 
+use super::liveness::Liveness;
 use super::rtp::{self, RtpHeader};
 use super::{
     Clip, Codec, MediaEvent, StreamParams, FRAME_BYTES, FRAME_DURATION, SAMPLES_PER_FRAME,
 };
-use crate::sip::CallId;
+use crate::ids::CallId;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -148,16 +149,6 @@ impl Music {
     }
 }
 
-/// Incoming-RTP watch of a stream that should be receiving.
-#[derive(Clone, Copy)]
-struct Watch {
-    /// Packets received as last seen.
-    count: u64,
-    /// Since when that count has not changed.
-    since: Instant,
-    reported: bool,
-}
-
 struct Stream<S> {
     call: CallId,
     params: StreamParams,
@@ -177,7 +168,8 @@ struct Stream<S> {
     /// The leg this one is bridged to: the relay sends, the pacer keeps time.
     peer: Option<CallId>,
     rtp_timeout: Option<Duration>,
-    watch: Option<Watch>,
+    /// Incoming-RTP watch while the stream should be receiving.
+    watch: Option<Liveness>,
     packet: [u8; PACKET_LEN],
 }
 
@@ -575,19 +567,8 @@ impl<S> Pacer<S> {
                 }
             };
             let count = received(&stream.sink);
-            let watch = stream.watch.get_or_insert(Watch {
-                count,
-                since: now,
-                reported: false,
-            });
-            if watch.count != count {
-                *watch = Watch {
-                    count,
-                    since: now,
-                    reported: false,
-                };
-            } else if !watch.reported && now.saturating_duration_since(watch.since) >= timeout {
-                watch.reported = true;
+            let watch = stream.watch.get_or_insert(Liveness::new(now, count));
+            if watch.poll_timeout(now, count, timeout) {
                 self.events
                     .push(MediaEvent::RtpTimeout { call: stream.call });
             }

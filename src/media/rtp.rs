@@ -118,6 +118,22 @@ pub fn locate(datagram: &[u8]) -> Result<Located, RtpError> {
     })
 }
 
+/// A datagram as a peer sends it: header (no marker) and payload.
+#[cfg(test)]
+pub fn datagram(pt: u8, sequence: u16, timestamp: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+    let mut bytes = vec![0u8; HEADER_LEN];
+    RtpHeader {
+        marker: false,
+        payload_type: pt,
+        sequence,
+        timestamp,
+        ssrc,
+    }
+    .write(&mut bytes);
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

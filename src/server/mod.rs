@@ -99,7 +99,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             port_min: config.rtp_ports.min,
             port_max: config.rtp_ports.max,
         },
-        Arc::clone(&metrics),
+        metrics.clone(),
     );
     media.set_default_rtp_timeout(
         (config.rtp_timeout_s > 0).then(|| Duration::from_secs(config.rtp_timeout_s)),
@@ -279,7 +279,7 @@ async fn run<Q: QueueService + StorePump>(
         (agents_file, agents_required),
         control_tx.clone(),
         Arc::clone(&status),
-        Arc::clone(&metrics),
+        metrics.clone(),
     );
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -1,5 +1,10 @@
-//! Durations as operators write them: `30s`, `5m`, `1h`, `1m30s`, `500ms`.
+//! Durations as operators write them, in every file they edit (flows,
+//! `queues.yaml`, `agents.yaml`) and on the command line: `30s`, `5m`, `1h`,
+//! `1m30s`, `500ms`. A number always has a unit, so `30` is never guessed.
 
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use std::fmt;
 use std::time::Duration;
 
 /// Parses a duration; every number needs a unit so `30` is never guessed.
@@ -65,6 +70,36 @@ pub fn format(d: Duration) -> String {
     out
 }
 
+/// A duration read from a serde file (`agents.yaml`): the same syntax as
+/// [`parse`], with the same message for a bare number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Written(pub Duration);
+
+impl<'de> Deserialize<'de> for Written {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Written;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as 30s, 2m or 1h")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Written, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Written, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Written, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Written, E> {
+                parse(v).map(Written).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +120,23 @@ mod tests {
         assert!(parse("s").is_err());
         assert!(parse("").is_err());
         assert!(parse("99999999999s").is_err());
+    }
+
+    #[test]
+    fn files_read_the_same_syntax() {
+        #[derive(Deserialize)]
+        struct File {
+            wait: Written,
+        }
+        let read = |text: &str| serde_saphyr::from_str::<File>(text).map(|f| f.wait.0);
+        assert_eq!(read("wait: 1m30s").ok(), Some(Duration::from_secs(90)));
+        let bare = read("wait: 30").expect_err("no unit").to_string();
+        assert!(
+            bare.contains("needs a unit") && bare.contains("`30s`"),
+            "{bare}"
+        );
+        assert!(read("wait: -5").is_err());
+        assert!(read("wait: 2.5").is_err());
     }
 
     #[test]
