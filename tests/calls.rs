@@ -140,12 +140,7 @@ fn cancel_before_answer_gets_487() {
 fn caller_hanging_up_mid_prompt_is_abandoned_and_media_stops() {
     let hotline = Hotline::start();
     let rtp = RtpListener::bind();
-    hotline
-        .sipp("call_listen.xml")
-        .key("rtp_port", rtp.port)
-        .key("codecs", "0 101")
-        .duration_ms(1000)
-        .run_ok();
+    support::listening_caller(hotline.sip, &rtp, 1000).run_ok();
     hotline.wait_metric(
         "hotline_calls_total{outcome=\"abandoned_ivr\"}",
         1.0,
