@@ -3,11 +3,13 @@
 //! calls the cargo-fuzz targets make. A panic fails the test.
 
 use hotline::flow::{load_sources, Sources};
-use hotline::media::{dtmf, rtp};
 use hotline::sip::admission::AdmissionConfig;
 use hotline::sip::{EndpointConfig, SipEndpoint, Transport};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+#[path = "../fuzz/shared/rtp_dtmf.rs"]
+mod rtp_dtmf_stream;
 
 const MUTATIONS_PER_SEED: usize = 200;
 
@@ -148,25 +150,10 @@ fn sdp() {
 
 #[test]
 fn rtp_dtmf() {
-    // As the fuzz target: datagrams framed by a length byte, one stream.
+    // The fuzz target's own calls: datagrams framed by a length byte, one
+    // stream.
     let mut presses = 0;
-    run("rtp_dtmf", |data| {
-        let mut detector = dtmf::DtmfDetector::new();
-        let mut rest = data;
-        while let Some((&len, tail)) = rest.split_first() {
-            let (datagram, next) = tail.split_at(usize::from(len).min(tail.len()));
-            rest = next;
-            let _ = rtp::locate(datagram);
-            if let Some(event) = dtmf::TelephoneEvent::parse(datagram) {
-                let _ = dtmf::event_to_digit(event.event);
-            }
-            if let Ok(packet) = rtp::parse(datagram) {
-                let (ssrc, ts) = (packet.header.ssrc, packet.header.timestamp);
-                presses += usize::from(detector.on_packet(ssrc, ts, packet.payload).is_some());
-                assert_eq!(detector.on_packet(ssrc, ts, packet.payload), None);
-            }
-        }
-    });
+    run("rtp_dtmf", |data| presses += rtp_dtmf_stream::feed(data));
     // The framed seeds hold real presses (5, then 0; and a lone 5).
     assert!(presses >= 3, "{presses} key presses in the seeds");
 }

@@ -4,23 +4,11 @@
 //! bytes. A datagram received twice (a duplicate) never makes a second press.
 #![no_main]
 
-use hotline::media::{dtmf, rtp};
 use libfuzzer_sys::fuzz_target;
 
+#[path = "../shared/rtp_dtmf.rs"]
+mod stream;
+
 fuzz_target!(|data: &[u8]| {
-    let mut detector = dtmf::DtmfDetector::new();
-    let mut rest = data;
-    while let Some((&len, tail)) = rest.split_first() {
-        let (datagram, next) = tail.split_at(usize::from(len).min(tail.len()));
-        rest = next;
-        let _ = rtp::locate(datagram);
-        if let Some(event) = dtmf::TelephoneEvent::parse(datagram) {
-            let _ = dtmf::event_to_digit(event.event);
-        }
-        if let Ok(packet) = rtp::parse(datagram) {
-            let (ssrc, ts) = (packet.header.ssrc, packet.header.timestamp);
-            let _ = detector.on_packet(ssrc, ts, packet.payload);
-            assert_eq!(detector.on_packet(ssrc, ts, packet.payload), None);
-        }
-    }
+    stream::feed(data);
 });
