@@ -79,6 +79,14 @@ impl Hotline {
         Hotline::start_with(Options::default())
     }
 
+    /// The default flows, with `config` as the config file.
+    pub fn with_config(config: &str) -> Hotline {
+        Hotline::start_with(Options {
+            config: Some(config.to_string()),
+            ..Options::default()
+        })
+    }
+
     pub fn start_with(options: Options) -> Hotline {
         let flows = options.flows.unwrap_or_else(|| repo().join("ivr-flows"));
         Hotline::launch(flows.clone(), |cmd, data| {
