@@ -121,10 +121,7 @@ fn call_over_tcp() {
 
 #[test]
 fn cancel_before_answer_gets_487() {
-    let hotline = Hotline::start_with(Options {
-        config: Some("answer_delay_ms: 3000\n".to_string()),
-        ..Options::default()
-    });
+    let hotline = Hotline::with_config("answer_delay_ms: 3000\n");
     hotline.sipp("call_cancel.xml").run_ok();
     hotline.wait_metric(
         "hotline_calls_total{outcome=\"abandoned_ivr\"}",
@@ -140,12 +137,7 @@ fn cancel_before_answer_gets_487() {
 fn caller_hanging_up_mid_prompt_is_abandoned_and_media_stops() {
     let hotline = Hotline::start();
     let rtp = RtpListener::bind();
-    hotline
-        .sipp("call_listen.xml")
-        .key("rtp_port", rtp.port)
-        .key("codecs", "0 101")
-        .duration_ms(1000)
-        .run_ok();
+    support::listening_caller(hotline.sip, &rtp, 1000).run_ok();
     hotline.wait_metric(
         "hotline_calls_total{outcome=\"abandoned_ivr\"}",
         1.0,
@@ -282,10 +274,7 @@ fn unknown_method_gets_405_with_allow_and_unknown_dialog_481() {
 
 #[test]
 fn sigterm_drains_then_says_bye_to_calls_and_exits_zero() {
-    let mut hotline = Hotline::start_with(Options {
-        config: Some("drain_limit_s: 2\n".to_string()),
-        ..Options::default()
-    });
+    let mut hotline = Hotline::with_config("drain_limit_s: 2\n");
     let rtp = RtpListener::bind();
     let call = hotline
         .sipp("call_wait_bye.xml")

@@ -143,13 +143,12 @@ fn check_suggests_the_name_meant_and_says_one_thing_per_mistake() {
 
 #[test]
 fn simulate_prints_the_walk_with_the_prompts_heard() {
-    let dir = repo().join("ivr-flows");
-    let (code, stdout, stderr) = hotline(&[
-        "flows",
-        "simulate",
-        dir.to_str().expect("path"),
-        "--flow",
-        "main",
+    let simulate = |options: &[&str]| {
+        let dir = repo().join("ivr-flows");
+        let flows = dir.to_str().expect("path");
+        hotline(&[&["flows", "simulate", flows, "--flow", "main"], options].concat())
+    };
+    let (code, stdout, stderr) = simulate(&[
         "--digits",
         "2,1",
         "--at",
@@ -164,15 +163,7 @@ fn simulate_prints_the_walk_with_the_prompts_heard() {
         "{stdout}"
     );
     assert!(stdout.contains("queued to advice_en"), "{stdout}");
-    let (code, _, stderr) = hotline(&[
-        "flows",
-        "simulate",
-        dir.to_str().expect("path"),
-        "--flow",
-        "main",
-        "--at",
-        "yesterday",
-    ]);
+    let (code, _, stderr) = simulate(&["--at", "yesterday"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("RFC 3339"), "{stderr}");
 }

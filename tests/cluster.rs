@@ -3,46 +3,31 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
-use support::agents::{agent, agents_yaml, asks_for_adviser, test_flows};
+use support::agents::{
+    adviser_call, agent, asks_for_adviser, state_seen_by, Account, Agent, AgentPhone, OLEK,
+};
 use support::redis::Redis;
 use support::rtp::RtpListener;
-use support::{Hotline, Options};
+use support::scenario::Site;
+use support::{Hotline, RunningSipp, Sipp};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
-/// One node of the cluster, with the flows and agents every node shares.
-fn node(name: &str, redis: &Redis, flows: &Path, agents_file: &Path) -> Hotline {
-    node_with(name, redis, flows, agents_file, "")
+/// One node of the cluster on the site every node shares, with the store at
+/// `redis` (a URL).
+fn node(site: &Site, name: &str, redis: &str, extra_config: &str) -> Hotline {
+    site.start(&format!(
+        "api_token: t0k3n\nnode_id: {name}\nredis: {redis}\nrtp_timeout_s: 0\n{extra_config}"
+    ))
 }
 
-fn node_with(
-    name: &str,
-    redis: &Redis,
-    flows: &Path,
-    agents_file: &Path,
-    extra_config: &str,
-) -> Hotline {
-    Hotline::start_with(Options {
-        flows: Some(flows.to_path_buf()),
-        config: Some(format!(
-            "agents_file: {}\napi_token: t0k3n\nnode_id: {name}\nredis: {}\nrtp_timeout_s: 0\n{extra_config}",
-            agents_file.display(),
-            redis.url()
-        )),
-    })
-}
-
-fn agent_state(hotline: &Hotline, id: &str) -> String {
-    let (_, body) = hotline.get("/api/agents");
-    let agents: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-    agents
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["id"] == id))
-        .and_then(|a| a["state"].as_str())
-        .unwrap_or("missing")
-        .to_string()
+/// A Polish caller who asks for an adviser and stays 40 s.
+fn waits_long(node: &Hotline, rtp: &RtpListener) -> Sipp {
+    asks_for_adviser(node, "call_queue.xml", rtp, "4")
+        .duration_ms(40_000)
+        .arg("-timeout")
+        .arg("120s")
 }
 
 /// Waits until `check` holds, or panics naming `what`.
@@ -56,31 +41,22 @@ fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
 
 #[test]
 fn a_caller_on_one_node_reaches_an_agent_registered_through_the_other() {
-    let redis = Redis::start();
-    let flows = test_flows("");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let agents_file = dir.path().join("agents.yaml");
-    std::fs::write(
-        &agents_file,
-        agents_yaml(&[("olek", "haslo-1", "{pl: 10}")]),
-    )
-    .expect("agents");
-    let a = node("a", &redis, flows.path(), &agents_file);
-    let b = node("b", &redis, flows.path(), &agents_file);
+    let c = cluster("", &[OLEK]);
+    let (a, b) = (&c.a, &c.b);
     // Olek's phone registers with node B only.
-    let olek = agent(&b, "olek", "haslo-1", 300);
+    let olek = agent(b, "olek", "haslo-1", 300);
     wait_until("olek ready as node A sees him", SECS(10), || {
-        agent_state(&a, "olek") == "ready"
+        state_seen_by(a, "olek") == "ready"
     });
     // A Polish caller calls node A and asks for an adviser.
     let caller_rtp = RtpListener::bind();
-    let caller = asks_for_adviser(&a, "call_queue.xml", &caller_rtp, "4")
+    let caller = asks_for_adviser(a, "call_queue.xml", &caller_rtp, "4")
         .duration_ms(6_000)
         .spawn();
     // Node A rings Olek's phone (registered with B), and they talk.
     a.wait_for_log("connected to agent", SECS(20));
     wait_until("olek on the call", SECS(5), || {
-        agent_state(&b, "olek") == "on_call"
+        state_seen_by(b, "olek") == "on_call"
     });
     // The caller speaks; Olek hears it through node A's bridge.
     let to_caller_leg = caller_rtp
@@ -111,8 +87,8 @@ fn a_caller_on_one_node_reaches_an_agent_registered_through_the_other() {
             .filter(|l| l.contains("offering to agent"))
             .count()
     };
-    assert_eq!(offered(&a), 1);
-    assert_eq!(offered(&b), 0);
+    assert_eq!(offered(a), 1);
+    assert_eq!(offered(b), 0);
     // Node B's wallboard counts the call node A answered: the whole hotline.
     wait_until("B's wallboard totals include A's call", SECS(5), || {
         let Ok(mut ws) = support::ws::WsClient::connect(b.http, "/ws") else {
@@ -141,27 +117,29 @@ fn logged(hotline: &Hotline, needle: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// Three agents' worth of cluster: flows, an agents file, Redis, two nodes.
+/// A cluster: the site (flows and agents file), Redis, two nodes.
 struct Cluster {
     redis: Redis,
     a: Hotline,
     b: Hotline,
-    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    _site: Site,
 }
 
-fn cluster(queue_settings: &str, agents: &[(&str, &str, &str)]) -> Cluster {
+fn cluster(queue_settings: &str, agents: &[Account]) -> Cluster {
+    cluster_with(queue_settings, agents, "")
+}
+
+/// A cluster whose nodes have `extra_config` too.
+fn cluster_with(queue_settings: &str, agents: &[Account], extra_config: &str) -> Cluster {
     let redis = Redis::start();
-    let flows = test_flows(queue_settings);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let agents_file = dir.path().join("agents.yaml");
-    std::fs::write(&agents_file, agents_yaml(agents)).expect("agents");
-    let a = node("a", &redis, flows.path(), &agents_file);
-    let b = node("b", &redis, flows.path(), &agents_file);
+    let site = Site::new(queue_settings, agents);
+    let a = node(&site, "a", &redis.url(), extra_config);
+    let b = node(&site, "b", &redis.url(), extra_config);
     Cluster {
         redis,
         a,
         b,
-        _dirs: (flows, dir),
+        _site: site,
     }
 }
 
@@ -172,6 +150,35 @@ fn set_state(hotline: &Hotline, agent: &str, state: &str) {
         &format!(r#"{{"state":"{state}","reason":"test"}}"#),
     );
     assert_eq!(status, 200, "{body}");
+}
+
+/// Waits until `on` shows agent `id` ready, pauses them through it, and
+/// waits until `seen_by` shows them paused.
+fn pause_once_ready(on: &Hotline, seen_by: &Hotline, id: &str) {
+    wait_until(&format!("{id} ready"), SECS(10), || {
+        state_seen_by(on, id) == "ready"
+    });
+    set_state(on, id, "paused");
+    wait_until(&format!("{id} paused"), SECS(5), || {
+        state_seen_by(seen_by, id) == "paused"
+    });
+}
+
+/// `n` callers, one every `gap`, on node A and node B in turn (A first),
+/// each made by `caller` with audio at a listener of its own.
+fn callers_in_turn(
+    nodes: [&Hotline; 2],
+    n: usize,
+    gap: Duration,
+    caller: impl Fn(&Hotline, &RtpListener) -> Sipp,
+) -> Vec<(RunningSipp, RtpListener)> {
+    let mut callers = Vec::new();
+    for i in 0..n {
+        let rtp = RtpListener::bind();
+        callers.push((caller(nodes[i % 2], &rtp).spawn(), rtp));
+        std::thread::sleep(gap);
+    }
+    callers
 }
 
 /// Callers waiting in a queue, as `hotline`'s API shows the cluster.
@@ -187,43 +194,22 @@ fn waiting(hotline: &Hotline, queue: &str) -> u64 {
 
 #[test]
 fn twenty_callers_over_both_nodes_are_served_in_global_arrival_order() {
-    let c = cluster("wrap_up: 1s", &[("olek", "haslo-1", "{pl: 10}")]);
+    let c = cluster("wrap_up: 1s", &[OLEK]);
     // Olek's phone (through node B) answers 20 calls in turn, talks for
     // half a second and hangs up.
-    let rtp = RtpListener::bind();
-    let phone_port = support::free_sip_port();
-    let phone =
-        c.b.sipp("agent_hangs_up.xml")
-            .port(phone_port)
-            .key("rtp_port", rtp.port)
-            .key("codecs", "8 0 101")
-            .duration_ms(500)
-            .arg("-m")
-            .arg("20")
-            .arg("-timeout")
-            .arg("180s")
-            .spawn();
-    std::thread::sleep(Duration::from_millis(200));
-    support::agents::register(&c.b, "olek", "haslo-1", phone_port);
-    wait_until("olek ready", SECS(10), || {
-        agent_state(&c.a, "olek") == "ready"
-    });
-    set_state(&c.a, "olek", "paused");
-    wait_until("olek paused", SECS(5), || {
-        agent_state(&c.b, "olek") == "paused"
-    });
+    let olek = AgentPhone::new(&c.b, "agent_hangs_up.xml", 500)
+        .arg("-m")
+        .arg("20")
+        .arg("-timeout")
+        .arg("180s")
+        .register("olek", "haslo-1");
+    pause_once_ready(&c.a, &c.b, "olek");
     // 20 Polish callers, every 300 ms, alternately on A and B.
-    let mut callers = Vec::new();
-    for i in 0..20 {
-        let node = if i % 2 == 0 { &c.a } else { &c.b };
-        let rtp = RtpListener::bind();
-        let caller = asks_for_adviser(node, "call_queue_until_bye.xml", &rtp, "4")
+    let callers = callers_in_turn([&c.a, &c.b], 20, Duration::from_millis(300), |node, rtp| {
+        asks_for_adviser(node, "call_queue_until_bye.xml", rtp, "4")
             .arg("-timeout")
             .arg("180s")
-            .spawn();
-        callers.push((caller, rtp));
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    });
     // Both nodes see the whole queue, whichever node the callers are on.
     wait_until("all 20 wait, as A sees it", SECS(30), || {
         waiting(&c.a, "advice_pl") == 20
@@ -235,7 +221,7 @@ fn twenty_callers_over_both_nodes_are_served_in_global_arrival_order() {
     for (caller, _) in callers {
         caller.wait_ok();
     }
-    phone.wait_ok();
+    olek.phone.wait_ok();
     // Every caller of both nodes in the order they joined ...
     let mut joined: Vec<(String, String)> = Vec::new();
     let mut served: Vec<(String, String)> = Vec::new();
@@ -294,31 +280,19 @@ fn assert_no_double_offer(hotline: &Hotline) {
 
 #[test]
 fn a_node_killed_loses_its_callers_within_five_seconds_and_the_other_node_serves_on() {
-    let c = cluster("", &[("olek", "haslo-1", "{pl: 10}")]);
+    let c = cluster("", &[OLEK]);
     let mut a = c.a;
     let b = c.b;
     let front = support::kamailio::Kamailio::start(&[a.sip, b.sip]);
     // Olek logs in through the front, then pauses: callers wait.
-    let (olek, _olek_rtp) = agent_through(&front, &b, "olek", "haslo-1");
-    wait_until("olek ready", SECS(10), || {
-        agent_state(&b, "olek") == "ready"
-    });
-    set_state(&b, "olek", "paused");
-    wait_until("olek paused", SECS(5), || {
-        agent_state(&a, "olek") == "paused"
-    });
+    let olek = agent_through(&front, &b, "olek", "haslo-1");
+    pause_once_ready(&b, &a, "olek");
     // Three callers on each node, interleaved: a1 b1 a2 b2 a3 b3.
-    let mut callers = Vec::new();
-    for i in 0..6 {
-        let node = if i % 2 == 0 { &a } else { &b };
-        let rtp = RtpListener::bind();
-        let caller = asks_for_adviser(node, "call_queue_until_bye.xml", &rtp, "4")
+    let callers = callers_in_turn([&a, &b], 6, Duration::from_millis(400), |node, rtp| {
+        asks_for_adviser(node, "call_queue_until_bye.xml", rtp, "4")
             .arg("-timeout")
             .arg("120s")
-            .spawn();
-        callers.push((i, caller, rtp));
-        std::thread::sleep(Duration::from_millis(400));
-    }
+    });
     wait_until("six callers wait", SECS(30), || {
         waiting(&b, "advice_pl") == 6
     });
@@ -336,14 +310,10 @@ fn a_node_killed_loses_its_callers_within_five_seconds_and_the_other_node_serves
         3.0
     );
     // No agent is stuck: Olek is where he was.
-    assert_eq!(agent_state(&b, "olek"), "paused");
+    assert_eq!(state_seen_by(&b, "olek"), "paused");
     // New calls through the front land on B within 3 s of the kill.
     let new_rtp = RtpListener::bind();
-    let newcomer = support::Sipp::at(front.sip, "call_queue_until_bye.xml")
-        .key("rtp_port", new_rtp.port)
-        .key("codecs", "0 101")
-        .key("digit", "4")
-        .key("digit2", "0")
+    let newcomer = adviser_call(front.sip, "call_queue_until_bye.xml", new_rtp.port, "4")
         .arg("-timeout")
         .arg("120s")
         .spawn();
@@ -353,7 +323,7 @@ fn a_node_killed_loses_its_callers_within_five_seconds_and_the_other_node_serves
     // B's callers are served in their order, then the newcomer.
     set_state(&b, "olek", "ready");
     let mut done = Vec::new();
-    for (i, caller, rtp) in callers {
+    for (i, (caller, rtp)) in callers.into_iter().enumerate() {
         if i % 2 == 1 {
             caller.wait_ok();
             done.push(rtp);
@@ -363,7 +333,7 @@ fn a_node_killed_loses_its_callers_within_five_seconds_and_the_other_node_serves
     }
     newcomer.wait_ok();
     // Olek's phone took four calls; it would wait for more.
-    olek.kill();
+    olek.phone.kill();
     let served: Vec<u64> = logged(&b, "connected to agent call=")
         .into_iter()
         .map(|(_, call)| call)
@@ -385,56 +355,21 @@ fn agent_through(
     any: &Hotline,
     id: &str,
     password: &str,
-) -> (support::RunningSipp, RtpListener) {
-    let rtp = RtpListener::bind();
-    let port = support::free_sip_port();
-    let phone = any
-        .sipp("agent_hangs_up.xml")
-        .port(port)
-        .key("rtp_port", rtp.port)
-        .key("codecs", "8 0 101")
-        .duration_ms(500)
+) -> Agent {
+    AgentPhone::new(any, "agent_hangs_up.xml", 500)
         .arg("-m")
         .arg("10")
         .arg("-timeout")
         .arg("120s")
-        .spawn();
-    std::thread::sleep(Duration::from_millis(200));
-    support::Sipp::at(front.sip, "agent_register.xml")
-        .key("agent_user", id)
-        .arg("-au")
-        .arg(id)
-        .arg("-ap")
-        .arg(password)
-        .key("contact_port", port)
-        .key("expires", 300)
-        .run_ok();
-    (phone, rtp)
+        .register_through(front.sip, id, password)
 }
 
 #[test]
 fn a_redis_restart_mid_queue_rebuilds_the_queue_without_a_double_offer() {
-    let mut c = cluster("", &[("olek", "haslo-1", "{pl: 10}")]);
+    let mut c = cluster("", &[OLEK]);
     let olek = agent(&c.b, "olek", "haslo-1", 300);
-    wait_until("olek ready", SECS(10), || {
-        agent_state(&c.a, "olek") == "ready"
-    });
-    set_state(&c.a, "olek", "paused");
-    wait_until("olek paused", SECS(5), || {
-        agent_state(&c.b, "olek") == "paused"
-    });
-    let mut callers = Vec::new();
-    for i in 0..4 {
-        let node = if i % 2 == 0 { &c.a } else { &c.b };
-        let rtp = RtpListener::bind();
-        let caller = asks_for_adviser(node, "call_queue.xml", &rtp, "4")
-            .duration_ms(40_000)
-            .arg("-timeout")
-            .arg("120s")
-            .spawn();
-        callers.push((caller, rtp));
-        std::thread::sleep(Duration::from_millis(400));
-    }
+    pause_once_ready(&c.a, &c.b, "olek");
+    let callers = callers_in_turn([&c.a, &c.b], 4, Duration::from_millis(400), waits_long);
     wait_until("four callers wait", SECS(30), || {
         waiting(&c.a, "advice_pl") == 4
     });
@@ -452,7 +387,7 @@ fn a_redis_restart_mid_queue_rebuilds_the_queue_without_a_double_offer() {
     assert!(c.a.metric("hotline_cluster_store_resets_total{node=\"a\"}") >= 1.0);
     // Olek is back as he was (paused), then takes the callers one by one.
     wait_until("olek known again", SECS(10), || {
-        agent_state(&c.a, "olek") == "paused"
+        state_seen_by(&c.a, "olek") == "paused"
     });
     set_state(&c.a, "olek", "ready");
     wait_until("the first caller is answered", SECS(15), || {
@@ -468,28 +403,15 @@ fn a_redis_restart_mid_queue_rebuilds_the_queue_without_a_double_offer() {
 
 #[test]
 fn a_rolling_restart_of_every_node_under_steady_load_drops_no_call() {
-    let redis = Redis::start();
-    let flows = test_flows("");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let agents_file = dir.path().join("agents.yaml");
-    std::fs::write(
-        &agents_file,
-        agents_yaml(&[("olek", "haslo-1", "{pl: 10}")]),
-    )
-    .expect("agents");
     // Calls last 2 s: a node told to stop lets its calls finish (up to 8 s).
-    let config = "drain_limit_s: 8\n";
-    let mut a = node_with("a", &redis, flows.path(), &agents_file, config);
-    let mut b = node_with("b", &redis, flows.path(), &agents_file, config);
+    let c = cluster_with("", &[OLEK], "drain_limit_s: 8\n");
+    let (mut a, mut b) = (c.a, c.b);
     let front = support::kamailio::Kamailio::start(&[a.sip, b.sip]);
     std::thread::sleep(SECS(2));
     // Steady load through the front: 2 calls a second, each 2 s of the
     // welcome, then the caller hangs up.
     let rtp = RtpListener::bind();
-    let load = support::Sipp::at(front.sip, "call_listen.xml")
-        .key("rtp_port", rtp.port)
-        .key("codecs", "0 101")
-        .duration_ms(2000)
+    let load = support::listening_caller(front.sip, &rtp, 2000)
         .arg("-r")
         .arg("2")
         .arg("-m")
@@ -537,7 +459,7 @@ fn while_redis_is_away_each_node_serves_its_own_callers_with_its_own_agents() {
     let olek = agent(&c.a, "olek", "haslo-1", 300);
     let zofia = agent(&c.b, "zofia", "haslo-2", 300);
     wait_until("both ready", SECS(10), || {
-        agent_state(&c.a, "olek") == "ready" && agent_state(&c.a, "zofia") == "ready"
+        state_seen_by(&c.a, "olek") == "ready" && state_seen_by(&c.a, "zofia") == "ready"
     });
     // The store goes away (and stays away).
     c.redis.kill();
@@ -545,24 +467,18 @@ fn while_redis_is_away_each_node_serves_its_own_callers_with_its_own_agents() {
         c.a.metric("hotline_cluster_degraded{node=\"a\"}") == 1.0
     });
     assert_eq!(c.a.metric("hotline_cluster_redis_up{node=\"a\"}"), 0.0);
-    // A caller on B is served by Zofia, whose phone registered with B.
-    let rtp = RtpListener::bind();
-    let caller = asks_for_adviser(&c.b, "call_queue.xml", &rtp, "4")
-        .duration_ms(3_000)
-        .spawn();
-    let line = c.b.wait_for_log("offering to agent", SECS(20));
-    assert!(line.contains("agent=zofia"), "{line}");
-    caller.wait_ok();
-    zofia.phone.wait_ok();
-    // A caller on A is served by Olek.
-    let rtp = RtpListener::bind();
-    let caller = asks_for_adviser(&c.a, "call_queue.xml", &rtp, "4")
-        .duration_ms(3_000)
-        .spawn();
-    let line = c.a.wait_for_log("offering to agent", SECS(20));
-    assert!(line.contains("agent=olek"), "{line}");
-    caller.wait_ok();
-    olek.phone.wait_ok();
+    // A caller on B is served by Zofia, whose phone registered with B; then
+    // a caller on A by Olek.
+    for (node, id, agent) in [(&c.b, "zofia", zofia), (&c.a, "olek", olek)] {
+        let rtp = RtpListener::bind();
+        let caller = asks_for_adviser(node, "call_queue.xml", &rtp, "4")
+            .duration_ms(3_000)
+            .spawn();
+        let line = node.wait_for_log("offering to agent", SECS(20));
+        assert!(line.contains(&format!("agent={id}")), "{line}");
+        caller.wait_ok();
+        agent.phone.wait_ok();
+    }
     // The store comes back: the nodes say so.
     c.redis.restart();
     wait_until("A shares its queues again", SECS(10), || {
@@ -619,33 +535,13 @@ fn the_one_command_demo_starts_redis_kamailio_and_two_nodes_that_take_calls() {
     let front_addr: std::net::SocketAddr = format!("127.0.0.1:{front}").parse().expect("addr");
     // Piotr's phone registers through the front; a Polish caller calls the
     // front and reaches him, whichever node each landed on.
-    let phone_port = support::free_sip_port();
-    let rtp = RtpListener::bind();
-    let phone = support::Sipp::at(front_addr, "agent_answer.xml")
-        .port(phone_port)
-        .key("rtp_port", rtp.port)
-        .key("codecs", "8 0 101")
-        .duration_ms(200)
-        .spawn();
-    std::thread::sleep(Duration::from_millis(200));
-    support::Sipp::at(front_addr, "agent_register.xml")
-        .key("agent_user", "piotr")
-        .arg("-au")
-        .arg("piotr")
-        .arg("-ap")
-        .arg("piotr-demo-pw")
-        .key("contact_port", phone_port)
-        .key("expires", 300)
-        .run_ok();
+    let piotr =
+        AgentPhone::at(front_addr, "agent_answer.xml", 200).register("piotr", "piotr-demo-pw");
     let caller_rtp = RtpListener::bind();
-    support::Sipp::at(front_addr, "call_queue.xml")
-        .key("rtp_port", caller_rtp.port)
-        .key("codecs", "0 101")
-        .key("digit", "4")
-        .key("digit2", "0")
+    adviser_call(front_addr, "call_queue.xml", caller_rtp.port, "4")
         .duration_ms(3_000)
         .run_ok();
-    phone.wait_ok();
+    piotr.phone.wait_ok();
     let answered = |http: u16| -> f64 {
         let addr = format!("127.0.0.1:{http}").parse().expect("addr");
         let (_, body) = support::http_request(addr, "GET", "/metrics", None, "");
@@ -718,49 +614,13 @@ fn a_sentinel_failover_keeps_the_queue_and_its_order() {
     let mut master = Redis::start();
     let replica = Redis::replica_of(master.port);
     let sentinel = Redis::sentinel(master.port, "hotline");
-    let flows = test_flows("");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let agents_file = dir.path().join("agents.yaml");
-    std::fs::write(
-        &agents_file,
-        agents_yaml(&[("olek", "haslo-1", "{pl: 10}")]),
-    )
-    .expect("agents");
+    let site = Site::new("", &[OLEK]);
     let url = format!("redis+sentinel://127.0.0.1:{}/hotline", sentinel.port);
-    let config = |name: &str| {
-        format!(
-            "agents_file: {}\napi_token: t0k3n\nnode_id: {name}\nredis: {url}\nrtp_timeout_s: 0\n",
-            agents_file.display()
-        )
-    };
-    let start = |name: &str| {
-        Hotline::start_with(Options {
-            flows: Some(flows.path().to_path_buf()),
-            config: Some(config(name)),
-        })
-    };
-    let a = start("a");
-    let b = start("b");
+    let a = node(&site, "a", &url, "");
+    let b = node(&site, "b", &url, "");
     let olek = agent(&b, "olek", "haslo-1", 300);
-    wait_until("olek ready", SECS(10), || {
-        agent_state(&a, "olek") == "ready"
-    });
-    set_state(&a, "olek", "paused");
-    wait_until("olek paused", SECS(5), || {
-        agent_state(&b, "olek") == "paused"
-    });
-    let mut callers = Vec::new();
-    for i in 0..4 {
-        let node = if i % 2 == 0 { &a } else { &b };
-        let rtp = RtpListener::bind();
-        let caller = asks_for_adviser(node, "call_queue.xml", &rtp, "4")
-            .duration_ms(40_000)
-            .arg("-timeout")
-            .arg("120s")
-            .spawn();
-        callers.push((caller, rtp));
-        std::thread::sleep(Duration::from_millis(400));
-    }
+    pause_once_ready(&a, &b, "olek");
+    let callers = callers_in_turn([&a, &b], 4, Duration::from_millis(400), waits_long);
     wait_until("four callers wait", SECS(30), || {
         waiting(&a, "advice_pl") == 4
     });

@@ -8,7 +8,7 @@ mod support;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use support::{Hotline, Options};
+use support::Hotline;
 
 fn corpus_dir() -> PathBuf {
     support::repo().join("tests").join("sip_corpus")
@@ -91,10 +91,8 @@ fn corpus_messages_get_their_expected_answers() {
 
 #[test]
 fn an_options_flood_is_limited_and_others_are_still_served() {
-    let hotline = Hotline::start_with(Options {
-        config: Some("sip_admission:\n  other_rate: {per_second: 50, burst: 100}\n".to_string()),
-        ..Options::default()
-    });
+    let hotline =
+        Hotline::with_config("sip_admission:\n  other_rate: {per_second: 50, burst: 100}\n");
     let flooder = bind("127.0.0.1");
     flooder.set_nonblocking(true).expect("nonblocking");
     let peer = flooder.local_addr().expect("addr");
@@ -150,10 +148,7 @@ fn invite_from(caller: &UdpSocket, service: SocketAddr, id: &str) -> Vec<u8> {
 
 #[test]
 fn invites_from_untrusted_sources_are_refused() {
-    let hotline = Hotline::start_with(Options {
-        config: Some("trusted_sources: [\"127.0.0.1/32\"]\n".to_string()),
-        ..Options::default()
-    });
+    let hotline = Hotline::with_config("trusted_sources: [\"127.0.0.1/32\"]\n");
     let stranger = bind("127.0.0.3");
     stranger
         .send_to(

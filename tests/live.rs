@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 use support::ws::WsClient;
-use support::{Hotline, Options};
+use support::Hotline;
 
 #[test]
 fn websocket_streams_a_snapshot_then_call_events() {
@@ -38,10 +38,7 @@ fn websocket_streams_a_snapshot_then_call_events() {
 
 #[test]
 fn websocket_token_is_asked_when_configured() {
-    let hotline = Hotline::start_with(Options {
-        config: Some("ws_token: wall-42\n".into()),
-        ..Options::default()
-    });
+    let hotline = Hotline::with_config("ws_token: wall-42\n");
     assert_eq!(WsClient::connect(hotline.http, "/ws").err(), Some(401));
     assert_eq!(
         WsClient::connect(hotline.http, "/ws?token=nope").err(),

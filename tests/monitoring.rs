@@ -7,8 +7,9 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::agents::{agent, agents_yaml, test_flows};
+use support::agents::{agent, asks_for_adviser, test_flows, OLEK};
 use support::rtp::RtpListener;
+use support::scenario::Site;
 use support::{free_tcp_port, http_request, repo, Hotline, Options};
 
 /// Metric names the dashboard's PromQL uses, from the dashboard tool.
@@ -185,18 +186,8 @@ fn percent_encode(s: &str) -> String {
 
 #[test]
 fn prometheus_sees_the_calls_placed() {
-    let flows = test_flows("");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let agents_file = dir.path().join("agents.yaml");
-    let agents = agents_yaml(&[
-        ("olek", "haslo-1", "{pl: 10}"),
-        ("ania", "haslo-2", "{pl: 10}"),
-    ]);
-    std::fs::write(&agents_file, agents).expect("write agents");
-    let hotline = Hotline::start_with(Options {
-        flows: Some(flows.path().to_path_buf()),
-        config: Some(format!("agents_file: {}\n", agents_file.display())),
-    });
+    let site = Site::new("", &[OLEK, ("ania", "haslo-2", "{pl: 10}")]);
+    let hotline = site.start("");
     let prometheus = Prometheus::start(hotline.http);
     prometheus.wait_value("up{job=\"hotline\"}", 1.0, Duration::from_secs(20));
     let (_, rules) = http_request(prometheus.addr, "GET", "/api/v1/rules", None, "");
@@ -214,12 +205,7 @@ fn prometheus_sees_the_calls_placed() {
             .into_iter()
             .map(|(digit, ms)| {
                 let rtp = RtpListener::bind();
-                let sipp = hotline
-                    .sipp("call_queue.xml")
-                    .key("rtp_port", rtp.port)
-                    .key("codecs", "0 101")
-                    .key("digit", digit)
-                    .key("digit2", "0")
+                let sipp = asks_for_adviser(&hotline, "call_queue.xml", &rtp, digit)
                     .duration_ms(ms)
                     .spawn();
                 (sipp, rtp)

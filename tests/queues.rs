@@ -5,73 +5,39 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
-use support::agents::{agent, agents_yaml, asks_for_adviser, test_flows};
+use support::agents::{
+    agent, agent_json, agent_state, asks_for_adviser, brief_polish_call, dial_feature_code,
+    Account, Agent, AgentPhone, OLEK,
+};
 use support::rtp::{report, Event, RtpListener};
-use support::{free_sip_port, Hotline, Options};
+use support::scenario::Site;
+use support::Hotline;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
-/// One agent as `GET /api/agents` lists it (null when missing).
-fn agent_json(hotline: &Hotline, id: &str) -> serde_json::Value {
-    let (status, body) = hotline.get("/api/agents");
-    assert_eq!(status, 200, "{body}");
-    let agents: serde_json::Value = serde_json::from_str(&body).expect("json");
-    agents
-        .as_array()
-        .expect("array")
-        .iter()
-        .find(|a| a["id"] == id)
-        .cloned()
-        .unwrap_or_default()
+/// The API token of the tests' services.
+const API: &str = "api_token: t0k3n\n";
+
+/// The service on flows open around the clock (every queue with
+/// `queue_settings`), with `agents`, none registered yet. Keep the site as
+/// long as the service.
+fn staffed(queue_settings: &str, agents: &[Account]) -> (Hotline, Site) {
+    let site = Site::new(queue_settings, agents);
+    (site.start(API), site)
 }
 
-fn agent_state(hotline: &Hotline, id: &str) -> String {
-    agent_json(hotline, id)["state"]
-        .as_str()
-        .unwrap_or("missing")
-        .to_string()
-}
-
-fn start(flows: &Path, agents: &str, extra_config: &str) -> (Hotline, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let agents_file = dir.path().join("agents.yaml");
-    std::fs::write(&agents_file, agents).expect("write agents");
-    let hotline = Hotline::start_with(Options {
-        flows: Some(flows.to_path_buf()),
-        config: Some(format!(
-            "agents_file: {}\napi_token: t0k3n\n{extra_config}",
-            agents_file.display()
-        )),
-    });
-    (hotline, dir)
-}
-
-/// The service on flows open around the clock, with one Polish agent, Olek
-/// (password `haslo-1`), who has not registered yet. Keep the folders as long
-/// as the service.
-fn olek_service() -> (Hotline, [tempfile::TempDir; 2]) {
-    let flows = test_flows("");
-    let (hotline, dir) = start(
-        flows.path(),
-        &agents_yaml(&[("olek", "haslo-1", "{pl: 10}")]),
-        "",
-    );
-    (hotline, [flows, dir])
+/// As `staffed`, with Olek alone, his phone registered (it answers after
+/// ringing 300 ms).
+fn olek_at_work(queue_settings: &str) -> (Hotline, Agent, Site) {
+    let (hotline, site) = staffed(queue_settings, &[OLEK]);
+    let olek = agent(&hotline, "olek", "haslo-1", 300);
+    (hotline, olek, site)
 }
 
 #[test]
 fn a_polish_caller_reaches_the_polish_agent_and_audio_flows_both_ways() {
-    let flows = test_flows("");
-    let (hotline, _dir) = start(
-        flows.path(),
-        &agents_yaml(&[
-            ("olek", "haslo-1", "{pl: 10}"),
-            ("ivan", "parol-2", "{ru: 10}"),
-        ]),
-        "",
-    );
+    let (hotline, _site) = staffed("", &[OLEK, ("ivan", "parol-2", "{ru: 10}")]);
     let olek = agent(&hotline, "olek", "haslo-1", 300);
     let ivan = agent(&hotline, "ivan", "parol-2", 300);
     assert_eq!(agent_state(&hotline, "olek"), "ready");
@@ -88,11 +54,7 @@ fn a_polish_caller_reaches_the_polish_agent_and_audio_flows_both_ways() {
         .spawn();
     hotline.wait_metric("hotline_calls_active{stage=\"agent\"}", 1.0, SECS(30));
     assert_eq!(agent_state(&hotline, "olek"), "on_call");
-    let offers: Vec<String> = hotline
-        .log()
-        .into_iter()
-        .filter(|l| l.contains("offering to agent"))
-        .collect();
+    let offers = hotline.log_lines("offering to agent");
     assert_eq!(offers.len(), 1, "{offers:?}");
     assert!(
         offers[0].contains("agent=olek") && offers[0].contains("language=\"pl\""),
@@ -180,15 +142,9 @@ fn a_polish_caller_reaches_the_polish_agent_and_audio_flows_both_ways() {
 /// connected). A key pressed once connected does cross the bridge.
 #[test]
 fn a_key_pressed_before_the_bridge_never_reaches_the_agent() {
-    let (hotline, _dirs) = olek_service();
-    let olek = agent(&hotline, "olek", "haslo-1", 300);
+    let (hotline, olek, _site) = olek_at_work("");
     let caller_rtp = RtpListener::bind();
-    let caller = hotline
-        .sipp("call_listen.xml")
-        .key("rtp_port", caller_rtp.port)
-        .key("codecs", "0 101")
-        .duration_ms(12_000)
-        .spawn();
+    let caller = support::listening_caller(hotline.sip, &caller_rtp, 12_000).spawn();
     let heard = caller_rtp.wait_packets(25, SECS(10));
     let service: SocketAddr = heard.first().expect("the welcome").from;
     let (ssrc, mut seq) = (0x5eed_0001, 100u16);
@@ -249,12 +205,7 @@ fn rtp_packet(pt: u8, seq: u16, ssrc: u32, payload: &[u8]) -> Vec<u8> {
 
 #[test]
 fn a_caller_hanging_up_in_the_queue_is_abandoned() {
-    let flows = test_flows("");
-    let (hotline, _dir) = start(
-        flows.path(),
-        &agents_yaml(&[("ivan", "parol-2", "{ru: 10}")]),
-        "",
-    );
+    let (hotline, _site) = staffed("", &[("ivan", "parol-2", "{ru: 10}")]);
     let caller_rtp = RtpListener::bind();
     asks_for_adviser(&hotline, "call_queue.xml", &caller_rtp, "4")
         .duration_ms(12_000)
@@ -284,9 +235,8 @@ fn a_caller_hanging_up_in_the_queue_is_abandoned() {
 /// The call numbers of the "offering to agent" log lines, in order.
 fn offered_calls(hotline: &Hotline) -> Vec<(u64, String)> {
     hotline
-        .log()
+        .log_lines("offering to agent")
         .into_iter()
-        .filter(|l| l.contains("offering to agent"))
         .filter_map(|l| {
             let call = l.split("call=").nth(1)?.split(' ').next()?.parse().ok()?;
             let agent = l.split("agent=").nth(1)?.split(' ').next()?.to_string();
@@ -297,26 +247,12 @@ fn offered_calls(hotline: &Hotline) -> Vec<(u64, String)> {
 
 #[test]
 fn two_callers_and_one_agent_are_served_in_arrival_order() {
-    let flows = test_flows("wrap_up: 1s");
-    let (hotline, _dir) = start(
-        flows.path(),
-        &agents_yaml(&[("olek", "haslo-1", "{pl: 10}")]),
-        "",
-    );
+    let (hotline, _site) = staffed("wrap_up: 1s", &[OLEK]);
     // The phone takes two calls, one after the other.
-    let rtp = RtpListener::bind();
-    let phone_port = free_sip_port();
-    let phone = hotline
-        .sipp("agent_answer.xml")
-        .port(phone_port)
-        .key("rtp_port", rtp.port)
-        .key("codecs", "8 0 101")
-        .duration_ms(300)
+    let olek = AgentPhone::new(&hotline, "agent_answer.xml", 300)
         .arg("-m")
         .arg("2")
-        .spawn();
-    std::thread::sleep(Duration::from_millis(200));
-    support::agents::register(&hotline, "olek", "haslo-1", phone_port);
+        .register("olek", "haslo-1");
 
     let caller = |talk_ms: u64| {
         let rtp = RtpListener::bind();
@@ -344,7 +280,7 @@ fn two_callers_and_one_agent_are_served_in_arrival_order() {
     assert!(offers[0].0 < offers[1].0, "arrival order: {offers:?}");
     assert!(offers.iter().all(|(_, a)| a == "olek"), "{offers:?}");
     second.wait_ok();
-    phone.wait_ok();
+    olek.phone.wait_ok();
     assert_eq!(
         hotline.metric("hotline_queue_waiting{queue=\"advice_pl\"}"),
         0.0
@@ -357,8 +293,7 @@ fn two_callers_and_one_agent_are_served_in_arrival_order() {
 
 #[test]
 fn the_api_pauses_an_agent_who_is_then_not_offered_callers() {
-    let (hotline, _dirs) = olek_service();
-    let olek = agent(&hotline, "olek", "haslo-1", 300);
+    let (hotline, olek, _site) = olek_at_work("");
     assert_eq!(agent_state(&hotline, "olek"), "ready");
     let pause = r#"{"state":"paused","reason":"lunch"}"#;
 
@@ -412,28 +347,13 @@ fn the_api_pauses_an_agent_who_is_then_not_offered_callers() {
 
 #[test]
 fn the_agent_hanging_up_ends_the_callers_call() {
-    let flows = test_flows("wrap_up: 2s");
-    let (hotline, _dir) = start(
-        flows.path(),
-        &agents_yaml(&[("olek", "haslo-1", "{pl: 10}")]),
-        "",
-    );
-    let rtp = RtpListener::bind();
-    let phone_port = free_sip_port();
-    let phone = hotline
-        .sipp("agent_hangs_up.xml")
-        .port(phone_port)
-        .key("rtp_port", rtp.port)
-        .key("codecs", "8 0 101")
-        .duration_ms(3_000)
-        .spawn();
-    std::thread::sleep(Duration::from_millis(200));
-    support::agents::register(&hotline, "olek", "haslo-1", phone_port);
+    let (hotline, _site) = staffed("wrap_up: 2s", &[OLEK]);
+    let olek = AgentPhone::new(&hotline, "agent_hangs_up.xml", 3_000).register("olek", "haslo-1");
     let caller_rtp = RtpListener::bind();
     let caller = asks_for_adviser(&hotline, "call_queue_until_bye.xml", &caller_rtp, "4").spawn();
     // The caller's sipp succeeds only when it receives the BYE.
     caller.wait_ok();
-    phone.wait_ok();
+    olek.phone.wait_ok();
     hotline.wait_metric("hotline_calls_total{outcome=\"answered\"}", 1.0, SECS(5));
     assert_eq!(agent_state(&hotline, "olek"), "wrap_up");
     let end = std::time::Instant::now() + SECS(6);
@@ -449,21 +369,11 @@ fn the_agent_hanging_up_ends_the_callers_call() {
 
 #[test]
 fn a_pause_asked_for_during_wrap_up_is_answered_as_pending() {
-    let flows = test_flows("wrap_up: 8s");
-    let (hotline, _dir) = start(
-        flows.path(),
-        &agents_yaml(&[("olek", "haslo-1", "{pl: 10}")]),
-        "",
-    );
-    let olek = agent(&hotline, "olek", "haslo-1", 300);
+    let (hotline, olek, _site) = olek_at_work("wrap_up: 8s");
     let mut ws = support::ws::WsClient::connect(hotline.http, "/ws").expect("upgrade");
     ws.wait_for("snapshot", SECS(5));
     // A Polish caller talks to Olek for a moment and hangs up.
-    let caller_rtp = RtpListener::bind();
-    asks_for_adviser(&hotline, "call_queue.xml", &caller_rtp, "4")
-        .duration_ms(2_000)
-        .run_ok();
-    olek.phone.wait_ok();
+    brief_polish_call(&hotline, olek);
     assert_eq!(agent_state(&hotline, "olek"), "wrap_up");
 
     // Olek asks for a pause while wrapping up: not yet, and the answer says so.
@@ -498,28 +408,10 @@ fn a_pause_asked_for_during_wrap_up_is_answered_as_pending() {
 
 #[test]
 fn a_pause_dialled_from_the_phone_during_wrap_up_says_it_follows_the_wrap_up() {
-    let flows = test_flows("wrap_up: 8s");
-    let (hotline, _dir) = start(
-        flows.path(),
-        &agents_yaml(&[("olek", "haslo-1", "{pl: 10}")]),
-        "",
-    );
-    let olek = agent(&hotline, "olek", "haslo-1", 300);
-    let caller_rtp = RtpListener::bind();
-    asks_for_adviser(&hotline, "call_queue.xml", &caller_rtp, "4")
-        .duration_ms(2_000)
-        .run_ok();
-    olek.phone.wait_ok();
+    let (hotline, olek, _site) = olek_at_work("wrap_up: 8s");
+    brief_polish_call(&hotline, olek);
     assert_eq!(agent_state(&hotline, "olek"), "wrap_up");
-    hotline
-        .sipp("agent_feature_code.xml")
-        .key("agent_user", "olek")
-        .arg("-au")
-        .arg("olek")
-        .arg("-ap")
-        .arg("haslo-1")
-        .key("code", "*2")
-        .run_ok();
+    dial_feature_code(&hotline, "olek", "haslo-1", "*2");
     // The phone is told the truth: still wrapping up, paused after it.
     let line = hotline.wait_for_log("feature code", SECS(2));
     assert!(
@@ -549,23 +441,13 @@ fn wait_agent_event(
 
 #[test]
 fn a_polish_caller_escalates_to_the_english_agent_after_the_configured_wait() {
-    let flows = test_flows("");
-    let adviser = flows.path().join("adviser.yaml");
-    let text = std::fs::read_to_string(&adviser).expect("adviser");
-    assert!(text.contains("escalate: { after: 5m, to: advice_en }"));
-    std::fs::write(
-        &adviser,
-        text.replace(
-            "escalate: { after: 5m, to: advice_en }",
-            "escalate: { after: 10s, to: advice_en }",
-        ),
-    )
-    .expect("write");
-    let (hotline, _dir) = start(
-        flows.path(),
-        &agents_yaml(&[("emma", "password-3", "{en: 10}")]),
-        "",
+    let site = Site::new("", &[("emma", "password-3", "{en: 10}")]);
+    site.edit_flow(
+        "adviser.yaml",
+        "escalate: { after: 5m, to: advice_en }",
+        "escalate: { after: 10s, to: advice_en }",
     );
+    let hotline = site.start(API);
     let emma = agent(&hotline, "emma", "password-3", 300);
     let caller_rtp = RtpListener::bind();
     let caller = asks_for_adviser(&hotline, "call_queue.xml", &caller_rtp, "4")
@@ -587,9 +469,9 @@ fn a_polish_caller_escalates_to_the_english_agent_after_the_configured_wait() {
     assert_eq!(offers[0].1, "emma");
     assert_eq!(hotline.count_log("queue escalated"), 1);
     let escalated: Vec<String> = hotline
-        .log()
+        .log_lines("queue announcement")
         .into_iter()
-        .filter(|l| l.contains("queue announcement") && l.contains("queue_escalated"))
+        .filter(|l| l.contains("queue_escalated"))
         .collect();
     assert_eq!(escalated.len(), 1, "the caller is told about English");
     caller.wait_ok();
@@ -603,20 +485,12 @@ fn a_polish_caller_escalates_to_the_english_agent_after_the_configured_wait() {
 
 #[test]
 fn an_agent_who_does_not_answer_is_skipped_and_paused() {
-    let flows = test_flows("ring_timeout: 5s");
-    let (hotline, _dir) = start(
-        flows.path(),
-        &agents_yaml(&[
-            ("zofia", "haslo-9", "{pl: 10}"),
-            ("olek", "haslo-1", "{pl: 10}"),
-        ]),
-        "",
+    let (hotline, _site) = staffed(
+        "ring_timeout: 5s",
+        &[("zofia", "haslo-9", "{pl: 10}"), OLEK],
     );
     // Zofia registers first, so she is the longest idle and is offered first.
-    let zofia_port = free_sip_port();
-    let zofia = hotline.sipp("agent_no_answer.xml").port(zofia_port).spawn();
-    std::thread::sleep(Duration::from_millis(200));
-    support::agents::register(&hotline, "zofia", "haslo-9", zofia_port);
+    let zofia = AgentPhone::new(&hotline, "agent_no_answer.xml", 0).register("zofia", "haslo-9");
     std::thread::sleep(Duration::from_millis(100));
     let olek = agent(&hotline, "olek", "haslo-1", 300);
 
@@ -632,7 +506,7 @@ fn an_agent_who_does_not_answer_is_skipped_and_paused() {
     let offers = offered_calls(&hotline);
     let agents: Vec<&str> = offers.iter().map(|(_, a)| a.as_str()).collect();
     assert_eq!(agents, ["zofia", "olek"], "{offers:?}");
-    zofia.wait_ok();
+    zofia.phone.wait_ok();
     assert_eq!(agent_state(&hotline, "zofia"), "paused");
     assert_eq!(
         hotline.metric("hotline_agents{skill=\"pl\",state=\"paused\"}"),
@@ -644,18 +518,8 @@ fn an_agent_who_does_not_answer_is_skipped_and_paused() {
 
 #[test]
 fn feature_codes_from_the_registered_phone_pause_and_ready_the_agent() {
-    let (hotline, _dirs) = olek_service();
-    let code = |code: &str| {
-        hotline
-            .sipp("agent_feature_code.xml")
-            .key("agent_user", "olek")
-            .arg("-au")
-            .arg("olek")
-            .arg("-ap")
-            .arg("haslo-1")
-            .key("code", code)
-            .run_ok();
-    };
+    let (hotline, _site) = staffed("", &[OLEK]);
+    let code = |code: &str| dial_feature_code(&hotline, "olek", "haslo-1", code);
     code("*2");
     assert_eq!(agent_state(&hotline, "olek"), "paused");
     let line = hotline.wait_for_log("feature code", SECS(2));
@@ -677,8 +541,7 @@ fn feature_codes_from_the_registered_phone_pause_and_ready_the_agent() {
 
 #[test]
 fn an_agent_sets_its_state_over_the_websocket() {
-    let (hotline, _dirs) = olek_service();
-    let _olek = agent(&hotline, "olek", "haslo-1", 300);
+    let (hotline, _olek, _site) = olek_at_work("");
     assert_eq!(agent_state(&hotline, "olek"), "ready");
     let mut ws = support::ws::WsClient::connect(hotline.http, "/ws").expect("upgrade");
     ws.wait_for("snapshot", SECS(5));
@@ -698,24 +561,19 @@ fn an_agent_sets_its_state_over_the_websocket() {
 #[test]
 fn a_lithuanian_caller_with_no_lithuanian_agent_in_is_told_then_reaches_the_english_agent() {
     // Shipped: advice_lt falls back to English, and long waits get a message.
-    let flows = test_flows("");
-    let adviser = flows.path().join("adviser.yaml");
-    let text = std::fs::read_to_string(&adviser).expect("adviser");
-    let shipped = "- { after: 10m, every: 10m, play: [still_waiting, self_service] }";
-    assert!(text.contains(shipped));
-    std::fs::write(
-        &adviser,
-        text.replace(shipped, "- { after: 3s, play: still_waiting }"),
-    )
-    .expect("write");
-    let (hotline, _dir) = start(
-        flows.path(),
-        &agents_yaml(&[
+    let site = Site::new(
+        "",
+        &[
             ("emma", "password-3", "{en: 10}"),
             ("vytas", "slaptas-4", "{lt: 10}"),
-        ]),
-        "",
+        ],
     );
+    site.edit_flow(
+        "adviser.yaml",
+        "- { after: 10m, every: 10m, play: [still_waiting, self_service] }",
+        "- { after: 3s, play: still_waiting }",
+    );
+    let hotline = site.start(API);
     // Vytas (Lithuanian) never logs in; Emma (English) is at work but paused.
     let emma = agent(&hotline, "emma", "password-3", 300);
     let pause = r#"{"state":"paused","reason":"meeting"}"#;

@@ -104,22 +104,8 @@ impl Server {
 
     /// Callers who listen for `ms` and hang up, `calls` of them at `rate` per second.
     fn callers(&self, calls: u32, rate: u32, ms: u64, rtp: u16) -> Child {
-        Command::new("sipp")
-            .arg(self.sip.to_string())
-            .arg("-sf")
-            .arg(repo().join("tests/sipp/call_listen.xml"))
-            .args(["-i", "127.0.0.1"])
-            .args(["-p", &free_sip_port().to_string()])
-            .args(["-mp", &free_sip_port().to_string()])
+        self.sipp("call_listen.xml", ms, rtp)
             .args(["-m", &calls.to_string(), "-r", &rate.to_string()])
-            .args(["-d", &ms.to_string(), "-s", "1000"])
-            .args(["-key", "rtp_port", &rtp.to_string()])
-            .args(["-key", "codecs", "0 101"])
-            .args(["-nostdin", "-timeout", "60s"])
-            .current_dir(std::env::temp_dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
             .expect("start sipp (apt-get install sip-tester)")
     }
@@ -127,24 +113,32 @@ impl Server {
     /// One caller who chooses Polish (4), asks for an adviser (0), waits in
     /// the queue (no agent) and hangs up after about `ms`.
     fn polish_caller_who_gives_up(&self, ms: u64, rtp: u16) -> Child {
-        Command::new("sipp")
-            .arg(self.sip.to_string())
+        self.sipp("call_queue.xml", ms, rtp)
+            .args(["-m", "1"])
+            .args(["-key", "digit", "4", "-key", "digit2", "0"])
+            .spawn()
+            .expect("start sipp (apt-get install sip-tester)")
+    }
+
+    /// sipp running `scenario` (tests/sipp) against the server, its calls
+    /// lasting `ms`, with audio at `rtp`.
+    fn sipp(&self, scenario: &str, ms: u64, rtp: u16) -> Command {
+        let mut cmd = Command::new("sipp");
+        cmd.arg(self.sip.to_string())
             .arg("-sf")
-            .arg(repo().join("tests/sipp/call_queue.xml"))
+            .arg(repo().join("tests/sipp").join(scenario))
             .args(["-i", "127.0.0.1"])
             .args(["-p", &free_sip_port().to_string()])
             .args(["-mp", &free_sip_port().to_string()])
-            .args(["-m", "1", "-d", &ms.to_string(), "-s", "1000"])
+            .args(["-d", &ms.to_string(), "-s", "1000"])
             .args(["-key", "rtp_port", &rtp.to_string()])
             .args(["-key", "codecs", "0 101"])
-            .args(["-key", "digit", "4", "-key", "digit2", "0"])
             .args(["-nostdin", "-timeout", "60s"])
             .current_dir(std::env::temp_dir())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start sipp (apt-get install sip-tester)")
+            .stderr(Stdio::null());
+        cmd
     }
 
     /// The first frame of `/ws`.
@@ -164,6 +158,23 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// What `hotline report --data-dir DATA ARGS` printed; it must succeed.
+fn report(data: &Path, args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_hotline"))
+        .arg("report")
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// caller, dialled, flow version, outcome, path, hung up by, started, ended.
@@ -187,18 +198,7 @@ fn calls_are_recorded_with_their_fields() {
              FROM calls",
         )
         .unwrap()
-        .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-            ))
-        })
+        .query_map([], |r| Row::try_from(r))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
@@ -214,19 +214,7 @@ fn calls_are_recorded_with_their_fields() {
     }
     // The report reads the same database.
     let csv = data.path().join("report.csv");
-    let out = Command::new(env!("CARGO_BIN_EXE_hotline"))
-        .arg("report")
-        .arg("--data-dir")
-        .arg(data.path())
-        .arg("--csv")
-        .arg(&csv)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    report(data.path(), &["--csv".as_ref(), csv.as_os_str()]);
     let text = std::fs::read_to_string(&csv).unwrap();
     assert!(text.starts_with("period,language,calls"), "{text}");
     assert!(text.lines().nth(1).unwrap().contains(",-,3,"), "{text}");
@@ -294,14 +282,12 @@ fn an_unwritable_database_does_not_stop_calls_and_is_alarmed() {
 
 // ----- the queue log, refused calls, a locked database -----
 
-use support::agents::{agent, agents_yaml, test_flows};
-use support::{udp_exchange, Hotline, Options};
+use support::agents::{agent, asks_for_adviser, Account, AgentPhone};
+use support::scenario::Site;
+use support::{udp_exchange, Hotline};
 
 /// `hotline serve` with agents (password `pw`) and the flows open every day.
-fn hotline_with_agents(
-    agents: &[(&str, &str)],
-    extra_config: &str,
-) -> (Hotline, [tempfile::TempDir; 2]) {
+fn hotline_with_agents(agents: &[(&str, &str)], extra_config: &str) -> (Hotline, Site) {
     hotline_with_queue_settings(agents, extra_config, "")
 }
 
@@ -309,34 +295,44 @@ fn hotline_with_queue_settings(
     agents: &[(&str, &str)],
     extra_config: &str,
     queue_settings: &str,
-) -> (Hotline, [tempfile::TempDir; 2]) {
-    let flows = test_flows(queue_settings);
-    let accounts: Vec<(&str, &str, &str)> = agents
+) -> (Hotline, Site) {
+    let accounts: Vec<Account> = agents
         .iter()
         .map(|(id, skills)| (*id, "pw", *skills))
         .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let agents_file = dir.path().join("agents.yaml");
-    std::fs::write(&agents_file, agents_yaml(&accounts)).unwrap();
-    let hotline = Hotline::start_with(Options {
-        flows: Some(flows.path().to_path_buf()),
-        config: Some(format!(
-            "agents_file: {}\napi_token: t0k3n\n{extra_config}",
-            agents_file.display()
-        )),
-    });
-    (hotline, [flows, dir])
+    let site = Site::new(queue_settings, &accounts);
+    let hotline = site.start(&format!("api_token: t0k3n\n{extra_config}"));
+    (hotline, site)
 }
 
 /// A Polish caller (menu 4, then 0 for a person) who stays `ms` in all.
 fn polish_caller(hotline: &Hotline, rtp: &RtpListener, ms: u64) -> support::Sipp {
-    hotline
-        .sipp("call_queue.xml")
-        .key("rtp_port", rtp.port)
-        .key("codecs", "0 101")
-        .key("digit", "4")
-        .key("digit2", "0")
-        .duration_ms(ms)
+    asks_for_adviser(hotline, "call_queue.xml", rtp, "4").duration_ms(ms)
+}
+
+/// Waits until `calls` calls ended with `outcome` (5 s), then until
+/// `records` call records and `log_rows` queue log rows are written (10 s
+/// each).
+fn wait_written(hotline: &Hotline, outcome: &str, calls: f64, records: f64, log_rows: f64) {
+    let ended = format!("hotline_calls_total{{outcome=\"{outcome}\"}}");
+    hotline.wait_metric(&ended, calls, Duration::from_secs(5));
+    let timeout = Duration::from_secs(10);
+    hotline.wait_metric("hotline_cdr_written_total", records, timeout);
+    hotline.wait_metric("hotline_queue_log_written_total", log_rows, timeout);
+}
+
+/// Opens the service's database, once it has created it, and locks it
+/// (`BEGIN EXCLUSIVE`) until the returned connection commits.
+fn lock_database(hotline: &Hotline) -> Connection {
+    let db_path = hotline.data_dir().join("records.db");
+    // The service creates the schema at start.
+    let until = Instant::now() + Duration::from_secs(5);
+    while !db_path.exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let lock = Connection::open(&db_path).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    lock
 }
 
 /// (call_id, queue, event, agent, wait_ms, position, state, reason), in order.
@@ -359,21 +355,10 @@ fn queue_log(data: &Path) -> Vec<LogRow> {
              FROM queue_log ORDER BY time_ms, id",
         )
         .unwrap();
-    stmt.query_map([], |r| {
-        Ok((
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-            r.get(6)?,
-            r.get(7)?,
-        ))
-    })
-    .unwrap()
-    .collect::<Result<_, _>>()
-    .unwrap()
+    stmt.query_map([], |r| LogRow::try_from(r))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
 }
 
 /// The ids of the calls table, by outcome.
@@ -397,7 +382,7 @@ fn events_of(log: &[LogRow], call: &str) -> Vec<String> {
 
 #[test]
 fn an_answered_and_an_abandoned_caller_leave_their_queue_log() {
-    let (hotline, _flows) = hotline_with_agents(&[("olek", "{pl: 10}"), ("ivan", "{ru: 10}")], "");
+    let (hotline, _site) = hotline_with_agents(&[("olek", "{pl: 10}"), ("ivan", "{ru: 10}")], "");
     let olek = agent(&hotline, "olek", "pw", 300);
     let (status, body) = hotline.post(
         "/api/agents/ivan/state",
@@ -425,17 +410,7 @@ fn an_answered_and_an_abandoned_caller_leave_their_queue_log() {
     );
     assert_eq!(status, 200, "{body}");
     polish_caller(&hotline, &rtp, 5_000).run_ok();
-    hotline.wait_metric(
-        "hotline_calls_total{outcome=\"abandoned_queue\"}",
-        1.0,
-        Duration::from_secs(5),
-    );
-    hotline.wait_metric("hotline_cdr_written_total", 2.0, Duration::from_secs(10));
-    hotline.wait_metric(
-        "hotline_queue_log_written_total",
-        6.0,
-        Duration::from_secs(10),
-    );
+    wait_written(&hotline, "abandoned_queue", 1.0, 2.0, 6.0);
     assert_eq!(hotline.metric("hotline_queue_log_dropped_total"), 0.0);
 
     let data = hotline.data_dir();
@@ -493,21 +468,10 @@ fn an_answered_and_an_abandoned_caller_leave_their_queue_log() {
 
     // The report lists the same log.
     let csv = data.join("queue_log.csv");
-    let out = Command::new(env!("CARGO_BIN_EXE_hotline"))
-        .arg("report")
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--queue-log")
-        .arg("--csv")
-        .arg(&csv)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = report(
+        data,
+        &["--queue-log".as_ref(), "--csv".as_ref(), csv.as_os_str()],
     );
-    let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("abandoned") && text.contains("position=1"),
         "{text}"
@@ -519,14 +483,9 @@ fn an_answered_and_an_abandoned_caller_leave_their_queue_log() {
 
 #[test]
 fn a_call_refused_at_max_calls_is_recorded() {
-    let (hotline, _flows) = hotline_with_agents(&[("olek", "{pl: 10}")], "max_calls: 1\n");
+    let (hotline, _site) = hotline_with_agents(&[("olek", "{pl: 10}")], "max_calls: 1\n");
     let rtp = RtpListener::bind();
-    let first = hotline
-        .sipp("call_listen.xml")
-        .key("rtp_port", rtp.port)
-        .key("codecs", "0 101")
-        .duration_ms(3_000)
-        .spawn();
+    let first = support::listening_caller(hotline.sip, &rtp, 3_000).spawn();
     hotline.wait_metric(
         "hotline_calls_active{stage=\"ivr\"}",
         1.0,
@@ -571,15 +530,8 @@ fn a_call_refused_at_max_calls_is_recorded() {
 
 #[test]
 fn a_locked_database_loses_nothing_and_calls_go_on() {
-    let (hotline, _flows) = hotline_with_agents(&[("olek", "{pl: 10}")], "");
-    let db_path = hotline.data_dir().join("records.db");
-    // The service creates the schema at start.
-    let until = Instant::now() + Duration::from_secs(5);
-    while !db_path.exists() && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let lock = Connection::open(&db_path).unwrap();
-    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let (hotline, _site) = hotline_with_agents(&[("olek", "{pl: 10}")], "");
+    let lock = lock_database(&hotline);
 
     // Nobody is logged in: callers wait in the queue and give up.
     let rtp = RtpListener::bind();
@@ -623,34 +575,21 @@ fn a_locked_database_loses_nothing_and_calls_go_on() {
 
 #[test]
 fn an_agent_who_does_not_answer_is_logged_as_ring_noanswer() {
-    let (hotline, _flows) = hotline_with_queue_settings(
+    let (hotline, _site) = hotline_with_queue_settings(
         &[("zofia", "{pl: 10}"), ("olek", "{pl: 10}")],
         "",
         "ring_timeout: 5s",
     );
     // Zofia registers first: the longest idle, offered first; she never answers.
-    let zofia_port = free_sip_port();
-    let zofia = hotline.sipp("agent_no_answer.xml").port(zofia_port).spawn();
-    std::thread::sleep(Duration::from_millis(200));
-    support::agents::register(&hotline, "zofia", "pw", zofia_port);
+    let zofia = AgentPhone::new(&hotline, "agent_no_answer.xml", 0).register("zofia", "pw");
     std::thread::sleep(Duration::from_millis(100));
     let olek = agent(&hotline, "olek", "pw", 300);
 
     let rtp = RtpListener::bind();
     polish_caller(&hotline, &rtp, 10_000).run_ok();
-    zofia.wait_ok();
+    zofia.phone.wait_ok();
     olek.phone.wait_ok();
-    hotline.wait_metric(
-        "hotline_calls_total{outcome=\"answered\"}",
-        1.0,
-        Duration::from_secs(5),
-    );
-    hotline.wait_metric("hotline_cdr_written_total", 1.0, Duration::from_secs(10));
-    hotline.wait_metric(
-        "hotline_queue_log_written_total",
-        5.0,
-        Duration::from_secs(10),
-    );
+    wait_written(&hotline, "answered", 1.0, 1.0, 5.0);
     let data = hotline.data_dir();
     let answered = call_ids(data, "answered");
     assert_eq!(answered.len(), 1);
@@ -686,16 +625,10 @@ fn an_agent_who_does_not_answer_is_logged_as_ring_noanswer() {
 
 #[test]
 fn a_queue_event_journaled_before_sigkill_is_stored_after_restart() {
-    let (mut hotline, _flows) = hotline_with_agents(&[("olek", "{pl: 10}")], "");
+    let (mut hotline, _site) = hotline_with_agents(&[("olek", "{pl: 10}")], "");
     let data = hotline.data_dir().to_path_buf();
-    let db_path = data.join("records.db");
-    let until = Instant::now() + Duration::from_secs(5);
-    while !db_path.exists() && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(50));
-    }
     // Nothing reaches the database: the event is in the journal only.
-    let lock = Connection::open(&db_path).unwrap();
-    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let lock = lock_database(&hotline);
     let rtp = RtpListener::bind();
     let caller = polish_caller(&hotline, &rtp, 8_000).spawn();
     hotline.wait_metric(

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 use support::rtp::RtpListener;
-use support::{copy_flows, repo, Hotline, Options};
+use support::{copy_flows, listening_caller, repo, Hotline, Options, RunningSipp};
 
 const TOKEN: &str = "test-token-7f3a";
 
@@ -47,6 +47,19 @@ fn wait_for_version_change(hotline: &Hotline, old: &str) -> String {
     }
 }
 
+/// A caller who listens for `ms`, once `calls` calls (theirs among them)
+/// are in the IVR.
+fn call_in_ivr(hotline: &Hotline, ms: u64, calls: f64) -> (RunningSipp, RtpListener) {
+    let rtp = RtpListener::bind();
+    let caller = listening_caller(hotline.sip, &rtp, ms).spawn();
+    hotline.wait_metric(
+        "hotline_calls_active{stage=\"ivr\"}",
+        calls,
+        Duration::from_secs(10),
+    );
+    (caller, rtp)
+}
+
 #[test]
 fn edits_apply_to_new_calls_and_broken_edits_are_refused() {
     let flows = copy_flows(&repo().join("ivr-flows"));
@@ -60,18 +73,7 @@ fn edits_apply_to_new_calls_and_broken_edits_are_refused() {
         .to_string();
 
     // A call in progress on version 1.
-    let rtp1 = RtpListener::bind();
-    let first = hotline
-        .sipp("call_listen.xml")
-        .key("rtp_port", rtp1.port)
-        .key("codecs", "0 101")
-        .duration_ms(8000)
-        .spawn();
-    hotline.wait_metric(
-        "hotline_calls_active{stage=\"ivr\"}",
-        1.0,
-        Duration::from_secs(10),
-    );
+    let (first, rtp1) = call_in_ivr(&hotline, 8000, 1.0);
     assert_eq!(flow_version_of_calls(&hotline), vec![v1.clone()]);
 
     // The operator adds a main-menu option; the file watcher picks it up.
@@ -90,18 +92,7 @@ fn edits_apply_to_new_calls_and_broken_edits_are_refused() {
     );
 
     // The call in progress still runs version 1; a new call gets version 2.
-    let rtp2 = RtpListener::bind();
-    let second = hotline
-        .sipp("call_listen.xml")
-        .key("rtp_port", rtp2.port)
-        .key("codecs", "0 101")
-        .duration_ms(3000)
-        .spawn();
-    hotline.wait_metric(
-        "hotline_calls_active{stage=\"ivr\"}",
-        2.0,
-        Duration::from_secs(10),
-    );
+    let (second, _rtp2) = call_in_ivr(&hotline, 3000, 2.0);
     let mut versions = flow_version_of_calls(&hotline);
     versions.sort();
     let mut expected = vec![v1.clone(), v2.clone()];
@@ -133,18 +124,7 @@ fn edits_apply_to_new_calls_and_broken_edits_are_refused() {
     );
 
     // Calls are still answered, on version 2.
-    let rtp3 = RtpListener::bind();
-    let third = hotline
-        .sipp("call_listen.xml")
-        .key("rtp_port", rtp3.port)
-        .key("codecs", "0 101")
-        .duration_ms(2000)
-        .spawn();
-    hotline.wait_metric(
-        "hotline_calls_active{stage=\"ivr\"}",
-        1.0,
-        Duration::from_secs(10),
-    );
+    let (third, rtp3) = call_in_ivr(&hotline, 2000, 1.0);
     assert_eq!(flow_version_of_calls(&hotline), vec![v2.clone()]);
     third.wait_ok();
     assert!(

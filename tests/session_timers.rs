@@ -7,8 +7,9 @@
 mod support;
 
 use std::time::Duration;
-use support::agents::{agents_yaml, test_flows, vanishing_agent};
-use support::{Hotline, Options};
+use support::agents::{adviser_call, vanishing_agent, OLEK};
+use support::scenario::Site;
+use support::Hotline;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -55,30 +56,12 @@ fn too_short_session_interval_gets_422_with_min_se() {
 /// times out (64*T1) both legs get a BYE and the agent is free again.
 #[test]
 fn a_vanished_agent_is_probed_and_both_legs_get_a_bye() {
-    let flows = test_flows("");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let agents_file = dir.path().join("agents.yaml");
-    std::fs::write(
-        &agents_file,
-        agents_yaml(&[("olek", "haslo-1", "{pl: 10}")]),
-    )
-    .expect("write agents");
-    let hotline = Hotline::start_with(Options {
-        flows: Some(flows.path().to_path_buf()),
-        config: Some(format!(
-            "agents_file: {}\nrtp_timeout_s: 2\n",
-            agents_file.display()
-        )),
-    });
+    let site = Site::new("", &[OLEK]);
+    let hotline = site.start("rtp_timeout_s: 2\n");
     let olek = vanishing_agent(&hotline, "olek", "haslo-1", 300);
     // The caller stays: it answers the probes its own silence brings (-aa),
     // and waits for our BYE.
-    let caller = hotline
-        .sipp("call_queue_until_bye.xml")
-        .key("rtp_port", 6000)
-        .key("codecs", "0 101")
-        .key("digit", "4")
-        .key("digit2", "0")
+    let caller = adviser_call(hotline.sip, "call_queue_until_bye.xml", 6000, "4")
         .arg("-aa")
         .arg("-timeout")
         .arg("120s")

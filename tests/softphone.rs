@@ -5,7 +5,7 @@ mod support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::agents::test_flows;
+use support::agents::{agent_json, test_flows};
 use support::baresip::Phone;
 use support::{repo, Hotline, Options};
 
@@ -13,15 +13,8 @@ const SECS: fn(u64) -> Duration = Duration::from_secs;
 
 /// The state `/api/agents` shows for `id`, and whether a phone is registered.
 fn agent(hotline: &Hotline, id: &str) -> (String, bool) {
-    let (status, body) = hotline.get("/api/agents");
-    assert_eq!(status, 200, "{body}");
-    let agents: serde_json::Value = serde_json::from_str(&body).expect("json");
-    let agent = agents
-        .as_array()
-        .expect("array")
-        .iter()
-        .find(|a| a["id"] == id)
-        .unwrap_or_else(|| panic!("no agent {id} in {body}"));
+    let agent = agent_json(hotline, id);
+    assert!(!agent.is_null(), "no agent {id} in /api/agents");
     (
         agent["state"].as_str().unwrap_or("missing").to_string(),
         agent["registered"].as_bool().unwrap_or(false),
@@ -164,11 +157,7 @@ fn a_wrong_password_on_baresip_is_logged_once_and_every_try_counted() {
         3.0,
         SECS(30),
     );
-    let lines: Vec<String> = hotline
-        .log()
-        .into_iter()
-        .filter(|l| l.contains("registration failed"))
-        .collect();
+    let lines = hotline.log_lines("registration failed");
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].contains("wrong password"), "{}", lines[0]);
     assert!(lines[0].contains("agent=\"piotr\""), "{}", lines[0]);

@@ -27,6 +27,30 @@ fn agent(id: &str, skills: &[(Language, u8)]) -> Agent {
     }
 }
 
+/// An agent whose wrap-up after a call lasts `wrap_up`.
+fn agent_with_wrap_up(id: &str, skills: &[(Language, u8)], wrap_up: Duration) -> Agent {
+    Agent {
+        wrap_up: Some(wrap_up),
+        ..agent(id, skills)
+    }
+}
+
+/// The queue `q`, whose callers may go to English speakers while nobody
+/// who speaks their language is logged in.
+fn english_fallback() -> QueueConfig {
+    let mut q = QueueConfig::new("q");
+    q.no_agents = NoAgentsPolicy::Fallback(Language::En);
+    q
+}
+
+/// A join that asks for `policy` while nobody is logged in.
+fn with_no_agents(policy: NoAgentsPolicy) -> JoinOptions {
+    JoinOptions {
+        no_agents: Some(policy),
+        ..JoinOptions::default()
+    }
+}
+
 /// Builds an engine with one queue and its agents.
 struct Setup {
     queue: QueueConfig,
@@ -41,8 +65,18 @@ impl Setup {
         }
     }
 
+    /// The queue `q` with its defaults.
+    fn new() -> Setup {
+        Setup::queue(QueueConfig::new("q"))
+    }
+
     fn agent(self, id: &str, skills: &[(Language, u8)]) -> Setup {
         self.with_agent(agent(id, skills))
+    }
+
+    /// Agents with the same skills.
+    fn agents(self, ids: &[&str], skills: &[(Language, u8)]) -> Setup {
+        self.with_agents(ids.iter().map(|id| agent(id, skills)).collect())
     }
 
     fn with_agent(mut self, agent: Agent) -> Setup {
@@ -351,6 +385,57 @@ impl Engine {
         self.engine.offer_result(now, &caller(call), offer, result)
     }
 
+    /// `agent` answers `call`, which rings their phone.
+    fn answer(&mut self, t: Instant, call: u64, agent: &str) {
+        self.offer_result(
+            t,
+            CallId(call),
+            &AgentId::from(agent),
+            OfferResult::Answered,
+        )
+        .expect("offered");
+    }
+
+    /// `agent` refuses `call` (SIP `code`).
+    fn reject(&mut self, t: Instant, call: u64, agent: &str, code: u16) {
+        self.offer_result(
+            t,
+            CallId(call),
+            &AgentId::from(agent),
+            OfferResult::Rejected(code),
+        )
+        .expect("offered");
+    }
+
+    /// `agent` gets ready and `call` joins in `language`, at `t`: the
+    /// caller is offered to the agent (the only one ready). Every action so
+    /// far is drained.
+    fn ring(&mut self, t: Instant, call: u64, language: Language, agent: &str) {
+        ready(self, t, agent);
+        join(self, t, call, language);
+        drain(self);
+    }
+
+    /// `agent` asks to be paused for `reason`.
+    fn pause(&mut self, t: Instant, agent: &str, reason: &str) -> RequestEffect {
+        let paused = RequestedState::Paused {
+            reason: reason.into(),
+        };
+        self.agent_state(t, &AgentId::from(agent), paused)
+            .expect("known")
+    }
+
+    fn log_out(&mut self, t: Instant, agent: &str) {
+        self.agent_state(t, &AgentId::from(agent), RequestedState::LoggedOut)
+            .expect("known");
+    }
+
+    /// Runs the timers due at `t`; the actions since the last drain.
+    fn tick(&mut self, t: Instant) -> Vec<Act> {
+        self.handle_timeout(t);
+        drain(self)
+    }
+
     fn call_ended(&mut self, t: Instant, call: CallId) -> Result<(), QueueError> {
         let now = self.at(t);
         self.engine.call_ended(now, &caller(call))
@@ -422,7 +507,7 @@ fn join(acd: &mut Engine, now: Instant, call: u64, language: Language) -> JoinRe
 
 #[test]
 fn longest_idle_agent_gets_the_first_caller() {
-    let mut acd = Setup::queue(QueueConfig::new("q"))
+    let mut acd = Setup::new()
         .agent("a", &[(Language::Nb, 5)])
         .agent("b", &[(Language::Nb, 9)])
         .agent("c", &[(Language::En, 9)])
@@ -462,7 +547,7 @@ fn longest_idle_agent_gets_the_first_caller() {
 
 #[test]
 fn ties_in_idle_time_go_to_the_more_proficient() {
-    let mut acd = Setup::queue(QueueConfig::new("q"))
+    let mut acd = Setup::new()
         .agent("a", &[(Language::Ar, 4)])
         .agent("b", &[(Language::Ar, 8)])
         .start();
@@ -476,9 +561,7 @@ fn ties_in_idle_time_go_to_the_more_proficient() {
 
 #[test]
 fn first_come_first_served_with_priority() {
-    let mut acd = Setup::queue(QueueConfig::new("q"))
-        .agent("a", &[(Language::Pl, 5)])
-        .start();
+    let mut acd = Setup::new().agent("a", &[(Language::Pl, 5)]).start();
     let t0 = acd.t0;
     join(&mut acd, t0, 1, Language::Pl);
     join(&mut acd, t0 + secs(1), 2, Language::Pl);
@@ -502,7 +585,6 @@ fn first_come_first_served_with_priority() {
             ..
         }
     )));
-    let a = AgentId::from("a");
     let mut served = Vec::new();
     let mut now = t0 + secs(3);
     ready(&mut acd, now, "a");
@@ -511,8 +593,7 @@ fn first_come_first_served_with_priority() {
         assert_eq!(o.len(), 1);
         let call = o[0].0;
         served.push(call.0);
-        acd.offer_result(now, call, &a, OfferResult::Answered)
-            .expect("offered");
+        acd.answer(now, call.0, "a");
         now += secs(30);
         acd.call_ended(now, call).expect("answered");
         now += secs(10); // default wrap-up
@@ -548,34 +629,23 @@ fn escalation_widens_to_english_after_a_minute() {
     join(&mut acd, t0, 2, Language::Lt);
     assert!(offers(&drain(&mut acd)).is_empty());
     assert_eq!(acd.poll_timeout(), Some(t0 + secs(60)));
-    acd.handle_timeout(t0 + secs(59));
-    assert!(offers(&drain(&mut acd)).is_empty());
-    acd.handle_timeout(t0 + secs(60));
-    let acts = drain(&mut acd);
+    assert!(offers(&acd.tick(t0 + secs(59))).is_empty());
+    let acts = acd.tick(t0 + secs(60));
     assert!(acts.contains(&Act::Escalated {
         call: CallId(1),
         tier: 1
     }));
     assert_eq!(offers(&acts), vec![(CallId(1), "en".to_string())]);
-    acd.offer_result(
-        t0 + secs(65),
-        CallId(1),
-        &AgentId::from("en"),
-        OfferResult::Answered,
-    )
-    .expect("offered");
-    acd.handle_timeout(t0 + secs(119));
-    assert!(offers(&drain(&mut acd)).is_empty());
-    acd.handle_timeout(t0 + secs(120));
-    let acts = drain(&mut acd);
+    acd.answer(t0 + secs(65), 1, "en");
+    assert!(offers(&acd.tick(t0 + secs(119))).is_empty());
+    let acts = acd.tick(t0 + secs(120));
     assert_eq!(offers(&acts), vec![(CallId(2), "weak".to_string())]);
 }
 
 #[test]
 fn ring_timeout_pauses_and_reoffers_to_the_next_agent() {
-    let mut acd = Setup::queue(QueueConfig::new("q"))
-        .agent("a", &[(Language::Ru, 5)])
-        .agent("b", &[(Language::Ru, 5)])
+    let mut acd = Setup::new()
+        .agents(&["a", "b"], &[(Language::Ru, 5)])
         .start();
     let t0 = acd.t0;
     ready(&mut acd, t0, "a");
@@ -583,8 +653,7 @@ fn ring_timeout_pauses_and_reoffers_to_the_next_agent() {
     join(&mut acd, t0 + secs(5), 1, Language::Ru);
     assert_eq!(offers(&drain(&mut acd)), vec![(CallId(1), "a".to_string())]);
     assert_eq!(acd.poll_timeout(), Some(t0 + secs(25)));
-    acd.handle_timeout(t0 + secs(25));
-    let acts = drain(&mut acd);
+    let acts = acd.tick(t0 + secs(25));
     assert!(acts.contains(&Act::CancelOffer {
         call: CallId(1),
         agent: AgentId::from("a"),
@@ -613,13 +682,7 @@ fn ring_timeout_pauses_and_reoffers_to_the_next_agent() {
         accepted: false
     }));
     // `b` is busy (486): paused too; the caller waits on.
-    acd.offer_result(
-        t0 + secs(27),
-        CallId(1),
-        &AgentId::from("b"),
-        OfferResult::Rejected(486),
-    )
-    .expect("offered");
+    acd.reject(t0 + secs(27), 1, "b", 486);
     assert_eq!(
         acd.agent_state_of(&AgentId::from("b")),
         Some(AgentState::Paused {
@@ -635,35 +698,27 @@ fn without_pausing_a_missed_agent_is_held_off_then_offered_again() {
     q.pause_on_no_answer = false;
     let mut acd = Setup::queue(q).agent("a", &[(Language::Ro, 5)]).start();
     let t0 = acd.t0;
-    ready(&mut acd, t0, "a");
-    join(&mut acd, t0, 1, Language::Ro);
-    drain(&mut acd);
-    acd.offer_result(
-        t0 + secs(2),
-        CallId(1),
-        &AgentId::from("a"),
-        OfferResult::Rejected(603),
-    )
-    .expect("offered");
+    acd.ring(t0, 1, Language::Ro, "a");
+    acd.reject(t0 + secs(2), 1, "a", 603);
     assert!(offers(&drain(&mut acd)).is_empty());
     assert_eq!(acd.poll_timeout(), Some(t0 + secs(7)));
-    acd.handle_timeout(t0 + secs(7));
-    assert_eq!(offers(&drain(&mut acd)), vec![(CallId(1), "a".to_string())]);
+    assert_eq!(
+        offers(&acd.tick(t0 + secs(7))),
+        vec![(CallId(1), "a".to_string())]
+    );
 }
 
 #[test]
 fn wrap_up_then_ready_and_deferred_pause() {
-    let mut ag = agent("a", &[(Language::En, 5)]);
-    ag.wrap_up = Some(secs(30));
-    let mut acd = Setup::queue(QueueConfig::new("q")).with_agent(ag).start();
+    let mut acd = Setup::new()
+        .with_agent(agent_with_wrap_up("a", &[(Language::En, 5)], secs(30)))
+        .start();
     let t0 = acd.t0;
     let a = AgentId::from("a");
-    ready(&mut acd, t0, "a");
-    join(&mut acd, t0, 1, Language::En);
+    acd.ring(t0, 1, Language::En, "a");
     join(&mut acd, t0, 2, Language::En);
     drain(&mut acd);
-    acd.offer_result(t0 + secs(1), CallId(1), &a, OfferResult::Answered)
-        .expect("offered");
+    acd.answer(t0 + secs(1), 1, "a");
     assert!(drain(&mut acd).contains(&Act::Verdict {
         call: CallId(1),
         accepted: true
@@ -676,18 +731,15 @@ fn wrap_up_then_ready_and_deferred_pause() {
         })
     );
     // Not offered during wrap-up.
-    acd.handle_timeout(t0 + secs(90));
-    assert!(offers(&drain(&mut acd)).is_empty());
-    acd.handle_timeout(t0 + secs(91));
-    assert_eq!(offers(&drain(&mut acd)), vec![(CallId(2), "a".to_string())]);
-    acd.offer_result(t0 + secs(92), CallId(2), &a, OfferResult::Answered)
-        .expect("offered");
-    let pause = RequestedState::Paused {
-        reason: "break".into(),
-    };
+    assert!(offers(&acd.tick(t0 + secs(90))).is_empty());
     assert_eq!(
-        acd.agent_state(t0 + secs(93), &a, pause),
-        Ok(RequestEffect::Deferred)
+        offers(&acd.tick(t0 + secs(91))),
+        vec![(CallId(2), "a".to_string())]
+    );
+    acd.answer(t0 + secs(92), 2, "a");
+    assert_eq!(
+        acd.pause(t0 + secs(93), "a", "break"),
+        RequestEffect::Deferred
     );
     acd.call_ended(t0 + secs(100), CallId(2)).expect("answered");
     acd.handle_timeout(t0 + secs(130));
@@ -701,14 +753,10 @@ fn wrap_up_then_ready_and_deferred_pause() {
 
 #[test]
 fn abandonment_while_ringing_cancels_and_counts_short() {
-    let mut acd = Setup::queue(QueueConfig::new("q"))
-        .agent("a", &[(Language::Nb, 5)])
-        .start();
+    let mut acd = Setup::new().agent("a", &[(Language::Nb, 5)]).start();
     let t0 = acd.t0;
     let a = AgentId::from("a");
-    ready(&mut acd, t0, "a");
-    join(&mut acd, t0, 1, Language::Nb);
-    drain(&mut acd);
+    acd.ring(t0, 1, Language::Nb, "a");
     assert!(acd.abandon(t0 + secs(3), CallId(1)));
     let acts = drain(&mut acd);
     assert!(acts.contains(&Act::CancelOffer {
@@ -728,8 +776,7 @@ fn abandonment_while_ringing_cancels_and_counts_short() {
     assert_eq!(acd.agent_state_of(&a), Some(AgentState::Ready));
     assert!(!acd.abandon(t0 + secs(4), CallId(1)));
     // A long wait abandoned is not short.
-    acd.agent_state(t0 + secs(5), &a, RequestedState::LoggedOut)
-        .expect("known");
+    acd.log_out(t0 + secs(5), "a");
     join(&mut acd, t0 + secs(5), 2, Language::Nb);
     drain(&mut acd);
     acd.abandon(t0 + secs(65), CallId(2));
@@ -744,24 +791,13 @@ fn abandonment_while_ringing_cancels_and_counts_short() {
 
 #[test]
 fn pause_while_ringing_withdraws_the_offer_and_reoffers() {
-    let mut acd = Setup::queue(QueueConfig::new("q"))
-        .agent("a", &[(Language::Nb, 5)])
-        .agent("b", &[(Language::Nb, 5)])
+    let mut acd = Setup::new()
+        .agents(&["a", "b"], &[(Language::Nb, 5)])
         .start();
     let t0 = acd.t0;
-    ready(&mut acd, t0, "a");
-    join(&mut acd, t0, 1, Language::Nb);
-    drain(&mut acd);
+    acd.ring(t0, 1, Language::Nb, "a");
     ready(&mut acd, t0 + secs(1), "b");
-    let effect = acd
-        .agent_state(
-            t0 + secs(2),
-            &AgentId::from("a"),
-            RequestedState::Paused {
-                reason: "coffee".into(),
-            },
-        )
-        .expect("known");
+    let effect = acd.pause(t0 + secs(2), "a", "coffee");
     assert_eq!(effect, RequestEffect::OfferWithdrawn(caller(CallId(1))));
     let acts = drain(&mut acd);
     assert!(acts.contains(&Act::CancelOffer {
@@ -790,12 +826,10 @@ fn full_queue_and_max_wait() {
     // Ringing when max wait passes: the offer runs its course first.
     ready(&mut acd, t0 + secs(290), "a");
     drain(&mut acd);
-    acd.handle_timeout(t0 + secs(300));
-    let acts = drain(&mut acd);
+    let acts = acd.tick(t0 + secs(300));
     assert!(acts.contains(&Act::QueueTimeout { call: CallId(2) }));
     assert!(!acts.contains(&Act::QueueTimeout { call: CallId(1) }));
-    acd.handle_timeout(t0 + secs(310));
-    let acts = drain(&mut acd);
+    let acts = acd.tick(t0 + secs(310));
     assert!(acts.contains(&Act::QueueTimeout { call: CallId(1) }));
     assert!(acts.contains(&Act::CancelOffer {
         call: CallId(1),
@@ -807,9 +841,7 @@ fn full_queue_and_max_wait() {
 
 #[test]
 fn no_agents_policies() {
-    let mut q = QueueConfig::new("q");
-    q.no_agents = NoAgentsPolicy::Fallback(Language::En);
-    let mut acd = Setup::queue(q)
+    let mut acd = Setup::queue(english_fallback())
         .agent("en", &[(Language::En, 5)])
         .agent("ar", &[(Language::Ar, 5)])
         .start();
@@ -827,12 +859,7 @@ fn no_agents_policies() {
         .any(|a| matches!(a, Act::LanguageFallback { .. })));
     // An English agent logs in (paused counts as logged in): the waiting
     // caller may now go to English speakers, and is told once.
-    acd.agent_state(
-        t0,
-        &AgentId::from("en"),
-        RequestedState::Paused { reason: "x".into() },
-    )
-    .expect("known");
+    acd.pause(t0, "en", "x");
     let acts = drain(&mut acd);
     assert!(acts.contains(&Act::LanguageFallback {
         call: CallId(1),
@@ -850,10 +877,7 @@ fn no_agents_policies() {
         language: Language::En
     }));
     // With Wait, no fallback.
-    let wait = JoinOptions {
-        no_agents: Some(NoAgentsPolicy::Wait),
-        ..JoinOptions::default()
-    };
+    let wait = with_no_agents(NoAgentsPolicy::Wait);
     assert_eq!(
         acd.join(t0, CallId(3), "q", Language::Ar, wait),
         JoinResult::Joined {
@@ -871,16 +895,8 @@ fn no_agents_policies() {
         vec![(CallId(1), "en".to_string())]
     );
     // An Arabic agent logs in and out: a Reject caller in Arabic leaves.
-    acd.agent_state(
-        t0,
-        &AgentId::from("ar"),
-        RequestedState::Paused { reason: "x".into() },
-    )
-    .expect("known");
-    let reject = JoinOptions {
-        no_agents: Some(NoAgentsPolicy::Reject),
-        ..JoinOptions::default()
-    };
+    acd.pause(t0, "ar", "x");
+    let reject = with_no_agents(NoAgentsPolicy::Reject);
     assert_eq!(
         acd.join(t0, CallId(4), "q", Language::Ar, reject),
         JoinResult::Joined {
@@ -888,12 +904,7 @@ fn no_agents_policies() {
         }
     );
     drain(&mut acd);
-    acd.agent_state(
-        t0 + secs(1),
-        &AgentId::from("ar"),
-        RequestedState::LoggedOut,
-    )
-    .expect("known");
+    acd.log_out(t0 + secs(1), "ar");
     let acts = drain(&mut acd);
     assert!(acts.contains(&Act::NoAgents { call: CallId(4) }));
     assert!(acd.is_queued(CallId(3)));
@@ -902,18 +913,13 @@ fn no_agents_policies() {
 
 #[test]
 fn a_fallen_back_caller_is_taken_by_their_own_language_agent_who_logs_in() {
-    let mut q = QueueConfig::new("q");
-    q.no_agents = NoAgentsPolicy::Fallback(Language::En);
-    let mut acd = Setup::queue(q)
+    let mut acd = Setup::queue(english_fallback())
         .agent("en", &[(Language::En, 9)])
         .agent("lt", &[(Language::Lt, 5)])
         .start();
     let t0 = acd.t0;
-    let en = AgentId::from("en");
-    ready(&mut acd, t0, "en");
-    join(&mut acd, t0, 1, Language::En);
-    acd.offer_result(t0, CallId(1), &en, OfferResult::Answered)
-        .expect("offered");
+    acd.ring(t0, 1, Language::En, "en");
+    acd.answer(t0, 1, "en");
     drain(&mut acd);
     // No Lithuanian speaker logged in: the caller may go to English speakers,
     // but keeps their Lithuanian line (and its figures).
@@ -941,8 +947,7 @@ fn a_fallen_back_caller_is_taken_by_their_own_language_agent_who_logs_in() {
 
 #[test]
 fn a_caller_ringing_an_agent_falls_back_with_the_others() {
-    let mut q = QueueConfig::new("q");
-    q.no_agents = NoAgentsPolicy::Fallback(Language::En);
+    let mut q = english_fallback();
     q.escalation = vec![EscalationTier {
         after: secs(10),
         add_languages: vec![Language::Nb],
@@ -954,22 +959,14 @@ fn a_caller_ringing_an_agent_falls_back_with_the_others() {
         .agent("e", &[(Language::En, 9)])
         .start();
     let t0 = acd.t0;
-    let paused = || RequestedState::Paused { reason: "x".into() };
-    acd.agent_state(t0, &AgentId::from("p"), paused())
-        .expect("known");
-    acd.agent_state(t0, &AgentId::from("e"), paused())
-        .expect("known");
+    acd.pause(t0, "p", "x");
+    acd.pause(t0, "e", "x");
     join(&mut acd, t0, 1, Language::Pl);
     acd.handle_timeout(t0 + secs(10));
     ready(&mut acd, t0 + secs(10), "n");
     assert_eq!(offers(&drain(&mut acd)), vec![(CallId(1), "n".to_string())]);
     // The last Polish speaker leaves while the Norwegian agent's phone rings.
-    acd.agent_state(
-        t0 + secs(11),
-        &AgentId::from("p"),
-        RequestedState::LoggedOut,
-    )
-    .expect("known");
+    acd.log_out(t0 + secs(11), "p");
     assert!(drain(&mut acd).contains(&Act::LanguageFallback {
         call: CallId(1),
         language: Language::En
@@ -978,9 +975,7 @@ fn a_caller_ringing_an_agent_falls_back_with_the_others() {
 
 #[test]
 fn wait_messages_come_after_their_delay_repeat_and_wait_for_a_ringing_phone() {
-    let mut acd = Setup::queue(QueueConfig::new("q"))
-        .agent("a", &[(Language::Nb, 5)])
-        .start();
+    let mut acd = Setup::new().agent("a", &[(Language::Nb, 5)]).start();
     let t0 = acd.t0;
     let options = JoinOptions {
         messages: vec![
@@ -1075,11 +1070,8 @@ fn announcements_repeat_with_estimates_and_errors_are_measured() {
     q.wrap_up = Duration::ZERO;
     let mut acd = Setup::queue(q).agent("a", &[(Language::Nb, 5)]).start();
     let t0 = acd.t0;
-    let a = AgentId::from("a");
-    ready(&mut acd, t0, "a");
-    join(&mut acd, t0, 1, Language::Nb);
-    acd.offer_result(t0, CallId(1), &a, OfferResult::Answered)
-        .expect("offered");
+    acd.ring(t0, 1, Language::Nb, "a");
+    acd.answer(t0, 1, "a");
     drain(&mut acd);
     // Agent on a call for 20 s of an expected 120: next caller hears 100 s.
     join(&mut acd, t0 + secs(20), 2, Language::Nb);
@@ -1091,8 +1083,7 @@ fn announcements_repeat_with_estimates_and_errors_are_measured() {
         waited: Duration::ZERO,
         first: true
     }));
-    acd.handle_timeout(t0 + secs(80));
-    let acts = drain(&mut acd);
+    let acts = acd.tick(t0 + secs(80));
     assert!(acts.contains(&Act::Announce {
         call: CallId(2),
         position: 1,
@@ -1102,8 +1093,7 @@ fn announcements_repeat_with_estimates_and_errors_are_measured() {
     }));
     // The call ends at 130: caller 2 waited 110 s against 100 promised.
     acd.call_ended(t0 + secs(130), CallId(1)).expect("answered");
-    acd.offer_result(t0 + secs(130), CallId(2), &a, OfferResult::Answered)
-        .expect("offered");
+    acd.answer(t0 + secs(130), 2, "a");
     let acts = drain(&mut acd);
     let prediction = acts.iter().find_map(|x| match x {
         Act::CallLeft {
@@ -1126,9 +1116,9 @@ fn announcements_repeat_with_estimates_and_errors_are_measured() {
 
 #[test]
 fn a_state_asked_for_during_a_call_or_wrap_up_is_reported_as_pending() {
-    let mut ag = agent("a", &[(Language::Pl, 5)]);
-    ag.wrap_up = Some(secs(30));
-    let mut acd = Setup::queue(QueueConfig::new("q")).with_agent(ag).start();
+    let mut acd = Setup::new()
+        .with_agent(agent_with_wrap_up("a", &[(Language::Pl, 5)], secs(30)))
+        .start();
     let t0 = acd.t0;
     let a = AgentId::from("a");
     let lunch = RequestedState::Paused {
@@ -1147,10 +1137,8 @@ fn a_state_asked_for_during_a_call_or_wrap_up_is_reported_as_pending() {
             })
             .collect()
     };
-    ready(&mut acd, t0, "a");
-    join(&mut acd, t0, 1, Language::Pl);
-    acd.offer_result(t0 + secs(1), CallId(1), &a, OfferResult::Answered)
-        .expect("offered");
+    acd.ring(t0, 1, Language::Pl, "a");
+    acd.answer(t0 + secs(1), 1, "a");
     drain(&mut acd);
 
     // On the call: the pause waits, and says so; taken back, it says so too.
@@ -1186,8 +1174,7 @@ fn a_state_asked_for_during_a_call_or_wrap_up_is_reported_as_pending() {
     assert!(pending_changes(&drain(&mut acd)).is_empty());
 
     // Wrap-up over: paused, nothing pending.
-    acd.handle_timeout(t0 + secs(40));
-    assert!(drain(&mut acd).contains(&Act::AgentStateChanged {
+    assert!(acd.tick(t0 + secs(40)).contains(&Act::AgentStateChanged {
         agent: a.clone(),
         state: AgentState::Paused {
             reason: "lunch".into()
@@ -1200,9 +1187,8 @@ fn a_state_asked_for_during_a_call_or_wrap_up_is_reported_as_pending() {
 
 #[test]
 fn join_estimates_cover_every_language_a_queue_takes() {
-    let mut q = QueueConfig::new("q");
+    let mut q = english_fallback();
     q.languages = vec![Language::Pl, Language::En, Language::Lt];
-    q.no_agents = NoAgentsPolicy::Fallback(Language::En);
     q.handle_time_prior = secs(120);
     let mut acd = Setup::queue(q)
         .agent("piotr", &[(Language::Pl, 10), (Language::En, 6)])
@@ -1239,13 +1225,7 @@ fn join_estimates_cover_every_language_a_queue_takes() {
     // Piotr on a call for 20 s: the next Polish caller waits the rest of a
     // mean call (100 s); Emma, ready, takes English callers at once.
     join(&mut acd, t0, 1, Language::Pl);
-    acd.offer_result(
-        t0,
-        CallId(1),
-        &AgentId::from("piotr"),
-        OfferResult::Answered,
-    )
-    .expect("offered");
+    acd.answer(t0, 1, "piotr");
     ready(&mut acd, t0, "emma");
     assert_eq!(
         estimates(&acd, t0 + secs(20)),
@@ -1259,14 +1239,11 @@ fn join_estimates_cover_every_language_a_queue_takes() {
 
 #[test]
 fn logging_out_during_a_call_is_deferred_and_reload_removes_agents() {
-    let mut acd = Setup::queue(QueueConfig::new("q"))
-        .agent("a", &[(Language::Nb, 5)])
-        .agent("b", &[(Language::Nb, 5)])
+    let mut acd = Setup::new()
+        .agents(&["a", "b"], &[(Language::Nb, 5)])
         .start();
     let t0 = acd.t0;
-    ready(&mut acd, t0, "a");
-    join(&mut acd, t0, 1, Language::Nb);
-    drain(&mut acd);
+    acd.ring(t0, 1, Language::Nb, "a");
     // Reload without `a` while it rings: offer withdrawn, never offered again.
     let dir =
         AgentDirectory::new("hotline", vec![agent("b", &[(Language::Nb, 5)])]).expect("unique");

@@ -7,6 +7,7 @@ pub mod baresip;
 pub mod kamailio;
 pub mod redis;
 pub mod rtp;
+pub mod scenario;
 pub mod ws;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -78,6 +79,14 @@ impl Hotline {
         Hotline::start_with(Options::default())
     }
 
+    /// The default flows, with `config` as the config file.
+    pub fn with_config(config: &str) -> Hotline {
+        Hotline::start_with(Options {
+            config: Some(config.to_string()),
+            ..Options::default()
+        })
+    }
+
     pub fn start_with(options: Options) -> Hotline {
         let flows = options.flows.unwrap_or_else(|| repo().join("ivr-flows"));
         Hotline::launch(flows.clone(), |cmd, data| {
@@ -127,7 +136,7 @@ impl Hotline {
             .parse()
             .expect("addr");
         let rtp = rtp_range();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hotline"));
+        let mut cmd = hotline_command();
         cmd.arg("serve")
             .arg("--sip-listen")
             .arg(sip.to_string())
@@ -136,11 +145,7 @@ impl Hotline {
             .arg("--data-dir")
             .arg(data.path())
             .arg("--rtp-ports")
-            .arg(format!("{}-{}", rtp.0, rtp.1))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .arg(format!("{}-{}", rtp.0, rtp.1));
         configure(&mut cmd, data.path());
         let args = cmd.get_args().map(|a| a.to_os_string()).collect();
         let cwd = cmd.get_current_dir().map(Path::to_path_buf);
@@ -166,23 +171,22 @@ impl Hotline {
     /// config), once the process before has exited; its log goes on.
     pub fn respawn(&mut self) {
         let _ = self.child.wait();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hotline"));
-        cmd.args(&self.args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        let mut cmd = hotline_command();
+        cmd.args(&self.args);
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
         }
         let before = self.log.count("hotline ready");
         self.child = cmd.spawn().expect("start hotline again");
         self.log.collect(self.child.stderr.take().expect("stderr"));
-        let end = Instant::now() + Duration::from_secs(20);
-        while self.log.count("hotline ready") <= before {
-            assert!(Instant::now() < end, "hotline did not start again");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let started = poll(Duration::from_secs(20), Duration::from_millis(50), || {
+            if self.log.count("hotline ready") > before {
+                Ok(())
+            } else {
+                Err("hotline did not start again".to_string())
+            }
+        });
+        started.unwrap_or_else(|why| panic!("{why}"));
     }
 
     /// Whether the process has exited (after a signal, say).
@@ -209,6 +213,11 @@ impl Hotline {
         self.log.count(needle)
     }
 
+    /// The log lines that contain `needle`, in order.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        self.log.matching(needle)
+    }
+
     /// Plain HTTP GET; returns (status, body).
     pub fn get(&self, path: &str) -> (u16, String) {
         http_request(self.http, "GET", path, None, "")
@@ -227,20 +236,20 @@ impl Hotline {
 
     /// Polls a metric until it reaches `at_least`, or panics with the log.
     pub fn wait_metric(&self, sample: &str, at_least: f64, timeout: Duration) -> f64 {
-        let end = Instant::now() + timeout;
-        loop {
+        let reached = poll(timeout, Duration::from_millis(50), || {
             let v = self.metric(sample);
             if v >= at_least {
-                return v;
+                Ok(v)
+            } else {
+                Err(format!("{sample} = {v}, expected at least {at_least}"))
             }
-            if Instant::now() > end {
-                panic!(
-                    "{sample} = {v}, expected at least {at_least}; log:\n{}",
-                    self.log().join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        });
+        reached.unwrap_or_else(|why| self.fail(&why))
+    }
+
+    /// Panics saying `why`, with the log.
+    fn fail(&self, why: &str) -> ! {
+        panic!("{why}; log:\n{}", self.log().join("\n"))
     }
 
     /// Runs a sipp scenario from tests/sipp against this service.
@@ -260,44 +269,39 @@ impl Hotline {
 
     /// Sends SIGTERM/SIGINT and waits for the exit status.
     pub fn signal_and_wait(&mut self, signal: &str, timeout: Duration) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let end = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            if Instant::now() > end {
-                panic!(
-                    "hotline did not exit after {signal}; log:\n{}",
-                    self.log().join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.signal(signal);
+        self.exit_within(timeout, &format!(" after {signal}"))
     }
 
     /// Waits for the process to exit by itself.
     pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let end = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            if Instant::now() > end {
-                panic!("hotline did not exit; log:\n{}", self.log().join("\n"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.exit_within(timeout, "")
+    }
+
+    /// The exit status, within `timeout`; else panics with the log, saying
+    /// what it exited `after`.
+    fn exit_within(&mut self, timeout: Duration, after: &str) -> std::process::ExitStatus {
+        let child = &mut self.child;
+        let exited = poll(timeout, Duration::from_millis(20), || {
+            let status = child.try_wait().expect("wait");
+            status.ok_or_else(|| format!("hotline did not exit{after}"))
+        });
+        exited.unwrap_or_else(|why| self.fail(&why))
     }
 
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+}
+
+/// The `hotline` binary, logging at `info` to a pipe.
+fn hotline_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hotline"));
+    cmd.env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
 }
 
 impl Drop for Hotline {
@@ -352,21 +356,38 @@ impl Lines {
         self.all().iter().filter(|l| l.contains(needle)).count()
     }
 
+    /// The lines that contain `needle`, in order.
+    pub fn matching(&self, needle: &str) -> Vec<String> {
+        self.all()
+            .into_iter()
+            .filter(|l| l.contains(needle))
+            .collect()
+    }
+
     /// Waits until a line contains `needle`; panics with every line if not.
     pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {
-        let end = Instant::now() + timeout;
-        loop {
-            if let Some(line) = self.all().into_iter().find(|l| l.contains(needle)) {
-                return line;
-            }
-            if Instant::now() > end {
-                panic!(
-                    "no line with {needle:?} within {timeout:?}; printed:\n{}",
-                    self.all().join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let found = poll(timeout, Duration::from_millis(20), || {
+            let line = self.all().into_iter().find(|l| l.contains(needle));
+            line.ok_or_else(|| format!("no line with {needle:?} within {timeout:?}"))
+        });
+        found.unwrap_or_else(|why| panic!("{why}; printed:\n{}", self.all().join("\n")))
+    }
+}
+
+/// Calls `check` every `every` until it gives `Ok`; after `timeout`, gives
+/// its last `Err` (what it saw instead).
+pub fn poll<T>(
+    timeout: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> Result<T, String> {
+    let end = Instant::now() + timeout;
+    loop {
+        let seen = check();
+        if seen.is_ok() || Instant::now() > end {
+            return seen;
         }
+        std::thread::sleep(every);
     }
 }
 
@@ -602,6 +623,15 @@ pub fn udp_exchange(to: SocketAddr, message: &str, wait: Duration) -> Option<Str
         Ok((n, _)) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
         Err(_) => None,
     }
+}
+
+/// A caller (sipp `call_listen.xml`) who listens for `ms` and hangs up, with
+/// audio at `rtp`.
+pub fn listening_caller(target: SocketAddr, rtp: &rtp::RtpListener, ms: u64) -> Sipp {
+    Sipp::at(target, "call_listen.xml")
+        .key("rtp_port", rtp.port)
+        .key("codecs", "0 101")
+        .duration_ms(ms)
 }
 
 /// Copies a flow directory into a fresh temporary one (to edit it in a test).

@@ -9,28 +9,31 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::agents::{agents_yaml, asks_for_adviser, test_flows};
+use support::agents::{asks_for_adviser, brief_polish_call, test_flows, OLEK};
 use support::rtp::RtpListener;
+use support::scenario::Site;
 use support::ws::WsClient;
 use support::{copy_flows, repo, Hotline, Options};
+
+/// Chromium without a screen, sandbox, or anything of its own on the network.
+const HEADLESS: [&str; 8] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+];
 
 /// The page's DOM after its scripts ran and the stream delivered the snapshot.
 fn rendered_dom(hotline: &Hotline, profile: &std::path::Path) -> String {
     let out = Command::new("timeout")
         .arg("60")
         .arg("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=3000",
-            "--dump-dom",
-        ])
+        .args(HEADLESS)
+        .args(["--virtual-time-budget=3000", "--dump-dom"])
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(format!("http://{}/", hotline.http))
         .output()
@@ -133,17 +136,8 @@ impl Browser {
         let profile = tempfile::tempdir().expect("tempdir");
         let mut process = KillOnDrop(
             Command::new("chromium")
-                .args([
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--remote-debugging-port=0",
-                ])
+                .args(HEADLESS)
+                .arg("--remote-debugging-port=0")
                 .arg(format!("--user-data-dir={}", profile.path().display()))
                 .arg("about:blank")
                 .stdin(std::process::Stdio::null())
@@ -381,19 +375,9 @@ fn devtools_get(port: u16, path: &str) -> String {
 
 #[test]
 fn one_open_wallboard_follows_a_caller_who_waits_and_hangs_up() {
-    let flows = test_flows("");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let agents_file = dir.path().join("agents.yaml");
     // Olek speaks Polish but is not logged in: the caller waits.
-    std::fs::write(
-        &agents_file,
-        agents_yaml(&[("olek", "haslo-1", "{pl: 10}")]),
-    )
-    .expect("write agents");
-    let hotline = Hotline::start_with(Options {
-        flows: Some(flows.path().to_path_buf()),
-        config: Some(format!("agents_file: {}\n", agents_file.display())),
-    });
+    let site = Site::new("", &[OLEK]);
+    let hotline = site.start("");
 
     let mut browser = Browser::start();
     browser.navigate(&format!("http://{}/", hotline.http));
@@ -550,21 +534,8 @@ fn piotr_paused_shows_under_both_his_languages_and_once_in_the_totals() {
 
 #[test]
 fn a_pause_asked_for_during_wrap_up_shows_as_pending_then_paused() {
-    let flows = test_flows("wrap_up: 15s");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let agents_file = dir.path().join("agents.yaml");
-    std::fs::write(
-        &agents_file,
-        agents_yaml(&[("olek", "haslo-1", "{pl: 10}")]),
-    )
-    .expect("write agents");
-    let hotline = Hotline::start_with(Options {
-        flows: Some(flows.path().to_path_buf()),
-        config: Some(format!(
-            "agents_file: {}\napi_token: t0k3n\n",
-            agents_file.display()
-        )),
-    });
+    let site = Site::new("wrap_up: 15s", &[OLEK]);
+    let hotline = site.start("api_token: t0k3n\n");
     let olek = support::agents::agent(&hotline, "olek", "haslo-1", 300);
     let mut browser = Browser::start();
     browser.navigate(&format!("http://{}/", hotline.http));
@@ -573,11 +544,7 @@ fn a_pause_asked_for_during_wrap_up_shows_as_pending_then_paused() {
     });
 
     // A Polish caller talks to Olek for a moment and hangs up: wrap-up.
-    let rtp = RtpListener::bind();
-    asks_for_adviser(&hotline, "call_queue.xml", &rtp, "4")
-        .duration_ms(2_000)
-        .run_ok();
-    olek.phone.wait_ok();
+    brief_polish_call(&hotline, olek);
     let (status, body) = hotline.post(
         "/api/agents/olek/state",
         Some("t0k3n"),
