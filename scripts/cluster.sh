@@ -57,6 +57,9 @@ pids+=($!)
 
 printf '1 sip:127.0.0.1:%s\n1 sip:127.0.0.1:%s\n' $((front + 1)) $((front + 2)) \
   >"$work/dispatcher.list"
+# A pid file left by a run that was killed would stop Kamailio from starting
+# (its pid may belong to another process by now).
+rm -f "$work/kamailio.pid.file"
 setsid kamailio -f deploy/kamailio/kamailio.cfg -DD -E -m 32 -M 4 \
   -A "LISTEN=udp:127.0.0.1:$front" \
   -A "DISPATCHER_LIST=\"$PWD/$work/dispatcher.list\"" \

@@ -79,6 +79,10 @@ pub struct Config {
     /// The hotline's timezone (IANA name): where "today" on the wallboard
     /// starts at midnight. Schedules name their own (same default).
     pub timezone: String,
+    /// Outbound gateways: where transfers to outside numbers leave, and
+    /// which numbers each may dial (docs/trunks.md).
+    #[serde(deserialize_with = "crate::trunk::deserialize_trunks")]
+    pub trunks: Vec<crate::trunk::TrunkConfig>,
 }
 
 impl Default for Config {
@@ -112,6 +116,7 @@ impl Default for Config {
             trusted_sources: crate::sip::admission::AdmissionConfig::default().trusted_sources,
             sip_admission: crate::sip::admission::AdmissionConfig::default(),
             timezone: "Europe/Oslo".to_string(),
+            trunks: Vec::new(),
         }
     }
 }
@@ -150,6 +155,24 @@ impl<'de> Deserialize<'de> for PortRange {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// `LINE:COL: message` of a YAML error (the message alone when it has no
+/// position), so that the path in front makes the `file:line:col` editors
+/// jump to.
+fn located_message(e: &serde_saphyr::Error) -> String {
+    let text = e.without_snippet().to_string();
+    let first = text.lines().next().unwrap_or_default();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    // Drop the library's own "line N column M: " prefix.
+    let message = match first.strip_prefix("line ").and_then(|r| r.split_once(": ")) {
+        Some((position, rest)) if position.contains(" column ") => rest,
+        _ => first,
+    };
+    match e.location() {
+        Some(at) => format!("{}:{}: {message}", at.line(), at.column()),
+        None => format!(" {message}"),
     }
 }
 
@@ -232,7 +255,7 @@ impl Config {
         })?;
         let syntax = |e: serde_saphyr::Error| ConfigError::Syntax {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message: located_message(&e),
         };
         let mut config: Config = serde_saphyr::from_str(&text).map_err(syntax)?;
         let written: PathKeys = serde_saphyr::from_str(&text).map_err(syntax)?;
@@ -331,6 +354,7 @@ impl Config {
             .map_err(ConfigError::Invalid)?;
         self.check_digest_algorithms()?;
         self.tz()?;
+        crate::trunk::Trunks::from_config(&self.trunks).map_err(ConfigError::Invalid)?;
         Ok(())
     }
 
@@ -444,6 +468,30 @@ mod tests {
         std::fs::write(&p, "sip_listn: 127.0.0.1:5070\n").expect("write");
         let e = Config::from_file(&p).expect_err("typo refused").to_string();
         assert!(e.contains("hotline.yaml"), "{e}");
+    }
+
+    #[test]
+    fn trunks_load_and_a_bad_one_is_reported_at_its_line_and_column() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("hotline.yaml");
+        let good = "trunks:\n  - name: pstn\n    address: 127.0.0.1:5070\n    username: hotline\n    password: s3cret\n    patterns: [\"112\", \"+47XXXXXXXX\"]\n    channels: 2\n    caller_id: \"+4780012345\"\n";
+        std::fs::write(&p, good).expect("write");
+        let c = Config::from_file(&p).expect("parses");
+        assert!(c.validate().is_ok());
+        assert_eq!(c.trunks.len(), 1);
+        assert_eq!(c.trunks[0].channels, 2);
+        for (text, line, words) in [
+            (good.replace("\"+47XXXXXXXX\"", "\"+47XXXXXXXA\""), "6:", "X (any digit)"),
+            (good.replace("channels: 2", "channels: 0"), "2:", "channels: 0"),
+            (good.replace("caller_id: \"+4780012345\"", "caller_id: anonymous"), "8:", "pass"),
+            (good.replace("channels: 2", "chanels: 2"), "7:", "chanels"),
+            (format!("{good}{}", &good["trunks:\n".len()..]), "", "rename one"),
+        ] {
+            std::fs::write(&p, &text).expect("write");
+            let e = Config::from_file(&p).expect_err(words).to_string();
+            assert!(e.contains(words), "{e}");
+            assert!(e.starts_with(&format!("{}:{line}", p.display())), "{e}");
+        }
     }
 
     #[test]

@@ -31,3 +31,4 @@ pub mod server;
 pub mod sip;
 pub mod time;
 pub mod today;
+pub mod trunk;

@@ -60,6 +60,13 @@ pub struct Metrics {
     pub sip_rejected_total: IntCounterVec,
     /// Failed or abandoned registrations, by reason.
     pub register_failures_total: IntCounterVec,
+    /// Numbers not dialled, by reason (the toll-fraud guard, full trunks).
+    pub trunk_refusals_total: IntCounterVec,
+    /// Transfers through a trunk, by result.
+    pub transfers_total: IntCounterVec,
+    /// Channels in use per trunk, and each trunk's limit.
+    pub trunk_channels: IntGaugeVec,
+    pub trunk_channels_limit: IntGaugeVec,
     /// RTP sent by the media engine (paced and relayed), added about once a second.
     pub rtp_packets_sent_total: IntCounter,
     pub rtp_packets_received_total: IntCounter,
@@ -252,6 +259,32 @@ impl Metrics {
             &["reason"]
         ));
 
+        let trunk_refusals_total = reg!(IntCounterVec::new(
+            Opts::new(
+                "hotline_trunk_refusals_total",
+                "Numbers not dialled: no trunk pattern allows them (not_allowed), every trunk that may is full (no_channel), an unknown trunk or a malformed number"
+            ),
+            &["reason"]
+        ));
+        let transfers_total = reg!(IntCounterVec::new(
+            Opts::new(
+                "hotline_transfers_total",
+                "Transfers to an outside number through a trunk, by result (connected, failed, refused)"
+            ),
+            &["result"]
+        ));
+        let trunk_channels = reg!(IntGaugeVec::new(
+            Opts::new("hotline_trunk_channels", "Calls through each trunk now"),
+            &["trunk"]
+        ));
+        let trunk_channels_limit = reg!(IntGaugeVec::new(
+            Opts::new(
+                "hotline_trunk_channels_limit",
+                "Calls each trunk may carry at once (its `channels`)"
+            ),
+            &["trunk"]
+        ));
+
         let rtp_packets_sent_total = reg!(IntCounter::new(
             "hotline_rtp_packets_sent_total",
             "RTP packets sent (prompts, music, silence and relayed media)"
@@ -367,6 +400,12 @@ impl Metrics {
         for r in crate::registrar::FailureReason::ALL {
             register_failures_total.with_label_values(&[r.label()]);
         }
+        for r in crate::trunk::Refusal::ALL {
+            trunk_refusals_total.with_label_values(&[r.label()]);
+        }
+        for r in crate::call::transfer_result::ALL {
+            transfers_total.with_label_values(&[r]);
+        }
 
         Metrics {
             registry,
@@ -389,6 +428,10 @@ impl Metrics {
             sip_malformed_total,
             sip_rejected_total,
             register_failures_total,
+            trunk_refusals_total,
+            transfers_total,
+            trunk_channels,
+            trunk_channels_limit,
             rtp_packets_sent_total,
             rtp_packets_received_total,
             rtp_packets_relayed_total,
@@ -549,6 +592,12 @@ impl Metrics {
                     .with_label_values(&[reason])
                     .inc();
             }
+            Observation::TrunkRefused { reason } => {
+                self.trunk_refusals_total.with_label_values(&[reason]).inc();
+            }
+            Observation::TransferEnded { result } => {
+                self.transfers_total.with_label_values(&[result]).inc();
+            }
             // A snapshot starts the new day even when no call has counted yet.
             Observation::DayStarted { .. } => {
                 self.today.snapshot(wall);
@@ -565,6 +614,14 @@ impl Metrics {
             .flat_map(|q| q.lines.iter().map(|l| (l.language, l.waiting)))
             .collect();
         self.last_hour.with(|h| h.waiting(wall, &waiting));
+        for (trunk, in_use, limit) in &gauges.trunks {
+            self.trunk_channels
+                .with_label_values(&[trunk])
+                .set(i64::from(*in_use));
+            self.trunk_channels_limit
+                .with_label_values(&[trunk])
+                .set(i64::from(*limit));
+        }
         for (stage, count) in &gauges.calls_active {
             self.calls_active
                 .with_label_values(&[stage.label()])

@@ -15,7 +15,9 @@ pub const COMPLETED: &str = "completed";
 /// Cluster mode: the caller's node died with the call (recorded by the node
 /// that found it dead).
 pub const NODE_LOST: &str = "node_lost";
-pub const ALL: [&str; 9] = [
+/// Put through to an outside number by the flow's `transfer` step.
+pub const TRANSFERRED: &str = "transferred";
+pub const ALL: [&str; 10] = [
     ANSWERED,
     COMPLETED,
     ABANDONED_IVR,
@@ -25,4 +27,5 @@ pub const ALL: [&str; 9] = [
     REJECTED,
     FAILED,
     NODE_LOST,
+    TRANSFERRED,
 ];

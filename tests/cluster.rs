@@ -10,7 +10,7 @@ use support::agents::{
 use support::redis::Redis;
 use support::rtp::RtpListener;
 use support::scenario::Site;
-use support::{Hotline, RunningSipp, Sipp};
+use support::{wait_until, Hotline, RunningSipp, Sipp};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -28,15 +28,6 @@ fn waits_long(node: &Hotline, rtp: &RtpListener) -> Sipp {
         .duration_ms(40_000)
         .arg("-timeout")
         .arg("120s")
-}
-
-/// Waits until `check` holds, or panics naming `what`.
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let end = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < end, "{what}: not within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -10,11 +10,13 @@ mod agents;
 mod media_control;
 mod outputs;
 mod queueing;
+mod transfer;
 
 pub use agents::{AgentStateError, AgentStateReply, AgentSummary};
 pub use media_control::MediaControl;
 pub use outputs::{CoreGauges, Observation, Output};
 pub use queueing::{QueueSummary, AGENT_STATES};
+pub use transfer::transfer_result;
 
 use crate::acd::{from_flows::queues_from_flows, Acd, AgentDirectory, AgentId, QueueService};
 use crate::events::LiveEvent;
@@ -50,16 +52,19 @@ pub enum Stage {
     Ivr,
     Queue,
     Agent,
+    /// Put through to an outside number by the flow's `transfer` step.
+    Transfer,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 3] = [Stage::Ivr, Stage::Queue, Stage::Agent];
+    pub const ALL: [Stage; 4] = [Stage::Ivr, Stage::Queue, Stage::Agent, Stage::Transfer];
 
     pub fn label(self) -> &'static str {
         match self {
             Stage::Ivr => "ivr",
             Stage::Queue => "queue",
             Stage::Agent => "agent",
+            Stage::Transfer => "transfer",
         }
     }
 }
@@ -102,6 +107,8 @@ enum LocalEnd {
     Failure,
     /// RFC 4028: a leg's peer did not refresh its session in time.
     SessionExpired,
+    /// The outside party of a transfer hung up.
+    Transferred,
 }
 
 impl LocalEnd {
@@ -126,6 +133,7 @@ impl LocalEnd {
             LocalEnd::QueueTimedOut => outcome::TIMED_OUT,
             LocalEnd::Refused => outcome::REJECTED,
             LocalEnd::Failure | LocalEnd::SessionExpired => outcome::FAILED,
+            LocalEnd::Transferred => outcome::TRANSFERRED,
         }
     }
 }
@@ -153,6 +161,10 @@ struct Call {
     agent_leg: Option<LegKey>,
     /// The agent the caller talks to, once connected.
     connected_agent: Option<AgentId>,
+    /// The transfer leg dialling or connected.
+    trunk_leg: Option<LegKey>,
+    /// The outside number the caller was put through to.
+    transferred_to: Option<String>,
     /// Announcements played so far (their play ids).
     announcements: u64,
     /// For the call record: the flow it entered, the queue it last joined
@@ -207,6 +219,10 @@ pub struct CallManager<M: MediaControl, Q: QueueService = Acd> {
     digest_algorithms: Vec<crate::registrar::Algorithm>,
     agents: Arc<AgentDirectory>,
     legs: HashMap<LegKey, AgentLeg>,
+    /// Outbound gateways and their channels in use.
+    trunks: crate::trunk::Trunks,
+    /// Transfer legs through a trunk.
+    trunk_legs: HashMap<LegKey, transfer::TrunkLeg>,
     /// Whether an agent whose phone registers becomes ready at once.
     ready_on_register: bool,
     /// When `housekeeping` runs next.
@@ -219,7 +235,7 @@ pub struct CallManager<M: MediaControl, Q: QueueService = Acd> {
     /// deliver; drained after every input, so bounded by the work of one input.
     outputs: VecDeque<Output>,
     /// Calls in each stage (`hotline_calls_active`), by `Stage as usize`.
-    stage_counts: [u64; 3],
+    stage_counts: [u64; 4],
     /// Whether the figures behind the gauges moved since the shell last read them.
     gauges_changed: bool,
 }
@@ -299,12 +315,14 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             digest_algorithms: crate::registrar::DEFAULT_ALGORITHMS.to_vec(),
             agents,
             legs: HashMap::new(),
+            trunks: crate::trunk::Trunks::default(),
+            trunk_legs: HashMap::new(),
             ready_on_register: true,
             housekeeping_at: now.mono + HOUSEKEEPING_EVERY,
             timezone,
             announced_day: crate::today::local_day(timezone, now.wall),
             outputs: VecDeque::new(),
-            stage_counts: [0; 3],
+            stage_counts: [0; 4],
             gauges_changed: true,
         };
         manager.offer_languages(now);
@@ -385,6 +403,11 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
     }
 
     /// Whether a phone registering makes its agent ready (else paused).
+    /// The outbound gateways transfers leave through (config `trunks:`).
+    pub fn set_trunks(&mut self, trunks: crate::trunk::Trunks) {
+        self.trunks = trunks;
+    }
+
     pub fn set_ready_on_register(&mut self, ready: bool) {
         self.ready_on_register = ready;
     }
@@ -677,7 +700,8 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                     self.end_call_locally(now, call, LocalEnd::Failure, "caller unreachable");
                 }
                 SessionKey::Leg(leg) => {
-                    let Some(call) = self.legs.get(&leg).map(|l| l.call) else {
+                    let call = self.legs.get(&leg).map(|l| l.call);
+                    let Some(call) = call.or_else(|| self.trunk_leg_call(leg)) else {
                         return;
                     };
                     tracing::info!(
@@ -692,7 +716,11 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             SipEvent::SessionExpired { session } => {
                 let call = match session {
                     SessionKey::Call(call) => Some(call),
-                    SessionKey::Leg(leg) => self.legs.get(&leg).map(|l| l.call),
+                    SessionKey::Leg(leg) => self
+                        .legs
+                        .get(&leg)
+                        .map(|l| l.call)
+                        .or_else(|| self.trunk_leg_call(leg)),
                 };
                 let Some(call) = call else {
                     return;
@@ -707,7 +735,19 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             SipEvent::Register(request) => self.register(now, request),
             SipEvent::Refused(refused) => self.endpoint_refused(now, refused),
             SipEvent::LegRinging { leg } => {
-                tracing::debug!(leg = leg.0, "agent phone ringing");
+                tracing::debug!(leg = leg.0, "leg ringing");
+            }
+            SipEvent::LegAnswered { leg, answer_sdp } if self.is_trunk_leg(leg) => {
+                self.trunk_leg_answered(now, leg, answer_sdp)
+            }
+            SipEvent::LegFailed { leg, code } if self.is_trunk_leg(leg) => {
+                self.trunk_leg_failed(now, leg, code)
+            }
+            SipEvent::LegEnded { leg, reason } if self.is_trunk_leg(leg) => {
+                self.trunk_leg_ended(now, leg, reason)
+            }
+            SipEvent::LegReOffer { leg, offer } if self.is_trunk_leg(leg) => {
+                self.trunk_leg_reoffer(now, leg, offer)
             }
             SipEvent::LegAnswered { leg, answer_sdp } => self.leg_answered(now, leg, answer_sdp),
             SipEvent::LegFailed { leg, code } => self.leg_failed(now, leg, code),
@@ -862,6 +902,8 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                 queued: None,
                 agent_leg: None,
                 connected_agent: None,
+                trunk_leg: None,
+                transferred_to: None,
                 announcements: 0,
                 entry,
                 queue_name: None,
@@ -929,6 +971,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                 Stage::Ivr => outcome::ABANDONED_IVR,
                 Stage::Queue => outcome::ABANDONED_QUEUE,
                 Stage::Agent => outcome::ANSWERED,
+                Stage::Transfer => outcome::TRANSFERRED,
             },
             (None, _) => outcome::FAILED,
         };
@@ -1030,6 +1073,20 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             .unwrap_or(call.answered_at);
         let (by, why) = match (call.local_end, reason) {
             (Some(LocalEnd::Answered), _) => (hung_up_by::AGENT, format!("{reason:?}")),
+            (Some(LocalEnd::Transferred), _) => (
+                hung_up_by::FAR_END,
+                format!(
+                    "transferred to {}",
+                    call.transferred_to.as_deref().unwrap_or("?")
+                ),
+            ),
+            (None, _) if call.transferred_to.is_some() => (
+                hung_up_by::CALLER,
+                format!(
+                    "transferred to {}",
+                    call.transferred_to.as_deref().unwrap_or("?")
+                ),
+            ),
             (Some(LocalEnd::SessionExpired), _) => {
                 (hung_up_by::SERVICE, SESSION_EXPIRED.to_string())
             }
@@ -1118,11 +1175,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                 FlowAction::Queue { queue, options } => {
                     self.join_queue(now, key, &queue, &options);
                 }
-                FlowAction::Transfer { target } => {
-                    tracing::warn!(call = key.0, target = %target, "transfer not available: ending call");
-                    self.end_call_locally(now, key, LocalEnd::Failure, "transfer unavailable");
-                    return;
-                }
+                FlowAction::Transfer { target } => self.transfer(now, key, &target),
                 FlowAction::Hangup { reason } => {
                     let end = LocalEnd::from_reason(&reason);
                     self.end_call_locally(now, key, end, &reason);

@@ -7,7 +7,7 @@
 use super::{CallManager, MediaControl, Stage};
 use crate::acd::QueueService;
 use crate::acd::{AgentView, PredictionError, QueueStats};
-use crate::cdr::{CallRecord, QueueEvent};
+use crate::cdr::{CallRecord, LegRecord, QueueEvent};
 use crate::events::LiveEvent;
 use crate::language::Language;
 use crate::sip::EndpointStats;
@@ -21,6 +21,8 @@ pub enum Output {
     Record(CallRecord),
     /// A row of the queue log, for the journal and the database.
     QueueLog(QueueEvent),
+    /// A leg we placed (a transfer), for the journal and the database.
+    Leg(LegRecord),
     /// A live event, for `/ws` and the wallboard.
     Live(LiveEvent),
     /// Something counted by the metrics and the wallboard's day totals.
@@ -58,6 +60,15 @@ pub enum Observation {
     RegisterFailed {
         reason: &'static str,
     },
+    /// A number was not dialled (`hotline_trunk_refusals_total{reason}`):
+    /// the toll-fraud guard, or no free channel.
+    TrunkRefused {
+        reason: &'static str,
+    },
+    /// A transfer connected, failed or was refused (`hotline_transfers_total`).
+    TransferEnded {
+        result: &'static str,
+    },
 }
 
 /// The figures behind the gauges, read by the metrics side when they moved.
@@ -67,6 +78,8 @@ pub struct CoreGauges {
     pub calls_active: Vec<(Stage, u64)>,
     pub queues: Vec<QueueStats>,
     pub agents: Vec<AgentView>,
+    /// (trunk, channels in use, limit) (`hotline_trunk_channels`).
+    pub trunks: Vec<(String, u32, u32)>,
 }
 
 impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
@@ -87,6 +100,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                 .collect(),
             queues: self.queue.local_stats(now),
             agents: self.queue.local_agents(),
+            trunks: self.trunks.channels(),
         })
     }
 

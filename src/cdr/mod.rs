@@ -32,6 +32,8 @@ pub mod hung_up_by {
     pub const CALLER: &str = "caller";
     pub const AGENT: &str = "agent";
     pub const SERVICE: &str = "service";
+    /// The outside party of a transfer.
+    pub const FAR_END: &str = "far_end";
 }
 
 /// Everything kept about one call. Times are Unix milliseconds.
@@ -58,6 +60,32 @@ pub struct CallRecord {
     pub ended_ms: i64,
     pub hung_up_by: String,
     pub reason: String,
+}
+
+/// One leg we placed for a call (a transfer through a trunk), linked to the
+/// caller's record by `call_record`. Kept apart from call records, so that
+/// a transferred call is counted once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LegRecord {
+    /// Unique across restarts: the call record's id and the leg's number.
+    pub id: String,
+    /// `calls.id` of the caller's call.
+    pub call_record: String,
+    /// `transfer`.
+    pub kind: String,
+    pub trunk: String,
+    /// The number dialled.
+    pub number: String,
+    /// The number the far end was shown.
+    pub caller_id: String,
+    /// `answered`, `failed` or `cancelled`.
+    pub outcome: String,
+    /// SIP status of a leg that was not answered.
+    pub code: Option<u16>,
+    pub started_ms: i64,
+    pub answered_ms: Option<i64>,
+    pub ended_ms: i64,
+    pub hung_up_by: String,
 }
 
 /// Outcome of a call record for an INVITE refused before answer (the
@@ -141,6 +169,7 @@ pub enum QueueEventInfo<'a> {
 pub enum Entry {
     Call(Box<CallRecord>),
     Queue { queue_log: Box<QueueEvent> },
+    Leg { leg: Box<LegRecord> },
 }
 
 /// Unix milliseconds now.

@@ -54,6 +54,22 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX queue_log_time ON queue_log (time_ms);
     CREATE INDEX queue_log_call ON queue_log (call_id);",
+    // 3: legs we place for a call (transfers through a trunk).
+    "CREATE TABLE legs (
+        id TEXT PRIMARY KEY,
+        call_record TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        trunk TEXT NOT NULL,
+        number TEXT NOT NULL,
+        caller_id TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        code INTEGER,
+        started_ms INTEGER NOT NULL,
+        answered_ms INTEGER,
+        ended_ms INTEGER NOT NULL,
+        hung_up_by TEXT NOT NULL
+    );
+    CREATE INDEX legs_call ON legs (call_record);",
 ];
 
 /// How many of a batch were new, by kind.
@@ -61,6 +77,7 @@ const MIGRATIONS: &[&str] = &[
 pub struct Added {
     pub calls: usize,
     pub events: usize,
+    pub legs: usize,
 }
 
 fn insert_event(
@@ -147,11 +164,33 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
                  ?15, ?16, ?17, ?18, ?19)",
             )?;
+            let mut legs = tx.prepare_cached(
+                "INSERT OR IGNORE INTO legs (id, call_record, kind, trunk, number, caller_id,
+                 outcome, code, started_ms, answered_ms, ended_ms, hung_up_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?;
             for entry in entries {
                 let r = match entry {
                     Entry::Call(r) => r,
                     Entry::Queue { queue_log: e } => {
                         added.events += insert_event(&mut events, e)?;
+                        continue;
+                    }
+                    Entry::Leg { leg: l } => {
+                        added.legs += legs.execute(params![
+                            l.id,
+                            l.call_record,
+                            l.kind,
+                            l.trunk,
+                            l.number,
+                            l.caller_id,
+                            l.outcome,
+                            l.code,
+                            l.started_ms,
+                            l.answered_ms,
+                            l.ended_ms,
+                            l.hung_up_by,
+                        ])?;
                         continue;
                     }
                 };
@@ -257,7 +296,7 @@ mod tests {
             let conn = Connection::open(&path).unwrap();
             let mut s = Store { conn };
             s.migrate().unwrap();
-            assert_eq!(s.schema_version().unwrap(), 1 + 1);
+            assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
             s.insert(&[sample(1, 5)]).unwrap();
         }
         let mut s = Store::open(&path).unwrap();
@@ -271,13 +310,30 @@ mod tests {
             Entry::Queue {
                 queue_log: Box::new(sample_event(2, 20, "abandoned")),
             },
+            Entry::Leg {
+                leg: Box::new(crate::cdr::LegRecord {
+                    id: "abc@host:2:leg:9".into(),
+                    call_record: "abc@host:2".into(),
+                    kind: "transfer".into(),
+                    trunk: "pstn".into(),
+                    number: "113".into(),
+                    caller_id: "+4791234567".into(),
+                    outcome: "answered".into(),
+                    code: None,
+                    started_ms: 10,
+                    answered_ms: Some(12),
+                    ended_ms: 20,
+                    hung_up_by: "far_end".into(),
+                }),
+            },
         ];
         let added = s.insert_entries(&batch).unwrap();
         assert_eq!(
             added,
             Added {
                 calls: 1,
-                events: 2
+                events: 2,
+                legs: 1
             }
         );
         assert_eq!(s.insert_entries(&batch).unwrap(), Added::default());

@@ -1,6 +1,6 @@
 //! The writer thread and the handle calls use to give it records.
 
-use super::{CallRecord, Entry, Journal, QueueEvent, Store};
+use super::{CallRecord, Entry, Journal, LegRecord, QueueEvent, Store};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -105,6 +105,15 @@ impl RecordSink {
         if !self.submit(Entry::Call(Box::new(record))) {
             self.shared.observer.dropped(true);
             tracing::error!(id = %id, "call record dropped: journal full or unwritable");
+        }
+    }
+
+    /// Journals the record of a leg we placed and queues it for the database.
+    pub fn leg(&self, leg: LegRecord) {
+        let id = leg.id.clone();
+        if !self.submit(Entry::Leg { leg: Box::new(leg) }) {
+            self.shared.observer.dropped(true);
+            tracing::error!(id = %id, "leg record dropped: journal full or unwritable");
         }
     }
 
@@ -230,7 +239,7 @@ impl Writer {
                     .iter()
                     .filter_map(|e| match e {
                         Entry::Call(r) => Some(r.ended_ms),
-                        Entry::Queue { .. } => None,
+                        Entry::Queue { .. } | Entry::Leg { .. } => None,
                     })
                     .min();
                 if let Some(oldest) = oldest {

@@ -494,10 +494,15 @@ pub fn parse_document(cx: &mut Cx, doc: &Node, out: &mut Parsed) {
             }
             "transfer_allow" => {
                 for pattern in text_list(cx, value, "transfer pattern") {
-                    if !pattern.starts_with("sip:") && !pattern.starts_with("sips:") {
+                    let uri = pattern.starts_with("sip:") || pattern.starts_with("sips:");
+                    let number = !pattern.is_empty()
+                        && pattern
+                            .bytes()
+                            .all(|b| b.is_ascii_digit() || b == b'+' || b == b'*');
+                    if !uri && !number {
                         cx.err(
                             value.pos,
-                            format!("transfer pattern `{pattern}` must be a SIP URI (`sip:...`)"),
+                            format!("transfer pattern `{pattern}` must be a number (`113`, `+47*`) or a SIP URI (`sip:...`)"),
                         );
                     }
                     out.transfer_allow.push(pattern);
@@ -1711,7 +1716,7 @@ fn parse_transfer(cx: &mut Cx, node: &Node) -> Option<StepKind> {
     }
     let f = fields(cx, node, "transfer", &["to", "on_failure"])?;
     let Some(to) = f.get("to") else {
-        cx.missing(node, node.pos, "transfer needs `to: <sip uri>`");
+        cx.missing(node, node.pos, "transfer needs `to: <number or sip uri>`");
         return None;
     };
     Some(StepKind::Transfer {

@@ -1,6 +1,8 @@
-//! HTTP digest authentication for SIP (RFC 7616, RFC 2617 compatible), as the
+//! HTTP digest authentication for SIP (RFC 7616, RFC 2617 compatible). As the
 //! registrar uses it: challenges, parsing `Authorization`, verifying a response
-//! against a stored HA1 (never a password), and replay protection.
+//! against a stored HA1 (never a password), and replay protection. As a client
+//! (our INVITEs to a trunk): reading a `WWW-Authenticate`/`Proxy-Authenticate`
+//! challenge and answering it ([`ClientChallenge`], [`answer_challenge`]).
 //!
 //! Nonces carry their own proof: `issued-ms . serial . HMAC-SHA-256(secret,
 //! issued-ms . serial)`, so the server keeps no table of nonces it handed out;
@@ -447,6 +449,129 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/:@".contains(&b)
 }
 
+/// A challenge a server sent us (`WWW-Authenticate` in a 401,
+/// `Proxy-Authenticate` in a 407), as far as answering it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientChallenge {
+    pub realm: String,
+    pub nonce: String,
+    pub opaque: Option<String>,
+    pub algorithm: Algorithm,
+    /// The server offered `qop=auth` (else the RFC 2069 form is answered).
+    pub qop_auth: bool,
+    pub stale: bool,
+}
+
+/// Why a challenge cannot be answered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChallengeError {
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error("algorithm `{0}` is not supported (MD5 and SHA-256 are)")]
+    Algorithm(String),
+    #[error("only `qop=auth-int` offered; `auth` is needed")]
+    Qop,
+}
+
+/// Reads one challenge value. Never panics.
+pub fn parse_challenge(value: &str) -> Result<ClientChallenge, ChallengeError> {
+    if value.len() > MAX_AUTHORIZATION_LEN {
+        return Err(ParseError::TooLong.into());
+    }
+    let trimmed = value.trim_start_matches([' ', '\t']);
+    let scheme_end = trimmed.find([' ', '\t']).ok_or(ParseError::NotDigest)?;
+    let (scheme, rest) = trimmed.split_at(scheme_end);
+    if !scheme.eq_ignore_ascii_case("Digest") {
+        return Err(ParseError::NotDigest.into());
+    }
+    let offset = value.len() - rest.len();
+    let mut realm = None;
+    let mut nonce = None;
+    let mut opaque = None;
+    let mut algorithm = Algorithm::Md5;
+    let mut qop = None;
+    let mut stale = false;
+    for (name, value) in parse_params(rest, offset)? {
+        match name.to_ascii_lowercase().as_str() {
+            "realm" => realm = Some(value),
+            "nonce" => nonce = Some(value),
+            "opaque" => opaque = Some(value),
+            "stale" => stale = value.eq_ignore_ascii_case("true"),
+            "qop" => qop = Some(value),
+            "algorithm" => {
+                algorithm =
+                    Algorithm::from_token(&value).ok_or(ChallengeError::Algorithm(value))?
+            }
+            _ => {}
+        }
+    }
+    let qop_auth = match qop {
+        None => false,
+        Some(list) => {
+            if !list.split(',').any(|q| q.trim().eq_ignore_ascii_case("auth")) {
+                return Err(ChallengeError::Qop);
+            }
+            true
+        }
+    };
+    Ok(ClientChallenge {
+        realm: realm.ok_or(ParseError::Missing("realm"))?,
+        nonce: nonce.ok_or(ParseError::Missing("nonce"))?,
+        opaque,
+        algorithm,
+        qop_auth,
+        stale,
+    })
+}
+
+/// The `Authorization` (or `Proxy-Authorization`) value answering
+/// `challenge` for `method` on `uri`. `cnonce` and `nc` matter only with
+/// `qop=auth`; the caller makes `cnonce` random.
+pub fn answer_challenge(
+    challenge: &ClientChallenge,
+    username: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    cnonce: &str,
+    nc: u32,
+) -> String {
+    let a = challenge.algorithm;
+    let ha1 = ha1(a, username, &challenge.realm, password);
+    let ha2 = a.hash_hex(&[method.as_bytes(), uri.as_bytes()]);
+    let nc_text = format!("{nc:08x}");
+    let response = if challenge.qop_auth {
+        a.hash_hex(&[
+            ha1.as_bytes(),
+            challenge.nonce.as_bytes(),
+            nc_text.as_bytes(),
+            cnonce.as_bytes(),
+            b"auth",
+            ha2.as_bytes(),
+        ])
+    } else {
+        a.hash_hex(&[ha1.as_bytes(), challenge.nonce.as_bytes(), ha2.as_bytes()])
+    };
+    let mut s = format!(
+        "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", response=\"{response}\", algorithm={}",
+        quote_escape(username),
+        quote_escape(&challenge.realm),
+        quote_escape(&challenge.nonce),
+        quote_escape(uri),
+        a.token(),
+    );
+    if challenge.qop_auth {
+        s.push_str(&format!(
+            ", qop=auth, nc={nc_text}, cnonce=\"{}\"",
+            quote_escape(cnonce)
+        ));
+    }
+    if let Some(opaque) = &challenge.opaque {
+        s.push_str(&format!(", opaque=\"{}\"", quote_escape(opaque)));
+    }
+    s
+}
+
 /// Settings of the authenticator.
 #[derive(Debug, Clone)]
 pub struct DigestConfig {
@@ -828,6 +953,91 @@ mod tests {
             digest_ok(&header, "GET", &creds, realm),
             Verdict::Rejected(RejectReason::WrongResponse)
         );
+    }
+
+    #[test]
+    fn client_answers_the_rfc2617_example() {
+        let challenge = parse_challenge(
+            "Digest realm=\"testrealm@host.com\", qop=\"auth,auth-int\", \
+             nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\", \
+             opaque=\"5ccc069c403ebaf9f0171e9517f40e41\"",
+        )
+        .expect("parses");
+        assert_eq!(challenge.algorithm, Algorithm::Md5);
+        assert!(challenge.qop_auth);
+        let value = answer_challenge(
+            &challenge,
+            "Mufasa",
+            "Circle Of Life",
+            "GET",
+            "/dir/index.html",
+            "0a4f113b",
+            1,
+        );
+        assert!(
+            value.contains("response=\"6629fae49393a05397450978507c4ef1\""),
+            "{value}"
+        );
+        assert!(value.contains("nc=00000001"), "{value}");
+        assert!(value.contains("opaque=\"5ccc069c403ebaf9f0171e9517f40e41\""));
+        // What we answer, our own server accepts.
+        let h = ha1(Algorithm::Md5, "Mufasa", "testrealm@host.com", "Circle Of Life");
+        let creds = Ha1Set::new(Some(&h), None).expect("valid");
+        assert_eq!(
+            digest_ok(&value, "GET", &creds, "testrealm@host.com"),
+            Verdict::Accepted
+        );
+    }
+
+    #[test]
+    fn client_answers_the_rfc7616_sha256_example() {
+        let challenge = parse_challenge(
+            "Digest realm=\"http-auth@example.org\", qop=\"auth, auth-int\", \
+             algorithm=SHA-256, nonce=\"7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v\", \
+             opaque=\"FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS\"",
+        )
+        .expect("parses");
+        assert_eq!(challenge.algorithm, Algorithm::Sha256);
+        let value = answer_challenge(
+            &challenge,
+            "Mufasa",
+            "Circle of Life",
+            "GET",
+            "/dir/index.html",
+            "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
+            1,
+        );
+        assert!(
+            value.contains(
+                "response=\"753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1\""
+            ),
+            "{value}"
+        );
+    }
+
+    #[test]
+    fn client_refuses_challenges_it_cannot_answer() {
+        assert!(matches!(
+            parse_challenge("Basic realm=\"x\""),
+            Err(ChallengeError::Parse(ParseError::NotDigest))
+        ));
+        assert!(matches!(
+            parse_challenge("Digest realm=\"x\", nonce=\"n\", algorithm=SHA-512-256"),
+            Err(ChallengeError::Algorithm(_))
+        ));
+        assert!(matches!(
+            parse_challenge("Digest realm=\"x\", nonce=\"n\", qop=\"auth-int\""),
+            Err(ChallengeError::Qop)
+        ));
+        assert!(matches!(
+            parse_challenge("Digest realm=\"x\""),
+            Err(ChallengeError::Parse(ParseError::Missing("nonce")))
+        ));
+        // Without qop: the RFC 2069 form, no nc or cnonce.
+        let c = parse_challenge("Digest realm=\"r\", nonce=\"n\", stale=TRUE").expect("parses");
+        assert!(c.stale && !c.qop_auth);
+        let v = answer_challenge(&c, "u", "p", "INVITE", "sip:1@h", "c", 1);
+        assert!(!v.contains("nc=") && !v.contains("cnonce"), "{v}");
     }
 
     #[test]

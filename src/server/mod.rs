@@ -50,6 +50,8 @@ pub enum ServeError {
     Signals(std::io::Error),
     #[error("{0}")]
     Cluster(#[from] crate::cluster::ClusterError),
+    #[error("trunks: {0}")]
+    Trunks(String),
 }
 
 /// Runs the service until SIGINT/SIGTERM, then hangs up every call and returns.
@@ -115,7 +117,15 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         max_calls: config.max_calls,
         max_transactions: config.max_sip_transactions,
     });
-    endpoint.set_admission(config.admission());
+    let trunks = crate::trunk::Trunks::from_config(&config.trunks).map_err(ServeError::Trunks)?;
+    let mut admission = config.admission();
+    admission.trusted_sources.extend(
+        trunks
+            .trusted_sources()
+            .into_iter()
+            .map(crate::sip::admission::Cidr::host),
+    );
+    endpoint.set_admission(admission);
     endpoint.set_session_timers(config.session_timers());
     let bundle = Arc::new(bundle);
     prepare_series(&metrics, &bundle.flows);
@@ -182,6 +192,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         agents,
         agents_file,
         agents_required,
+        trunks,
     };
     match node {
         Node::Local(manager) => run(*manager, None, io, &config).await,
@@ -213,6 +224,7 @@ struct Io {
     agents: crate::acd::AgentDirectory,
     agents_file: std::path::PathBuf,
     agents_required: bool,
+    trunks: crate::trunk::Trunks,
 }
 
 /// The core loop: every socket, channel and timer feeds the one
@@ -237,12 +249,14 @@ async fn run<Q: QueueService + StorePump>(
         agents,
         agents_file,
         agents_required,
+        trunks,
     } = io;
     if let Ok(tz) = config.tz() {
         manager.set_timezone(Now::read(), tz);
     }
     manager.set_answer_delay(Duration::from_millis(config.answer_delay_ms));
     manager.set_ready_on_register(config.ready_on_register);
+    manager.set_trunks(trunks);
     manager.set_digest_algorithms(&config.digest_algorithms);
     manager.set_agents(Now::read(), agents);
     let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpEvent>(4096);

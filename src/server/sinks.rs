@@ -35,6 +35,11 @@ impl Sinks {
                         sink.record(record);
                     }
                 }
+                Output::Leg(leg) => {
+                    if let Some(sink) = &self.records {
+                        sink.leg(leg);
+                    }
+                }
                 Output::QueueLog(event) => {
                     if let Some(sink) = &self.records {
                         sink.queue_event(event);

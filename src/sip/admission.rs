@@ -51,6 +51,14 @@ pub struct Cidr {
 }
 
 impl Cidr {
+    /// One address (a trunk's).
+    pub fn host(ip: IpAddr) -> Cidr {
+        Cidr {
+            network: ip,
+            prefix: if ip.is_ipv4() { 32 } else { 128 },
+        }
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),

@@ -16,7 +16,7 @@ pub mod transport;
 pub mod wire;
 
 pub use endpoint::{
-    CallId, EndReason, EndpointConfig, EndpointStats, IncomingCall, LegKey, OutboundInvite,
+    CallId, EndReason, EndpointConfig, EndpointStats, IncomingCall, LegKey, OutboundInvite, Credentials,
     Refusal, RefusedCall, RegisterContact, RegisterHandle, RegisterRequest, SessionKey,
     SipEndpoint, SipEvent, Transmit,
 };

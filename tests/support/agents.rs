@@ -116,6 +116,21 @@ impl AgentPhone {
         self
     }
 
+    /// Starts the sipp without registering (a trunk's gateway, which is
+    /// called at its own address).
+    pub fn start(self) -> (Agent, u16) {
+        let port = self.port;
+        let phone = self.sipp.spawn();
+        std::thread::sleep(Duration::from_millis(200));
+        (
+            Agent {
+                phone,
+                rtp: self.rtp,
+            },
+            port,
+        )
+    }
+
     /// Starts the phone and registers `id` (digest auth with `password`)
     /// with the address its sipp is pointed at.
     pub fn register(self, id: &str, password: &str) -> Agent {

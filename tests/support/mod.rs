@@ -374,6 +374,15 @@ impl Lines {
     }
 }
 
+/// Waits until `check` holds, or panics naming `what`.
+pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let end = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < end, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Calls `check` every `every` until it gives `Ok`; after `timeout`, gives
 /// its last `Err` (what it saw instead).
 pub fn poll<T>(

@@ -360,6 +360,8 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                     ("X-Hotline-Queue".to_string(), queue.clone()),
                 ],
                 sdp: sdp_offer,
+                credentials: None,
+                to_uri: None,
             },
         );
         tracing::info!(call = key.0, agent = %agent.as_str(), leg = leg.0, queue = %queue, language = language.code(), "offering to agent");
@@ -616,6 +618,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
     /// The caller's call ends (either side): take it out of the queue or end
     /// the agent leg, so that nobody is left ringing or "on call".
     pub(super) fn caller_gone(&mut self, now: Now, key: CallId) {
+        self.drop_trunk_leg(now, key);
         let Some(call) = self.calls.get(&key) else {
             return;
         };

@@ -22,7 +22,7 @@ impl SipEndpoint {
             self.push_event(SipEvent::LegFailed { leg, code: 503 });
             return leg;
         }
-        if !usable_request_uri(&out.request_uri) {
+        if !usable_request_uri(&out.request_uri) || out.to_uri.as_deref().is_some_and(|u| !usable_request_uri(u)) {
             tracing::warn!(?leg, uri = %out.request_uri, "leg refused: unusable Request-URI");
             self.push_event(SipEvent::LegFailed { leg, code: 400 });
             return leg;
@@ -44,7 +44,10 @@ impl SipEndpoint {
             from: format!("{local_uri};tag={local_tag}"),
             local_uri,
             local_tag,
-            to: format!("<sip:{}@{local}>", escape_user(&out.to_user)),
+            to: match &out.to_uri {
+                Some(uri) => format!("<{uri}>"),
+                None => format!("<sip:{}@{local}>", escape_user(&out.to_user)),
+            },
             call_id: format!(
                 "{:016x}{:08x}@{}",
                 rand::random::<u64>(),
@@ -53,18 +56,17 @@ impl SipEndpoint {
             ),
             cseq: 1,
         };
-        let mut w = sent.request("INVITE", &sent.to);
-        w.header("Contact", &self.contact(out.transport))
-            .header("Allow", ALLOW)
-            .header("User-Agent", &self.config.user_agent);
-        // RFC 4028 7.1: offer a session timer; the agent's phone picks the refresher.
-        for (name, value) in session_timer::uac_headers(&self.session_timers, None) {
-            w.header(&name, &value);
-        }
-        for (name, value) in clean_headers(out.headers) {
-            w.header(&name, &value);
-        }
-        let bytes = w.finish(Some("application/sdp"), out.sdp.as_bytes());
+        let headers = clean_headers(out.headers);
+        let bytes = self.invite_bytes(&sent, out.transport, &headers, &out.sdp, None);
+        let auth = out.credentials.map(|credentials| {
+            Box::new(AuthRetry {
+                credentials,
+                transport: out.transport,
+                headers,
+                sdp: out.sdp,
+                answered: 0,
+            })
+        });
         let key = client_key(&branch, "INVITE");
         let reliable = out.transport.is_reliable();
         let tx = InviteClient::new(now, self.timers, reliable, bytes.clone());
@@ -77,6 +79,7 @@ impl SipEndpoint {
                     leg: slot,
                     sent: sent.clone(),
                     acks: Vec::new(),
+                    auth,
                 })),
                 wake: None,
             },
@@ -121,6 +124,131 @@ impl SipEndpoint {
         self.push_transmit(peer, bytes);
         self.reschedule_client(&key);
         leg
+    }
+
+    /// The INVITE of `sent`, with `authorization` (header name and value)
+    /// when it answers a challenge.
+    fn invite_bytes(
+        &self,
+        sent: &Sent,
+        transport: Transport,
+        headers: &[(String, String)],
+        sdp: &str,
+        authorization: Option<(&str, &str)>,
+    ) -> Vec<u8> {
+        let mut w = sent.request("INVITE", &sent.to);
+        w.header("Contact", &self.contact(transport))
+            .header("Allow", ALLOW)
+            .header("User-Agent", &self.config.user_agent);
+        if let Some((name, value)) = authorization {
+            w.header(name, value);
+        }
+        // RFC 4028 7.1: offer a session timer; the called phone picks the refresher.
+        for (name, value) in session_timer::uac_headers(&self.session_timers, None) {
+            w.header(&name, &value);
+        }
+        for (name, value) in headers {
+            w.header(name, value);
+        }
+        w.finish(Some("application/sdp"), sdp.as_bytes())
+    }
+
+    /// A 401/407 to a leg's INVITE: sends it again with credentials, in a
+    /// new transaction. False when the challenge cannot or must not be
+    /// answered (no credentials, already answered, unreadable, cancelled).
+    fn answer_challenge(&mut self, now: Instant, key: &str, code: u16, msg: &Message) -> bool {
+        let (challenge_header, answer_header) = if code == 407 {
+            ("Proxy-Authenticate", "Proxy-Authorization")
+        } else {
+            ("WWW-Authenticate", "Authorization")
+        };
+        let Some(Purpose::Invite(inv)) = self.clients.get(key).map(|e| &e.purpose) else {
+            return false;
+        };
+        let Some(auth) = inv.auth.as_ref() else {
+            return false;
+        };
+        let slot = inv.leg;
+        let challenge = msg
+            .headers_named(challenge_header)
+            .find_map(|v| crate::registrar::digest::parse_challenge(v).ok());
+        let Some(challenge) = challenge else {
+            tracing::warn!(leg = slot.0, code, "leg challenged in a way we cannot answer");
+            return false;
+        };
+        if auth.answered >= 2 || (auth.answered == 1 && !challenge.stale) {
+            tracing::warn!(leg = slot.0, code, realm = %challenge.realm, "leg credentials refused");
+            return false;
+        }
+        let dialing = self
+            .calls
+            .get(&slot)
+            .is_some_and(|c| matches!(c.state, CallState::Dialing | CallState::Early));
+        if !dialing {
+            return false;
+        }
+        let mut sent = inv.sent.clone();
+        let (branch, via) = self.new_via(auth.transport);
+        sent.via = via;
+        sent.cseq += 1;
+        let value = crate::registrar::digest::answer_challenge(
+            &challenge,
+            &auth.credentials.username,
+            &auth.credentials.password,
+            "INVITE",
+            &sent.request_uri,
+            &format!("{:016x}", rand::random::<u64>()),
+            1,
+        );
+        let bytes = self.invite_bytes(
+            &sent,
+            auth.transport,
+            &auth.headers,
+            &auth.sdp,
+            Some((answer_header, &value)),
+        );
+        let Some(entry) = self.clients.get_mut(key) else {
+            return false;
+        };
+        let peer = entry.peer;
+        // The old transaction only absorbs retransmissions of the challenge.
+        let Purpose::Invite(mut inv) = std::mem::replace(&mut entry.purpose, Purpose::Done) else {
+            return false;
+        };
+        if let Some(a) = inv.auth.as_mut() {
+            a.answered += 1;
+        }
+        inv.sent = sent.clone();
+        inv.acks.clear();
+        let new_key = client_key(&branch, "INVITE");
+        let tx = InviteClient::new(now, self.timers, peer.transport.is_reliable(), bytes.clone());
+        self.clients.insert(
+            new_key.clone(),
+            ClientEntry {
+                tx: ClientTx::Invite(tx),
+                peer,
+                purpose: Purpose::Invite(inv),
+                wake: None,
+            },
+        );
+        if let Some(c) = self.calls.get_mut(&slot) {
+            // A tagged 1xx before the challenge made an early dialog that is now dead.
+            let early = c.dialog.id.clone();
+            c.dialog.id.remote_tag.clear();
+            c.dialog.local_cseq = sent.cseq;
+            c.state = CallState::Dialing;
+            if let Some(o) = c.outgoing() {
+                o.invite_tx = new_key.clone();
+                o.sent = sent;
+            }
+            if !early.remote_tag.is_empty() && self.dialogs.get(&early) == Some(&slot) {
+                self.dialogs.remove(&early);
+            }
+        }
+        tracing::debug!(leg = slot.0, code, "answering the challenge");
+        self.push_transmit(peer, bytes);
+        self.reschedule_client(&new_key);
+        true
     }
 
     /// Cancels a leg that is not answered yet. RFC 3261 9.1: the CANCEL waits
@@ -214,7 +342,7 @@ impl SipEndpoint {
         match event {
             InviteClientEvent::Provisional(code) => self.leg_provisional(now, key, code, msg),
             InviteClientEvent::Success(_) => self.leg_success(now, key, msg),
-            InviteClientEvent::Failure(code) => self.leg_failure(key, code, msg),
+            InviteClientEvent::Failure(code) => self.leg_failure(now, key, code, msg),
             InviteClientEvent::ResendAck => {
                 if let Some(entry) = self.clients.get(key) {
                     if let ClientTx::Invite(tx) = &entry.tx {
@@ -359,7 +487,7 @@ impl SipEndpoint {
         }
     }
 
-    fn leg_failure(&mut self, key: &str, code: u16, msg: &Message) {
+    fn leg_failure(&mut self, now: Instant, key: &str, code: u16, msg: &Message) {
         let user_agent = self.config.user_agent.clone();
         let Some(entry) = self.clients.get_mut(key) else {
             return;
@@ -379,6 +507,9 @@ impl SipEndpoint {
             tx.set_ack(ack.clone());
         }
         self.push_transmit(peer, ack);
+        if matches!(code, 401 | 407) && self.answer_challenge(now, key, code, msg) {
+            return;
+        }
         self.leg_failed(slot, code);
     }
 

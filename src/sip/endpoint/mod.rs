@@ -21,7 +21,7 @@ pub use super::transport::Transport;
 use super::wire::{self, Decoded, Essentials, Framing};
 use replies::{clean_headers, new_tag, warning, Answer, Reply};
 use state::{
-    Call, CallState, ClientEntry, ClientTx, InviteTx, Origin, Outgoing, Peer, PendingOk, Purpose,
+    AuthRetry, Call, CallState, ClientEntry, ClientTx, InviteTx, Origin, Outgoing, Peer, PendingOk, Purpose,
     Sent, ServerEntry, ServerTx, TimerAnswer, Wake, WakeKey,
 };
 pub use stats::EndpointStats;
@@ -219,11 +219,30 @@ pub struct OutboundInvite {
     pub from_display: Option<String>,
     /// The agent's user name (To).
     pub to_user: String,
+    /// The To URI when it is not the agent's AOR at our address: a trunk
+    /// call's is its Request-URI.
+    pub to_uri: Option<String>,
     /// Extra headers, e.g. `X-Hotline-Language: pl`. Names must be tokens and
     /// values single-line; others are left out.
     pub headers: Vec<(String, String)>,
     /// SDP offer.
     pub sdp: String,
+    /// Answers a 401/407 challenge with these (a trunk); without them a
+    /// challenge fails the leg.
+    pub credentials: Option<Credentials>,
+}
+
+/// Digest credentials for our INVITEs to a gateway; `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}, ***)", self.username)
+    }
 }
 
 /// Identifies a REGISTER waiting for `respond_register`.

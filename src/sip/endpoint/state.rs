@@ -71,6 +71,20 @@ pub(super) struct InviteTx {
     pub(super) sent: Sent,
     /// ACKs sent, by the To tag of the 2xx they acknowledge (bounded).
     pub(super) acks: Vec<(String, Vec<u8>)>,
+    /// What answering a digest challenge needs (legs with credentials).
+    pub(super) auth: Option<Box<AuthRetry>>,
+}
+
+/// A leg's INVITE as sent, to send it again with credentials after a 401
+/// or 407 (RFC 3261 22.2: same Call-ID and tags, next CSeq, new branch).
+pub(super) struct AuthRetry {
+    pub(super) credentials: super::Credentials,
+    pub(super) transport: Transport,
+    pub(super) headers: Vec<(String, String)>,
+    pub(super) sdp: String,
+    /// Challenges answered so far: one, and one more only if the nonce was
+    /// stale; a second plain challenge means the credentials are wrong.
+    pub(super) answered: u8,
 }
 
 /// The INVITE we sent, for CANCEL, ACKs and dialogs.

@@ -25,6 +25,8 @@ fn outbound() -> OutboundInvite {
             ("Via".into(), "SIP/2.0/UDP evil".into()),
         ],
         sdp: ANSWER.into(),
+        credentials: None,
+        to_uri: None,
     }
 }
 
@@ -692,4 +694,92 @@ fn unacknowledged_reinvite_answer_ends_the_leg() {
     assert!(out.iter().any(|(_, s)| s.starts_with("BYE ")));
     expect_ended(&mut h, leg, EndReason::AckTimeout);
     assert_eq!(h.ep.leg_count(), 0);
+}
+
+/// A trunk's INVITE with credentials: the 401 is ACKed and the INVITE sent
+/// again in a new transaction, with the answer, the same Call-ID and tags
+/// and the next CSeq (RFC 3261 22.2); the 200 then answers the leg.
+#[test]
+fn a_challenged_invite_is_sent_again_with_credentials() {
+    let mut h = Harness::new(10);
+    let trunk = OutboundInvite {
+        request_uri: "sip:113@10.1.2.3:5062".into(),
+        credentials: Some(crate::sip::Credentials {
+            username: "hotline".into(),
+            password: "s3cret".into(),
+        }),
+        ..outbound()
+    };
+    let leg = h.ep.invite(h.at(0), trunk);
+    let first = h.sent_to().remove(0).1;
+    for (code, challenge, answer) in [
+        ("401 Unauthorized", "WWW-Authenticate", "Authorization"),
+        ("407 Proxy Authentication Required", "Proxy-Authenticate", "Proxy-Authorization"),
+    ] {
+        let mut h = Harness::new(10);
+        let leg = h.ep.invite(
+            h.at(0),
+            OutboundInvite {
+                credentials: Some(crate::sip::Credentials {
+                    username: "hotline".into(),
+                    password: "s3cret".into(),
+                }),
+                ..outbound()
+            },
+        );
+        let inv = h.sent_to().remove(0).1;
+        let extra = format!(
+            "{challenge}: Digest realm=\"trunk\", nonce=\"abc\", qop=\"auth\", algorithm=MD5\r\n"
+        );
+        feed_agent(&mut h, 20, &reply(&inv, code, Some("t1"), &extra, ""));
+        let sent = h.sent_to();
+        assert_eq!(sent.len(), 2, "ACK and the new INVITE: {sent:?}");
+        assert!(sent[0].1.starts_with("ACK "));
+        let again = &sent[1].1;
+        assert!(again.starts_with("INVITE sip:agent7@10.1.2.3:5062"), "{again}");
+        assert_eq!(header(again, "Call-ID"), header(&inv, "Call-ID"));
+        assert_eq!(header(again, "From"), header(&inv, "From"));
+        assert_eq!(header(again, "CSeq"), "2 INVITE");
+        assert_ne!(via_branch(again), via_branch(&inv));
+        let auth = header(again, answer);
+        assert!(auth.contains("username=\"hotline\"") && auth.contains("realm=\"trunk\""));
+        assert!(auth.contains("qop=auth, nc=00000001"), "{auth}");
+        assert!(h.events().is_empty(), "no failure reported");
+        // A second plain challenge: the credentials are wrong.
+        feed_agent(&mut h, 40, &reply(again, code, Some("t2"), &extra, ""));
+        let sent = h.sent_to();
+        assert_eq!(sent.len(), 1, "only the ACK: {sent:?}");
+        let code_number: u16 = code[..3].parse().unwrap();
+        expect_failed(&mut h, leg, code_number);
+    }
+    // The challenge answered, the gateway answers the call.
+    let extra = "WWW-Authenticate: Digest realm=\"trunk\", nonce=\"abc\"\r\n";
+    feed_agent(&mut h, 20, &reply(&first, "401 Unauthorized", None, extra, ""));
+    let again = h.sent_to().remove(1).1;
+    assert!(!header(&again, "Authorization").contains("qop"), "RFC 2069 form");
+    feed_agent(
+        &mut h,
+        60,
+        &reply(&again, "200 OK", Some("gw"), AGENT_CONTACT, AGENT_SDP),
+    );
+    let events = h.events();
+    assert!(
+        matches!(events.as_slice(), [SipEvent::LegAnswered { leg: l, .. }] if *l == leg),
+        "{events:?}"
+    );
+    let ack = h.sent_to().remove(0).1;
+    assert!(ack.starts_with("ACK sip:agent7@10.1.2.3:5062"));
+    assert_eq!(header(&ack, "CSeq"), "2 ACK");
+}
+
+/// Without credentials a challenge fails the leg (an agent's phone never
+/// challenges; a misconfigured trunk must not loop).
+#[test]
+fn a_challenge_without_credentials_fails_the_leg() {
+    let mut h = Harness::new(10);
+    let (leg, inv) = dial(&mut h);
+    let extra = "WWW-Authenticate: Digest realm=\"trunk\", nonce=\"abc\"\r\n";
+    feed_agent(&mut h, 20, &reply(&inv, "401 Unauthorized", Some("t"), extra, ""));
+    assert_eq!(h.sent_to().len(), 1, "only the ACK");
+    expect_failed(&mut h, leg, 401);
 }

@@ -1,0 +1,318 @@
+//! The flow's `transfer` step: a blind transfer to an outside number through
+//! a trunk, bridged by us (the caller's media stays here, so the call is
+//! still recorded, counted and ended cleanly).
+//!
+//! The number must match a trunk's dial patterns ([`crate::trunk`]); a
+//! refusal is counted and the flow goes on at the step's `on_failure`. The
+//! transfer leg gets its own record in the `legs` table, linked to the
+//! caller's call record by its id.
+
+use super::{CallManager, LocalEnd, MediaControl, Observation, Stage};
+use crate::acd::QueueService;
+use crate::cdr::LegRecord;
+use crate::flow::FlowEvent;
+use crate::ids::CallId;
+use crate::media::Codec;
+use crate::sdp;
+use crate::sip::{Credentials, EndReason, LegKey, OutboundInvite, Transport};
+use crate::time::Now;
+use crate::trunk::{Refusal, Route, TrunkTransport};
+use std::time::Instant;
+
+/// Marks the media stream of a caller's transfer leg.
+const TRUNK_LEG_BIT: u64 = 1 << 62;
+
+fn trunk_media_key(call: CallId) -> CallId {
+    CallId(call.0 | TRUNK_LEG_BIT)
+}
+
+/// A leg we placed through a trunk for a caller.
+#[derive(Debug, Clone)]
+pub(super) struct TrunkLeg {
+    pub call: CallId,
+    pub route: Route,
+    pub number: String,
+    offered_codecs: [Codec; 2],
+    local_port: u16,
+    sdp_version: u64,
+    started_at: Instant,
+    answered_at: Option<Instant>,
+}
+
+/// The label of `hotline_transfers_total{result}`.
+pub mod transfer_result {
+    pub const CONNECTED: &str = "connected";
+    pub const FAILED: &str = "failed";
+    pub const REFUSED: &str = "refused";
+    pub const ALL: [&str; 3] = [CONNECTED, FAILED, REFUSED];
+}
+
+/// A flow's transfer target: a number (`+4722000000`, `113`), or a SIP URI
+/// whose user part is the number and whose host names a trunk
+/// (`sip:113@emergency`).
+fn parse_target(target: &str) -> (String, Option<String>) {
+    match target.strip_prefix("sip:") {
+        Some(rest) => {
+            let (user, host) = rest.split_once('@').unwrap_or((rest, ""));
+            let host = host.split([';', ':']).next().unwrap_or("");
+            (user.to_string(), (!host.is_empty()).then(|| host.to_string()))
+        }
+        None => (target.to_string(), None),
+    }
+}
+
+impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
+    /// The flow asked to put the caller through to `target`.
+    pub(super) fn transfer(&mut self, now: Now, key: CallId, target: &str) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let caller = call.info.from_user.clone();
+        let codec = call.codec;
+        let (number, host) = parse_target(target);
+        let only = host.map(|h| self.trunks.trunk_for_host(&h).unwrap_or(h));
+        let route = match self.trunks.route(&number, only.as_deref(), &caller) {
+            Ok(route) => route,
+            Err(refusal) => return self.transfer_refused(now, key, target, refusal),
+        };
+        let media_key = trunk_media_key(key);
+        let port = match self.media.open_pending(media_key) {
+            Ok(port) => port,
+            Err(e) => {
+                tracing::warn!(call = key.0, error = %e, "no media for the transfer leg");
+                self.trunks.release(route.trunk);
+                self.observe(Observation::TransferEnded {
+                    result: transfer_result::FAILED,
+                });
+                self.flow_event(now, key, FlowEvent::TransferFailed);
+                return;
+            }
+        };
+        let other = if codec == Codec::Pcmu {
+            Codec::Pcma
+        } else {
+            Codec::Pcmu
+        };
+        let offered_codecs = [codec, other];
+        let offer = sdp::offer(self.media_ip, port, key.0, 1, &offered_codecs, Some(101));
+        let leg = self.endpoint.invite(
+            now.mono,
+            OutboundInvite {
+                request_uri: route.request_uri.clone(),
+                destination: route.destination,
+                transport: match route.transport {
+                    TrunkTransport::Udp => Transport::Udp,
+                    TrunkTransport::Tcp => Transport::Tcp,
+                },
+                from_user: route.caller_id.clone(),
+                from_display: None,
+                to_user: number.clone(),
+                to_uri: Some(route.request_uri.clone()),
+                headers: Vec::new(),
+                sdp: offer,
+                credentials: route
+                    .credentials
+                    .clone()
+                    .map(|(username, password)| Credentials { username, password }),
+            },
+        );
+        tracing::info!(call = key.0, leg = leg.0, trunk = %route.trunk_name, number = %number, "transferring");
+        self.trunk_legs.insert(
+            leg,
+            TrunkLeg {
+                call: key,
+                route,
+                number,
+                offered_codecs,
+                local_port: port,
+                sdp_version: 1,
+                started_at: now.mono,
+                answered_at: None,
+            },
+        );
+        if let Some(call) = self.calls.get_mut(&key) {
+            call.trunk_leg = Some(leg);
+        }
+        self.gauges_changed = true;
+    }
+
+    fn transfer_refused(&mut self, now: Now, key: CallId, target: &str, refusal: Refusal) {
+        tracing::warn!(call = key.0, target = %target, reason = refusal.label(), "transfer refused");
+        self.observe(Observation::TrunkRefused {
+            reason: refusal.label(),
+        });
+        self.observe(Observation::TransferEnded {
+            result: transfer_result::REFUSED,
+        });
+        self.flow_event(now, key, FlowEvent::TransferFailed);
+    }
+
+    /// Whether `leg` is a transfer leg (its events are handled here).
+    pub(super) fn is_trunk_leg(&self, leg: LegKey) -> bool {
+        self.trunk_legs.contains_key(&leg)
+    }
+
+    /// The caller a transfer leg belongs to.
+    pub(super) fn trunk_leg_call(&self, leg: LegKey) -> Option<CallId> {
+        self.trunk_legs.get(&leg).map(|l| l.call)
+    }
+
+    /// The far end answered: bridge the caller to it.
+    pub(super) fn trunk_leg_answered(&mut self, now: Now, leg: LegKey, answer: Option<String>) {
+        let Some(info) = self.trunk_legs.get(&leg) else {
+            self.endpoint.hangup(now.mono, leg);
+            return;
+        };
+        let key = info.call;
+        let negotiated = answer
+            .as_deref()
+            .map(|a| sdp::accept_answer(&info.offered_codecs, a));
+        let Some(Ok(negotiated)) = negotiated else {
+            tracing::warn!(call = key.0, leg = leg.0, "transfer answer unusable");
+            self.endpoint.hangup(now.mono, leg);
+            self.trunk_leg_over(now, leg, Some(488), crate::cdr::hung_up_by::SERVICE);
+            self.flow_event(now, key, FlowEvent::TransferFailed);
+            return;
+        };
+        let media_key = trunk_media_key(key);
+        self.media.update(media_key, negotiated.stream_params());
+        self.media.stop(key);
+        self.media.bridge(key, media_key);
+        if let Some(l) = self.trunk_legs.get_mut(&leg) {
+            l.answered_at = Some(now.mono);
+        }
+        if let Some(call) = self.calls.get_mut(&key) {
+            call.connected_at = Some(now.mono);
+        }
+        self.set_stage(key, Stage::Transfer);
+        self.observe(Observation::TransferEnded {
+            result: transfer_result::CONNECTED,
+        });
+        tracing::info!(call = key.0, leg = leg.0, "transfer connected");
+        self.flow_event(now, key, FlowEvent::Transferred);
+    }
+
+    /// The far end refused or never answered: the flow goes on.
+    pub(super) fn trunk_leg_failed(&mut self, now: Now, leg: LegKey, code: u16) {
+        let Some(key) = self.trunk_leg_call(leg) else {
+            return;
+        };
+        tracing::info!(call = key.0, leg = leg.0, code, "transfer failed");
+        self.trunk_leg_over(now, leg, Some(code), crate::cdr::hung_up_by::SERVICE);
+        self.observe(Observation::TransferEnded {
+            result: transfer_result::FAILED,
+        });
+        self.flow_event(now, key, FlowEvent::TransferFailed);
+    }
+
+    /// The answered far end hung up (or its session failed): the call is over.
+    pub(super) fn trunk_leg_ended(&mut self, now: Now, leg: LegKey, reason: EndReason) {
+        let Some(key) = self.trunk_leg_call(leg) else {
+            return;
+        };
+        tracing::info!(call = key.0, leg = leg.0, reason = ?reason, "transfer leg ended");
+        let by = if reason == EndReason::RemoteBye {
+            crate::cdr::hung_up_by::FAR_END
+        } else {
+            crate::cdr::hung_up_by::SERVICE
+        };
+        self.trunk_leg_over(now, leg, None, by);
+        self.end_call_locally(now, key, LocalEnd::Transferred, "far end hung up");
+    }
+
+    /// The far end re-INVITEs: follow it.
+    pub(super) fn trunk_leg_reoffer(&mut self, now: Now, leg: LegKey, offer: Option<String>) {
+        let negotiated = offer
+            .as_deref()
+            .map(|o| sdp::Offer::parse(o).and_then(|o| sdp::negotiate(&o)));
+        let (Some(info), Some(Ok(n))) = (self.trunk_legs.get_mut(&leg), negotiated) else {
+            self.endpoint.answer_leg_reoffer(now.mono, leg, None);
+            return;
+        };
+        info.sdp_version += 1;
+        let answer = n
+            .answer()
+            .render(self.media_ip, info.local_port, info.call.0, info.sdp_version);
+        let media_key = trunk_media_key(info.call);
+        self.media.update(media_key, n.stream_params());
+        self.endpoint.answer_leg_reoffer(now.mono, leg, Some(&answer));
+    }
+
+    /// The caller's call ends: cancel or hang up its transfer leg.
+    pub(super) fn drop_trunk_leg(&mut self, now: Now, key: CallId) {
+        let Some(leg) = self.calls.get_mut(&key).and_then(|c| c.trunk_leg.take()) else {
+            return;
+        };
+        self.endpoint.cancel(now.mono, leg);
+        let answered = self
+            .trunk_legs
+            .get(&leg)
+            .is_some_and(|l| l.answered_at.is_some());
+        let code = (!answered).then_some(487);
+        self.trunk_leg_over(now, leg, code, crate::cdr::hung_up_by::CALLER);
+    }
+
+    /// Forgets a transfer leg: media, the trunk's channel, and its record.
+    fn trunk_leg_over(&mut self, now: Now, leg: LegKey, code: Option<u16>, by: &str) {
+        let Some(info) = self.trunk_legs.remove(&leg) else {
+            return;
+        };
+        let key = info.call;
+        let media_key = trunk_media_key(key);
+        if info.answered_at.is_some() {
+            self.media.unbridge(key);
+        }
+        self.media.close(media_key);
+        self.trunks.release(info.route.trunk);
+        self.gauges_changed = true;
+        let call_record = self.calls.get_mut(&key).map(|call| {
+            if call.trunk_leg == Some(leg) {
+                call.trunk_leg = None;
+            }
+            if info.answered_at.is_some() {
+                call.transferred_to = Some(info.number.clone());
+            }
+            super::record_id(call, key)
+        });
+        let wall = |at: Instant| now.wall_ms_at(at);
+        let outcome = match (info.answered_at, code) {
+            (Some(_), _) => "answered",
+            (None, Some(487)) => "cancelled",
+            (None, _) => "failed",
+        };
+        self.outputs
+            .push_back(super::Output::Leg(LegRecord {
+                id: format!("{}:leg:{}", call_record.clone().unwrap_or_default(), leg.0),
+                call_record: call_record.unwrap_or_default(),
+                kind: "transfer".to_string(),
+                trunk: info.route.trunk_name.clone(),
+                number: info.number.clone(),
+                caller_id: info.route.caller_id.clone(),
+                outcome: outcome.to_string(),
+                code,
+                started_ms: wall(info.started_at),
+                answered_ms: info.answered_at.map(wall),
+                ended_ms: now.wall_ms(),
+                hung_up_by: by.to_string(),
+            }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_target;
+
+    #[test]
+    fn targets_are_numbers_or_uris_naming_a_trunk() {
+        assert_eq!(parse_target("+4722000000"), ("+4722000000".into(), None));
+        assert_eq!(
+            parse_target("sip:113@emergency"),
+            ("113".into(), Some("emergency".into()))
+        );
+        assert_eq!(
+            parse_target("sip:+4722000000@pstn.example.org:5060;transport=udp"),
+            ("+4722000000".into(), Some("pstn.example.org".into()))
+        );
+        assert_eq!(parse_target("sip:113"), ("113".into(), None));
+    }
+}

@@ -1,0 +1,183 @@
+//! Outbound calls through a SIP trunk: the flow's `transfer` step puts a
+//! caller through to an outside number, the gateway (sipp) challenges with
+//! digest first, and the toll-fraud guard refuses numbers no trunk allows.
+
+mod support;
+
+use std::time::Duration;
+use support::agents::{test_flows, Agent, AgentPhone};
+use support::rtp::RtpListener;
+use support::{wait_until, Hotline, Options, Sipp};
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+/// The default flows with "9" at the main menu putting the caller through
+/// to `number` (on failure: an adviser), and the flow allow-list opened for
+/// 113 and 0900 numbers.
+fn flows_with_emergency_choice(number: &str) -> tempfile::TempDir {
+    let flows = test_flows("");
+    let edit = |file: &str, from: &str, to: &str| {
+        let path = flows.path().join(file);
+        let text = std::fs::read_to_string(&path).expect("read flow");
+        assert!(text.contains(from), "{file} holds {from:?}");
+        std::fs::write(&path, text.replace(from, to)).expect("write flow");
+    };
+    edit(
+        "main.yaml",
+        "            \"0\": adviser\n",
+        "            \"0\": adviser\n            \"9\": emergency\n",
+    );
+    edit(
+        "main.yaml",
+        "      - id: adviser\n",
+        &format!("      - id: emergency\n        transfer: {{ to: \"{number}\", on_failure: adviser }}\n      - id: adviser\n"),
+    );
+    edit(
+        "hotline.yaml",
+        "transfer_allow:\n",
+        "transfer_allow:\n  - \"113\"\n  - \"0900*\"\n",
+    );
+    flows
+}
+
+/// A service whose one trunk (`channels: 1`, caller ID passed on) is the
+/// gateway at `gateway_port`, allowed to dial 113 and Norwegian numbers.
+fn service(flows: &tempfile::TempDir, gateway_port: u16) -> Hotline {
+    Hotline::start_with(Options {
+        flows: Some(flows.path().to_path_buf()),
+        config: Some(format!(
+            "trunks:\n  - name: pstn\n    address: 127.0.0.1:{gateway_port}\n    username: hotline\n    password: s3cret\n    patterns: [\"113\", \"+47XXXXXXXX\"]\n    channels: 1\n"
+        )),
+    })
+}
+
+/// A caller who picks Norwegian, then `choice` at the main menu, and stays
+/// until the service hangs up; audio at `rtp`.
+fn caller(hotline: &Hotline, rtp: &RtpListener, choice: &str) -> Sipp {
+    hotline
+        .sipp("call_queue_until_bye.xml")
+        .key("rtp_port", rtp.port)
+        .key("codecs", "0 101")
+        .key("digit", "1")
+        .key("digit2", choice)
+}
+
+/// The gateway: challenges, expects 113 from the caller's own number,
+/// answers, and hangs up after `talk_ms`.
+fn gateway(talk_ms: u64) -> (Agent, u16) {
+    AgentPhone::at("127.0.0.1:9".parse().expect("addr"), "trunk_uas.xml", talk_ms).start()
+}
+
+#[test]
+fn pressing_9_puts_the_caller_through_a_challenging_trunk_with_audio_both_ways() {
+    let (gw, gw_port) = gateway(4_000);
+    let flows = flows_with_emergency_choice("113");
+    let hotline = service(&flows, gw_port);
+    let caller_rtp = RtpListener::bind();
+    let call = caller(&hotline, &caller_rtp, "9").spawn();
+    hotline.wait_metric("hotline_transfers_total{result=\"connected\"}", 1.0, SECS(20));
+    assert_eq!(hotline.metric("hotline_trunk_channels{trunk=\"pstn\"}"), 1.0);
+    assert_eq!(hotline.metric("hotline_calls_active{stage=\"transfer\"}"), 1.0);
+    // The caller speaks; the far end hears it.
+    wait_until("the caller hears the service", SECS(5), || {
+        !caller_rtp.packets().is_empty()
+    });
+    let to_caller_leg = caller_rtp.packets().last().expect("packets").from;
+    caller_rtp.speak(to_caller_leg, 0, 50);
+    wait_until("the far end hears the caller", SECS(5), || {
+        support::rtp::report(&gw.rtp.packets()).audible_frames >= 40
+    });
+    // The far end speaks; the caller hears it.
+    let to_trunk_leg = gw.rtp.packets().last().expect("packets").from;
+    let before = caller_rtp.packets().len();
+    gw.rtp.speak(to_trunk_leg, 0, 50);
+    std::thread::sleep(Duration::from_millis(400));
+    let heard: Vec<_> = caller_rtp.packets().into_iter().skip(before).collect();
+    let heard = support::rtp::report(&heard);
+    assert!(heard.audible_frames >= 40, "the caller hears the far end: {heard:?}");
+    // The far end hangs up: so does the service, with the caller.
+    gw.phone.wait_ok();
+    call.wait_ok();
+    hotline.wait_metric("hotline_calls_total{outcome=\"transferred\"}", 1.0, SECS(5));
+    assert_eq!(hotline.metric("hotline_trunk_channels{trunk=\"pstn\"}"), 0.0);
+    assert_eq!(hotline.metric("hotline_calls_total{outcome=\"answered\"}"), 0.0);
+    // One call record, and the transfer leg's record linked to it.
+    let db = hotline.data_dir().join("records.db");
+    let (record, legs) = poll_records(&db);
+    let (id, outcome, reason, by) = record;
+    assert_eq!(outcome, "transferred");
+    assert_eq!(reason, "transferred to 113");
+    assert_eq!(by, "far_end");
+    assert_eq!(legs.len(), 1, "{legs:?}");
+    let (call_record, trunk, number, leg_outcome, leg_by) = &legs[0];
+    assert_eq!(call_record, &id);
+    assert_eq!(
+        (trunk.as_str(), number.as_str(), leg_outcome.as_str(), leg_by.as_str()),
+        ("pstn", "113", "answered", "far_end")
+    );
+}
+
+type CallRow = (String, String, String, String);
+type LegRow = (String, String, String, String, String);
+
+/// The one call record and the legs, once both are stored.
+fn poll_records(db: &std::path::Path) -> (CallRow, Vec<LegRow>) {
+    let mut found = None;
+    wait_until("the call and its leg are stored", SECS(10), || {
+        let Ok(conn) = rusqlite::Connection::open(db) else {
+            return false;
+        };
+        let call = conn.query_row(
+            "SELECT id, outcome, reason, hung_up_by FROM calls WHERE outcome != 'refused'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        );
+        let Ok(call) = call else {
+            return false;
+        };
+        let Ok(mut stmt) =
+            conn.prepare("SELECT call_record, trunk, number, outcome, hung_up_by FROM legs")
+        else {
+            return false;
+        };
+        let legs: Vec<LegRow> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .map(|rows| rows.filter_map(Result::ok).collect())
+            .unwrap_or_default();
+        if legs.is_empty() {
+            return false;
+        }
+        found = Some((call, legs));
+        true
+    });
+    found.expect("stored")
+}
+
+/// Toll fraud: the flow may name a premium number, but no trunk's patterns
+/// allow it, so nothing is dialled; the refusal is counted and the caller
+/// goes on to the flow's `on_failure`.
+#[test]
+fn a_number_no_trunk_allows_is_never_dialled_and_the_refusal_is_counted() {
+    let (gw, gw_port) = gateway(1_000);
+    let flows = flows_with_emergency_choice("0900123");
+    // The gateway would hear anything dialled; it hears nothing.
+    let hotline = service(&flows, gw_port);
+    let caller_rtp = RtpListener::bind();
+    let call = caller(&hotline, &caller_rtp, "9").spawn();
+    hotline.wait_metric(
+        "hotline_trunk_refusals_total{reason=\"not_allowed\"}",
+        1.0,
+        SECS(20),
+    );
+    assert_eq!(hotline.metric("hotline_transfers_total{result=\"refused\"}"), 1.0);
+    assert_eq!(hotline.metric("hotline_transfers_total{result=\"connected\"}"), 0.0);
+    // On failure the flow asked for an adviser: the caller is in the queue.
+    hotline.wait_for_log("queue=advice", SECS(10));
+    assert_eq!(hotline.count_log("transferring"), 0);
+    assert!(gw.rtp.packets().is_empty());
+    assert_eq!(hotline.metric("hotline_trunk_channels{trunk=\"pstn\"}"), 0.0);
+    let line = hotline.wait_for_log("transfer refused", SECS(1));
+    assert!(line.contains("not_allowed") && line.contains("0900123"), "{line}");
+    call.kill();
+    gw.phone.kill();
+}
