@@ -30,11 +30,10 @@ while (($#)); do
     esac
 done
 
-free_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source bench/lib.sh
 metric() { curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
 # Sum over every label set of one metric.
 metric_sum() { curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | awk -v m="$1" 'index($1, m "{") == 1 { s += $2 } END { print s + 0 }'; }
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 ulimit -n "$(ulimit -Hn)" || true
 RUN_DIR="bench/results/queue-$(date -u +%Y%m%dT%H%M%SZ)"
@@ -49,22 +48,8 @@ SIP_PORT=$(free_port); HTTP_PORT=$(free_port); PROBE_PORT=$(free_port); SINK_POR
 PHONES_PORT=$(free_port)
 
 # Agents: a1..aM, Polish speakers, one shared demo password.
-{
-    echo "realm: hotline"; echo "agents:"
-    for i in $(seq 1 "$AGENTS"); do
-        ha1=$(echo -n "bench-agent-pw" | "$BIN" agents hash "a$i" | awk '/ha1:/ { print $2; exit }')
-        printf '  - id: a%s\n    name: a%s\n    sip_username: a%s\n    ha1: %s\n    skills: {pl: 10}\n    topics: {advice: 5}\n' "$i" "$i" "$i" "$ha1"
-    done
-} >"$RUN_DIR/agents.yaml"
-# All agents register from one address, so lift the per-source REGISTER rate;
-# no drain on exit, so that the next run finds its RTP ports free.
-cat >"$RUN_DIR/hotline.yaml" <<CONF
-agents_file: $PWD/$RUN_DIR/agents.yaml
-rtp_timeout_s: 0
-drain_limit_s: 0
-sip_admission:
-  register_rate: {per_second: 1000, burst: 1000}
-CONF
+write_agents "$RUN_DIR/agents.yaml" a "$AGENTS"
+write_service_config "$RUN_DIR/hotline.yaml" "$PWD/$RUN_DIR/agents.yaml"
 
 "$BIN" serve --config "$RUN_DIR/hotline.yaml" --sip-listen "127.0.0.1:$SIP_PORT" \
     --http-listen "127.0.0.1:$HTTP_PORT" --flows ivr-flows --data-dir "$RUN_DIR/data" \

@@ -481,11 +481,27 @@ mod tests {
         assert_eq!(c.trunks.len(), 1);
         assert_eq!(c.trunks[0].channels, 2);
         for (text, line, words) in [
-            (good.replace("\"+47XXXXXXXX\"", "\"+47XXXXXXXA\""), "6:", "X (any digit)"),
-            (good.replace("channels: 2", "channels: 0"), "2:", "channels: 0"),
-            (good.replace("caller_id: \"+4780012345\"", "caller_id: anonymous"), "8:", "pass"),
+            (
+                good.replace("\"+47XXXXXXXX\"", "\"+47XXXXXXXA\""),
+                "6:",
+                "X (any digit)",
+            ),
+            (
+                good.replace("channels: 2", "channels: 0"),
+                "2:",
+                "channels: 0",
+            ),
+            (
+                good.replace("caller_id: \"+4780012345\"", "caller_id: anonymous"),
+                "8:",
+                "pass",
+            ),
             (good.replace("channels: 2", "chanels: 2"), "7:", "chanels"),
-            (format!("{good}{}", &good["trunks:\n".len()..]), "", "rename one"),
+            (
+                format!("{good}{}", &good["trunks:\n".len()..]),
+                "",
+                "rename one",
+            ),
         ] {
             std::fs::write(&p, &text).expect("write");
             let e = Config::from_file(&p).expect_err(words).to_string();

@@ -15,6 +15,13 @@ pub enum Control {
     SwapAgents(crate::acd::AgentDirectory),
     Agents(oneshot::Sender<Vec<crate::call::AgentSummary>>),
     Queues(oneshot::Sender<Vec<crate::call::QueueSummary>>),
+    /// Transfer a waiting or connected caller (an outside number, another
+    /// queue or language).
+    Transfer {
+        call: u64,
+        target: crate::call::TransferTarget,
+        reply: oneshot::Sender<Result<crate::call::TransferStarted, crate::call::TransferError>>,
+    },
     SetAgentState {
         agent: String,
         state: String,

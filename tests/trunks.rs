@@ -5,8 +5,9 @@
 mod support;
 
 use std::time::Duration;
-use support::agents::{test_flows, Agent, AgentPhone};
+use support::agents::{agent, asks_for_adviser, test_flows, Agent, AgentPhone, OLEK};
 use support::rtp::RtpListener;
+use support::scenario::Site;
 use support::{wait_until, Hotline, Options, Sipp};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
@@ -40,14 +41,20 @@ fn flows_with_emergency_choice(number: &str) -> tempfile::TempDir {
     flows
 }
 
+/// The config lines of one trunk (`channels: 1`, caller ID passed on): the
+/// gateway at `gateway_port`, allowed to dial 113 and Norwegian numbers.
+fn trunk_config(gateway_port: u16) -> String {
+    format!(
+        "trunks:\n  - name: pstn\n    address: 127.0.0.1:{gateway_port}\n    username: hotline\n    password: s3cret\n    patterns: [\"113\", \"+47XXXXXXXX\"]\n    channels: 1\n"
+    )
+}
+
 /// A service whose one trunk (`channels: 1`, caller ID passed on) is the
 /// gateway at `gateway_port`, allowed to dial 113 and Norwegian numbers.
 fn service(flows: &tempfile::TempDir, gateway_port: u16) -> Hotline {
     Hotline::start_with(Options {
         flows: Some(flows.path().to_path_buf()),
-        config: Some(format!(
-            "trunks:\n  - name: pstn\n    address: 127.0.0.1:{gateway_port}\n    username: hotline\n    password: s3cret\n    patterns: [\"113\", \"+47XXXXXXXX\"]\n    channels: 1\n"
-        )),
+        config: Some(trunk_config(gateway_port)),
     })
 }
 
@@ -65,7 +72,12 @@ fn caller(hotline: &Hotline, rtp: &RtpListener, choice: &str) -> Sipp {
 /// The gateway: challenges, expects 113 from the caller's own number,
 /// answers, and hangs up after `talk_ms`.
 fn gateway(talk_ms: u64) -> (Agent, u16) {
-    AgentPhone::at("127.0.0.1:9".parse().expect("addr"), "trunk_uas.xml", talk_ms).start()
+    AgentPhone::at(
+        "127.0.0.1:9".parse().expect("addr"),
+        "trunk_uas.xml",
+        talk_ms,
+    )
+    .start()
 }
 
 #[test]
@@ -75,9 +87,19 @@ fn pressing_9_puts_the_caller_through_a_challenging_trunk_with_audio_both_ways()
     let hotline = service(&flows, gw_port);
     let caller_rtp = RtpListener::bind();
     let call = caller(&hotline, &caller_rtp, "9").spawn();
-    hotline.wait_metric("hotline_transfers_total{result=\"connected\"}", 1.0, SECS(20));
-    assert_eq!(hotline.metric("hotline_trunk_channels{trunk=\"pstn\"}"), 1.0);
-    assert_eq!(hotline.metric("hotline_calls_active{stage=\"transfer\"}"), 1.0);
+    hotline.wait_metric(
+        "hotline_transfers_total{result=\"connected\"}",
+        1.0,
+        SECS(20),
+    );
+    assert_eq!(
+        hotline.metric("hotline_trunk_channels{trunk=\"pstn\"}"),
+        1.0
+    );
+    assert_eq!(
+        hotline.metric("hotline_calls_active{stage=\"transfer\"}"),
+        1.0
+    );
     // The caller speaks; the far end hears it.
     wait_until("the caller hears the service", SECS(5), || {
         !caller_rtp.packets().is_empty()
@@ -94,13 +116,22 @@ fn pressing_9_puts_the_caller_through_a_challenging_trunk_with_audio_both_ways()
     std::thread::sleep(Duration::from_millis(400));
     let heard: Vec<_> = caller_rtp.packets().into_iter().skip(before).collect();
     let heard = support::rtp::report(&heard);
-    assert!(heard.audible_frames >= 40, "the caller hears the far end: {heard:?}");
+    assert!(
+        heard.audible_frames >= 40,
+        "the caller hears the far end: {heard:?}"
+    );
     // The far end hangs up: so does the service, with the caller.
     gw.phone.wait_ok();
     call.wait_ok();
     hotline.wait_metric("hotline_calls_total{outcome=\"transferred\"}", 1.0, SECS(5));
-    assert_eq!(hotline.metric("hotline_trunk_channels{trunk=\"pstn\"}"), 0.0);
-    assert_eq!(hotline.metric("hotline_calls_total{outcome=\"answered\"}"), 0.0);
+    assert_eq!(
+        hotline.metric("hotline_trunk_channels{trunk=\"pstn\"}"),
+        0.0
+    );
+    assert_eq!(
+        hotline.metric("hotline_calls_total{outcome=\"answered\"}"),
+        0.0
+    );
     // One call record, and the transfer leg's record linked to it.
     let db = hotline.data_dir().join("records.db");
     let (record, legs) = poll_records(&db);
@@ -112,9 +143,32 @@ fn pressing_9_puts_the_caller_through_a_challenging_trunk_with_audio_both_ways()
     let (call_record, trunk, number, leg_outcome, leg_by) = &legs[0];
     assert_eq!(call_record, &id);
     assert_eq!(
-        (trunk.as_str(), number.as_str(), leg_outcome.as_str(), leg_by.as_str()),
+        (
+            trunk.as_str(),
+            number.as_str(),
+            leg_outcome.as_str(),
+            leg_by.as_str()
+        ),
         ("pstn", "113", "answered", "far_end")
     );
+}
+
+/// The caller speaks and the far end hears it; the far end hangs up, so
+/// does the service with the caller, and the call counts as transferred.
+fn far_end_talks_and_hangs_up(
+    hotline: &Hotline,
+    caller_rtp: &RtpListener,
+    gw: Agent,
+    call: support::RunningSipp,
+) {
+    let to_caller_leg = caller_rtp.packets().last().expect("packets").from;
+    caller_rtp.speak(to_caller_leg, 0, 50);
+    wait_until("the far end hears the caller", SECS(5), || {
+        support::rtp::report(&gw.rtp.packets()).audible_frames >= 40
+    });
+    gw.phone.wait_ok();
+    call.wait_ok();
+    hotline.wait_metric("hotline_calls_total{outcome=\"transferred\"}", 1.0, SECS(5));
 }
 
 type CallRow = (String, String, String, String);
@@ -141,7 +195,9 @@ fn poll_records(db: &std::path::Path) -> (CallRow, Vec<LegRow>) {
             return false;
         };
         let legs: Vec<LegRow> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
             .map(|rows| rows.filter_map(Result::ok).collect())
             .unwrap_or_default();
         if legs.is_empty() {
@@ -169,15 +225,125 @@ fn a_number_no_trunk_allows_is_never_dialled_and_the_refusal_is_counted() {
         1.0,
         SECS(20),
     );
-    assert_eq!(hotline.metric("hotline_transfers_total{result=\"refused\"}"), 1.0);
-    assert_eq!(hotline.metric("hotline_transfers_total{result=\"connected\"}"), 0.0);
+    assert_eq!(
+        hotline.metric("hotline_transfers_total{result=\"refused\"}"),
+        1.0
+    );
+    assert_eq!(
+        hotline.metric("hotline_transfers_total{result=\"connected\"}"),
+        0.0
+    );
     // On failure the flow asked for an adviser: the caller is in the queue.
     hotline.wait_for_log("queue=advice", SECS(10));
     assert_eq!(hotline.count_log("transferring"), 0);
     assert!(gw.rtp.packets().is_empty());
-    assert_eq!(hotline.metric("hotline_trunk_channels{trunk=\"pstn\"}"), 0.0);
+    assert_eq!(
+        hotline.metric("hotline_trunk_channels{trunk=\"pstn\"}"),
+        0.0
+    );
     let line = hotline.wait_for_log("transfer refused", SECS(1));
-    assert!(line.contains("not_allowed") && line.contains("0900123"), "{line}");
+    assert!(
+        line.contains("not_allowed") && line.contains("0900123"),
+        "{line}"
+    );
     call.kill();
     gw.phone.kill();
+}
+
+/// An agent talking to a caller puts them through to an outside number with
+/// the API: a number no trunk allows is refused (403) and the call goes on;
+/// 113 is dialled, the agent's leg ends (wrap-up), and the caller talks to
+/// the far end. The records and the queue log tell the whole story.
+#[test]
+fn the_api_transfers_a_connected_caller_to_an_outside_number() {
+    let (gw, gw_port) = gateway(3_000);
+    let site = Site::new("", &[OLEK]);
+    let hotline = site.start(&format!("api_token: t0ken\n{}", trunk_config(gw_port)));
+    let olek = agent(&hotline, "olek", "haslo-1", 200);
+    let caller_rtp = RtpListener::bind();
+    let call = asks_for_adviser(&hotline, "call_queue_until_bye.xml", &caller_rtp, "4").spawn();
+    hotline.wait_metric("hotline_calls_active{stage=\"agent\"}", 1.0, SECS(20));
+    let (_, calls) = hotline.get("/api/calls");
+    let calls: serde_json::Value = serde_json::from_str(&calls).expect("json");
+    let id = calls[0]["id"].as_u64().expect("a call id");
+    let path = format!("/api/calls/{id}/transfer");
+    // Without the token, and to a number no trunk may dial: refused.
+    assert_eq!(hotline.post(&path, None, r#"{"to": "113"}"#).0, 401);
+    let (status, body) = hotline.post(&path, Some("t0ken"), r#"{"to": "0900123"}"#);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("not_allowed"), "{body}");
+    assert_eq!(hotline.metric("hotline_calls_active{stage=\"agent\"}"), 1.0);
+    let (status, body) = hotline.post(&path, Some("t0ken"), r#"{"to": "113"}"#);
+    assert_eq!(status, 202, "{body}");
+    assert!(body.contains("dialling"), "{body}");
+    // The agent's phone is hung up; the caller reaches the far end.
+    olek.phone.wait_ok();
+    hotline.wait_metric(
+        "hotline_transfers_total{result=\"connected\"}",
+        1.0,
+        SECS(10),
+    );
+    assert_eq!(
+        hotline.metric("hotline_calls_active{stage=\"transfer\"}"),
+        1.0
+    );
+    let (status, body) = hotline.post(&path, Some("t0ken"), r#"{"to": "113"}"#);
+    assert_eq!(status, 409, "a second transfer: {body}");
+    far_end_talks_and_hangs_up(&hotline, &caller_rtp, gw, call);
+    // Olek was released into wrap-up as after any call, then is ready again.
+    let (record, legs) = poll_records(&hotline.data_dir().join("records.db"));
+    assert_eq!(
+        (record.1.as_str(), record.2.as_str()),
+        ("transferred", "transferred to 113")
+    );
+    assert_eq!(legs.len(), 1, "{legs:?}");
+    let conn = rusqlite::Connection::open(hotline.data_dir().join("records.db")).expect("db");
+    let (agent_of_call,): (Option<String>,) = conn
+        .query_row("SELECT agent FROM calls WHERE id = ?1", [&record.0], |r| {
+            Ok((r.get(0)?,))
+        })
+        .expect("the call");
+    assert_eq!(agent_of_call.as_deref(), Some("olek"));
+    let events: Vec<String> = conn
+        .prepare(
+            "SELECT event FROM queue_log WHERE call_id = ?1 AND event != 'agent_state' ORDER BY id",
+        )
+        .expect("query")
+        .query_map([&record.0], |r| r.get(0))
+        .expect("rows")
+        .filter_map(Result::ok)
+        .collect();
+    assert_eq!(
+        events,
+        ["joined", "offered", "answered", "transferred"],
+        "{events:?}"
+    );
+}
+
+/// The agent transfers the caller from the phone (REFER to 113): the phone
+/// gets 202 and a NOTIFY saying 200, then the service ends its leg; the
+/// caller talks to the far end.
+#[test]
+fn an_agent_transfers_the_caller_from_the_phone_with_refer() {
+    let (gw, gw_port) = gateway(3_000);
+    let site = Site::new("", &[OLEK]);
+    let hotline = site.start(&trunk_config(gw_port));
+    let olek = AgentPhone::new(&hotline, "agent_refers.xml", 1_500)
+        .arg("-key")
+        .arg("refer_to")
+        .arg("113")
+        .register("olek", "haslo-1");
+    let caller_rtp = RtpListener::bind();
+    let call = asks_for_adviser(&hotline, "call_queue_until_bye.xml", &caller_rtp, "4").spawn();
+    olek.phone.wait_ok();
+    hotline.wait_metric(
+        "hotline_transfers_total{result=\"connected\"}",
+        1.0,
+        SECS(10),
+    );
+    far_end_talks_and_hangs_up(&hotline, &caller_rtp, gw, call);
+    let (record, legs) = poll_records(&hotline.data_dir().join("records.db"));
+    assert_eq!(record.1, "transferred");
+    assert_eq!(legs.len(), 1, "{legs:?}");
+    assert!(hotline.count_log("agent asks for a transfer") == 1);
 }

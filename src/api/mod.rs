@@ -44,6 +44,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/queues", get(queues))
         .route("/api/history", get(history))
         .route("/api/agents/{id}/state", post(set_agent_state))
+        .route("/api/calls/{id}/transfer", post(transfer_call))
         .route("/api/flows", get(flows_status))
         .route("/api/flows/reload", post(flows_reload))
         .route("/ws", get(live::websocket))
@@ -180,6 +181,82 @@ async fn set_agent_state(
             Json(serde_json::json!({"error": e.to_string()})),
         )
             .into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "busy\n").into_response(),
+    }
+}
+
+/// `POST /api/calls/{id}/transfer` with `{"to": "+4722000000"}` (an outside
+/// number, through a trunk) or `{"queue": "advice", "language": "en"}`
+/// (either may be left out: the caller's current one).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferRequest {
+    to: Option<String>,
+    queue: Option<String>,
+    language: Option<String>,
+}
+
+async fn transfer_call(
+    State(s): State<ApiState>,
+    axum::extract::Path(id): axum::extract::Path<u64>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    use crate::call::{TransferError, TransferTarget};
+    if let Some(refusal) = refuse_unauthorized(&s, &headers) {
+        return refusal;
+    }
+    let bad = |why: String| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({"error": format!("body must be {{\"to\": \"<number>\"}} or {{\"queue\": \"<queue>\", \"language\": \"<code>\"}}: {why}")})),
+        )
+            .into_response()
+    };
+    let request: TransferRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad(e.to_string()),
+    };
+    let target = match request {
+        TransferRequest {
+            to: Some(number),
+            queue: None,
+            language: None,
+        } => TransferTarget::Number(number),
+        TransferRequest {
+            to: None,
+            queue,
+            language,
+        } if queue.is_some() || language.is_some() => {
+            let language = match language.map(|l| l.parse::<crate::language::Language>()) {
+                None => None,
+                Some(Ok(l)) => Some(l),
+                Some(Err(_)) => return bad("unknown language code".to_string()),
+            };
+            TransferTarget::Queue { queue, language }
+        }
+        _ => return bad("give `to`, or `queue` and/or `language`".to_string()),
+    };
+    let (tx, rx) = oneshot::channel();
+    let control = Control::Transfer {
+        call: id,
+        target,
+        reply: tx,
+    };
+    if s.control.send(control).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "stopping\n").into_response();
+    }
+    let error = |status: StatusCode, e: TransferError| {
+        (status, Json(serde_json::json!({"error": e.to_string()}))).into_response()
+    };
+    match tokio::time::timeout(Duration::from_secs(2), rx).await {
+        Ok(Ok(Ok(started))) => (StatusCode::ACCEPTED, Json(started)).into_response(),
+        Ok(Ok(Err(e @ TransferError::NoCall(_)))) => error(StatusCode::NOT_FOUND, e),
+        Ok(Ok(Err(e @ TransferError::Refused(_)))) => error(StatusCode::FORBIDDEN, e),
+        Ok(Ok(Err(e @ (TransferError::UnknownQueue(_) | TransferError::UnknownLanguage(_))))) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, e)
+        }
+        Ok(Ok(Err(e))) => error(StatusCode::CONFLICT, e),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "busy\n").into_response(),
     }
 }

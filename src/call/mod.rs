@@ -16,7 +16,7 @@ pub use agents::{AgentStateError, AgentStateReply, AgentSummary};
 pub use media_control::MediaControl;
 pub use outputs::{CoreGauges, Observation, Output};
 pub use queueing::{QueueSummary, AGENT_STATES};
-pub use transfer::transfer_result;
+pub use transfer::{transfer_result, TransferError, TransferStarted, TransferTarget};
 
 use crate::acd::{from_flows::queues_from_flows, Acd, AgentDirectory, AgentId, QueueService};
 use crate::events::LiveEvent;
@@ -159,12 +159,18 @@ struct Call {
     queued: Option<Queued>,
     /// The agent leg ringing or connected.
     agent_leg: Option<LegKey>,
-    /// The agent the caller talks to, once connected.
+    /// The agent the caller talks to, once connected (kept for the record
+    /// after a transfer released them).
     connected_agent: Option<AgentId>,
+    /// The agent was released by a transfer: their call is over already.
+    agent_released: bool,
     /// The transfer leg dialling or connected.
     trunk_leg: Option<LegKey>,
     /// The outside number the caller was put through to.
     transferred_to: Option<String>,
+    /// The queue (and options) the flow last asked for, for a transfer to
+    /// another language, or back to it when an outside number fails.
+    last_queue: Option<(String, crate::flow::QueueOptions)>,
     /// Announcements played so far (their play ids).
     announcements: u64,
     /// For the call record: the flow it entered, the queue it last joined
@@ -753,6 +759,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             SipEvent::LegFailed { leg, code } => self.leg_failed(now, leg, code),
             SipEvent::LegEnded { leg, reason } => self.leg_ended(now, leg, reason),
             SipEvent::LegReOffer { leg, offer } => self.leg_reoffer(now, leg, offer),
+            SipEvent::LegRefer { leg, target } => self.agent_refers(now, leg, &target),
             SipEvent::LegDtmf { leg, digit } => {
                 tracing::debug!(leg = leg.0, digit = %digit, "digit from agent (relayed in RTP only)");
             }
@@ -902,8 +909,10 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                 queued: None,
                 agent_leg: None,
                 connected_agent: None,
+                agent_released: false,
                 trunk_leg: None,
                 transferred_to: None,
+                last_queue: None,
                 announcements: 0,
                 entry,
                 queue_name: None,

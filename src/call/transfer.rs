@@ -1,6 +1,11 @@
-//! The flow's `transfer` step: a blind transfer to an outside number through
-//! a trunk, bridged by us (the caller's media stays here, so the call is
-//! still recorded, counted and ended cleanly).
+//! Transfers. The flow's `transfer` step: a blind transfer to an outside
+//! number through a trunk, bridged by us (the caller's media stays here, so
+//! the call is still recorded, counted and ended cleanly). And a transfer
+//! asked for from outside the flow (the HTTP API, for an agent or a
+//! supervisor): a caller waiting or talking to an agent is put through to an
+//! outside number, or to another queue or language. If the outside number
+//! cannot be reached, the caller goes back to the queue they were in: never
+//! left in silence.
 //!
 //! The number must match a trunk's dial patterns ([`crate::trunk`]); a
 //! refusal is counted and the flow goes on at the step's `on_failure`. The
@@ -12,6 +17,7 @@ use crate::acd::QueueService;
 use crate::cdr::LegRecord;
 use crate::flow::FlowEvent;
 use crate::ids::CallId;
+use crate::language::Language;
 use crate::media::Codec;
 use crate::sdp;
 use crate::sip::{Credentials, EndReason, LegKey, OutboundInvite, Transport};
@@ -37,6 +43,47 @@ pub(super) struct TrunkLeg {
     sdp_version: u64,
     started_at: Instant,
     answered_at: Option<Instant>,
+    /// Who asked: the flow (its `on_failure` takes over on failure) or the
+    /// API (the caller goes back to their queue).
+    by_api: bool,
+}
+
+/// Where a transfer asked for through the API goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferTarget {
+    /// An outside number, through a trunk whose patterns allow it.
+    Number(String),
+    /// Another queue and/or language (unset: the caller's current one).
+    Queue {
+        queue: Option<String>,
+        language: Option<Language>,
+    },
+}
+
+/// What the API is told when a transfer starts.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TransferStarted {
+    pub call: u64,
+    /// `dialling` (an outside number) or `queued` (another queue).
+    pub state: &'static str,
+    pub to: String,
+}
+
+/// Why a transfer was not started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransferError {
+    #[error("no call {0}")]
+    NoCall(u64),
+    #[error("the caller is in the IVR; only callers waiting in a queue or talking to an agent are transferred from here (a flow transfers with its `transfer` step)")]
+    NotQueuedOrConnected,
+    #[error("the call is already being transferred")]
+    AlreadyTransferring,
+    #[error("no queue `{0}`")]
+    UnknownQueue(String),
+    #[error("language `{0}` is not offered by the flows")]
+    UnknownLanguage(String),
+    #[error("not dialled ({0}): see docs/trunks.md")]
+    Refused(&'static str),
 }
 
 /// The label of `hotline_transfers_total{result}`.
@@ -55,7 +102,10 @@ fn parse_target(target: &str) -> (String, Option<String>) {
         Some(rest) => {
             let (user, host) = rest.split_once('@').unwrap_or((rest, ""));
             let host = host.split([';', ':']).next().unwrap_or("");
-            (user.to_string(), (!host.is_empty()).then(|| host.to_string()))
+            (
+                user.to_string(),
+                (!host.is_empty()).then(|| host.to_string()),
+            )
         }
         None => (target.to_string(), None),
     }
@@ -73,8 +123,28 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         let only = host.map(|h| self.trunks.trunk_for_host(&h).unwrap_or(h));
         let route = match self.trunks.route(&number, only.as_deref(), &caller) {
             Ok(route) => route,
-            Err(refusal) => return self.transfer_refused(now, key, target, refusal),
+            Err(refusal) => {
+                self.count_refusal(key, target, refusal);
+                self.flow_event(now, key, FlowEvent::TransferFailed);
+                return;
+            }
         };
+        if !self.dial_out(now, key, route, number, codec, false) {
+            self.flow_event(now, key, FlowEvent::TransferFailed);
+        }
+    }
+
+    /// Places the leg to `number` on the channel `route` took; false when no
+    /// media port was free (the channel is given back).
+    fn dial_out(
+        &mut self,
+        now: Now,
+        key: CallId,
+        route: Route,
+        number: String,
+        codec: Codec,
+        by_api: bool,
+    ) -> bool {
         let media_key = trunk_media_key(key);
         let port = match self.media.open_pending(media_key) {
             Ok(port) => port,
@@ -84,8 +154,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                 self.observe(Observation::TransferEnded {
                     result: transfer_result::FAILED,
                 });
-                self.flow_event(now, key, FlowEvent::TransferFailed);
-                return;
+                return false;
             }
         };
         let other = if codec == Codec::Pcmu {
@@ -128,15 +197,17 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                 sdp_version: 1,
                 started_at: now.mono,
                 answered_at: None,
+                by_api,
             },
         );
         if let Some(call) = self.calls.get_mut(&key) {
             call.trunk_leg = Some(leg);
         }
         self.gauges_changed = true;
+        true
     }
 
-    fn transfer_refused(&mut self, now: Now, key: CallId, target: &str, refusal: Refusal) {
+    fn count_refusal(&mut self, key: CallId, target: &str, refusal: Refusal) {
         tracing::warn!(call = key.0, target = %target, reason = refusal.label(), "transfer refused");
         self.observe(Observation::TrunkRefused {
             reason: refusal.label(),
@@ -144,7 +215,144 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         self.observe(Observation::TransferEnded {
             result: transfer_result::REFUSED,
         });
-        self.flow_event(now, key, FlowEvent::TransferFailed);
+    }
+
+    /// A transfer asked for through the API: the caller, waiting in a queue
+    /// or talking to an agent, goes to `target`. The agent (if any) is
+    /// released into wrap-up as after any call.
+    pub fn transfer_call(
+        &mut self,
+        now: Now,
+        call: u64,
+        target: TransferTarget,
+    ) -> Result<TransferStarted, TransferError> {
+        self.start_transfer(now, call, target, None)
+    }
+
+    /// The agent's phone asked (REFER, RFC 3515) to transfer its caller to
+    /// `target`: a number (through a trunk), a language code (`en`: that
+    /// language's line of the same queue) or a queue name. The phone hears
+    /// the outcome in a NOTIFY before its leg is hung up.
+    pub(super) fn agent_refers(&mut self, now: Now, leg: LegKey, target: &str) {
+        let Some(key) = self.legs.get(&leg).filter(|l| l.answered).map(|l| l.call) else {
+            self.endpoint
+                .notify_refer(now.mono, leg, "481 Call Does Not Exist", true);
+            return;
+        };
+        let user = parse_target(target).0;
+        let transfer = if crate::trunk::is_dialable(&user) {
+            TransferTarget::Number(user)
+        } else if let Ok(language) = user.parse::<Language>() {
+            TransferTarget::Queue {
+                queue: None,
+                language: Some(language),
+            }
+        } else {
+            TransferTarget::Queue {
+                queue: Some(user),
+                language: None,
+            }
+        };
+        tracing::info!(call = key.0, leg = leg.0, target = %target, "agent asks for a transfer");
+        if let Err(e) = self.start_transfer(now, key.0, transfer, Some(leg)) {
+            tracing::info!(call = key.0, leg = leg.0, error = %e, "agent's transfer refused");
+            let status = match e {
+                TransferError::Refused(_) => "403 Forbidden",
+                TransferError::UnknownQueue(_) | TransferError::UnknownLanguage(_) => {
+                    "404 Not Found"
+                }
+                TransferError::NoCall(_) => "481 Call Does Not Exist",
+                _ => "491 Request Pending",
+            };
+            self.endpoint.notify_refer(now.mono, leg, status, true);
+        }
+    }
+
+    fn start_transfer(
+        &mut self,
+        now: Now,
+        call: u64,
+        target: TransferTarget,
+        refer: Option<LegKey>,
+    ) -> Result<TransferStarted, TransferError> {
+        self.env.wall = now.wall;
+        let key = CallId(call);
+        let Some(c) = self.calls.get(&key) else {
+            return Err(TransferError::NoCall(call));
+        };
+        if c.trunk_leg.is_some() || c.stage == Stage::Transfer {
+            return Err(TransferError::AlreadyTransferring);
+        }
+        if !matches!(c.stage, Stage::Queue | Stage::Agent) || c.local_end.is_some() {
+            return Err(TransferError::NotQueuedOrConnected);
+        }
+        let caller = c.info.from_user.clone();
+        let codec = c.codec;
+        let started = match target {
+            TransferTarget::Number(number) => {
+                let route = match self.trunks.route(&number, None, &caller) {
+                    Ok(route) => route,
+                    Err(refusal) => {
+                        self.count_refusal(key, &number, refusal);
+                        return Err(TransferError::Refused(refusal.label()));
+                    }
+                };
+                if let Some(leg) = refer {
+                    self.endpoint.notify_refer(now.mono, leg, "200 OK", true);
+                }
+                self.step_out_of_queue(now, key, "transferred");
+                if !self.dial_out(now, key, route, number.clone(), codec, true) {
+                    self.back_to_queue(now, key);
+                }
+                TransferStarted {
+                    call,
+                    state: "dialling",
+                    to: number,
+                }
+            }
+            TransferTarget::Queue { queue, language } => {
+                let (current, mut options) = c.last_queue.clone().unwrap_or_default();
+                let queue = queue.unwrap_or(current);
+                if !c.bundle.flows.queues.contains_key(&queue) {
+                    return Err(TransferError::UnknownQueue(queue));
+                }
+                if let Some(l) = language {
+                    if !c.bundle.flows.languages.contains(&l) {
+                        return Err(TransferError::UnknownLanguage(l.code().to_string()));
+                    }
+                    options.language = Some(l);
+                }
+                let language = options.language.or(c.flow.language());
+                if let Some(leg) = refer {
+                    self.endpoint.notify_refer(now.mono, leg, "200 OK", true);
+                }
+                self.step_out_of_queue(now, key, "transferred");
+                tracing::info!(call = key.0, queue = %queue, language = ?language.map(Language::code), "transferring to a queue");
+                self.join_queue(now, key, &queue, &options);
+                TransferStarted {
+                    call,
+                    state: "queued",
+                    to: match language {
+                        Some(l) => format!("{queue} ({})", l.code()),
+                        None => queue,
+                    },
+                }
+            }
+        };
+        self.process(now);
+        Ok(started)
+    }
+
+    /// An outside number the API asked for was not reached: the caller
+    /// rejoins the queue they were in (as a new arrival: they spoke to an
+    /// agent already).
+    fn back_to_queue(&mut self, now: Now, key: CallId) {
+        let Some((queue, options)) = self.calls.get(&key).and_then(|c| c.last_queue.clone()) else {
+            self.end_call_locally(now, key, LocalEnd::Failure, "transfer failed");
+            return;
+        };
+        tracing::info!(call = key.0, queue = %queue, "transfer failed: back to the queue");
+        self.join_queue(now, key, &queue, &options);
     }
 
     /// Whether `leg` is a transfer leg (its events are handled here).
@@ -167,11 +375,16 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         let negotiated = answer
             .as_deref()
             .map(|a| sdp::accept_answer(&info.offered_codecs, a));
+        let by_api = info.by_api;
         let Some(Ok(negotiated)) = negotiated else {
             tracing::warn!(call = key.0, leg = leg.0, "transfer answer unusable");
             self.endpoint.hangup(now.mono, leg);
             self.trunk_leg_over(now, leg, Some(488), crate::cdr::hung_up_by::SERVICE);
-            self.flow_event(now, key, FlowEvent::TransferFailed);
+            if by_api {
+                self.back_to_queue(now, key);
+            } else {
+                self.flow_event(now, key, FlowEvent::TransferFailed);
+            }
             return;
         };
         let media_key = trunk_media_key(key);
@@ -189,12 +402,14 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             result: transfer_result::CONNECTED,
         });
         tracing::info!(call = key.0, leg = leg.0, "transfer connected");
-        self.flow_event(now, key, FlowEvent::Transferred);
+        if !by_api {
+            self.flow_event(now, key, FlowEvent::Transferred);
+        }
     }
 
     /// The far end refused or never answered: the flow goes on.
     pub(super) fn trunk_leg_failed(&mut self, now: Now, leg: LegKey, code: u16) {
-        let Some(key) = self.trunk_leg_call(leg) else {
+        let Some((key, by_api)) = self.trunk_legs.get(&leg).map(|l| (l.call, l.by_api)) else {
             return;
         };
         tracing::info!(call = key.0, leg = leg.0, code, "transfer failed");
@@ -202,7 +417,11 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         self.observe(Observation::TransferEnded {
             result: transfer_result::FAILED,
         });
-        self.flow_event(now, key, FlowEvent::TransferFailed);
+        if by_api {
+            self.back_to_queue(now, key);
+        } else {
+            self.flow_event(now, key, FlowEvent::TransferFailed);
+        }
     }
 
     /// The answered far end hung up (or its session failed): the call is over.
@@ -230,12 +449,16 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             return;
         };
         info.sdp_version += 1;
-        let answer = n
-            .answer()
-            .render(self.media_ip, info.local_port, info.call.0, info.sdp_version);
+        let answer = n.answer().render(
+            self.media_ip,
+            info.local_port,
+            info.call.0,
+            info.sdp_version,
+        );
         let media_key = trunk_media_key(info.call);
         self.media.update(media_key, n.stream_params());
-        self.endpoint.answer_leg_reoffer(now.mono, leg, Some(&answer));
+        self.endpoint
+            .answer_leg_reoffer(now.mono, leg, Some(&answer));
     }
 
     /// The caller's call ends: cancel or hang up its transfer leg.
@@ -280,21 +503,20 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             (None, Some(487)) => "cancelled",
             (None, _) => "failed",
         };
-        self.outputs
-            .push_back(super::Output::Leg(LegRecord {
-                id: format!("{}:leg:{}", call_record.clone().unwrap_or_default(), leg.0),
-                call_record: call_record.unwrap_or_default(),
-                kind: "transfer".to_string(),
-                trunk: info.route.trunk_name.clone(),
-                number: info.number.clone(),
-                caller_id: info.route.caller_id.clone(),
-                outcome: outcome.to_string(),
-                code,
-                started_ms: wall(info.started_at),
-                answered_ms: info.answered_at.map(wall),
-                ended_ms: now.wall_ms(),
-                hung_up_by: by.to_string(),
-            }));
+        self.outputs.push_back(super::Output::Leg(LegRecord {
+            id: format!("{}:leg:{}", call_record.clone().unwrap_or_default(), leg.0),
+            call_record: call_record.unwrap_or_default(),
+            kind: "transfer".to_string(),
+            trunk: info.route.trunk_name.clone(),
+            number: info.number.clone(),
+            caller_id: info.route.caller_id.clone(),
+            outcome: outcome.to_string(),
+            code,
+            started_ms: wall(info.started_at),
+            answered_ms: info.answered_at.map(wall),
+            ended_ms: now.wall_ms(),
+            hung_up_by: by.to_string(),
+        }));
     }
 }
 

@@ -105,6 +105,8 @@ pub mod queue_event {
     /// Agents of another language may take the caller too (`info.language`).
     pub const FALLBACK: &str = "fallback";
     pub const EXITED: &str = "exited";
+    /// Transferred out of the queue or away from the agent (`reason` says how).
+    pub const TRANSFERRED: &str = "transferred";
     pub const AGENT_STATE: &str = "agent_state";
 }
 

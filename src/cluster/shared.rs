@@ -214,6 +214,33 @@ impl SharedQueue {
                 self.callers.remove(caller);
             }
             QueueAction::Offer { offer, agent, .. } => {
+                match &own.state {
+                    // Never two phones for one caller, nor an agent rung for
+                    // a caller who already talks to one.
+                    OwnState::Talking { .. } => {
+                        tracing::warn!(%caller, offer = offer.0, "offer for a caller already talking: ignored");
+                        return false;
+                    }
+                    // The same offer again (delivered twice): already ringing.
+                    OwnState::Ringing { offer: ringing, .. } if ringing == offer => {
+                        return false;
+                    }
+                    // The store gave up the ringing offer (its cancel or
+                    // answer was lost on the way): that leg is stale.
+                    OwnState::Ringing {
+                        offer: stale,
+                        agent: stale_agent,
+                    } => {
+                        tracing::info!(%caller, stale = stale.0, offer = offer.0, "new offer replaces a stale one");
+                        self.actions.push_back(QueueAction::CancelOffer {
+                            offer: *stale,
+                            caller: caller.clone(),
+                            agent: stale_agent.clone(),
+                            reason: crate::acd::CancelReason::AgentUnavailable,
+                        });
+                    }
+                    _ => {}
+                }
                 own.state = OwnState::Ringing {
                     offer: *offer,
                     agent: agent.clone(),

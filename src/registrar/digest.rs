@@ -499,8 +499,7 @@ pub fn parse_challenge(value: &str) -> Result<ClientChallenge, ChallengeError> {
             "stale" => stale = value.eq_ignore_ascii_case("true"),
             "qop" => qop = Some(value),
             "algorithm" => {
-                algorithm =
-                    Algorithm::from_token(&value).ok_or(ChallengeError::Algorithm(value))?
+                algorithm = Algorithm::from_token(&value).ok_or(ChallengeError::Algorithm(value))?
             }
             _ => {}
         }
@@ -508,7 +507,10 @@ pub fn parse_challenge(value: &str) -> Result<ClientChallenge, ChallengeError> {
     let qop_auth = match qop {
         None => false,
         Some(list) => {
-            if !list.split(',').any(|q| q.trim().eq_ignore_ascii_case("auth")) {
+            if !list
+                .split(',')
+                .any(|q| q.trim().eq_ignore_ascii_case("auth"))
+            {
                 return Err(ChallengeError::Qop);
             }
             true
@@ -981,7 +983,12 @@ mod tests {
         assert!(value.contains("nc=00000001"), "{value}");
         assert!(value.contains("opaque=\"5ccc069c403ebaf9f0171e9517f40e41\""));
         // What we answer, our own server accepts.
-        let h = ha1(Algorithm::Md5, "Mufasa", "testrealm@host.com", "Circle Of Life");
+        let h = ha1(
+            Algorithm::Md5,
+            "Mufasa",
+            "testrealm@host.com",
+            "Circle Of Life",
+        );
         let creds = Ha1Set::new(Some(&h), None).expect("valid");
         assert_eq!(
             digest_ok(&value, "GET", &creds, "testrealm@host.com"),

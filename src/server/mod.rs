@@ -374,6 +374,9 @@ async fn run<Q: QueueService + StorePump>(
                 Control::Queues(reply) => {
                     let _ = reply.send(manager.queue_summaries(Now::read()));
                 }
+                Control::Transfer { call, target, reply } => {
+                    let _ = reply.send(manager.transfer_call(Now::read(), call, target));
+                }
                 Control::SetAgentState { agent, state, reason, reply } => {
                     let result = manager.set_agent_state(Now::read(), &agent, &state, reason);
                     let _ = reply.send(result);

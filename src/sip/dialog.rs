@@ -142,13 +142,34 @@ impl Dialog {
         extra: &[(String, String)],
     ) -> Vec<u8> {
         self.local_cseq = self.local_cseq.saturating_add(1);
-        self.build(method, self.local_cseq, via, user_agent, extra)
+        self.build(method, self.local_cseq, via, user_agent, extra, None)
+    }
+
+    /// `request_with` carrying a body of `content_type` (a NOTIFY's sipfrag).
+    pub fn request_with_body(
+        &mut self,
+        method: &str,
+        via: &str,
+        user_agent: &str,
+        extra: &[(String, String)],
+        content_type: &str,
+        body: &[u8],
+    ) -> Vec<u8> {
+        self.local_cseq = self.local_cseq.saturating_add(1);
+        self.build(
+            method,
+            self.local_cseq,
+            via,
+            user_agent,
+            extra,
+            Some((content_type, body)),
+        )
     }
 
     /// The ACK for a 2xx to the INVITE with CSeq `invite_cseq` (RFC 3261
     /// 13.2.2.4): its own branch, the INVITE's CSeq number, the dialog's route.
     pub fn ack(&self, invite_cseq: u32, via: &str, user_agent: &str) -> Vec<u8> {
-        self.build("ACK", invite_cseq, via, user_agent, &[])
+        self.build("ACK", invite_cseq, via, user_agent, &[], None)
     }
 
     fn build(
@@ -158,6 +179,7 @@ impl Dialog {
         via: &str,
         user_agent: &str,
         extra: &[(String, String)],
+        body: Option<(&str, &[u8])>,
     ) -> Vec<u8> {
         let (request_uri, routes) = self.route();
         let mut w = Writer::request(method, &request_uri);
@@ -179,7 +201,10 @@ impl Dialog {
         for (name, value) in extra {
             w.header(name, value);
         }
-        w.finish(None, b"")
+        match body {
+            Some((content_type, body)) => w.finish(Some(content_type), body),
+            None => w.finish(None, b""),
+        }
     }
 
     /// Request-URI and Route headers (12.2.1.1): loose routing when the first

@@ -16,8 +16,8 @@ pub mod transport;
 pub mod wire;
 
 pub use endpoint::{
-    CallId, EndReason, EndpointConfig, EndpointStats, IncomingCall, LegKey, OutboundInvite, Credentials,
-    Refusal, RefusedCall, RegisterContact, RegisterHandle, RegisterRequest, SessionKey,
-    SipEndpoint, SipEvent, Transmit,
+    CallId, Credentials, EndReason, EndpointConfig, EndpointStats, IncomingCall, LegKey,
+    OutboundInvite, Refusal, RefusedCall, RegisterContact, RegisterHandle, RegisterRequest,
+    SessionKey, SipEndpoint, SipEvent, Transmit,
 };
 pub use transport::Transport;

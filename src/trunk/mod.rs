@@ -85,17 +85,18 @@ impl TryFrom<TrunkFields> for TrunkConfig {
             ));
         }
         if c.channels == 0 {
-            return Err(format!("{at}: `channels: 0` allows no call; give 1 or more"));
+            return Err(format!(
+                "{at}: `channels: 0` allows no call; give 1 or more"
+            ));
         }
         if c.username.is_some() != c.password.is_some() {
             return Err(format!(
                 "{at}: give both `username` and `password`, or neither"
             ));
         }
-        let port_ok = c
-            .address
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+        let port_ok = c.address.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
         if !port_ok {
             return Err(format!(
                 "{at}: address `{}`: write host:port, e.g. 192.0.2.10:5060",
@@ -325,7 +326,12 @@ impl Trunks {
     /// Takes a channel to dial `number`: on the trunk named `only`, or on
     /// the first configured trunk whose patterns allow it and that has a
     /// free channel. `caller` is the caller's own number, for `pass`.
-    pub fn route(&mut self, number: &str, only: Option<&str>, caller: &str) -> Result<Route, Refusal> {
+    pub fn route(
+        &mut self,
+        number: &str,
+        only: Option<&str>,
+        caller: &str,
+    ) -> Result<Route, Refusal> {
         if !is_dialable(number) {
             return Err(Refusal::BadNumber);
         }
@@ -432,9 +438,15 @@ mod tests {
         assert_eq!(trunks.route("0900123", None, "x"), Err(Refusal::NotAllowed));
         assert_eq!(trunks.route("1@evil", None, "x"), Err(Refusal::BadNumber));
         assert_eq!(trunks.route("", None, "x"), Err(Refusal::BadNumber));
-        assert_eq!(trunks.route("112", Some("nope"), "x"), Err(Refusal::UnknownTrunk));
+        assert_eq!(
+            trunks.route("112", Some("nope"), "x"),
+            Err(Refusal::UnknownTrunk)
+        );
         // Only the named trunk is tried.
-        assert_eq!(trunks.route("+4722000000", Some("emergency"), "x"), Err(Refusal::NotAllowed));
+        assert_eq!(
+            trunks.route("+4722000000", Some("emergency"), "x"),
+            Err(Refusal::NotAllowed)
+        );
         assert_eq!(
             trunks.channels(),
             vec![("emergency".into(), 1, 1), ("pstn".into(), 1, 2)]
@@ -446,7 +458,9 @@ mod tests {
         let mut t = trunk("pstn", &["+47XXXXXXXX"], 1);
         t.caller_id = CallerIdRule::Fixed("+4780012345".into());
         let mut trunks = Trunks::from_config(&[t]).expect("valid");
-        let r = trunks.route("+4722000000", None, "+4790000000").expect("allowed");
+        let r = trunks
+            .route("+4722000000", None, "+4790000000")
+            .expect("allowed");
         assert_eq!(r.caller_id, "+4780012345");
     }
 
@@ -480,7 +494,7 @@ mod tests {
             (bad_address, "write host:port"),
             (fields("a b", &["1"], 1), "letters, digits"),
         ] {
-            let e = TrunkConfig::try_from(config).err().expect("refused");
+            let e = TrunkConfig::try_from(config).expect_err("refused");
             assert!(e.contains(words), "{e}");
         }
         let twice = Trunks::from_config(&[trunk("a", &["1"], 1), trunk("a", &["2"], 1)]);

@@ -83,10 +83,13 @@ impl DialPattern {
                         .get(i..)
                         .and_then(|rest| rest.iter().position(|&c| c == b']'))
                         .ok_or_else(|| format!("dial pattern `{text}`: `[` is never closed"))?;
-                    let set = digit_set(bytes.get(i..i + close).unwrap_or_default())
-                        .ok_or_else(|| {
-                            format!("dial pattern `{text}`: a set holds digits and ranges like [1-35]")
-                        })?;
+                    let set = digit_set(bytes.get(i..i + close).unwrap_or_default()).ok_or_else(
+                        || {
+                            format!(
+                                "dial pattern `{text}`: a set holds digits and ranges like [1-35]"
+                            )
+                        },
+                    )?;
                     i += close + 1;
                     Element::Digits(set)
                 }

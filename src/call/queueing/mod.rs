@@ -134,6 +134,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                 .collect(),
         };
         let number = call.info.from_user.clone();
+        call.last_queue = Some((queue.to_string(), options.clone()));
         call.joining = Some(Joining {
             queue: queue.to_string(),
             language,
@@ -201,7 +202,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                 FlowEvent::QueueNoAgents
             }
         };
-        self.flow_event(now, key, event);
+        self.leave_queue_to_flow(now, key, event);
     }
 
     /// Carries out what the queue engine asked for.
@@ -507,6 +508,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                 .map(|q| now.mono.saturating_duration_since(q.joined_at))
                 .unwrap_or_default();
             call.connected_agent = Some(info.agent.clone());
+            call.agent_released = false;
             call.connected_at = Some(now.mono);
             // The flow's queue step ends here: the call belongs to the agent.
             call.flow
@@ -623,7 +625,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             return;
         };
         let leg = call.agent_leg;
-        let was_connected = call.connected_agent.is_some();
+        let was_connected = call.connected_agent.is_some() && !call.agent_released;
         if let Some(leg) = leg {
             self.drop_agent_leg(now, leg);
             self.legs.remove(&leg);
@@ -644,10 +646,60 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
     fn leave_queue_to_flow(&mut self, now: Now, key: CallId, event: FlowEvent) {
         self.media.stop_music(key);
         self.set_stage(key, Stage::Ivr);
-        if let Some(call) = self.calls.get_mut(&key) {
-            call.queued = None;
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        call.queued = None;
+        if call.flow.end().is_some() {
+            // Queued again after the flow ended (a transfer through the
+            // API): no flow step goes on, so the call ends here.
+            let end = match event {
+                FlowEvent::QueueTimeout => LocalEnd::QueueTimedOut,
+                _ => LocalEnd::Refused,
+            };
+            self.end_call_locally(now, key, end, "left the queue after the flow ended");
+            return;
         }
         self.flow_event(now, key, event);
+    }
+
+    /// The caller leaves their queue or their agent without hanging up (a
+    /// transfer): out of the line, or the agent's leg ended and the agent
+    /// into wrap-up as after any call. The queue log says `transferred`.
+    pub(super) fn step_out_of_queue(&mut self, now: Now, key: CallId, why: &str) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        let leg = call.agent_leg;
+        let agent = call.connected_agent.clone();
+        let language = call
+            .queued
+            .as_ref()
+            .map(|q| q.language)
+            .or(call.flow.language())
+            .unwrap_or(call.bundle.flows.default_language);
+        let queue = call.queue_name.clone().unwrap_or_default();
+        if let Some(leg) = leg {
+            self.drop_agent_leg(now, leg);
+            self.legs.remove(&leg);
+        }
+        let caller = self.caller_id(key);
+        if agent.is_some() {
+            let _ = self.queue.call_ended(now, &caller);
+        } else if self.queue.is_queued(&caller) {
+            self.queue.leave(now, &caller, Leave::Left);
+        }
+        let mut e = self.queue_event(now, key, qe::TRANSFERRED, &queue, language);
+        e.agent = agent.map(|a| a.as_str().to_string());
+        e.reason = Some(why.to_string());
+        self.log_queue(e);
+        self.media.stop_music(key);
+        self.set_stage(key, Stage::Ivr);
+        if let Some(call) = self.calls.get_mut(&key) {
+            call.queued = None;
+            call.agent_released = call.connected_agent.is_some();
+        }
+        self.drain_queue(now);
     }
 
     /// Where an agent's phone should be rung: for tests and the API.

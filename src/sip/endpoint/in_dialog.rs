@@ -119,6 +119,34 @@ impl SipEndpoint {
                 self.respond(now, key, &reply, answer);
             }
             Method::Update => self.handle_update(now, key, msg, call, reply),
+            Method::Refer => {
+                let SessionKey::Leg(leg) = session else {
+                    // Callers do not transfer themselves.
+                    self.respond(now, key, &reply, Answer::code(403));
+                    return;
+                };
+                let targets: Vec<&str> = msg.headers_named("Refer-To").collect();
+                let target = match targets.as_slice() {
+                    [one] => split_list(one)
+                        .into_iter()
+                        .next()
+                        .and_then(NameAddr::parse)
+                        .map(|n| n.uri),
+                    _ => None,
+                };
+                let Some(target) = target else {
+                    self.respond(now, key, &reply, Answer::code(400));
+                    return;
+                };
+                // RFC 5589 attended transfer (Replaces) is not carried out:
+                // the agent's consultation call is not ours to replace.
+                if target.to_ascii_lowercase().contains("replaces") {
+                    self.respond(now, key, &reply, Answer::code(501));
+                    return;
+                }
+                self.respond(now, key, &reply, Answer::code(202));
+                self.push_event(SipEvent::LegRefer { leg, target });
+            }
             m => {
                 let code = if m.is_known() { 405 } else { 501 };
                 self.respond(now, key, &reply, Answer::code(code).header("Allow", ALLOW));

@@ -22,7 +22,12 @@ impl SipEndpoint {
             self.push_event(SipEvent::LegFailed { leg, code: 503 });
             return leg;
         }
-        if !usable_request_uri(&out.request_uri) || out.to_uri.as_deref().is_some_and(|u| !usable_request_uri(u)) {
+        if !usable_request_uri(&out.request_uri)
+            || out
+                .to_uri
+                .as_deref()
+                .is_some_and(|u| !usable_request_uri(u))
+        {
             tracing::warn!(?leg, uri = %out.request_uri, "leg refused: unusable Request-URI");
             self.push_event(SipEvent::LegFailed { leg, code: 400 });
             return leg;
@@ -173,7 +178,11 @@ impl SipEndpoint {
             .headers_named(challenge_header)
             .find_map(|v| crate::registrar::digest::parse_challenge(v).ok());
         let Some(challenge) = challenge else {
-            tracing::warn!(leg = slot.0, code, "leg challenged in a way we cannot answer");
+            tracing::warn!(
+                leg = slot.0,
+                code,
+                "leg challenged in a way we cannot answer"
+            );
             return false;
         };
         if auth.answered >= 2 || (auth.answered == 1 && !challenge.stale) {
@@ -221,7 +230,12 @@ impl SipEndpoint {
         inv.sent = sent.clone();
         inv.acks.clear();
         let new_key = client_key(&branch, "INVITE");
-        let tx = InviteClient::new(now, self.timers, peer.transport.is_reliable(), bytes.clone());
+        let tx = InviteClient::new(
+            now,
+            self.timers,
+            peer.transport.is_reliable(),
+            bytes.clone(),
+        );
         self.clients.insert(
             new_key.clone(),
             ClientEntry {
@@ -249,6 +263,44 @@ impl SipEndpoint {
         self.push_transmit(peer, bytes);
         self.reschedule_client(&new_key);
         true
+    }
+
+    /// RFC 3515 3.4: tells the phone that sent a REFER how it went, as a
+    /// NOTIFY in its dialog (`status` is a status line's code and phrase,
+    /// e.g. `200 OK`); `done` ends the implicit subscription.
+    pub fn notify_refer(&mut self, now: Instant, leg: LegKey, status: &str, done: bool) {
+        let slot = CallId(leg.0);
+        let Some(transport) = self.calls.get(&slot).map(|c| c.peer.transport) else {
+            return;
+        };
+        let (branch, via) = self.new_via(transport);
+        let user_agent = self.config.user_agent.clone();
+        let state = if done {
+            "terminated;reason=noresource"
+        } else {
+            "active;expires=60"
+        };
+        let extra = vec![
+            ("Event".to_string(), "refer".to_string()),
+            ("Subscription-State".to_string(), state.to_string()),
+            ("Contact".to_string(), self.contact(transport)),
+        ];
+        let Some(c) = self.calls.get_mut(&slot) else {
+            return;
+        };
+        let body = format!("SIP/2.0 {status}\r\n");
+        let bytes = c.dialog.request_with_body(
+            "NOTIFY",
+            &via,
+            &user_agent,
+            &extra,
+            "message/sipfrag;version=2.0",
+            body.as_bytes(),
+        );
+        let peer = c.peer;
+        if !self.start_request(now, peer, &branch, "NOTIFY", bytes.clone(), Purpose::Done) {
+            self.push_transmit(peer, bytes);
+        }
     }
 
     /// Cancels a leg that is not answered yet. RFC 3261 9.1: the CANCEL waits

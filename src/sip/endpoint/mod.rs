@@ -21,8 +21,8 @@ pub use super::transport::Transport;
 use super::wire::{self, Decoded, Essentials, Framing};
 use replies::{clean_headers, new_tag, warning, Answer, Reply};
 use state::{
-    AuthRetry, Call, CallState, ClientEntry, ClientTx, InviteTx, Origin, Outgoing, Peer, PendingOk, Purpose,
-    Sent, ServerEntry, ServerTx, TimerAnswer, Wake, WakeKey,
+    AuthRetry, Call, CallState, ClientEntry, ClientTx, InviteTx, Origin, Outgoing, Peer, PendingOk,
+    Purpose, Sent, ServerEntry, ServerTx, TimerAnswer, Wake, WakeKey,
 };
 pub use stats::EndpointStats;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -158,6 +158,10 @@ pub enum SipEvent {
     LegReOffer { leg: LegKey, offer: Option<String> },
     /// A digit from SIP INFO on a leg (already answered 200).
     LegDtmf { leg: LegKey, digit: char },
+    /// RFC 3515: the leg's phone (an agent's) asks for a blind transfer of
+    /// the caller to `target` (the Refer-To URI). Already answered 202;
+    /// report the outcome with `notify_refer`.
+    LegRefer { leg: LegKey, target: String },
     /// An in-dialog OPTIONS from `probe`, or our session refresh (RFC 4028
     /// UPDATE), got 408/481 or no answer (`code` 408): the peer has likely
     /// gone. The session is still open; hang it up.
@@ -286,7 +290,7 @@ pub struct RegisterRequest {
 }
 
 /// Methods we handle, for `Allow`.
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, UPDATE";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, UPDATE, REFER";
 /// Option tags we support (RFC 4028 session timers), for `Supported`.
 const SUPPORTED: &str = "timer";
 /// Bodies we understand, for `Accept`.

@@ -552,7 +552,9 @@ fn out_of_dialog_requests() {
     h.feed(0, &req("OPTIONS", "z9hG4bK-o1"));
     let ok = h.last_sent();
     assert!(ok.starts_with("SIP/2.0 200 OK\r\n"));
-    assert!(ok.contains("\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, UPDATE\r\n"));
+    assert!(ok.contains(
+        "\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, UPDATE, REFER\r\n"
+    ));
     assert!(
         ok.contains("\r\nAccept: application/sdp, application/dtmf-relay, application/dtmf\r\n")
     );
@@ -560,7 +562,9 @@ fn out_of_dialog_requests() {
     h.feed(0, &req("SUBSCRIBE", "z9hG4bK-r1"));
     let r = h.last_sent();
     assert!(r.starts_with("SIP/2.0 405 Method Not Allowed\r\n"));
-    assert!(r.contains("\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, UPDATE\r\n"));
+    assert!(r.contains(
+        "\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, UPDATE, REFER\r\n"
+    ));
     h.feed(0, &req("FROBNICATE", "z9hG4bK-f1"));
     assert!(h.last_sent().starts_with("SIP/2.0 501 Not Implemented\r\n"));
     h.feed(0, &req("BYE", "z9hG4bK-b1"));
@@ -901,7 +905,7 @@ fn rfc4475_messages_get_the_expected_answers() {
         assert_eq!(got.as_deref(), *code, "{name}");
         if *name == "intmeth" {
             assert!(sent[0].contains(
-                "\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, UPDATE\r\n"
+                "\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, UPDATE, REFER\r\n"
             ));
         }
         if *name == "escnull" {

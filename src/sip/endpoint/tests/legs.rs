@@ -228,7 +228,7 @@ fn invite_ringing_answered_acked_then_agent_bye() {
              Call-ID: {call_id}\r\n\
              CSeq: 1 INVITE\r\n\
              Contact: <sip:127.0.0.1:5060>\r\n\
-             Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, UPDATE\r\n\
+             Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, UPDATE, REFER\r\n\
              User-Agent: hotline-test\r\n\
              Supported: timer\r\n\
              Session-Expires: 1800\r\n\
@@ -714,7 +714,11 @@ fn a_challenged_invite_is_sent_again_with_credentials() {
     let first = h.sent_to().remove(0).1;
     for (code, challenge, answer) in [
         ("401 Unauthorized", "WWW-Authenticate", "Authorization"),
-        ("407 Proxy Authentication Required", "Proxy-Authenticate", "Proxy-Authorization"),
+        (
+            "407 Proxy Authentication Required",
+            "Proxy-Authenticate",
+            "Proxy-Authorization",
+        ),
     ] {
         let mut h = Harness::new(10);
         let leg = h.ep.invite(
@@ -736,7 +740,10 @@ fn a_challenged_invite_is_sent_again_with_credentials() {
         assert_eq!(sent.len(), 2, "ACK and the new INVITE: {sent:?}");
         assert!(sent[0].1.starts_with("ACK "));
         let again = &sent[1].1;
-        assert!(again.starts_with("INVITE sip:agent7@10.1.2.3:5062"), "{again}");
+        assert!(
+            again.starts_with("INVITE sip:agent7@10.1.2.3:5062"),
+            "{again}"
+        );
         assert_eq!(header(again, "Call-ID"), header(&inv, "Call-ID"));
         assert_eq!(header(again, "From"), header(&inv, "From"));
         assert_eq!(header(again, "CSeq"), "2 INVITE");
@@ -754,9 +761,16 @@ fn a_challenged_invite_is_sent_again_with_credentials() {
     }
     // The challenge answered, the gateway answers the call.
     let extra = "WWW-Authenticate: Digest realm=\"trunk\", nonce=\"abc\"\r\n";
-    feed_agent(&mut h, 20, &reply(&first, "401 Unauthorized", None, extra, ""));
+    feed_agent(
+        &mut h,
+        20,
+        &reply(&first, "401 Unauthorized", None, extra, ""),
+    );
     let again = h.sent_to().remove(1).1;
-    assert!(!header(&again, "Authorization").contains("qop"), "RFC 2069 form");
+    assert!(
+        !header(&again, "Authorization").contains("qop"),
+        "RFC 2069 form"
+    );
     feed_agent(
         &mut h,
         60,
@@ -779,7 +793,66 @@ fn a_challenge_without_credentials_fails_the_leg() {
     let mut h = Harness::new(10);
     let (leg, inv) = dial(&mut h);
     let extra = "WWW-Authenticate: Digest realm=\"trunk\", nonce=\"abc\"\r\n";
-    feed_agent(&mut h, 20, &reply(&inv, "401 Unauthorized", Some("t"), extra, ""));
+    feed_agent(
+        &mut h,
+        20,
+        &reply(&inv, "401 Unauthorized", Some("t"), extra, ""),
+    );
     assert_eq!(h.sent_to().len(), 1, "only the ACK");
     expect_failed(&mut h, leg, 401);
+}
+
+/// RFC 3515: an agent's REFER in the leg's dialog is accepted (202) and
+/// reported; `notify_refer` answers it with a sipfrag NOTIFY in the same
+/// dialog. Without a Refer-To, or with Replaces (attended), it is refused.
+#[test]
+fn an_agents_refer_is_accepted_reported_and_notified() {
+    let mut h = Harness::new(10);
+    let (leg, inv) = answered_leg(&mut h);
+    let missing = from_agent("REFER", &inv, 2, "z9hG4bK-r0", "", "");
+    feed_agent(&mut h, 1_000, &missing);
+    assert!(h.sent()[0].starts_with("SIP/2.0 400 "));
+    let attended = from_agent(
+        "REFER",
+        &inv,
+        3,
+        "z9hG4bK-r1",
+        "Refer-To: <sip:b@h?Replaces=abc%3Bto-tag%3Dx%3Bfrom-tag%3Dy>\r\n",
+        "",
+    );
+    feed_agent(&mut h, 1_100, &attended);
+    assert!(h.sent()[0].starts_with("SIP/2.0 501 "));
+    assert!(h.events().is_empty());
+    let refer = from_agent(
+        "REFER",
+        &inv,
+        4,
+        "z9hG4bK-r2",
+        "Refer-To: \"Emergency\" <sip:113@127.0.0.1:5060>\r\n",
+        "",
+    );
+    feed_agent(&mut h, 1_200, &refer);
+    assert!(h.sent()[0].starts_with("SIP/2.0 202 "));
+    let events = h.events();
+    assert!(
+        matches!(events.as_slice(), [SipEvent::LegRefer { leg: l, target }] if *l == leg && target == "sip:113@127.0.0.1:5060"),
+        "{events:?}"
+    );
+    h.ep.notify_refer(h.at(1_300), leg, "200 OK", true);
+    let notify = h.sent().remove(0);
+    assert!(
+        notify.starts_with("NOTIFY sip:agent7@10.1.2.3:5062 SIP/2.0\r\n"),
+        "{notify}"
+    );
+    assert_eq!(header(&notify, "Event"), "refer");
+    assert_eq!(
+        header(&notify, "Subscription-State"),
+        "terminated;reason=noresource"
+    );
+    assert_eq!(
+        header(&notify, "Content-Type"),
+        "message/sipfrag;version=2.0"
+    );
+    assert_eq!(header(&notify, "Call-ID"), header(&inv, "Call-ID"));
+    assert!(notify.ends_with("\r\n\r\nSIP/2.0 200 OK\r\n"), "{notify}");
 }
