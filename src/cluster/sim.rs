@@ -275,6 +275,7 @@ impl Store {
                 })
                 .collect(),
             last_id: String::new(),
+            applied: String::new(),
         }
     }
 }

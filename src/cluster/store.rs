@@ -865,6 +865,8 @@ async fn serve_as_dispatcher(
     } else {
         snapshot.last_id.clone()
     };
+    replay_unapplied(&mut reader, p, &snapshot, &last, &mut core).await?;
+    let mut applied_written = last.clone();
     let mut next_tick = tokio::time::Instant::now();
     let mut nodes: Vec<String> = Vec::new();
     loop {
@@ -880,6 +882,14 @@ async fn serve_as_dispatcher(
         if tokio::time::Instant::now() >= next_tick {
             next_tick = tokio::time::Instant::now() + TICK;
             renew(&mut con, scripts, setup, epoch).await?;
+            if last != applied_written {
+                let _: () = redis::cmd("SET")
+                    .arg(format!("{p}applied"))
+                    .arg(&last)
+                    .query_async(&mut con)
+                    .await?;
+                applied_written = last.clone();
+            }
             let connected = Now::read().wall_ms() - shared.up_since.load(Ordering::SeqCst);
             let grace = (NODE_LEASE + TICK).as_millis() as i64;
             nodes = reap(&mut con, scripts, setup, connected >= grace).await?;
@@ -908,6 +918,61 @@ async fn serve_as_dispatcher(
             core.handle_timeout(now);
         }
     }
+}
+
+/// Agents' requests and phone bindings live only in the event stream until
+/// a dispatcher applies them; those sent while no dispatcher ran (or after
+/// the last one last said how far it got) are replayed on top of the
+/// snapshot. Both are idempotent: a second "ready" or the same binding
+/// changes nothing. Joins and leaves need no replay: their entries are
+/// written by the nodes themselves, so the snapshot holds them.
+async fn replay_unapplied(
+    reader: &mut MultiplexedConnection,
+    p: &str,
+    snapshot: &Snapshot,
+    last: &str,
+    core: &mut Dispatcher,
+) -> redis::RedisResult<()> {
+    let mut from = if snapshot.applied.is_empty() {
+        "0-0".to_string()
+    } else {
+        snapshot.applied.clone()
+    };
+    let mut replayed = 0usize;
+    // Bounded: the stream holds at most EVENTS_MAXLEN entries, 500 a read.
+    for _ in 0..=200 {
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(format!("{p}events"))
+            .arg(format!("({from}"))
+            .arg(last)
+            .arg("COUNT")
+            .arg(500)
+            .query_async(reader)
+            .await?;
+        let Some(newest) = reply.ids.last().map(|e| e.id.clone()) else {
+            break;
+        };
+        for entry in &reply.ids {
+            let text: String = entry.get("e").unwrap_or_default();
+            if let Ok(event @ (Event::AgentRequest { .. } | Event::Phone { .. })) =
+                serde_json::from_str::<Event>(&text)
+            {
+                core.handle_event(Now::read(), event);
+                replayed += 1;
+            }
+        }
+        if newest == last {
+            break;
+        }
+        from = newest;
+    }
+    if replayed > 0 {
+        tracing::info!(
+            replayed,
+            "agents' requests no dispatcher had applied: replayed"
+        );
+    }
+    Ok(())
 }
 
 async fn read_events(

@@ -736,6 +736,11 @@ pub struct Snapshot {
     /// The last event the snapshot includes: reading goes on after it.
     #[serde(default)]
     pub last_id: String,
+    /// The last event a dispatcher applied (`0-0`: none ever did). Agents'
+    /// requests and phones between it and `last_id` live only in the
+    /// stream: the new dispatcher replays them.
+    #[serde(default)]
+    pub applied: String,
 }
 
 /// A list, or the empty object Lua's JSON encoder writes for an empty one.

@@ -23,4 +23,5 @@ end
 local last = redis.call('XREVRANGE', p .. 'events', '+', '-', 'COUNT', 1)
 local last_id = '0-0'
 if #last > 0 then last_id = last[1][1] end
-return cjson.encode({ callers = callers, agents = agents, last_id = last_id })
+local applied = redis.call('GET', p .. 'applied') or '0-0'
+return cjson.encode({ callers = callers, agents = agents, last_id = last_id, applied = applied })
