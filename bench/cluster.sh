@@ -20,7 +20,10 @@
 #
 #   bench/cluster.sh [--nodes 1|2] [--callers N] [--agents M] [--rate R]
 #                    [--talk-ms T] [--window S] [--setup-rates "R1 R2 .."]
-#                    [--skip-setup]
+#                    [--skip-setup] [--standalone]
+#
+# --standalone runs one node without Redis (queues in the process), the
+# baseline for what the shared queue adds to an offer decision.
 #
 # Needs sipp, kamailio, redis-server, redis-cli, curl, python3. Raw results
 # (logs, sipp CSVs, Redis INFO, queue logs) go to bench/results/cluster-*/.
@@ -28,7 +31,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NODES=2 CALLERS=800 AGENTS=50 RATE=200 TALK_MS=3000 WINDOW=30
-SETUP_RATES="100 200 400" SKIP_SETUP=0 SETUP_SECONDS=40
+SETUP_RATES="100 200 400" SKIP_SETUP=0 SETUP_SECONDS=40 STANDALONE=0
 while (($#)); do
     case "$1" in
         --nodes) NODES=$2; shift 2 ;;
@@ -39,7 +42,8 @@ while (($#)); do
         --window) WINDOW=$2; shift 2 ;;
         --setup-rates) SETUP_RATES=$2; shift 2 ;;
         --skip-setup) SKIP_SETUP=1; shift ;;
-        -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
+        --standalone) STANDALONE=1; NODES=1; shift ;;
+        -h | --help) sed -n '2,32p' "$0"; exit 0 ;;
         *) echo "cluster.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -127,8 +131,9 @@ KAMAILIO_PID=$!
 for n in $(seq 1 "$NODES"); do
     i=$((n - 1))
     rtp_lo=$((30000 + i * 5000))
-    "$BIN" serve --config "$RUN_DIR/hotline.yaml" --node-id "n$n" \
-        --redis "redis://127.0.0.1:$REDIS_PORT/0" \
+    cluster_flags=(--node-id "n$n" --redis "redis://127.0.0.1:$REDIS_PORT/0")
+    ((STANDALONE)) && cluster_flags=()
+    "$BIN" serve --config "$RUN_DIR/hotline.yaml" "${cluster_flags[@]}" \
         --sip-listen "127.0.0.1:${SIP_PORTS[$i]}" --http-listen "127.0.0.1:${HTTP_PORTS[$i]}" \
         --flows ivr-flows --data-dir "$RUN_DIR/n$n" --rtp-ports "$rtp_lo-$((rtp_lo + 4999))" \
         >"$RUN_DIR/n$n.log" 2>&1 &
@@ -165,7 +170,7 @@ node_ticks() { local t=0 p; for p in "${NODE_PIDS[@]}"; do t=$((t + $(cpu_ticks 
 
 SUMMARY="$RUN_DIR/summary.txt"
 say() { echo "$*" | tee -a "$SUMMARY"; }
-say "cluster benchmark: $NODES node(s) behind Kamailio, Redis $(redis-server --version | awk '{ print $3 }'), $(nproc) CPUs, $(date -u +%FT%TZ)"
+say "cluster benchmark: $NODES node(s)$( ((STANDALONE)) && echo " (standalone, no Redis)") behind Kamailio, Redis $(redis-server --version | awk '{ print $3 }'), $(nproc) CPUs, $(date -u +%FT%TZ)"
 
 # ----------------------------------------------------------- setup phase --
 if ((SKIP_SETUP == 0)); then

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod control;
+pub mod digest;
 pub mod duration;
 pub mod events;
 pub mod flow;

@@ -5,10 +5,10 @@
 //! an agent redacts them, so they never reach a log.
 
 use super::yaml::{check_proficiency, read_file, SourceError};
+use crate::digest::{self, Algorithm, Ha1Set};
 use crate::duration::{self, Written};
 use crate::ids::CallerId;
 use crate::language::Language;
-use crate::registrar::digest::{self, Algorithm, Ha1Set};
 use crate::registrar::CredentialStore;
 use serde::Deserialize;
 use serde_saphyr::Spanned;

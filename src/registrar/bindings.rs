@@ -11,10 +11,10 @@
 //! without angle brackets or header parameters, and a phone refreshes with the
 //! same text it registered.
 
-use super::digest::{
+use super::failures::{FailureConfig, FailureReason, Failures, RegisterFailure};
+use crate::digest::{
     parse_authorization, Algorithm, Challenge, DigestAuth, Ha1Set, RejectReason, Verdict,
 };
-use super::failures::{FailureConfig, FailureReason, Failures, RegisterFailure};
 use crate::ids::AgentId;
 use crate::sip::Transport;
 use std::collections::{HashMap, VecDeque};
@@ -523,7 +523,7 @@ impl Registrar {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registrar::digest::{ha1, DigestConfig};
+    use crate::digest::{ha1, DigestConfig};
     use crate::registrar::failures::FailureReason;
 
     struct Store;

@@ -1,20 +1,20 @@
-//! Where agents' softphones register: digest authentication (RFC 7616) and the
-//! bindings of each agent to the contacts it can be rung at (RFC 3261 §10).
+//! Where agents' softphones register: digest authentication (RFC 7616, in
+//! `crate::digest`, which our INVITEs to trunks use too) and the bindings of
+//! each agent to the contacts it can be rung at (RFC 3261 §10).
 //!
 //! Both are sans-IO: the SIP layer parses REGISTER, hands the values in with
 //! `now`, and sends what comes back.
 
 pub mod bindings;
-pub mod digest;
 pub mod failures;
 
+pub use crate::digest::{
+    ha1, parse_authorization, Algorithm, Challenge, DigestAuth, DigestConfig, DigestResponse,
+    Ha1Set, Verdict, DEFAULT_ALGORITHMS,
+};
 pub use bindings::{
     Binding, BindingInfo, ContactParam, Contacts, CredentialStore, RegisterOutcome,
     RegisterRequest, Registrar, RegistrarConfig, RegistrarEvent,
-};
-pub use digest::{
-    ha1, parse_authorization, Algorithm, Challenge, DigestAuth, DigestConfig, DigestResponse,
-    Ha1Set, Verdict, DEFAULT_ALGORITHMS,
 };
 pub use failures::{FailureConfig, FailureReason, RegisterFailure};
 

@@ -176,7 +176,7 @@ impl SipEndpoint {
         let slot = inv.leg;
         let challenge = msg
             .headers_named(challenge_header)
-            .find_map(|v| crate::registrar::digest::parse_challenge(v).ok());
+            .find_map(|v| crate::digest::parse_challenge(v).ok());
         let Some(challenge) = challenge else {
             tracing::warn!(
                 leg = slot.0,
@@ -200,7 +200,7 @@ impl SipEndpoint {
         let (branch, via) = self.new_via(auth.transport);
         sent.via = via;
         sent.cseq += 1;
-        let value = crate::registrar::digest::answer_challenge(
+        let value = crate::digest::answer_challenge(
             &challenge,
             &auth.credentials.username,
             &auth.credentials.password,
