@@ -497,7 +497,15 @@ fn the_one_command_demo_starts_redis_kamailio_and_two_nodes_that_take_calls() {
     let front = free_port_run();
     let redis = support::free_tcp_port();
     let (http_a, http_b) = (support::free_tcp_port(), support::free_tcp_port());
-    let mut script = std::process::Command::new(support::repo().join("scripts/cluster.sh"))
+    // Through perl (Debian's perl-base is always there) to give the script
+    // the default Ctrl-C: a shell started with SIGINT ignored (as a
+    // background job of a non-interactive shell is) cannot trap it.
+    let mut script = std::process::Command::new("perl")
+        .args([
+            "-e",
+            "$SIG{INT} = 'DEFAULT'; exec @ARGV or die \"exec: $!\"",
+        ])
+        .arg(support::repo().join("scripts/cluster.sh"))
         .env("HOTLINE_BIN", env!("CARGO_BIN_EXE_hotline"))
         .env("CLUSTER_PORT", front.to_string())
         .env("REDIS_PORT", redis.to_string())

@@ -565,6 +565,14 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
     /// without a BYE. Ask it with an in-dialog OPTIONS; `ProbeFailed` ends the
     /// call, so no agent is left stuck "on call".
     fn rtp_silent(&mut self, now: Now, media_key: CallId) {
+        if let Some(leg) = self.trunk_leg_of_media(media_key) {
+            tracing::info!(
+                leg = leg.0,
+                "no RTP from the far end of a transfer: probing"
+            );
+            self.endpoint.probe(now.mono, leg);
+            return;
+        }
         let caller = CallId(media_key.0 & !queueing::AGENT_LEG_BIT);
         if media_key == caller {
             if self.calls.contains_key(&caller) {

@@ -355,6 +355,15 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         self.join_queue(now, key, &queue, &options);
     }
 
+    /// The transfer leg whose media is `media_key`, if it is one.
+    pub(super) fn trunk_leg_of_media(&self, media_key: CallId) -> Option<LegKey> {
+        if media_key.0 & TRUNK_LEG_BIT == 0 {
+            return None;
+        }
+        let caller = CallId(media_key.0 & !TRUNK_LEG_BIT);
+        self.calls.get(&caller).and_then(|c| c.trunk_leg)
+    }
+
     /// Whether `leg` is a transfer leg (its events are handled here).
     pub(super) fn is_trunk_leg(&self, leg: LegKey) -> bool {
         self.trunk_legs.contains_key(&leg)
