@@ -44,7 +44,7 @@ PROBE=${RTP_PROBE:-target/release/rtp-probe}
 # The agents' voice: as long as a call lasts, so a bridge never goes quiet.
 "$PROBE" pcap --out bench/results/agent-talk.pcap --seconds $(((TALK_MS + 999) / 1000))
 
-SIP_PORT=$(free_port); HTTP_PORT=$(free_port); PROBE_PORT=$(free_port); SINK_PORT=$(free_port)
+SIP_PORT=$(free_port); HTTP_PORT=$(free_tcp_port); PROBE_PORT=$(free_port); SINK_PORT=$(free_port)
 PHONES_PORT=$(free_port)
 
 # Agents: a1..aM, Polish speakers, one shared demo password.

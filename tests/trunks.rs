@@ -151,6 +151,18 @@ fn pressing_9_puts_the_caller_through_a_challenging_trunk_with_audio_both_ways()
         ),
         ("pstn", "113", "answered", "far_end")
     );
+    // `hotline report` tells it too.
+    let report = std::process::Command::new(env!("CARGO_BIN_EXE_hotline"))
+        .arg("report")
+        .arg("--data-dir")
+        .arg(hotline.data_dir())
+        .output()
+        .expect("hotline report");
+    let text = String::from_utf8_lossy(&report.stdout);
+    assert!(
+        text.contains("transfer legs through trunks: 1 answered"),
+        "{text}"
+    );
 }
 
 /// The caller speaks and the far end hears it; the far end hangs up, so

@@ -404,7 +404,12 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             l.answered_at = Some(now.mono);
         }
         if let Some(call) = self.calls.get_mut(&key) {
-            call.connected_at = Some(now.mono);
+            // A caller put through from the IVR is connected now; one who
+            // waited keeps their agent's answer time (or none): the report's
+            // speed of answer and service level count agents only.
+            if call.connected_at.is_none() && call.queued_at.is_none() {
+                call.connected_at = Some(now.mono);
+            }
         }
         self.set_stage(key, Stage::Transfer);
         self.observe(Observation::TransferEnded {

@@ -19,8 +19,8 @@ mod writer;
 
 pub use journal::Journal;
 pub use report::{
-    ended_calls, queue_log, queue_log_csv, queue_log_text, report, to_csv, to_text, Bucket,
-    EndedCall, ReportOptions, ReportRow,
+    ended_calls, legs_summary, legs_text, queue_log, queue_log_csv, queue_log_text, report, to_csv,
+    to_text, Bucket, EndedCall, ReportOptions, ReportRow,
 };
 pub use store::{Added, Store, StoreError};
 pub use writer::{RecordSink, WriterObserver};

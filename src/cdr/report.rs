@@ -85,6 +85,41 @@ pub fn report(store: &Store, options: &ReportOptions) -> Result<Vec<ReportRow>, 
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// Legs we placed (transfers through trunks) that started in the period,
+/// by kind and outcome: `(kind, outcome, count)`.
+pub fn legs_summary(
+    store: &Store,
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+) -> Result<Vec<(String, String, i64)>, StoreError> {
+    let mut stmt = store.connection().prepare(
+        "SELECT kind, outcome, COUNT(*) FROM legs WHERE started_ms >= ?1 AND started_ms < ?2
+         GROUP BY kind, outcome ORDER BY kind, outcome",
+    )?;
+    let rows = stmt.query_map(
+        rusqlite::params![from_ms.unwrap_or(i64::MIN), to_ms.unwrap_or(i64::MAX)],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// One line per kind of leg: `transfers: 3 answered, 1 failed`.
+pub fn legs_text(rows: &[(String, String, i64)]) -> String {
+    let mut by_kind: Vec<(&str, Vec<String>)> = Vec::new();
+    for (kind, outcome, n) in rows {
+        let part = format!("{n} {outcome}");
+        match by_kind.iter_mut().find(|(k, _)| *k == kind.as_str()) {
+            Some((_, parts)) => parts.push(part),
+            None => by_kind.push((kind.as_str(), vec![part])),
+        }
+    }
+    let mut out = String::new();
+    for (kind, parts) in by_kind {
+        let _ = writeln!(out, "{kind} legs through trunks: {}", parts.join(", "));
+    }
+    out
+}
+
 fn percent(v: Option<f64>) -> String {
     v.map(|v| format!("{:.1}", v * 100.0))
         .unwrap_or_else(|| "-".into())

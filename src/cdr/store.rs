@@ -224,9 +224,18 @@ impl Store {
     /// Whether the schema has the queue log (a read-only open of an older
     /// database does not migrate it).
     pub fn has_queue_log(&self) -> Result<bool, StoreError> {
+        self.has_table("queue_log")
+    }
+
+    /// Whether the schema has the legs table (version 3 on).
+    pub fn has_legs(&self) -> Result<bool, StoreError> {
+        self.has_table("legs")
+    }
+
+    fn has_table(&self, name: &str) -> Result<bool, StoreError> {
         let n: i64 = self.conn.query_row(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'queue_log'",
-            [],
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [name],
             |r| r.get(0),
         )?;
         Ok(n > 0)

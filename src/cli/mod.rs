@@ -329,6 +329,10 @@ fn report_inner(args: &ReportArgs) -> Result<(), String> {
     };
     let rows = cdr::report(&store, &options).map_err(|e| e.to_string())?;
     print!("{}", cdr::to_text(&rows, args.threshold_s));
+    if store.has_legs().map_err(|e| e.to_string())? {
+        let legs = cdr::legs_summary(&store, from_ms, to_ms).map_err(|e| e.to_string())?;
+        print!("{}", cdr::legs_text(&legs));
+    }
     if let Some(csv) = &args.csv {
         std::fs::write(csv, cdr::to_csv(&rows)).map_err(|e| format!("{}: {e}", csv.display()))?;
     }
