@@ -797,6 +797,7 @@ async fn dispatch(
             .arg(&setup.incarnation)
             .arg(DISPATCHER_LEASE.as_millis() as u64)
             .arg(floor)
+            .arg("take")
             .invoke_async(&mut con)
             .await;
         let epoch = match claimed {
@@ -1014,6 +1015,7 @@ async fn renew(
         .arg(&setup.incarnation)
         .arg(DISPATCHER_LEASE.as_millis() as u64)
         .arg(epoch)
+        .arg("renew")
         .invoke_async(con)
         .await?;
     if renewed == -1 {
