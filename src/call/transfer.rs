@@ -157,12 +157,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                 return false;
             }
         };
-        let other = if codec == Codec::Pcmu {
-            Codec::Pcma
-        } else {
-            Codec::Pcmu
-        };
-        let offered_codecs = [codec, other];
+        let offered_codecs = super::queueing::codecs_for_leg(codec);
         let offer = sdp::offer(self.media_ip, port, key.0, 1, &offered_codecs, Some(101));
         let leg = self.endpoint.invite(
             now.mono,
@@ -389,11 +384,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             tracing::warn!(call = key.0, leg = leg.0, "transfer answer unusable");
             self.endpoint.hangup(now.mono, leg);
             self.trunk_leg_over(now, leg, Some(488), crate::cdr::hung_up_by::SERVICE);
-            if by_api {
-                self.back_to_queue(now, key);
-            } else {
-                self.flow_event(now, key, FlowEvent::TransferFailed);
-            }
+            self.not_put_through(now, key, by_api);
             return;
         };
         let media_key = trunk_media_key(key);
@@ -431,6 +422,12 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         self.observe(Observation::TransferEnded {
             result: transfer_result::FAILED,
         });
+        self.not_put_through(now, key, by_api);
+    }
+
+    /// After a transfer leg failed: the flow's `on_failure`, or back to the
+    /// queue for a transfer the API asked for.
+    fn not_put_through(&mut self, now: Now, key: CallId, by_api: bool) {
         if by_api {
             self.back_to_queue(now, key);
         } else {

@@ -42,6 +42,17 @@ pub(super) fn agent_media_key(call: CallId) -> CallId {
     CallId(call.0 | AGENT_LEG_BIT)
 }
 
+/// What a leg we place offers: the caller's codec first, so that no
+/// transcoding is needed when the other phone speaks it, then the other.
+pub(super) fn codecs_for_leg(callers: Codec) -> [Codec; 2] {
+    let other = if callers == Codec::Pcmu {
+        Codec::Pcma
+    } else {
+        Codec::Pcmu
+    };
+    [callers, other]
+}
+
 /// A caller in a queue.
 #[derive(Debug, Clone)]
 pub(super) struct Queued {
@@ -316,15 +327,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                 return;
             }
         };
-        // The caller's codec first, so that no transcoding is needed when the
-        // agent's phone speaks it.
-        let first = call.codec;
-        let other = if first == Codec::Pcmu {
-            Codec::Pcma
-        } else {
-            Codec::Pcmu
-        };
-        let offered_codecs = [first, other];
+        let offered_codecs = codecs_for_leg(call.codec);
         let sdp_offer = sdp::offer(
             self.media_ip,
             port,
