@@ -23,6 +23,19 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Whether `port` was not handed out before in this test process: the
+/// kernel may give a just-released port to the next `bind(0)`, and two
+/// tests running side by side must never be told the same port.
+fn first_time(port: u16) -> bool {
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    if handed_out.contains(&port) {
+        return false;
+    }
+    handed_out.push(port);
+    true
+}
+
 /// A free loopback port usable for both UDP and TCP (SIP listens on both).
 pub fn free_sip_port() -> u16 {
     for _ in 0..200 {
@@ -30,7 +43,7 @@ pub fn free_sip_port() -> u16 {
             continue;
         };
         let Ok(addr) = udp.local_addr() else { continue };
-        if TcpListener::bind(addr).is_ok() {
+        if TcpListener::bind(addr).is_ok() && first_time(addr.port()) {
             return addr.port();
         }
     }
@@ -38,10 +51,16 @@ pub fn free_sip_port() -> u16 {
 }
 
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free tcp port")
+    for _ in 0..200 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free tcp port");
+        if first_time(port) {
+            return port;
+        }
+    }
+    panic!("no free loopback TCP port");
 }
 
 /// A distinct RTP range per server, below the ephemeral range.
@@ -91,7 +110,7 @@ impl Hotline {
         let flows = options.flows.unwrap_or_else(|| repo().join("ivr-flows"));
         Hotline::launch(flows.clone(), |cmd, data| {
             cmd.arg("--flows").arg(&flows);
-            if let Some(config) = options.config {
+            if let Some(config) = &options.config {
                 let path = data.join("hotline.yaml");
                 std::fs::write(&path, config).expect("write config");
                 cmd.arg("--config").arg(path);
@@ -126,8 +145,39 @@ impl Hotline {
     }
 
     /// Starts `hotline serve` on free loopback ports with a fresh data
-    /// directory; `configure` adds the rest of the command line.
-    fn launch(flows: PathBuf, configure: impl FnOnce(&mut Command, &Path)) -> Hotline {
+    /// directory; `configure` adds the rest of the command line. A port
+    /// some other process took between our probe and the service's bind
+    /// ("Address already in use") is not the test's failure: it starts
+    /// again on other ports, up to three times.
+    fn launch(flows: PathBuf, configure: impl Fn(&mut Command, &Path)) -> Hotline {
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            let mut hotline = Hotline::spawn_on_free_ports(flows.clone(), &configure);
+            let outcome = poll(Duration::from_secs(20), Duration::from_millis(20), || {
+                if hotline.count_log("hotline ready") > 0 {
+                    Ok(true)
+                } else if hotline.count_log("Address already in use") > 0 {
+                    Ok(false)
+                } else {
+                    Err("no line with \"hotline ready\" within 20s".to_string())
+                }
+            });
+            match outcome {
+                Ok(true) => return hotline,
+                Ok(false) if attempt < ATTEMPTS => {
+                    let _ = hotline.child.kill();
+                    let _ = hotline.child.wait();
+                }
+                Ok(false) | Err(_) => panic!(
+                    "hotline did not start; printed:\n{}",
+                    hotline.log().join("\n")
+                ),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn spawn_on_free_ports(flows: PathBuf, configure: &impl Fn(&mut Command, &Path)) -> Hotline {
         let data = tempfile::tempdir().expect("tempdir");
         let sip: SocketAddr = format!("127.0.0.1:{}", free_sip_port())
             .parse()
@@ -152,7 +202,7 @@ impl Hotline {
         let mut child = cmd.spawn().expect("start hotline");
         let log = Lines::default();
         log.collect(child.stderr.take().expect("stderr"));
-        let hotline = Hotline {
+        Hotline {
             child,
             args,
             cwd,
@@ -162,9 +212,7 @@ impl Hotline {
             rtp,
             log,
             _data: data,
-        };
-        hotline.wait_for_log("hotline ready", Duration::from_secs(20));
-        hotline
+        }
     }
 
     /// Starts the service again as it was started (same ports, data and
