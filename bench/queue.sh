@@ -12,6 +12,9 @@
 #
 #   bench/queue.sh [--callers N] [--agents M] [--talk-ms T] [--rate R] [--window S]
 #                  [--silent-agents] [--no-echo]
+#
+# PERF_OUT=file records a `perf` profile of the service over the window
+# (costs some CPU: compare profiles, not the CPU figure, of such runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -106,6 +109,9 @@ for _ in $(seq 120); do
     sleep 1
 done
 echo start >&3
+if [ -n "${PERF_OUT:-}" ]; then
+    perf record -F 499 -p "$SERVICE" -o "$PERF_OUT" -- sleep "$WINDOW" >/dev/null 2>&1 &
+fi
 t0=$(cpu_ticks "$SERVICE"); s0=$(date +%s.%N)
 queue0=$(metric 'hotline_calls_active{stage="queue"}'); agent0=$(metric 'hotline_calls_active{stage="agent"}')
 rx0=$(metric hotline_rtp_packets_received_total); tx0=$(metric hotline_rtp_packets_sent_total); rl0=$(metric hotline_rtp_packets_relayed_total)

@@ -639,8 +639,11 @@ impl Metrics {
                 .with_label_values(&name)
                 .set(q.estimated_wait.map(|d| d.as_secs_f64()).unwrap_or(0.0));
         }
+        let Some(agents) = &gauges.agents else {
+            return;
+        };
         self.agents.reset();
-        for agent in &gauges.agents {
+        for agent in agents {
             for language in agent.skills.keys() {
                 self.agents
                     .with_label_values(&[language.code(), agent.state.label()])

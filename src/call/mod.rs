@@ -244,6 +244,13 @@ pub struct CallManager<M: MediaControl, Q: QueueService = Acd> {
     stage_counts: [u64; 4],
     /// Whether the figures behind the gauges moved since the shell last read them.
     gauges_changed: bool,
+    /// Moves on whenever an agent's state or the agent list moved; the
+    /// flows' ready counts and the agent gauges are rebuilt only then.
+    agents_generation: u64,
+    agents_in_env: u64,
+    agents_in_gauges: u64,
+    /// The queue statistics of the latest flow view, for the gauges.
+    whole_stats: Option<Vec<crate::acd::QueueStats>>,
 }
 
 /// A call accepted but not answered yet (ringing for the answer delay).
@@ -330,6 +337,10 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             outputs: VecDeque::new(),
             stage_counts: [0; 4],
             gauges_changed: true,
+            agents_generation: 1,
+            agents_in_env: 0,
+            agents_in_gauges: 0,
+            whole_stats: None,
         };
         manager.offer_languages(now);
         manager.refresh_flow_env(now);
@@ -370,6 +381,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         self.warn_unusable_accounts(&agents);
         self.queue.set_agents(now, agents.clone());
         self.agents = Arc::new(agents);
+        self.agents_generation = self.agents_generation.wrapping_add(1);
         self.drain_queue(now);
     }
 

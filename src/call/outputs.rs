@@ -77,7 +77,9 @@ pub struct CoreGauges {
     /// Calls per stage (`hotline_calls_active{stage}`).
     pub calls_active: Vec<(Stage, u64)>,
     pub queues: Vec<QueueStats>,
-    pub agents: Vec<AgentView>,
+    /// Every agent, when an agent's state moved since the last read (`None`:
+    /// `hotline_agents` stays as it is).
+    pub agents: Option<Vec<AgentView>>,
     /// (trunk, channels in use, limit) (`hotline_trunk_channels`).
     pub trunks: Vec<(String, u32, u32)>,
 }
@@ -93,13 +95,22 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         if !std::mem::take(&mut self.gauges_changed) {
             return None;
         }
+        let local = self.queue.is_local();
+        // The figures the flows' view was just built from, when they are
+        // this node's alone: queue statistics are not computed twice.
+        let queues = match self.whole_stats.take() {
+            Some(stats) if local => stats,
+            _ => self.queue.local_stats(now),
+        };
+        let agents_moved = self.agents_generation != self.agents_in_gauges;
+        self.agents_in_gauges = self.agents_generation;
         Some(CoreGauges {
             calls_active: Stage::ALL
                 .iter()
                 .map(|&s| (s, self.stage_counts[s as usize]))
                 .collect(),
-            queues: self.queue.local_stats(now),
-            agents: self.queue.local_agents(),
+            queues,
+            agents: (agents_moved || !local).then(|| self.queue.local_agents()),
             trunks: self.trunks.channels(),
         })
     }

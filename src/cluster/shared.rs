@@ -508,6 +508,11 @@ fn join_request(caller: &CallerId, own: &OwnCaller) -> JoinRequest {
 }
 
 impl QueueService for SharedQueue {
+    /// The view moves with the store, not only with this node's actions.
+    fn is_local(&self) -> bool {
+        false
+    }
+
     fn set_queues(&mut self, now: Now, config: QueuesConfig) {
         self.now = Some(now);
         self.queues = config.clone();

@@ -124,6 +124,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
     ) {
         tracing::info!(agent = %agent.as_str(), state = state.label(),
             pending = pending.map(|p| p.label()), entered, "agent state");
+        self.agents_generation = self.agents_generation.wrapping_add(1);
         if entered {
             // The queue log and gauges follow states entered.
             self.log_agent_state(now, agent, state);
@@ -237,7 +238,8 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
     pub(in crate::call) fn refresh_flow_env(&mut self, now: Now) {
         self.gauges_changed = true;
         self.env.queues.clear();
-        for q in self.queue.stats(now) {
+        let stats = self.queue.stats(now);
+        for q in &stats {
             self.env.queues.insert(
                 q.name.clone(),
                 crate::flow::QueueState {
@@ -246,6 +248,13 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                 },
             );
         }
+        self.whole_stats = Some(stats);
+        // Ready agents are counted again only when an agent's state moved.
+        let local = self.queue.is_local();
+        if local && self.agents_in_env == self.agents_generation {
+            return;
+        }
+        self.agents_in_env = self.agents_generation;
         self.env.agents_ready.clear();
         for agent in self.queue.agents() {
             if agent.state.label() == "ready" {
