@@ -77,6 +77,29 @@ pub struct WaitingCall {
     pub messages: Vec<(MessageTiming, Option<Instant>)>,
     /// The `Timer::Message` armed for the earliest due message.
     pub next_message: Option<Instant>,
+    /// The place is kept but offered to nobody (a caller confirming a
+    /// callback, a callback between attempts or outside its hours).
+    pub held: Option<Held>,
+    /// The caller hung up to be called back: nothing is said to them any
+    /// more; an agent's offer leads to dialling them.
+    pub callback: bool,
+}
+
+/// How long a held place stays out of routing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Held {
+    /// Until the call layer releases it.
+    Indefinitely,
+    Until(Instant),
+}
+
+impl Held {
+    pub fn holds_at(self, now: Instant) -> bool {
+        match self {
+            Held::Indefinitely => true,
+            Held::Until(t) => now < t,
+        }
+    }
 }
 
 impl WaitingCall {
@@ -93,6 +116,11 @@ impl WaitingCall {
     }
 
     /// The earliest time a wait message is due.
+    /// Whether routing passes the caller over now.
+    pub fn is_held(&self, now: Instant) -> bool {
+        self.held.is_some_and(|h| h.holds_at(now))
+    }
+
     pub fn message_due(&self) -> Option<Instant> {
         self.messages.iter().filter_map(|(_, due)| *due).min()
     }

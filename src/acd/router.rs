@@ -18,7 +18,7 @@ use super::agents::{
 };
 use super::config::{NoAgentsPolicy, QueueConfig, QueuesConfig, Requirement};
 use super::estimate::{estimate_wait, AgentLoad, ErrorSummary, PredictionError};
-use super::queue::{Offer, OrderKey, QueueRuntime, WaitingCall, MAX_MESSAGES};
+use super::queue::{Held, Offer, OrderKey, QueueRuntime, WaitingCall, MAX_MESSAGES};
 use super::service::{
     CancelReason, JoinRequest, Leave, LeaveOutcome, NotJoined, OfferResult, QueueAction,
     QueueError, QueueExit, QueueService,
@@ -26,6 +26,7 @@ use super::service::{
 use crate::ids::{CallerId, OfferId};
 use crate::language::Language;
 use crate::time::Now;
+use chrono::{DateTime, Utc};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -39,6 +40,8 @@ enum Timer {
     RingTimeout(CallerId),
     WrapUpEnd(AgentId),
     HoldOffEnd(AgentId),
+    /// A held place comes back into routing.
+    HoldEnd(CallerId),
 }
 
 #[derive(Clone, Debug)]
@@ -223,6 +226,8 @@ impl Acd {
                 .map(|m| (*m, Some(later(joined_at, m.after))))
                 .collect(),
             next_message: None,
+            held: None,
+            callback: false,
         };
         self.timers
             .insert((waiting.max_wait_at, Timer::MaxWait(call.clone())));
@@ -277,6 +282,70 @@ impl Acd {
         self.take_out(now, call, LeaveOutcome::Abandoned { short })
     }
 
+    /// Keeps the caller's place out of routing until `until` (`None`: until
+    /// released by a `hold` with a time). A ringing offer is withdrawn: the
+    /// caller is busy with something else (confirming a callback).
+    fn hold_place(&mut self, now: Now, call: &CallerId, until: Option<Instant>) -> bool {
+        let Some(c) = self.calls.get_mut(call) else {
+            return false;
+        };
+        if let Some(Held::Until(t)) = c.held.take() {
+            self.timers.remove(&(t, Timer::HoldEnd(call.clone())));
+        }
+        let held = match until {
+            None => Held::Indefinitely,
+            Some(t) if t <= now.mono => {
+                self.dispatch(now.mono);
+                return true;
+            }
+            Some(t) => Held::Until(t),
+        };
+        c.held = Some(held);
+        if let Held::Until(t) = held {
+            self.timers.insert((t, Timer::HoldEnd(call.clone())));
+        }
+        if let Some(offer) = c.offer.take() {
+            self.timers
+                .remove(&(offer.deadline, Timer::RingTimeout(call.clone())));
+            if let Some(slot) = self.agents.get_mut(&offer.agent) {
+                if slot.rt.offer_withdrawn().is_ok() {
+                    self.actions.push_back(QueueAction::CancelOffer {
+                        offer: offer.id,
+                        caller: call.clone(),
+                        agent: offer.agent.clone(),
+                        reason: CancelReason::CallerLeft,
+                    });
+                    self.actions.push_back(slot.changed());
+                }
+            }
+            self.dispatch(now.mono);
+        }
+        true
+    }
+
+    /// The caller hung up to be called back: silent from now on, waiting
+    /// (with agents or not) until `until` at the latest.
+    fn keep_callback(&mut self, now: Now, call: &CallerId, until: Instant) -> bool {
+        let Some(c) = self.calls.get_mut(call) else {
+            return false;
+        };
+        c.callback = true;
+        c.no_agents = NoAgentsPolicy::Wait;
+        if let Some(t) = c.next_announce.take() {
+            self.timers.remove(&(t, Timer::Announce(call.clone())));
+        }
+        if let Some(t) = c.next_message.take() {
+            self.timers.remove(&(t, Timer::Message(call.clone())));
+        }
+        c.messages.clear();
+        self.timers
+            .remove(&(c.max_wait_at, Timer::MaxWait(call.clone())));
+        c.max_wait_at = until.max(now.mono);
+        self.timers
+            .insert((c.max_wait_at, Timer::MaxWait(call.clone())));
+        true
+    }
+
     /// Withdraws any offer, then removes the caller.
     fn take_out(&mut self, now: Instant, call: &CallerId, outcome: LeaveOutcome) -> bool {
         let Some(c) = self.calls.get_mut(call) else {
@@ -322,6 +391,9 @@ impl Acd {
         if let Some(o) = &c.offer {
             self.timers
                 .remove(&(o.deadline, Timer::RingTimeout(call.clone())));
+        }
+        if let Some(Held::Until(t)) = c.held {
+            self.timers.remove(&(t, Timer::HoldEnd(call.clone())));
         }
         let waited = now.saturating_duration_since(c.joined_at);
         let mut prediction = None;
@@ -504,7 +576,9 @@ impl Acd {
                 Timer::Announce(call) => {
                     if let Some(c) = self.calls.get_mut(&call) {
                         c.next_announce = None;
-                        if c.offer.is_some() {
+                        if c.callback {
+                            // Nobody on the line to tell.
+                        } else if c.offer.is_some() {
                             self.schedule_announce(now, &call);
                         } else {
                             self.announce(now, &call, false);
@@ -552,6 +626,13 @@ impl Acd {
                 Timer::HoldOffEnd(id) => {
                     self.hold_timers.remove(&id);
                 }
+                Timer::HoldEnd(call) => {
+                    if let Some(c) = self.calls.get_mut(&call) {
+                        if c.held == Some(Held::Until(t)) {
+                            c.held = None;
+                        }
+                    }
+                }
             }
         }
         self.dispatch(now);
@@ -590,6 +671,9 @@ impl Acd {
             return;
         };
         c.next_message = None;
+        if c.callback {
+            return;
+        }
         if c.offer.is_some() {
             let at = later(now, MESSAGE_RETRY);
             c.next_message = Some(at);
@@ -736,7 +820,7 @@ impl Acd {
             let Some(c) = self.calls.get(call) else {
                 continue;
             };
-            if c.offer.is_some() {
+            if c.offer.is_some() || c.is_held(now) {
                 continue;
             }
             let Some(q) = self.queues.get(c.queue) else {
@@ -1239,6 +1323,20 @@ impl QueueService for Acd {
 
     fn is_queued(&self, caller: &CallerId) -> bool {
         self.calls.contains_key(caller)
+    }
+
+    fn hold(&mut self, now: Now, caller: &CallerId, until: Option<DateTime<Utc>>) -> bool {
+        self.hold_place(now, caller, until.map(|t| now.mono_at(t)))
+    }
+
+    fn keep_for_callback(&mut self, now: Now, caller: &CallerId, until: DateTime<Utc>) -> bool {
+        let done = self.keep_callback(now, caller, now.mono_at(until));
+        self.dispatch(now.mono);
+        done
+    }
+
+    fn holds_places(&self) -> bool {
+        true
     }
 }
 

@@ -312,6 +312,13 @@ pub trait QueueService {
     fn local_agents(&self) -> Vec<AgentView> {
         self.agents()
     }
+    /// Whether the engine's figures are this node's alone and its agents
+    /// change only through `AgentStateChanged` actions (the in-process
+    /// engine). A shared engine's view also moves with the store, so the
+    /// call layer reads its figures again on every change.
+    fn is_local(&self) -> bool {
+        true
+    }
     fn agent_state_of(&self, agent: &AgentId) -> Option<AgentState>;
     /// The state the agent asked for during a call or wrap-up, if any.
     fn agent_pending_of(&self, agent: &AgentId) -> Option<RequestedState>;
@@ -323,4 +330,25 @@ pub trait QueueService {
     fn position(&self, now: Now, caller: &CallerId) -> Option<usize>;
     /// Whether the caller is waiting (or ringing an agent) in a queue.
     fn is_queued(&self, caller: &CallerId) -> bool;
+
+    /// Keeps the caller's place but offers them to nobody: until `until`,
+    /// or with `None` until `hold` is called again with a time (a time
+    /// already past releases the place at once). A ringing offer is
+    /// withdrawn. False when the caller is not queued, or the engine cannot
+    /// hold places (then it offers no callbacks either).
+    fn hold(&mut self, _now: Now, _caller: &CallerId, _until: Option<DateTime<Utc>>) -> bool {
+        false
+    }
+    /// The caller hung up to be called back: their entry keeps its place
+    /// and is offered to agents as before, but nothing is said to them any
+    /// more, nobody logging out takes them out, and they wait until `until`
+    /// at the latest (then `QueueTimeout`).
+    fn keep_for_callback(&mut self, _now: Now, _caller: &CallerId, _until: DateTime<Utc>) -> bool {
+        false
+    }
+    /// Whether `hold` and `keep_for_callback` work here (callbacks are
+    /// offered only then).
+    fn holds_places(&self) -> bool {
+        false
+    }
 }

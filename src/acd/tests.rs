@@ -1563,3 +1563,110 @@ proptest! {
         run(events, pause, fallback)?;
     }
 }
+
+/// A place held for `held` (a caller confirming a callback) is passed over
+/// and comes back, ahead of later joiners, when released.
+#[test]
+fn a_held_place_is_passed_over_and_kept_until_released() {
+    let mut acd = Setup::new().agent("a", &[(Language::Pl, 5)]).start();
+    let t0 = acd.t0;
+    join(&mut acd, t0, 1, Language::Pl);
+    join(&mut acd, t0 + secs(1), 2, Language::Pl);
+    let now = acd.at(t0 + secs(2));
+    assert!(acd.engine.hold(now, &caller(CallId(1)), None));
+    assert!(
+        !acd.engine.hold(now, &caller(CallId(9)), None),
+        "not queued"
+    );
+    drain(&mut acd);
+    ready(&mut acd, t0 + secs(3), "a");
+    assert_eq!(offers(&drain(&mut acd)), vec![(CallId(2), "a".to_string())]);
+    acd.answer(t0 + secs(4), 2, "a");
+    join(&mut acd, t0 + secs(5), 3, Language::Pl);
+    acd.call_ended(t0 + secs(30), CallId(2)).expect("answered");
+    // Released before the agent is free again: first in line.
+    let now = acd.at(t0 + secs(31));
+    assert!(acd.engine.hold(now, &caller(CallId(1)), Some(now.wall)));
+    acd.handle_timeout(t0 + secs(41));
+    assert_eq!(offers(&drain(&mut acd)), vec![(CallId(1), "a".to_string())]);
+}
+
+/// Holding a caller an agent's phone rings for withdraws the offer; a hold
+/// with a time ends by itself.
+#[test]
+fn a_hold_withdraws_the_ringing_offer_and_ends_at_its_time() {
+    let mut acd = Setup::new().agent("a", &[(Language::Pl, 5)]).start();
+    let t0 = acd.t0;
+    ready(&mut acd, t0, "a");
+    join(&mut acd, t0 + secs(1), 1, Language::Pl);
+    assert_eq!(offers(&drain(&mut acd)), vec![(CallId(1), "a".to_string())]);
+    let now = acd.at(t0 + secs(2));
+    let until = now.wall + chrono::Duration::seconds(60);
+    assert!(acd.engine.hold(now, &caller(CallId(1)), Some(until)));
+    let acts = drain(&mut acd);
+    assert!(acts.iter().any(|a| matches!(
+        a,
+        Act::CancelOffer {
+            call: CallId(1),
+            reason: CancelReason::CallerLeft,
+            ..
+        }
+    )));
+    assert!(offers(&acts).is_empty(), "held: not offered again");
+    acd.handle_timeout(t0 + secs(30));
+    assert!(offers(&drain(&mut acd)).is_empty());
+    acd.handle_timeout(t0 + secs(62));
+    assert_eq!(offers(&drain(&mut acd)), vec![(CallId(1), "a".to_string())]);
+}
+
+/// A callback is told nothing more, outlives the queue's maximum wait and
+/// its agents logging out, and is offered before callers who joined later.
+#[test]
+fn a_callback_keeps_its_place_silently_until_its_own_deadline() {
+    let mut q = QueueConfig::new("q");
+    q.max_wait = secs(60);
+    q.announce_interval = secs(10);
+    q.no_agents = NoAgentsPolicy::Reject;
+    let mut acd = Setup::queue(q).agent("a", &[(Language::Pl, 5)]).start();
+    let t0 = acd.t0;
+    ready(&mut acd, t0, "a");
+    acd.agent_state(
+        t0,
+        &AgentId::from("a"),
+        RequestedState::Paused {
+            reason: "break".into(),
+        },
+    )
+    .expect("known");
+    join(&mut acd, t0 + secs(1), 1, Language::Pl);
+    let now = acd.at(t0 + secs(2));
+    let until = now.wall + chrono::Duration::seconds(3_600);
+    assert!(acd.engine.keep_for_callback(now, &caller(CallId(1)), until));
+    drain(&mut acd);
+    // The agent logs out: a waiting caller under `reject` would be taken out.
+    acd.agent_state(t0 + secs(3), &AgentId::from("a"), RequestedState::LoggedOut)
+        .expect("known");
+    acd.handle_timeout(t0 + secs(600));
+    let acts = drain(&mut acd);
+    assert!(
+        !acts.iter().any(|a| matches!(
+            a,
+            Act::Announce { .. } | Act::QueueTimeout { .. } | Act::NoAgents { .. }
+        )),
+        "a callback hears nothing and stays: {acts:?}"
+    );
+    assert!(acd.engine.is_queued(&caller(CallId(1))));
+    join(&mut acd, t0 + secs(601), 2, Language::Pl);
+    ready(&mut acd, t0 + secs(602), "a");
+    assert_eq!(offers(&drain(&mut acd)), vec![(CallId(1), "a".to_string())]);
+    // Its own deadline ends it.
+    acd.reject(t0 + secs(603), 1, "a", 486);
+    acd.pause(t0 + secs(603), "a", "break");
+    acd.handle_timeout(t0 + secs(3_603));
+    let acts = drain(&mut acd);
+    assert!(
+        acts.iter()
+            .any(|a| matches!(a, Act::QueueTimeout { call: CallId(1) })),
+        "{acts:?}"
+    );
+}
