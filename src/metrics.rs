@@ -67,6 +67,12 @@ pub struct Metrics {
     /// Channels in use per trunk, and each trunk's limit.
     pub trunk_channels: IntGaugeVec,
     pub trunk_channels_limit: IntGaugeVec,
+    /// Callbacks by event (requested, attempted, connected, failed) and language.
+    pub callbacks_total: IntCounterVec,
+    /// From joining the queue to talking to an agent, for callbacks that connected.
+    pub callback_wait_seconds: HistogramVec,
+    /// Callbacks waiting now, by language.
+    pub callbacks_pending: IntGaugeVec,
     /// RTP sent by the media engine (paced and relayed), added about once a second.
     pub rtp_packets_sent_total: IntCounter,
     pub rtp_packets_received_total: IntCounter,
@@ -284,6 +290,28 @@ impl Metrics {
             ),
             &["trunk"]
         ));
+        let callbacks_total = reg!(IntCounterVec::new(
+            Opts::new(
+                "hotline_callbacks_total",
+                "Callbacks requested by callers, calls placed to them (attempted), connected to an agent, and given up (failed)"
+            ),
+            &["event", "language"]
+        ));
+        let callback_wait_seconds = reg!(HistogramVec::new(
+            HistogramOpts::new(
+                "hotline_callback_wait_seconds",
+                "From a callback's caller joining the queue to talking to an agent"
+            )
+            .buckets(WAIT_BUCKETS.to_vec()),
+            &["language"]
+        ));
+        let callbacks_pending = reg!(IntGaugeVec::new(
+            Opts::new(
+                "hotline_callbacks_pending",
+                "Callbacks waiting for an agent and a call, by the caller's language"
+            ),
+            &["language"]
+        ));
 
         let rtp_packets_sent_total = reg!(IntCounter::new(
             "hotline_rtp_packets_sent_total",
@@ -406,6 +434,12 @@ impl Metrics {
         for r in crate::call::transfer_result::ALL {
             transfers_total.with_label_values(&[r]);
         }
+        for language in crate::language::Language::ALL {
+            for event in crate::call::callback_event::ALL {
+                callbacks_total.with_label_values(&[event, language.code()]);
+            }
+            callbacks_pending.with_label_values(&[language.code()]);
+        }
 
         Metrics {
             registry,
@@ -432,6 +466,9 @@ impl Metrics {
             transfers_total,
             trunk_channels,
             trunk_channels_limit,
+            callbacks_total,
+            callback_wait_seconds,
+            callbacks_pending,
             rtp_packets_sent_total,
             rtp_packets_received_total,
             rtp_packets_relayed_total,
@@ -598,6 +635,20 @@ impl Metrics {
             Observation::TransferEnded { result } => {
                 self.transfers_total.with_label_values(&[result]).inc();
             }
+            Observation::Callback {
+                event,
+                language,
+                waited,
+            } => {
+                self.callbacks_total
+                    .with_label_values(&[event, language.code()])
+                    .inc();
+                if let Some(waited) = waited {
+                    self.callback_wait_seconds
+                        .with_label_values(&[language.code()])
+                        .observe(waited.as_secs_f64());
+                }
+            }
             // A snapshot starts the new day even when no call has counted yet.
             Observation::DayStarted { .. } => {
                 self.today.snapshot(wall);
@@ -621,6 +672,16 @@ impl Metrics {
             self.trunk_channels_limit
                 .with_label_values(&[trunk])
                 .set(i64::from(*limit));
+        }
+        for language in crate::language::Language::ALL {
+            let pending = gauges
+                .callbacks_pending
+                .iter()
+                .find(|(l, _)| *l == language)
+                .map_or(0, |(_, n)| *n);
+            self.callbacks_pending
+                .with_label_values(&[language.code()])
+                .set(i64::try_from(pending).unwrap_or(i64::MAX));
         }
         for (stage, count) in &gauges.calls_active {
             self.calls_active

@@ -17,7 +17,9 @@ pub const COMPLETED: &str = "completed";
 pub const NODE_LOST: &str = "node_lost";
 /// Put through to an outside number by the flow's `transfer` step.
 pub const TRANSFERRED: &str = "transferred";
-pub const ALL: [&str; 10] = [
+/// The caller booked a callback that keeps their place, then hung up.
+pub const CALLBACK: &str = "callback";
+pub const ALL: [&str; 11] = [
     ANSWERED,
     COMPLETED,
     ABANDONED_IVR,
@@ -28,4 +30,5 @@ pub const ALL: [&str; 10] = [
     FAILED,
     NODE_LOST,
     TRANSFERRED,
+    CALLBACK,
 ];

@@ -7,12 +7,14 @@
 //! set for all flow deadlines, and counts every call outcome exactly once.
 
 mod agents;
+mod callback;
 mod media_control;
 mod outputs;
 mod queueing;
 mod transfer;
 
 pub use agents::{AgentStateError, AgentStateReply, AgentSummary};
+pub use callback::{callback_event, MAX_CALLBACKS};
 pub use media_control::MediaControl;
 pub use outputs::{CoreGauges, Observation, Output};
 pub use queueing::{QueueSummary, AGENT_STATES};
@@ -173,6 +175,11 @@ struct Call {
     last_queue: Option<(String, crate::flow::QueueOptions)>,
     /// Announcements played so far (their play ids).
     announcements: u64,
+    /// Pressed the callback key: their place is held while the flow
+    /// confirms the number.
+    holding: bool,
+    /// A callback is booked: hanging up now is not abandoning.
+    callback_booked: bool,
     /// For the call record: the flow it entered, the queue it last joined
     /// and when, and when an agent took it.
     entry: String,
@@ -251,6 +258,9 @@ pub struct CallManager<M: MediaControl, Q: QueueService = Acd> {
     agents_in_gauges: u64,
     /// The queue statistics of the latest flow view, for the gauges.
     whole_stats: Option<Vec<crate::acd::QueueStats>>,
+    /// Callbacks booked, by the id the queue engine knows them by.
+    callbacks: HashMap<CallId, callback::Callback>,
+    callback_seq: u64,
 }
 
 /// A call accepted but not answered yet (ringing for the answer delay).
@@ -341,6 +351,8 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             agents_in_env: 0,
             agents_in_gauges: 0,
             whole_stats: None,
+            callbacks: HashMap::new(),
+            callback_seq: 0,
         };
         manager.offer_languages(now);
         manager.refresh_flow_env(now);
@@ -490,7 +502,9 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         self.env.wall = now.wall;
         match event {
             MediaEvent::PlaybackFinished { call, play_id } => {
-                if !Self::is_announcement(play_id) {
+                if self.callback_playback_finished(now, call, play_id) {
+                    // A callback's greeting or whisper.
+                } else if !Self::is_announcement(play_id) {
                     self.flow_event(now, call, FlowEvent::PlaybackFinished { play_id })
                 }
             }
@@ -541,6 +555,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
     pub fn housekeeping(&mut self, now: Now) {
         self.housekeeping_at = now.mono + HOUSEKEEPING_EVERY;
         self.offer_languages(now);
+        self.callback_windows(now);
         let day = crate::today::local_day(self.timezone, now.wall);
         if day != self.announced_day {
             self.announced_day = day;
@@ -934,6 +949,8 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                 transferred_to: None,
                 last_queue: None,
                 announcements: 0,
+                holding: false,
+                callback_booked: false,
                 entry,
                 queue_name: None,
                 queued_at: None,
@@ -995,6 +1012,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         }
         self.stage_left(call.stage);
         let result = match (call.local_end, reason) {
+            _ if call.callback_booked => outcome::CALLBACK,
             (Some(end), _) => end.outcome(),
             (None, EndReason::RemoteBye) => match call.stage {
                 Stage::Ivr => outcome::ABANDONED_IVR,
@@ -1205,6 +1223,8 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                     self.join_queue(now, key, &queue, &options);
                 }
                 FlowAction::Transfer { target } => self.transfer(now, key, &target),
+                FlowAction::HoldPlace => self.hold_place(now, key),
+                FlowAction::BookCallback(request) => self.book_callback(now, key, request),
                 FlowAction::Hangup { reason } => {
                     let end = LocalEnd::from_reason(&reason);
                     self.end_call_locally(now, key, end, &reason);

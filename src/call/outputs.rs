@@ -7,7 +7,7 @@
 use super::{CallManager, MediaControl, Stage};
 use crate::acd::QueueService;
 use crate::acd::{AgentView, PredictionError, QueueStats};
-use crate::cdr::{CallRecord, LegRecord, QueueEvent};
+use crate::cdr::{CallRecord, CallbackRecord, LegRecord, QueueEvent};
 use crate::events::LiveEvent;
 use crate::language::Language;
 use crate::sip::EndpointStats;
@@ -23,6 +23,8 @@ pub enum Output {
     QueueLog(QueueEvent),
     /// A leg we placed (a transfer), for the journal and the database.
     Leg(LegRecord),
+    /// A callback as it now stands, for the journal and the database.
+    Callback(CallbackRecord),
     /// A live event, for `/ws` and the wallboard.
     Live(LiveEvent),
     /// Something counted by the metrics and the wallboard's day totals.
@@ -69,6 +71,14 @@ pub enum Observation {
     TransferEnded {
         result: &'static str,
     },
+    /// A callback was requested, attempted, connected or failed
+    /// (`hotline_callbacks_total`); a connected one after `waited` since
+    /// the caller first joined (`hotline_callback_wait_seconds`).
+    Callback {
+        event: &'static str,
+        language: Language,
+        waited: Option<Duration>,
+    },
 }
 
 /// The figures behind the gauges, read by the metrics side when they moved.
@@ -82,6 +92,8 @@ pub struct CoreGauges {
     pub agents: Option<Vec<AgentView>>,
     /// (trunk, channels in use, limit) (`hotline_trunk_channels`).
     pub trunks: Vec<(String, u32, u32)>,
+    /// Callbacks waiting, by language (`hotline_callbacks_pending`).
+    pub callbacks_pending: Vec<(Language, usize)>,
 }
 
 impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
@@ -112,6 +124,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             queues,
             agents: (agents_moved || !local).then(|| self.queue.local_agents()),
             trunks: self.trunks.channels(),
+            callbacks_pending: self.callbacks_pending(),
         })
     }
 

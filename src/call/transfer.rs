@@ -28,8 +28,25 @@ use std::time::Instant;
 /// Marks the media stream of a caller's transfer leg.
 const TRUNK_LEG_BIT: u64 = 1 << 62;
 
-fn trunk_media_key(call: CallId) -> CallId {
+pub(super) fn trunk_media_key(call: CallId) -> CallId {
     CallId(call.0 | TRUNK_LEG_BIT)
+}
+
+/// The caller (or callback) a trunk leg's media key belongs to.
+pub(super) fn call_of_trunk_media(media_key: CallId) -> CallId {
+    CallId(media_key.0 & !TRUNK_LEG_BIT)
+}
+
+/// Why we placed a leg through a trunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TrunkPurpose {
+    /// The flow's `transfer` step: its `on_failure` takes over on failure.
+    Flow,
+    /// A transfer asked for through the API or by the agent's phone: the
+    /// caller goes back to their queue on failure.
+    Api,
+    /// Calling a caller back ([`super::callback`]).
+    Callback,
 }
 
 /// A leg we placed through a trunk for a caller.
@@ -43,9 +60,7 @@ pub(super) struct TrunkLeg {
     sdp_version: u64,
     started_at: Instant,
     answered_at: Option<Instant>,
-    /// Who asked: the flow (its `on_failure` takes over on failure) or the
-    /// API (the caller goes back to their queue).
-    by_api: bool,
+    purpose: TrunkPurpose,
 }
 
 /// Where a transfer asked for through the API goes.
@@ -129,32 +144,37 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                 return;
             }
         };
-        if !self.dial_out(now, key, route, number, codec, false) {
+        if self
+            .dial_out(now, key, route, number, codec, TrunkPurpose::Flow)
+            .is_none()
+        {
             self.flow_event(now, key, FlowEvent::TransferFailed);
         }
     }
 
-    /// Places the leg to `number` on the channel `route` took; false when no
-    /// media port was free (the channel is given back).
-    fn dial_out(
+    /// Places the leg to `number` on the channel `route` took; `None` when
+    /// no media port was free (the channel is given back).
+    pub(super) fn dial_out(
         &mut self,
         now: Now,
         key: CallId,
         route: Route,
         number: String,
         codec: Codec,
-        by_api: bool,
-    ) -> bool {
+        purpose: TrunkPurpose,
+    ) -> Option<LegKey> {
         let media_key = trunk_media_key(key);
         let port = match self.media.open_pending(media_key) {
             Ok(port) => port,
             Err(e) => {
                 tracing::warn!(call = key.0, error = %e, "no media for the transfer leg");
                 self.trunks.release(route.trunk);
-                self.observe(Observation::TransferEnded {
-                    result: transfer_result::FAILED,
-                });
-                return false;
+                if purpose != TrunkPurpose::Callback {
+                    self.observe(Observation::TransferEnded {
+                        result: transfer_result::FAILED,
+                    });
+                }
+                return None;
             }
         };
         let offered_codecs = super::queueing::codecs_for_leg(codec);
@@ -180,7 +200,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                     .map(|(username, password)| Credentials { username, password }),
             },
         );
-        tracing::info!(call = key.0, leg = leg.0, trunk = %route.trunk_name, number = %number, "transferring");
+        tracing::info!(call = key.0, leg = leg.0, trunk = %route.trunk_name, number = %number, ?purpose, "dialling through a trunk");
         self.trunk_legs.insert(
             leg,
             TrunkLeg {
@@ -192,14 +212,14 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                 sdp_version: 1,
                 started_at: now.mono,
                 answered_at: None,
-                by_api,
+                purpose,
             },
         );
         if let Some(call) = self.calls.get_mut(&key) {
             call.trunk_leg = Some(leg);
         }
         self.gauges_changed = true;
-        true
+        Some(leg)
     }
 
     fn count_refusal(&mut self, key: CallId, target: &str, refusal: Refusal) {
@@ -296,7 +316,9 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                     self.endpoint.notify_refer(now.mono, leg, "200 OK", true);
                 }
                 self.step_out_of_queue(now, key, "transferred");
-                if !self.dial_out(now, key, route, number.clone(), codec, true) {
+                let dialled =
+                    self.dial_out(now, key, route, number.clone(), codec, TrunkPurpose::Api);
+                if dialled.is_none() {
                     self.back_to_queue(now, key);
                 }
                 TransferStarted {
@@ -379,16 +401,23 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         let negotiated = answer
             .as_deref()
             .map(|a| sdp::accept_answer(&info.offered_codecs, a));
-        let by_api = info.by_api;
+        let purpose = info.purpose;
         let Some(Ok(negotiated)) = negotiated else {
-            tracing::warn!(call = key.0, leg = leg.0, "transfer answer unusable");
+            tracing::warn!(call = key.0, leg = leg.0, "trunk leg's answer unusable");
             self.endpoint.hangup(now.mono, leg);
             self.trunk_leg_over(now, leg, Some(488), crate::cdr::hung_up_by::SERVICE);
-            self.not_put_through(now, key, by_api);
+            self.not_put_through(now, key, purpose, 488);
             return;
         };
         let media_key = trunk_media_key(key);
         self.media.update(media_key, negotiated.stream_params());
+        if purpose == TrunkPurpose::Callback {
+            if let Some(l) = self.trunk_legs.get_mut(&leg) {
+                l.answered_at = Some(now.mono);
+            }
+            self.callback_caller_answered(now, key);
+            return;
+        }
         self.media.stop(key);
         self.media.bridge(key, media_key);
         if let Some(l) = self.trunk_legs.get_mut(&leg) {
@@ -407,47 +436,69 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             result: transfer_result::CONNECTED,
         });
         tracing::info!(call = key.0, leg = leg.0, "transfer connected");
-        if !by_api {
+        if purpose == TrunkPurpose::Flow {
             self.flow_event(now, key, FlowEvent::Transferred);
         }
     }
 
     /// The far end refused or never answered: the flow goes on.
     pub(super) fn trunk_leg_failed(&mut self, now: Now, leg: LegKey, code: u16) {
-        let Some((key, by_api)) = self.trunk_legs.get(&leg).map(|l| (l.call, l.by_api)) else {
+        let Some((key, purpose)) = self.trunk_legs.get(&leg).map(|l| (l.call, l.purpose)) else {
             return;
         };
-        tracing::info!(call = key.0, leg = leg.0, code, "transfer failed");
+        tracing::info!(call = key.0, leg = leg.0, code, "trunk leg failed");
         self.trunk_leg_over(now, leg, Some(code), crate::cdr::hung_up_by::SERVICE);
-        self.observe(Observation::TransferEnded {
-            result: transfer_result::FAILED,
-        });
-        self.not_put_through(now, key, by_api);
+        self.not_put_through(now, key, purpose, code);
     }
 
-    /// After a transfer leg failed: the flow's `on_failure`, or back to the
-    /// queue for a transfer the API asked for.
-    fn not_put_through(&mut self, now: Now, key: CallId, by_api: bool) {
-        if by_api {
-            self.back_to_queue(now, key);
-        } else {
-            self.flow_event(now, key, FlowEvent::TransferFailed);
+    /// After a trunk leg failed: the flow's `on_failure`, back to the queue
+    /// for a transfer the API asked for, or a callback's next attempt.
+    fn not_put_through(&mut self, now: Now, key: CallId, purpose: TrunkPurpose, code: u16) {
+        if purpose != TrunkPurpose::Callback {
+            self.observe(Observation::TransferEnded {
+                result: transfer_result::FAILED,
+            });
+        }
+        match purpose {
+            TrunkPurpose::Api => self.back_to_queue(now, key),
+            TrunkPurpose::Flow => self.flow_event(now, key, FlowEvent::TransferFailed),
+            TrunkPurpose::Callback => self.callback_attempt_failed(now, key, code),
         }
     }
 
     /// The answered far end hung up (or its session failed): the call is over.
     pub(super) fn trunk_leg_ended(&mut self, now: Now, leg: LegKey, reason: EndReason) {
-        let Some(key) = self.trunk_leg_call(leg) else {
+        let Some((key, purpose)) = self.trunk_legs.get(&leg).map(|l| (l.call, l.purpose)) else {
             return;
         };
-        tracing::info!(call = key.0, leg = leg.0, reason = ?reason, "transfer leg ended");
-        let by = if reason == EndReason::RemoteBye {
-            crate::cdr::hung_up_by::FAR_END
-        } else {
-            crate::cdr::hung_up_by::SERVICE
+        tracing::info!(call = key.0, leg = leg.0, reason = ?reason, "trunk leg ended");
+        let by = match (reason == EndReason::RemoteBye, purpose) {
+            (true, TrunkPurpose::Callback) => crate::cdr::hung_up_by::CALLER,
+            (true, _) => crate::cdr::hung_up_by::FAR_END,
+            (false, _) => crate::cdr::hung_up_by::SERVICE,
         };
         self.trunk_leg_over(now, leg, None, by);
+        if purpose == TrunkPurpose::Callback {
+            self.callback_call_ended(now, key);
+            return;
+        }
         self.end_call_locally(now, key, LocalEnd::Transferred, "far end hung up");
+    }
+
+    /// Ends a trunk leg from our side (its other party hung up): BYE after
+    /// the answer, CANCEL before.
+    pub(super) fn hang_up_trunk_leg(&mut self, now: Now, leg: LegKey) {
+        let answered = self
+            .trunk_legs
+            .get(&leg)
+            .is_some_and(|l| l.answered_at.is_some());
+        if answered {
+            self.endpoint.hangup(now.mono, leg);
+        } else {
+            self.endpoint.cancel(now.mono, leg);
+        }
+        let code = (!answered).then_some(487);
+        self.trunk_leg_over(now, leg, code, crate::cdr::hung_up_by::AGENT);
     }
 
     /// The far end re-INVITEs: follow it.
@@ -493,8 +544,10 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         };
         let key = info.call;
         let media_key = trunk_media_key(key);
+        let callback = info.purpose == TrunkPurpose::Callback;
         if info.answered_at.is_some() {
-            self.media.unbridge(key);
+            // A callback's bridge is between its two legs.
+            self.media.unbridge(if callback { media_key } else { key });
         }
         self.media.close(media_key);
         self.trunks.release(info.route.trunk);
@@ -508,6 +561,20 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             }
             super::record_id(call, key)
         });
+        // A callback's legs: one per attempt, named so across restarts.
+        let (call_record, leg_id) = match self.callbacks.get(&key) {
+            Some(cb) if callback => (
+                Some(cb.record.call_record.clone()),
+                format!(
+                    "{}:callback:{}:{}",
+                    cb.record.call_record, cb.record.id, cb.record.attempts_made
+                ),
+            ),
+            _ => {
+                let record = call_record.unwrap_or_default();
+                (Some(record.clone()), format!("{record}:leg:{}", leg.0))
+            }
+        };
         let wall = |at: Instant| now.wall_ms_at(at);
         let outcome = match (info.answered_at, code) {
             (Some(_), _) => "answered",
@@ -515,9 +582,9 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             (None, _) => "failed",
         };
         self.outputs.push_back(super::Output::Leg(LegRecord {
-            id: format!("{}:leg:{}", call_record.clone().unwrap_or_default(), leg.0),
+            id: leg_id,
             call_record: call_record.unwrap_or_default(),
-            kind: "transfer".to_string(),
+            kind: if callback { "callback" } else { "transfer" }.to_string(),
             trunk: info.route.trunk_name.clone(),
             number: info.number.clone(),
             caller_id: info.route.caller_id.clone(),

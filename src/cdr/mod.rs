@@ -88,6 +88,52 @@ pub struct LegRecord {
     pub hung_up_by: String,
 }
 
+/// A callback a caller booked, as it stands: written when it is booked and
+/// again whenever it moves (an attempt, its end), so that a restarted
+/// service calls back every caller still waiting, in their place.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallbackRecord {
+    /// Unique across restarts.
+    pub id: u64,
+    /// `calls.id` of the call in which it was booked.
+    pub call_record: String,
+    pub number: String,
+    /// Typed by the caller (else their caller ID).
+    pub typed: bool,
+    /// The number the caller dialled (shown when we call back).
+    pub dialled: String,
+    pub queue: String,
+    pub language: String,
+    /// When the caller first joined the queue: their place.
+    pub joined_ms: i64,
+    pub requested_ms: i64,
+    /// Given up after this.
+    pub deadline_ms: i64,
+    pub attempts_made: u32,
+    pub attempts: u32,
+    pub retry_after_s: u64,
+    /// The schedule callers are called back in, if any.
+    pub window: Option<String>,
+    /// `pending`, `connected`, `failed` or `expired`.
+    pub state: String,
+    /// SIP status of the last attempt that did not connect.
+    pub last_code: Option<u16>,
+    pub agent: Option<String>,
+    /// Orders the versions of one callback: the newest wins.
+    pub updated_ms: i64,
+    pub version: u32,
+}
+
+/// States of a callback (`callbacks.state`).
+pub mod callback_state {
+    pub const PENDING: &str = "pending";
+    pub const CONNECTED: &str = "connected";
+    /// Every attempt went unanswered (busy, no answer, failure).
+    pub const FAILED: &str = "failed";
+    /// Its deadline passed before an agent and the caller were connected.
+    pub const EXPIRED: &str = "expired";
+}
+
 /// Outcome of a call record for an INVITE refused before answer (the
 /// reason says why); kept apart from `hotline_calls_total`'s outcomes.
 pub const REFUSED: &str = "refused";
@@ -108,6 +154,13 @@ pub mod queue_event {
     /// Transferred out of the queue or away from the agent (`reason` says how).
     pub const TRANSFERRED: &str = "transferred";
     pub const AGENT_STATE: &str = "agent_state";
+    /// The caller hung up to be called back, keeping their place.
+    pub const CALLBACK_REQUESTED: &str = "callback_requested";
+    /// A call to the caller did not connect (`code`); tried again later.
+    pub const CALLBACK_ATTEMPT_FAILED: &str = "callback_attempt_failed";
+    pub const CALLBACK_CONNECTED: &str = "callback_connected";
+    /// Given up: every attempt failed, or its deadline passed (`reason`).
+    pub const CALLBACK_FAILED: &str = "callback_failed";
 }
 
 /// One row of the queue log. Only the fields that belong to the event are set.
@@ -172,6 +225,7 @@ pub enum Entry {
     Call(Box<CallRecord>),
     Queue { queue_log: Box<QueueEvent> },
     Leg { leg: Box<LegRecord> },
+    Callback { callback: Box<CallbackRecord> },
 }
 
 /// Unix milliseconds now.

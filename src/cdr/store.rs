@@ -1,6 +1,6 @@
 //! The SQLite side: schema migrations and batch inserts.
 
-use super::{CallRecord, Entry, QueueEvent};
+use super::{CallRecord, CallbackRecord, Entry, QueueEvent};
 use rusqlite::{params, Connection};
 use std::path::Path;
 
@@ -70,6 +70,29 @@ const MIGRATIONS: &[&str] = &[
         hung_up_by TEXT NOT NULL
     );
     CREATE INDEX legs_call ON legs (call_record);",
+    // 4: callbacks booked, as they stand (the newest version of each).
+    "CREATE TABLE callbacks (
+        id INTEGER PRIMARY KEY,
+        call_record TEXT NOT NULL,
+        number TEXT NOT NULL,
+        typed INTEGER NOT NULL,
+        dialled TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        language TEXT NOT NULL,
+        joined_ms INTEGER NOT NULL,
+        requested_ms INTEGER NOT NULL,
+        deadline_ms INTEGER NOT NULL,
+        attempts_made INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        retry_after_s INTEGER NOT NULL,
+        window TEXT,
+        state TEXT NOT NULL,
+        last_code INTEGER,
+        agent TEXT,
+        updated_ms INTEGER NOT NULL,
+        version INTEGER NOT NULL
+    );
+    CREATE INDEX callbacks_state ON callbacks (state);",
 ];
 
 /// How many of a batch were new, by kind.
@@ -78,6 +101,7 @@ pub struct Added {
     pub calls: usize,
     pub events: usize,
     pub legs: usize,
+    pub callbacks: usize,
 }
 
 fn insert_event(
@@ -169,9 +193,44 @@ impl Store {
                  outcome, code, started_ms, answered_ms, ended_ms, hung_up_by)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?;
+            let mut callbacks = tx.prepare_cached(
+                "INSERT INTO callbacks (id, call_record, number, typed, dialled, queue, language,
+                 joined_ms, requested_ms, deadline_ms, attempts_made, attempts, retry_after_s,
+                 window, state, last_code, agent, updated_ms, version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                 ?17, ?18, ?19)
+                 ON CONFLICT (id) DO UPDATE SET attempts_made = excluded.attempts_made,
+                 state = excluded.state, last_code = excluded.last_code, agent = excluded.agent,
+                 updated_ms = excluded.updated_ms, version = excluded.version
+                 WHERE excluded.version > callbacks.version",
+            )?;
             for entry in entries {
                 let r = match entry {
                     Entry::Call(r) => r,
+                    Entry::Callback { callback: c } => {
+                        added.callbacks += callbacks.execute(params![
+                            i64::try_from(c.id).unwrap_or(i64::MAX),
+                            c.call_record,
+                            c.number,
+                            c.typed,
+                            c.dialled,
+                            c.queue,
+                            c.language,
+                            c.joined_ms,
+                            c.requested_ms,
+                            c.deadline_ms,
+                            c.attempts_made,
+                            c.attempts,
+                            i64::try_from(c.retry_after_s).unwrap_or(i64::MAX),
+                            c.window,
+                            c.state,
+                            c.last_code,
+                            c.agent,
+                            c.updated_ms,
+                            c.version,
+                        ])?;
+                        continue;
+                    }
                     Entry::Queue { queue_log: e } => {
                         added.events += insert_event(&mut events, e)?;
                         continue;
@@ -219,6 +278,60 @@ impl Store {
         }
         tx.commit()?;
         Ok(added)
+    }
+
+    /// Callbacks still to be made, oldest place first.
+    pub fn pending_callbacks(&self) -> Result<Vec<CallbackRecord>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, call_record, number, typed, dialled, queue, language, joined_ms,
+             requested_ms, deadline_ms, attempts_made, attempts, retry_after_s, window, state,
+             last_code, agent, updated_ms, version
+             FROM callbacks WHERE state = ?1 ORDER BY joined_ms, id",
+        )?;
+        let rows = stmt.query_map(params![super::callback_state::PENDING], |r| {
+            Ok(CallbackRecord {
+                id: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                call_record: r.get(1)?,
+                number: r.get(2)?,
+                typed: r.get(3)?,
+                dialled: r.get(4)?,
+                queue: r.get(5)?,
+                language: r.get(6)?,
+                joined_ms: r.get(7)?,
+                requested_ms: r.get(8)?,
+                deadline_ms: r.get(9)?,
+                attempts_made: r.get(10)?,
+                attempts: r.get(11)?,
+                retry_after_s: u64::try_from(r.get::<_, i64>(12)?).unwrap_or(0),
+                window: r.get(13)?,
+                state: r.get(14)?,
+                last_code: r.get(15)?,
+                agent: r.get(16)?,
+                updated_ms: r.get(17)?,
+                version: r.get(18)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Callbacks by state whose caller asked in the period: `(state, count)`.
+    pub fn callbacks_summary(
+        &self,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        if !self.has_table("callbacks")? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT state, COUNT(*) FROM callbacks WHERE requested_ms >= ?1 AND requested_ms < ?2
+             GROUP BY state ORDER BY state",
+        )?;
+        let rows = stmt.query_map(
+            params![from_ms.unwrap_or(i64::MIN), to_ms.unwrap_or(i64::MAX)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     /// Whether the schema has the queue log (a read-only open of an older
@@ -342,7 +455,8 @@ mod tests {
             Added {
                 calls: 1,
                 events: 2,
-                legs: 1
+                legs: 1,
+                callbacks: 0,
             }
         );
         assert_eq!(s.insert_entries(&batch).unwrap(), Added::default());
@@ -359,5 +473,60 @@ mod tests {
             .pragma_update(None, "user_version", 99)
             .unwrap();
         assert!(matches!(Store::open(&path), Err(StoreError::TooNew(99))));
+    }
+
+    fn callback(version: u32, state: &str, attempts_made: u32) -> CallbackRecord {
+        CallbackRecord {
+            id: 42,
+            call_record: "abc@host:1".into(),
+            number: "+4791234567".into(),
+            typed: false,
+            dialled: "116123".into(),
+            queue: "advice_pl".into(),
+            language: "pl".into(),
+            joined_ms: 1_000,
+            requested_ms: 61_000,
+            deadline_ms: 43_201_000,
+            attempts_made,
+            attempts: 3,
+            retry_after_s: 600,
+            window: None,
+            state: state.into(),
+            last_code: None,
+            agent: None,
+            updated_ms: 61_000 + i64::from(version),
+            version,
+        }
+    }
+
+    /// A callback is one row, as it last stood: a replayed older version
+    /// (the journal after a crash) never overwrites a newer one.
+    #[test]
+    fn a_callback_keeps_its_newest_version_and_pending_ones_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("r.db")).unwrap();
+        let entry = |c: CallbackRecord| Entry::Callback {
+            callback: Box::new(c),
+        };
+        s.insert_entries(&[entry(callback(1, "pending", 0))])
+            .unwrap();
+        assert_eq!(
+            s.pending_callbacks().unwrap(),
+            vec![callback(1, "pending", 0)]
+        );
+        s.insert_entries(&[
+            entry(callback(2, "pending", 1)),
+            entry(callback(3, "connected", 2)),
+        ])
+        .unwrap();
+        assert!(s.pending_callbacks().unwrap().is_empty());
+        // The journal replays the first version again: ignored.
+        s.insert_entries(&[entry(callback(1, "pending", 0))])
+            .unwrap();
+        assert!(s.pending_callbacks().unwrap().is_empty());
+        assert_eq!(
+            s.callbacks_summary(None, None).unwrap(),
+            vec![("connected".to_string(), 1)]
+        );
     }
 }

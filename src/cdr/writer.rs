@@ -1,6 +1,6 @@
 //! The writer thread and the handle calls use to give it records.
 
-use super::{CallRecord, Entry, Journal, LegRecord, QueueEvent, Store};
+use super::{CallRecord, CallbackRecord, Entry, Journal, LegRecord, QueueEvent, Store};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -105,6 +105,17 @@ impl RecordSink {
         if !self.submit(Entry::Call(Box::new(record))) {
             self.shared.observer.dropped(true);
             tracing::error!(id = %id, "call record dropped: journal full or unwritable");
+        }
+    }
+
+    /// Journals a callback as it now stands and queues it for the database.
+    pub fn callback(&self, callback: CallbackRecord) {
+        let id = callback.id;
+        if !self.submit(Entry::Callback {
+            callback: Box::new(callback),
+        }) {
+            self.shared.observer.dropped(false);
+            tracing::error!(id, "callback dropped: journal full or unwritable");
         }
     }
 
@@ -239,7 +250,7 @@ impl Writer {
                     .iter()
                     .filter_map(|e| match e {
                         Entry::Call(r) => Some(r.ended_ms),
-                        Entry::Queue { .. } | Entry::Leg { .. } => None,
+                        Entry::Queue { .. } | Entry::Leg { .. } | Entry::Callback { .. } => None,
                     })
                     .min();
                 if let Some(oldest) = oldest {

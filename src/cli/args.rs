@@ -150,7 +150,7 @@ struct SimulateArgs {
     /// Agents ready SKILL=N, e.g. en=3 (repeatable)
     #[arg(long)]
     agents_ready: Vec<String>,
-    /// Outcome of each queue step in turn: answered, timeout, full, no_agents
+    /// Outcome of each queue step in turn: answered, timeout, full, no_agents, callback (the caller takes the queue step's callback offer)
     #[arg(long = "queue-outcome")]
     queue_outcomes: Vec<String>,
 }

@@ -144,14 +144,12 @@ fn simulate(args: SimulateArgs) -> Result<ExitCode, String> {
     let queue_outcomes = args
         .queue_outcomes
         .iter()
-        .map(|o| match o.as_str() {
-            "answered" => Ok(QueueOutcome::Answered),
-            "timeout" => Ok(QueueOutcome::Timeout),
-            "full" => Ok(QueueOutcome::Full),
-            "no_agents" => Ok(QueueOutcome::NoAgents),
-            other => Err(format!(
-                "--queue-outcome {other}: expected answered, timeout, full or no_agents"
-            )),
+        .map(|o| {
+            QueueOutcome::parse(o).ok_or_else(|| {
+                format!(
+                    "--queue-outcome {o}: expected answered, timeout, full, no_agents or callback"
+                )
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let options = SimulateOptions {

@@ -62,6 +62,8 @@ pub enum Awaiting {
     Queue,
     /// The transfer's outcome.
     Transfer,
+    /// Whether the callback was booked.
+    Callback,
     Finished,
 }
 
@@ -101,6 +103,7 @@ enum Wait {
     },
     Queue,
     Transfer,
+    Callback,
     Done,
 }
 
@@ -119,6 +122,8 @@ pub struct FlowRun {
     end: Option<FlowEnd>,
     trace: Option<Vec<TraceEntry>>,
     steps_this_event: usize,
+    /// The queue step's callback offer was said: its key books a callback.
+    callback_offered: bool,
 }
 
 impl FlowRun {
@@ -157,6 +162,7 @@ impl FlowRun {
             end: None,
             trace: trace.then(Vec::new),
             steps_this_event: 0,
+            callback_offered: false,
         };
         match flow {
             Some(flow) => {
@@ -204,6 +210,24 @@ impl FlowRun {
                         _ => String::new(),
                     };
                     self.finish(FlowEnd::Transferred { target });
+                }
+            }
+            FlowEvent::CallbackOffered => {
+                if matches!(self.wait, Wait::Queue) && self.callback_offer().is_some() {
+                    self.callback_offered = true;
+                }
+            }
+            FlowEvent::CallbackBooked | FlowEvent::CallbackRefused => {
+                if let Wait::Callback = self.wait {
+                    let edge = match (&event, self.current_kind()) {
+                        (FlowEvent::CallbackRefused, Some(StepKind::Callback(c))) => {
+                            c.on_invalid.as_ref().map(|t| Edge::Step(t.index))
+                        }
+                        _ => None,
+                    };
+                    let edge = edge.unwrap_or_else(|| self.next_edge());
+                    self.go(edge);
+                    self.run(now, env);
                 }
             }
             FlowEvent::TransferFailed => {
@@ -285,7 +309,16 @@ impl FlowRun {
             },
             Wait::Queue => Awaiting::Queue,
             Wait::Transfer => Awaiting::Transfer,
+            Wait::Callback => Awaiting::Callback,
             Wait::Running | Wait::Done => Awaiting::Finished,
+        }
+    }
+
+    /// The callback offer of the queue step the caller waits in, if any.
+    pub fn callback_offer(&self) -> Option<&CallbackOffer> {
+        match (&self.wait, self.current_kind()) {
+            (Wait::Queue, Some(StepKind::Queue(q))) => q.callback.as_ref(),
+            _ => None,
         }
     }
 
@@ -493,6 +526,7 @@ impl FlowRun {
                     escalate_to,
                     messages: q.messages.clone(),
                 };
+                self.callback_offered = false;
                 self.emit(FlowAction::Queue { queue, options });
                 self.wait = Wait::Queue;
             }
@@ -515,6 +549,21 @@ impl FlowRun {
                     target: target.clone(),
                 });
                 self.wait = Wait::Transfer;
+            }
+            StepKind::Callback(c) => {
+                let (number, typed) = match &c.number {
+                    CallbackNumber::Caller => (Some(self.call.caller.clone()), false),
+                    CallbackNumber::Collected(var) => (self.vars.get(var).cloned(), true),
+                };
+                self.emit(FlowAction::BookCallback(super::CallbackRequest {
+                    number,
+                    typed,
+                    attempts: c.attempts,
+                    retry_after: c.retry_after,
+                    max_wait: c.max_wait,
+                    window: c.window.as_ref().map(|(w, _)| w.clone()),
+                }));
+                self.wait = Wait::Callback;
             }
             StepKind::Hangup { reason } => self.finish(FlowEnd::Hangup {
                 reason: reason.clone(),
@@ -794,7 +843,20 @@ impl FlowRun {
                 self.collect_digit(now, digit, env);
             }
             Wait::Playback { .. } | Wait::Running => self.push_typeahead(digit),
-            Wait::Queue | Wait::Transfer | Wait::Done => {}
+            Wait::Queue => {
+                let goto = self
+                    .callback_offer()
+                    .filter(|c| self.callback_offered && c.key == digit)
+                    .map(|c| c.goto.index);
+                if let Some(index) = goto {
+                    // The caller keeps their place while the flow confirms.
+                    self.callback_offered = false;
+                    self.emit(FlowAction::HoldPlace);
+                    self.go(Edge::Step(index));
+                    self.run(now, env);
+                }
+            }
+            Wait::Transfer | Wait::Callback | Wait::Done => {}
         }
     }
 

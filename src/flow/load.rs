@@ -31,6 +31,15 @@ pub const MESSAGE_AFTER: RangeInclusive<Duration> = secs(0)..=secs(4 * 3600);
 pub const MESSAGE_EVERY: RangeInclusive<Duration> = secs(30)..=secs(4 * 3600);
 /// Messages one queue step may hold.
 pub const MAX_WAIT_MESSAGES: usize = 8;
+pub const CALLBACK_OFFER_AFTER: RangeInclusive<Duration> = secs(0)..=secs(4 * 3600);
+pub const CALLBACK_RETRY_AFTER: RangeInclusive<Duration> = secs(60)..=secs(24 * 3600);
+pub const CALLBACK_MAX_WAIT: RangeInclusive<Duration> = secs(10 * 60)..=secs(7 * 24 * 3600);
+/// Defaults of a `callback` step: three calls, ten minutes apart, within a day.
+pub const CALLBACK_ATTEMPTS: u32 = 3;
+pub const CALLBACK_RETRY_DEFAULT: Duration = secs(10 * 60);
+pub const CALLBACK_MAX_WAIT_DEFAULT: Duration = secs(24 * 3600);
+/// The offer's defaults: said after 30 s, key 1, prompt `callback_offer`.
+pub const CALLBACK_OFFER_AFTER_DEFAULT: Duration = secs(30);
 pub const ATTEMPTS: RangeInclusive<u64> = 1..=10;
 pub const DIGITS: RangeInclusive<u64> = 1..=32;
 pub const COUNT_MAX: RangeInclusive<u64> = 0..=999;
@@ -40,7 +49,7 @@ const fn secs(s: u64) -> Duration {
 }
 
 /// The step kinds, in the order the docs list them.
-pub const STEP_KINDS: [&str; 11] = [
+pub const STEP_KINDS: [&str; 12] = [
     "play",
     "menu",
     "collect",
@@ -51,6 +60,7 @@ pub const STEP_KINDS: [&str; 11] = [
     "call",
     "return",
     "transfer",
+    "callback",
     "hangup",
 ];
 
@@ -974,6 +984,7 @@ fn parse_step(cx: &mut Cx, node: &Node) -> Option<Step> {
             StepKind::Return
         }
         "transfer" => parse_transfer(cx, value)?,
+        "callback" => StepKind::Callback(Box::new(parse_callback_step(cx, value)?)),
         "hangup" => StepKind::Hangup {
             reason: match value.value {
                 Value::Null => "normal".into(),
@@ -1594,6 +1605,7 @@ fn parse_queue_step(cx: &mut Cx, node: &Node) -> Option<QueueStep> {
             on_full: None,
             on_no_agents: None,
             messages: Vec::new(),
+            callback: None,
         });
     }
     let f = fields(
@@ -1610,6 +1622,7 @@ fn parse_queue_step(cx: &mut Cx, node: &Node) -> Option<QueueStep> {
             "on_full",
             "on_no_agents",
             "messages",
+            "callback",
         ],
     )?;
     let Some(to) = f.get("to") else {
@@ -1627,6 +1640,7 @@ fn parse_queue_step(cx: &mut Cx, node: &Node) -> Option<QueueStep> {
         on_full: None,
         on_no_agents: None,
         messages: Vec::new(),
+        callback: None,
     };
     if let Some(p) = f.get("priority") {
         q.priority = number(cx, p, "priority", 0..=9)? as i32;
@@ -1661,7 +1675,121 @@ fn parse_queue_step(cx: &mut Cx, node: &Node) -> Option<QueueStep> {
     if let Some(n) = f.get("messages") {
         q.messages = wait_messages(cx, n)?;
     }
+    if let Some(n) = f.get("callback") {
+        q.callback = Some(callback_offer(cx, n)?);
+    }
     Some(q)
+}
+
+/// `callback: { after: 2m, every: 5m, estimated_wait: 10m, key: "1",
+/// play: callback_offer, goto: confirm_callback }` on a queue step.
+fn callback_offer(cx: &mut Cx, node: &Node) -> Option<CallbackOffer> {
+    let f = fields(
+        cx,
+        node,
+        "callback",
+        &["after", "every", "estimated_wait", "key", "play", "goto"],
+    )?;
+    let Some(goto) = f.get("goto") else {
+        cx.missing(
+            node,
+            node.pos,
+            "callback needs `goto: <step>`: where a caller who presses the key confirms their number",
+        );
+        return None;
+    };
+    let after = match f.get("after") {
+        Some(n) => duration_in(cx, n, "callback after", &CALLBACK_OFFER_AFTER)?,
+        None => CALLBACK_OFFER_AFTER_DEFAULT,
+    };
+    let every = match f.get("every") {
+        Some(n) => Some(duration_in(cx, n, "callback every", &MESSAGE_EVERY)?),
+        None => None,
+    };
+    let estimated_wait = match f.get("estimated_wait") {
+        Some(n) => Some(duration_in(
+            cx,
+            n,
+            "callback estimated_wait",
+            &CALLBACK_OFFER_AFTER,
+        )?),
+        None => None,
+    };
+    let key = match f.get("key") {
+        Some(n) => digit_key(cx, n)?,
+        None => '1',
+    };
+    let (prompt, origin) = match f.get("play") {
+        Some(n) => (name(cx, n, "prompt id")?, cx.origin(n.pos)),
+        None => ("callback_offer".to_string(), cx.origin(node.pos)),
+    };
+    Some(CallbackOffer {
+        after,
+        every,
+        estimated_wait,
+        key,
+        prompt,
+        goto: target(cx, goto)?,
+        origin,
+    })
+}
+
+/// `callback: { number: caller, attempts: 3, retry_after: 10m, max_wait: 24h,
+/// window: callbacks, on_invalid: ask_number }`; `number` is `caller` or the
+/// variable a `collect` step filled.
+fn parse_callback_step(cx: &mut Cx, node: &Node) -> Option<CallbackStep> {
+    let f = fields(
+        cx,
+        node,
+        "callback",
+        &[
+            "number",
+            "attempts",
+            "retry_after",
+            "max_wait",
+            "window",
+            "on_invalid",
+        ],
+    )?;
+    let number = match f.get("number") {
+        None => CallbackNumber::Caller,
+        Some(n) => match name(cx, n, "callback number")?.as_str() {
+            "caller" => CallbackNumber::Caller,
+            var => CallbackNumber::Collected(var.to_string()),
+        },
+    };
+    let attempts = match f.get("attempts") {
+        Some(n) => number_in(cx, n, "callback attempts")?,
+        None => CALLBACK_ATTEMPTS,
+    };
+    let retry_after = match f.get("retry_after") {
+        Some(n) => duration_in(cx, n, "retry_after", &CALLBACK_RETRY_AFTER)?,
+        None => CALLBACK_RETRY_DEFAULT,
+    };
+    let max_wait = match f.get("max_wait") {
+        Some(n) => duration_in(cx, n, "callback max_wait", &CALLBACK_MAX_WAIT)?,
+        None => CALLBACK_MAX_WAIT_DEFAULT,
+    };
+    let window = match f.get("window") {
+        Some(n) => Some((name(cx, n, "schedule name")?, cx.origin(n.pos))),
+        None => None,
+    };
+    let on_invalid = match f.get("on_invalid") {
+        Some(n) => Some(target(cx, n)?),
+        None => None,
+    };
+    Some(CallbackStep {
+        number,
+        attempts,
+        retry_after,
+        max_wait,
+        window,
+        on_invalid,
+    })
+}
+
+fn number_in(cx: &mut Cx, node: &Node, what: &str) -> Option<u32> {
+    number(cx, node, what, ATTEMPTS).and_then(|n| u32::try_from(n).ok())
 }
 
 /// `messages: [{ after: 10m, every: 5m, play: [a, b] }, ...]` on a queue step.

@@ -258,6 +258,13 @@ pub enum FlowEvent {
     Transferred,
     /// Continues at the transfer's `on_failure`.
     TransferFailed,
+    /// The queue step's callback offer was said: its key now books a
+    /// callback.
+    CallbackOffered,
+    /// The `callback` step's callback is booked: the next step.
+    CallbackBooked,
+    /// It could not be booked: the step's `on_invalid`.
+    CallbackRefused,
 }
 
 /// How the queue should hold the caller; the queue layer decides the rest.
@@ -294,9 +301,28 @@ pub enum FlowAction {
     Transfer {
         target: String,
     },
+    /// The caller pressed the callback key while queued: keep their place,
+    /// offered to nobody, while the flow confirms the number.
+    HoldPlace,
+    /// Book a callback for the caller's held place.
+    BookCallback(CallbackRequest),
     Hangup {
         reason: String,
     },
+}
+
+/// What a `callback` step asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackRequest {
+    /// The number to call back; `None` when the step names a collected
+    /// variable that holds nothing.
+    pub number: Option<String>,
+    /// Whether the caller typed the number (else it is their caller ID).
+    pub typed: bool,
+    pub attempts: u32,
+    pub retry_after: Duration,
+    pub max_wait: Duration,
+    pub window: Option<String>,
 }
 
 /// Whether any diagnostic is an error (warnings do not fail a check).

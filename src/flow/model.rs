@@ -76,6 +76,9 @@ pub enum StepKind {
         target: String,
         on_failure: Option<Target>,
     },
+    /// Books a callback for a caller who holds a place in a queue (they
+    /// pressed the queue step's callback key).
+    Callback(Box<CallbackStep>),
     Hangup {
         reason: String,
     },
@@ -94,6 +97,7 @@ impl StepKind {
             StepKind::Call { .. } => "call",
             StepKind::Return => "return",
             StepKind::Transfer { .. } => "transfer",
+            StepKind::Callback(_) => "callback",
             StepKind::Hangup { .. } => "hangup",
         }
     }
@@ -235,6 +239,51 @@ pub struct QueueStep {
     /// Said while the caller waits (e.g. self-service on the website after 10
     /// minutes), in order of `after`.
     pub messages: Vec<WaitMessage>,
+    /// The offer of a callback that keeps the caller's place.
+    pub callback: Option<CallbackOffer>,
+}
+
+/// `callback:` on a queue step: "press 1 to be called back; you keep your
+/// place", said `after` the caller joined (then every `every`), only while
+/// their estimated wait is at least `estimated_wait` and a trunk can call
+/// them back. A caller who presses `key` keeps their place (offered to
+/// nobody meanwhile) and goes to `goto`, where a `callback` step books it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackOffer {
+    pub after: Duration,
+    pub every: Option<Duration>,
+    pub estimated_wait: Option<Duration>,
+    pub key: char,
+    pub prompt: String,
+    pub goto: Target,
+    pub origin: Origin,
+}
+
+/// Which number a callback dials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallbackNumber {
+    /// The number the caller called from.
+    Caller,
+    /// Digits a `collect` step gathered into this variable: a number the
+    /// caller typed, dialled only because the flow says so here.
+    Collected(String),
+}
+
+/// The `callback` step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackStep {
+    pub number: CallbackNumber,
+    /// Calls placed to the caller before the callback counts as failed.
+    pub attempts: u32,
+    /// Wait between an unanswered (busy, failed) attempt and the next.
+    pub retry_after: Duration,
+    /// Longest a callback waits in line (from when the caller first joined).
+    pub max_wait: Duration,
+    /// A schedule: callers are called back only while it is open.
+    pub window: Option<(String, Origin)>,
+    /// Where the flow goes when the number cannot be called back (no trunk
+    /// may dial it, no place held); else the next step.
+    pub on_invalid: Option<Target>,
 }
 
 /// A message for callers who have waited `after`, said again every `every`.

@@ -24,6 +24,9 @@ pub enum QueueOutcome {
     Timeout,
     Full,
     NoAgents,
+    /// The caller is offered a callback (the queue step's `callback`) and
+    /// presses its key; the next digits answer the flow that follows.
+    Callback,
 }
 
 impl QueueOutcome {
@@ -33,6 +36,7 @@ impl QueueOutcome {
             QueueOutcome::Timeout => "timeout",
             QueueOutcome::Full => "full",
             QueueOutcome::NoAgents => "no_agents",
+            QueueOutcome::Callback => "callback",
         }
     }
 
@@ -42,6 +46,7 @@ impl QueueOutcome {
             "timeout" => Some(QueueOutcome::Timeout),
             "full" => Some(QueueOutcome::Full),
             "no_agents" => Some(QueueOutcome::NoAgents),
+            "callback" => Some(QueueOutcome::Callback),
             _ => None,
         }
     }
@@ -107,15 +112,31 @@ impl Default for SimulateOptions {
 /// One line of a simulated walk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SimLine {
-    Step { name: String, kind: &'static str },
-    Prompt { prompt: PromptRef, text: String },
+    Step {
+        name: String,
+        kind: &'static str,
+    },
+    Prompt {
+        prompt: PromptRef,
+        text: String,
+    },
     Digit(char),
     NoInput,
     StopPlayback,
     Language(Language),
-    Queue { queue: String, detail: String },
+    Queue {
+        queue: String,
+        detail: String,
+    },
     QueueOutcome(QueueOutcome),
-    Transfer { target: String, succeeded: bool },
+    Transfer {
+        target: String,
+        succeeded: bool,
+    },
+    /// A callback booked for `number` (`None`: no number, not booked).
+    Callback {
+        number: Option<String>,
+    },
     End(FlowEnd),
     Error(String),
 }
@@ -252,6 +273,24 @@ pub fn simulate(set: &Arc<FlowSet>, options: &SimulateOptions) -> SimulationRepo
                     QueueOutcome::Timeout => FlowEvent::QueueTimeout,
                     QueueOutcome::Full => FlowEvent::QueueFull,
                     QueueOutcome::NoAgents => FlowEvent::QueueNoAgents,
+                    QueueOutcome::Callback => {
+                        offer_callback(&mut run, &mut report, set, &env, start);
+                        continue;
+                    }
+                };
+                run.handle_event(env.now.get(), event, &env);
+            }
+            Awaiting::Callback => {
+                // Booked when the step had a number (trunks are the
+                // service's config, not the flows': not checked here).
+                let number = report.lines.iter().rev().find_map(|(_, l)| match l {
+                    SimLine::Callback { number } => Some(number.clone()),
+                    _ => None,
+                });
+                let event = if number.flatten().is_some() {
+                    FlowEvent::CallbackBooked
+                } else {
+                    FlowEvent::CallbackRefused
                 };
                 run.handle_event(env.now.get(), event, &env);
             }
@@ -371,9 +410,47 @@ fn record(
                 target,
                 succeeded: options.transfer_succeeds,
             }),
-            FlowAction::Hangup { .. } => {}
+            FlowAction::BookCallback(request) => push(SimLine::Callback {
+                number: request.number,
+            }),
+            FlowAction::HoldPlace | FlowAction::Hangup { .. } => {}
         },
     }
+}
+
+/// The callback offer as the call layer makes it: its prompt is said, then
+/// the caller presses its key.
+fn offer_callback(
+    run: &mut FlowRun,
+    report: &mut SimulationReport,
+    set: &FlowSet,
+    env: &SimEnv,
+    start: Instant,
+) {
+    let elapsed = env.now.get().saturating_duration_since(start);
+    let Some(offer) = run.callback_offer().cloned() else {
+        report.lines.push((
+            elapsed,
+            SimLine::Error("this queue step offers no callback".into()),
+        ));
+        run.handle_event(env.now.get(), FlowEvent::QueueAnswered, env);
+        return;
+    };
+    let prompt = PromptRef {
+        id: offer.prompt.clone(),
+        language: run.language().unwrap_or(set.default_language),
+    };
+    let text = set
+        .catalogue
+        .text(&prompt.id, prompt.language)
+        .unwrap_or("")
+        .to_string();
+    report.prompts.push(prompt.clone());
+    report
+        .lines
+        .push((elapsed, SimLine::Prompt { prompt, text }));
+    run.handle_event(env.now.get(), FlowEvent::CallbackOffered, env);
+    run.handle_event(env.now.get(), FlowEvent::Digit(offer.key), env);
 }
 
 /// The audio's length when the file is there, else an estimate from the text.
@@ -421,6 +498,12 @@ impl fmt::Display for SimulationReport {
                     "{t}      transfer to {target}: {}",
                     if *succeeded { "connected" } else { "failed" }
                 )?,
+                SimLine::Callback { number: Some(n) } => {
+                    writeln!(f, "{t}      callback booked to {n}")?
+                }
+                SimLine::Callback { number: None } => {
+                    writeln!(f, "{t}      callback not booked: no number")?
+                }
                 SimLine::End(e) => writeln!(f, "{t}  end: {e}")?,
                 SimLine::Error(e) => writeln!(f, "{t}  error: {e}")?,
             }

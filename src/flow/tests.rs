@@ -143,7 +143,7 @@ fn unknown_step_kind() {
     );
     assert_diag(
         &format!("flows:\n  main:\n    steps:\n      - dance: welcome\n{OTHER}"),
-        "f.yaml:13:9: unknown step kind `dance`: expected one of play, menu, collect, set_language, branch, queue, goto, call, return, transfer, hangup",
+        "f.yaml:13:9: unknown step kind `dance`: expected one of play, menu, collect, set_language, branch, queue, goto, call, return, transfer, callback, hangup",
     );
 }
 
@@ -1144,5 +1144,141 @@ fn a_line_whose_flows_name_no_schedule_is_always_open() {
         set.languages_offered_at(at("2025-03-08T03:00:00+01:00"))
             .len(),
         Language::ALL.len()
+    );
+}
+
+// ---- callbacks ----
+
+const CALLBACK_FLOW: &str = "flows:
+  main:
+    steps:
+      - id: wait
+        queue:
+          to: q_nb
+          callback: { after: 1m, every: 5m, estimated_wait: 10m, key: \"1\", play: confirm, goto: confirm }
+      - hangup: answered
+      - id: confirm
+        menu:
+          prompt: confirm
+          choices: { \"1\": book, \"2\": typed, \"3\": wait }
+      - id: book
+        callback: { number: caller, attempts: 2, retry_after: 5m, window: office, on_invalid: wait }
+      - id: booked
+        play: bye
+      - hangup: callback
+      - id: typed
+        collect: { into: number, prompt: enter }
+      - callback: { number: number, on_invalid: wait }
+      - goto: booked
+";
+
+#[test]
+fn a_callback_offer_and_step_load_with_their_defaults() {
+    let set = load(&format!("{CALLBACK_FLOW}{OTHER}"));
+    let main = set.flow("main").expect("main");
+    let Some(model::StepKind::Queue(q)) = main.steps.first().map(|s| &s.kind) else {
+        panic!("queue step");
+    };
+    let offer = q.callback.as_ref().expect("offer");
+    assert_eq!(offer.after, Duration::from_secs(60));
+    assert_eq!(offer.estimated_wait, Some(Duration::from_secs(600)));
+    assert_eq!((offer.key, offer.prompt.as_str()), ('1', "confirm"));
+    let Some(model::StepKind::Callback(c)) = main.steps.get(7).map(|s| &s.kind) else {
+        panic!("callback step");
+    };
+    assert_eq!(c.number, model::CallbackNumber::Collected("number".into()));
+    assert_eq!(c.attempts, 3, "the default");
+    assert_eq!(c.retry_after, Duration::from_secs(600));
+}
+
+#[test]
+fn callback_mistakes_are_named_where_they_are() {
+    let d = diags(&format!(
+        "flows:\n  main:\n    steps:\n      - queue: {{ to: q_nb, callback: {{ after: 1m }} }}\n{OTHER}"
+    ));
+    assert!(
+        d.iter()
+            .any(|x| x.starts_with("f.yaml:13:") && x.contains("callback needs `goto: <step>`")),
+        "{d:#?}"
+    );
+    assert_diag(
+        &format!("flows:\n  main:\n    steps:\n      - callback: {{ window: ofice }}\n{OTHER}"),
+        "f.yaml:13:29: unknown schedule `ofice`; did you mean `office`?",
+    );
+    assert_diag(
+        &format!("flows:\n  main:\n    steps:\n      - callback: {{ retry_after: 10s }}\n{OTHER}"),
+        "f.yaml:13:34: retry_after 10s is out of range: 1m to 24h",
+    );
+}
+
+#[test]
+fn the_callback_key_holds_the_place_and_the_step_books_it() {
+    let set = load(&format!("{CALLBACK_FLOW}{OTHER}"));
+    let e = env();
+    let t0 = Instant::now();
+    let call = CallInfo {
+        caller: "+4791234567".into(),
+        dialled: "116123".into(),
+    };
+    let mut run = FlowRun::start(Arc::clone(&set), "main", call, t0, &e);
+    drain(&mut run);
+    // Before the offer is said, the key does nothing.
+    run.handle_event(t0, FlowEvent::Digit('1'), &e);
+    assert!(drain(&mut run).is_empty());
+    assert!(run.callback_offer().is_some());
+    run.handle_event(t0, FlowEvent::CallbackOffered, &e);
+    run.handle_event(t0, FlowEvent::Digit('2'), &e);
+    assert!(drain(&mut run).is_empty(), "only its own key");
+    run.handle_event(t0, FlowEvent::Digit('1'), &e);
+    let actions = drain(&mut run);
+    assert_eq!(actions.first(), Some(&FlowAction::HoldPlace));
+    assert!(
+        matches!(actions.get(1), Some(FlowAction::Play { .. })),
+        "{actions:?}"
+    );
+    run.handle_event(t0, FlowEvent::Digit('1'), &e);
+    let actions = drain(&mut run);
+    let Some(FlowAction::BookCallback(request)) = actions.last() else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(request.number.as_deref(), Some("+4791234567"));
+    assert!(!request.typed);
+    assert_eq!(request.attempts, 2);
+    assert_eq!(request.window.as_deref(), Some("office"));
+    assert_eq!(run.awaiting(), Awaiting::Callback);
+    run.handle_event(t0, FlowEvent::CallbackBooked, &e);
+    let Some(FlowAction::Play { play_id, .. }) = drain(&mut run).first().cloned() else {
+        panic!("the goodbye")
+    };
+    run.handle_event(t0, FlowEvent::PlaybackFinished { play_id }, &e);
+    assert_eq!(drain(&mut run), vec![hangup("callback")]);
+}
+
+#[test]
+fn a_typed_number_is_booked_as_typed_and_a_refusal_goes_back_to_the_queue() {
+    let set = load(&format!("{CALLBACK_FLOW}{OTHER}"));
+    let e = env();
+    let t0 = Instant::now();
+    let mut run = FlowRun::start(Arc::clone(&set), "main", CallInfo::default(), t0, &e);
+    drain(&mut run);
+    run.handle_event(t0, FlowEvent::CallbackOffered, &e);
+    run.handle_event(t0, FlowEvent::Digit('1'), &e);
+    drain(&mut run);
+    run.handle_event(t0, FlowEvent::Digit('2'), &e);
+    drain(&mut run);
+    for d in "4722334455#".chars() {
+        run.handle_event(t0, FlowEvent::Digit(d), &e);
+    }
+    let actions = drain(&mut run);
+    let Some(FlowAction::BookCallback(request)) = actions.last() else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(request.number.as_deref(), Some("4722334455"));
+    assert!(request.typed);
+    run.handle_event(t0, FlowEvent::CallbackRefused, &e);
+    let actions = drain(&mut run);
+    assert!(
+        matches!(actions.first(), Some(FlowAction::Queue { queue, .. }) if queue == "q_nb"),
+        "back to the queue step: {actions:?}"
     );
 }

@@ -273,6 +273,28 @@ fn check_flow(ck: &mut Checker, flow: &mut Flow, flow_names: &BTreeMap<String, u
                 {
                     resolve(ck, t);
                 }
+                if let Some(c) = &mut q.callback {
+                    check_prompt(
+                        ck,
+                        &c.prompt,
+                        &langs,
+                        c.origin,
+                        &format!("which flow `{name}` offers"),
+                    );
+                    resolve(ck, &mut c.goto);
+                }
+            }
+            StepKind::Callback(c) => {
+                if let Some((schedule, origin)) = &c.window {
+                    let lost = ck.unread.names || ck.unread.schedules.contains(schedule);
+                    if !ck.schedules.contains(schedule) && !lost {
+                        let hint = did_you_mean(schedule, ck.schedules.iter().map(String::as_str));
+                        ck.err(*origin, format!("unknown schedule `{schedule}`{hint}"));
+                    }
+                }
+                if let Some(t) = &mut c.on_invalid {
+                    resolve(ck, t);
+                }
             }
             StepKind::Goto(t) => resolve(ck, t),
             StepKind::Call {
@@ -692,7 +714,12 @@ pub fn successors(flow: &Flow, i: usize) -> Vec<Edge> {
             target(&q.on_timeout),
             target(&q.on_full),
             target(&q.on_no_agents),
+            match &q.callback {
+                Some(c) => Edge::Step(c.goto.index),
+                None => Edge::End,
+            },
         ],
+        StepKind::Callback(c) => vec![next(flow, i), target(&c.on_invalid)],
         StepKind::Goto(t) => vec![Edge::Step(t.index)],
         StepKind::Transfer { on_failure, .. } => vec![Edge::End, target(on_failure)],
         StepKind::Return | StepKind::Hangup { .. } => vec![Edge::End],

@@ -200,6 +200,28 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
 }
 
+/// Puts every callback a previous run left pending back in its place (the
+/// journal was replayed into the database when the records started).
+fn restore_callbacks<Q: QueueService>(
+    manager: &mut CallManager<MediaEngine, Q>,
+    data_dir: &std::path::Path,
+) {
+    let path = data_dir.join(crate::cdr::DB_FILE);
+    let pending = crate::cdr::Store::open_read_only(&path).and_then(|s| s.pending_callbacks());
+    match pending {
+        Ok(pending) if !pending.is_empty() => {
+            tracing::info!(
+                count = pending.len(),
+                "callbacks pending from before the restart"
+            );
+            manager.restore_callbacks(Now::read(), pending);
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, db = %path.display(),
+            "pending callbacks could not be read: they are not called back until the next start"),
+    }
+}
+
 /// A node alone, or one of a cluster.
 enum Node {
     Local(Box<CallManager<MediaEngine, crate::acd::Acd>>),
@@ -259,6 +281,9 @@ async fn run<Q: QueueService + StorePump>(
     manager.set_trunks(trunks);
     manager.set_digest_algorithms(&config.digest_algorithms);
     manager.set_agents(Now::read(), agents);
+    if records.is_some() {
+        restore_callbacks(&mut manager, &config.data_dir);
+    }
     let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpEvent>(4096);
     tokio::spawn(tcp::accept_loop(
         tcp_listener,

@@ -40,6 +40,11 @@ impl Sinks {
                         sink.leg(leg);
                     }
                 }
+                Output::Callback(callback) => {
+                    if let Some(sink) = &self.records {
+                        sink.callback(callback);
+                    }
+                }
                 Output::QueueLog(event) => {
                     if let Some(sink) = &self.records {
                         sink.queue_event(event);

@@ -323,6 +323,23 @@ impl Trunks {
             .collect()
     }
 
+    /// Whether some trunk's patterns allow dialling `number` (channels
+    /// aside): a callback is booked only for a number we may call.
+    pub fn allows(&self, number: &str) -> Result<(), Refusal> {
+        if !is_dialable(number) {
+            return Err(Refusal::BadNumber);
+        }
+        let allowed = self
+            .trunks
+            .iter()
+            .any(|t| t.config.patterns.iter().any(|p| p.matches(number)));
+        if allowed {
+            Ok(())
+        } else {
+            Err(Refusal::NotAllowed)
+        }
+    }
+
     /// Takes a channel to dial `number`: on the trunk named `only`, or on
     /// the first configured trunk whose patterns allow it and that has a
     /// free channel. `caller` is the caller's own number, for `pass`.

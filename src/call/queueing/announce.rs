@@ -112,7 +112,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
     }
 
     /// Plays prompts over the hold music (which resumes after).
-    fn play_announcement(&mut self, key: CallId, ids: &[&str]) {
+    pub(in crate::call) fn play_announcement(&mut self, key: CallId, ids: &[&str]) {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };

@@ -64,6 +64,10 @@ pub(super) struct Queued {
     pub messages: Vec<Vec<String>>,
     /// Place in the line when the caller hung up, for the queue log.
     pub position_at_exit: Option<usize>,
+    /// The index of `QueueAction::WaitMessage` that is the callback offer.
+    pub callback_message: Option<usize>,
+    /// The wait last announced to the caller (the callback offer's test).
+    pub last_estimate: Option<std::time::Duration>,
 }
 
 /// A join asked of the queue engine and not answered yet.
@@ -72,6 +76,7 @@ pub(super) struct Joining {
     pub queue: String,
     pub language: Language,
     pub messages: Vec<Vec<String>>,
+    pub callback_message: Option<usize>,
 }
 
 /// An offer to carry out, as the engine made it.
@@ -123,6 +128,20 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         queue: &str,
         options: &QueueOptions,
     ) {
+        if self.resume_held_place(now, key) {
+            return;
+        }
+        let number = match self.calls.get(&key) {
+            Some(call) => call.info.from_user.clone(),
+            None => return,
+        };
+        // The callback offer is one more wait message, when a trunk could
+        // call this caller back.
+        let offer = self
+            .calls
+            .get(&key)
+            .and_then(|c| c.flow.callback_offer().cloned())
+            .filter(|_| self.callbacks_possible(&number));
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -130,26 +149,34 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             .language
             .or_else(|| call.flow.language())
             .unwrap_or(call.bundle.flows.default_language);
+        let mut messages: Vec<MessageTiming> = options
+            .messages
+            .iter()
+            .map(|m| MessageTiming {
+                after: m.after,
+                every: m.every,
+            })
+            .collect();
+        let callback_message = offer.map(|o| {
+            messages.push(MessageTiming {
+                after: o.after,
+                every: o.every,
+            });
+            messages.len() - 1
+        });
         let join = JoinOptions {
             priority: options.priority.clamp(0, 255) as u8,
             no_agents: None,
             max_wait: options.max_wait,
             announce_every: options.announce_every,
-            messages: options
-                .messages
-                .iter()
-                .map(|m| MessageTiming {
-                    after: m.after,
-                    every: m.every,
-                })
-                .collect(),
+            messages,
         };
-        let number = call.info.from_user.clone();
         call.last_queue = Some((queue.to_string(), options.clone()));
         call.joining = Some(Joining {
             queue: queue.to_string(),
             language,
             messages: options.messages.iter().map(|m| m.prompts.clone()).collect(),
+            callback_message,
         });
         let request = JoinRequest {
             caller: self.caller_id(key),
@@ -180,6 +207,8 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                 joined_at: now.mono,
                 messages: joining.messages,
                 position_at_exit: None,
+                callback_message: joining.callback_message,
+                last_estimate: None,
             });
             call.queue_name = Some(queue.clone());
             call.queued_at = Some(now.mono);
@@ -233,6 +262,32 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                 tracing::debug!(?action, "queue action for another node's caller");
                 continue;
             };
+            if self.is_callback(key) {
+                match action {
+                    QueueAction::Joined { .. } => {
+                        self.callback_joined(now, key);
+                        continue;
+                    }
+                    QueueAction::NotJoined { reason, .. } => {
+                        self.callback_not_rejoined(now, key, reason.label());
+                        continue;
+                    }
+                    QueueAction::QueueTimeout { .. } | QueueAction::NoAgents { .. } => {
+                        self.callback_expired(now, key);
+                        continue;
+                    }
+                    QueueAction::CallLeft(exit) => {
+                        self.callback_left(now, key, &exit);
+                        continue;
+                    }
+                    QueueAction::Announce { .. }
+                    | QueueAction::WaitMessage { .. }
+                    | QueueAction::Escalated { .. }
+                    | QueueAction::LanguageFallback { .. } => continue,
+                    // Offers, verdicts and withdrawals as for any caller.
+                    _ => {}
+                }
+            }
             match action {
                 QueueAction::Joined { language, .. } => self.joined(now, key, language),
                 QueueAction::NotJoined { reason, .. } => self.not_joined(now, key, reason),
@@ -269,12 +324,28 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                     estimated_wait,
                     first,
                     ..
-                } => self.announce(key, position, estimated_wait, first),
+                } => {
+                    if let Some(q) = self.calls.get_mut(&key).and_then(|c| c.queued.as_mut()) {
+                        q.last_estimate = estimated_wait;
+                    }
+                    self.announce(key, position, estimated_wait, first)
+                }
                 QueueAction::Escalated { tier, .. } => self.escalated(now, key, tier),
                 QueueAction::LanguageFallback { language, .. } => {
                     self.fell_back(now, key, language)
                 }
-                QueueAction::WaitMessage { index, .. } => self.wait_message(key, index),
+                QueueAction::WaitMessage { index, .. } => {
+                    let callback = self
+                        .calls
+                        .get(&key)
+                        .and_then(|c| c.queued.as_ref())
+                        .and_then(|q| q.callback_message);
+                    if callback == Some(index) {
+                        self.offer_callback(now, key);
+                    } else {
+                        self.wait_message(key, index)
+                    }
+                }
                 QueueAction::QueueTimeout { .. } => {
                     self.leave_queue_to_flow(now, key, FlowEvent::QueueTimeout)
                 }
@@ -307,7 +378,13 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             language,
             contact,
         } = offered;
-        let Some(call) = self.calls.get(&key) else {
+        let details = match self.calls.get(&key) {
+            Some(call) => Some((call.codec, call.info.from_user.clone(), false)),
+            None => self
+                .callback_offer_details(key)
+                .map(|(codec, number)| (codec, number, true)),
+        };
+        let Some((codec, caller, callback)) = details else {
             self.report_offer(now, key, offer, OfferResult::Rejected(481));
             return;
         };
@@ -327,7 +404,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                 return;
             }
         };
-        let offered_codecs = codecs_for_leg(call.codec);
+        let offered_codecs = codecs_for_leg(codec);
         let sdp_offer = sdp::offer(
             self.media_ip,
             port,
@@ -336,7 +413,6 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             &offered_codecs,
             Some(101),
         );
-        let caller = call.info.from_user.clone();
         let to_user = self
             .agents
             .get(&agent)
@@ -354,15 +430,25 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                 destination: ring_destination(&binding.uri, binding.source),
                 transport,
                 from_user: caller.clone(),
-                from_display: Some(format!("{caller} ({})", language.code())),
+                from_display: Some(if callback {
+                    format!("callback {caller} ({})", language.code())
+                } else {
+                    format!("{caller} ({})", language.code())
+                }),
                 to_user,
-                headers: vec![
-                    (
-                        "X-Hotline-Language".to_string(),
-                        language.code().to_string(),
-                    ),
-                    ("X-Hotline-Queue".to_string(), queue.clone()),
-                ],
+                headers: {
+                    let mut headers = vec![
+                        (
+                            "X-Hotline-Language".to_string(),
+                            language.code().to_string(),
+                        ),
+                        ("X-Hotline-Queue".to_string(), queue.clone()),
+                    ];
+                    if callback {
+                        headers.push(("X-Hotline-Callback".to_string(), caller.clone()));
+                    }
+                    headers
+                },
                 sdp: sdp_offer,
                 credentials: None,
                 to_uri: None,
@@ -396,10 +482,30 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         if let Some(call) = self.calls.get_mut(&key) {
             call.agent_leg = Some(leg);
         }
+        if let Some(cb) = self.callbacks.get_mut(&key) {
+            cb.agent_leg = Some(leg);
+        }
     }
 
     fn leg_of(&self, key: CallId) -> Option<LegKey> {
-        self.calls.get(&key).and_then(|c| c.agent_leg)
+        self.calls
+            .get(&key)
+            .and_then(|c| c.agent_leg)
+            .or_else(|| self.callbacks.get(&key).and_then(|c| c.agent_leg))
+    }
+
+    /// Forgets `leg` as the agent leg of `key`'s call or callback.
+    fn clear_agent_leg(&mut self, key: CallId, leg: LegKey) {
+        if let Some(call) = self.calls.get_mut(&key) {
+            if call.agent_leg == Some(leg) {
+                call.agent_leg = None;
+            }
+        }
+        if let Some(cb) = self.callbacks.get_mut(&key) {
+            if cb.agent_leg == Some(leg) {
+                cb.agent_leg = None;
+            }
+        }
     }
 
     /// Tears down an agent leg whatever its state (CANCEL before the answer,
@@ -420,11 +526,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             self.endpoint.cancel(now.mono, leg);
         }
         self.media.close(agent_media_key(key));
-        if let Some(call) = self.calls.get_mut(&key) {
-            if call.agent_leg == Some(leg) {
-                call.agent_leg = None;
-            }
-        }
+        self.clear_agent_leg(key, leg);
     }
 
     /// Marks a leg torn down after its answer proved unusable or late.
@@ -501,6 +603,10 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             l.answer = None;
         }
         self.media.update(agent_media_key(key), params);
+        if self.is_callback(key) {
+            self.callback_agent_answered(now, key, info.agent.clone());
+            return;
+        }
         self.media.stop_music(key);
         self.media.bridge(key, agent_media_key(key));
         self.set_stage(key, Stage::Agent);
@@ -563,11 +669,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         }
         let key = info.call;
         self.media.close(agent_media_key(key));
-        if let Some(call) = self.calls.get_mut(&key) {
-            if call.agent_leg == Some(leg) {
-                call.agent_leg = None;
-            }
-        }
+        self.clear_agent_leg(key, leg);
         let result = if code == 408 {
             OfferResult::Timeout
         } else {
@@ -592,6 +694,12 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         }
         let key = info.call;
         tracing::info!(call = key.0, agent = %info.agent.as_str(), reason = ?reason, "agent leg ended");
+        if self.is_callback(key) {
+            self.clear_agent_leg(key, leg);
+            self.callback_agent_hung_up(now, key);
+            self.drain_queue(now);
+            return;
+        }
         self.media.unbridge(key);
         self.media.close(agent_media_key(key));
         let caller = self.caller_id(key);
@@ -616,6 +724,9 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         if let Some(call) = self.calls.get_mut(&key) {
             call.agent_leg = None;
         }
+        if let Some(cb) = self.callbacks.get_mut(&key) {
+            cb.agent_leg = None;
+        }
         self.report_offer(now, key, info.offer, OfferResult::Rejected(500));
         self.drain_queue(now);
     }
@@ -627,6 +738,10 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         let Some(call) = self.calls.get(&key) else {
             return;
         };
+        if call.callback_booked {
+            // Hung up after booking a callback: the place stays in the queue.
+            return;
+        }
         let leg = call.agent_leg;
         let was_connected = call.connected_agent.is_some() && !call.agent_released;
         if let Some(leg) = leg {

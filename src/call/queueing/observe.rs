@@ -39,7 +39,7 @@ pub const AGENT_STATES: [&str; 6] = [
 
 impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
     /// A caller left a queue: counted, logged and told to the wallboard.
-    pub(super) fn record_left(&mut self, now: Now, key: CallId, exit: &QueueExit) {
+    pub(in crate::call) fn record_left(&mut self, now: Now, key: CallId, exit: &QueueExit) {
         let QueueExit {
             queue,
             language,
@@ -148,7 +148,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
     }
 
     /// A queue log row for `key`'s call, stamped now.
-    pub(super) fn queue_event(
+    pub(in crate::call) fn queue_event(
         &self,
         now: Now,
         key: CallId,
@@ -160,7 +160,8 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             call_id: self
                 .calls
                 .get(&key)
-                .map(|c| super::super::record_id(c, key)),
+                .map(|c| super::super::record_id(c, key))
+                .or_else(|| self.callback_record_id(key)),
             queue: Some(queue.to_string()),
             language: Some(language.code().to_string()),
             ..QueueEvent::new(kind, now.wall_ms())
