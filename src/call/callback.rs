@@ -587,6 +587,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             waited_s = waited.as_secs_f64(),
             "callback connected"
         );
+        self.gauges_changed = true;
     }
 
     /// The caller did not answer (busy, no answer, failure), or could not

@@ -331,6 +331,16 @@ fn report_inner(args: &ReportArgs) -> Result<(), String> {
         let legs = cdr::legs_summary(&store, from_ms, to_ms).map_err(|e| e.to_string())?;
         print!("{}", cdr::legs_text(&legs));
     }
+    let callbacks = store
+        .callbacks_summary(from_ms, to_ms)
+        .map_err(|e| e.to_string())?;
+    if !callbacks.is_empty() {
+        let parts: Vec<String> = callbacks
+            .iter()
+            .map(|(state, n)| format!("{n} {state}"))
+            .collect();
+        println!("callbacks: {}", parts.join(", "));
+    }
     if let Some(csv) = &args.csv {
         std::fs::write(csv, cdr::to_csv(&rows)).map_err(|e| format!("{}: {e}", csv.display()))?;
     }
