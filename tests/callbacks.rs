@@ -229,3 +229,83 @@ fn a_callback_survives_a_restart() {
     gw.phone.wait_ok();
     olek.phone.wait_ok();
 }
+
+/// The caller's line is busy the first time we call: the adviser is let
+/// go, the callback goes back to its place until the retry time, and the
+/// second attempt connects. Both attempts are recorded.
+#[test]
+fn a_busy_caller_is_called_again_after_the_retry_interval() {
+    let (gw, gw_port) = AgentPhone::at(
+        "127.0.0.1:9".parse().expect("addr"),
+        "trunk_callback_busy_uas.xml",
+        12_000,
+    )
+    .arg("-m")
+    .arg("2")
+    // Two calls half a minute apart: longer than sipp's usual limit.
+    .arg("-timeout")
+    .arg("150s")
+    .start();
+    let site = site();
+    let path = site.flows().join("adviser.yaml");
+    let text = std::fs::read_to_string(&path).expect("read flow");
+    std::fs::write(
+        &path,
+        text.replace(
+            "callback: { number: caller, attempts: 3, retry_after: 10m",
+            "callback: { number: caller, attempts: 3, retry_after: 30s",
+        ),
+    )
+    .expect("write flow");
+    let hotline = site.start(&trunk_config(gw_port));
+    let rtp = RtpListener::bind();
+    books_a_callback(&hotline, &rtp);
+    let olek = AgentPhone::new(&hotline, "agent_answer.xml", 200)
+        .arg("-m")
+        .arg("2")
+        .arg("-timeout")
+        .arg("150s")
+        .register("olek", "haslo-1");
+    hotline.wait_for_log("callback attempt did not connect", SECS(20));
+    assert_eq!(
+        hotline.metric("hotline_callbacks_total{event=\"attempted\",language=\"pl\"}"),
+        1.0
+    );
+    assert_eq!(
+        hotline.metric("hotline_callbacks_pending{language=\"pl\"}"),
+        1.0,
+        "back in its place"
+    );
+    hotline.wait_metric(
+        "hotline_callbacks_total{event=\"connected\",language=\"pl\"}",
+        1.0,
+        SECS(60),
+    );
+    assert_eq!(
+        hotline.metric("hotline_callbacks_total{event=\"attempted\",language=\"pl\"}"),
+        2.0
+    );
+    gw.phone.wait_ok();
+    olek.phone.wait_ok();
+    let db = hotline.data_dir().join("records.db");
+    let conn = rusqlite::Connection::open(&db).expect("db");
+    let mut events: Vec<(String, Option<i64>)> = Vec::new();
+    wait_until("both attempts are in the queue log", SECS(10), || {
+        events = conn
+            .prepare("SELECT event, code FROM queue_log WHERE event LIKE 'callback%' ORDER BY id")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map(|rows| rows.filter_map(Result::ok).collect())
+            })
+            .unwrap_or_default();
+        events.len() >= 3
+    });
+    assert_eq!(
+        events,
+        [
+            ("callback_requested".to_string(), None),
+            ("callback_attempt_failed".to_string(), Some(486)),
+            ("callback_connected".to_string(), None),
+        ]
+    );
+}

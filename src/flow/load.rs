@@ -32,7 +32,7 @@ pub const MESSAGE_EVERY: RangeInclusive<Duration> = secs(30)..=secs(4 * 3600);
 /// Messages one queue step may hold.
 pub const MAX_WAIT_MESSAGES: usize = 8;
 pub const CALLBACK_OFFER_AFTER: RangeInclusive<Duration> = secs(0)..=secs(4 * 3600);
-pub const CALLBACK_RETRY_AFTER: RangeInclusive<Duration> = secs(60)..=secs(24 * 3600);
+pub const CALLBACK_RETRY_AFTER: RangeInclusive<Duration> = secs(30)..=secs(24 * 3600);
 pub const CALLBACK_MAX_WAIT: RangeInclusive<Duration> = secs(10 * 60)..=secs(7 * 24 * 3600);
 /// Defaults of a `callback` step: three calls, ten minutes apart, within a day.
 pub const CALLBACK_ATTEMPTS: u32 = 3;

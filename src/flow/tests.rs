@@ -1207,7 +1207,7 @@ fn callback_mistakes_are_named_where_they_are() {
     );
     assert_diag(
         &format!("flows:\n  main:\n    steps:\n      - callback: {{ retry_after: 10s }}\n{OTHER}"),
-        "f.yaml:13:34: retry_after 10s is out of range: 1m to 24h",
+        "f.yaml:13:34: retry_after 10s is out of range: 30s to 24h",
     );
 }
 
