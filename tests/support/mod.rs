@@ -4,6 +4,7 @@
 
 pub mod agents;
 pub mod baresip;
+pub mod callbacks;
 pub mod kamailio;
 pub mod redis;
 pub mod rtp;

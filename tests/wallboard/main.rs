@@ -574,3 +574,24 @@ fn a_pause_asked_for_during_wrap_up_shows_as_pending_then_paused() {
     assert_eq!(board.paused.as_deref(), Some("1"), "{board:?}");
     assert_eq!(board.busy.as_deref(), Some("0"), "{board:?}");
 }
+
+/// A caller who booked a callback and hung up shows as a callback pending
+/// in their language's tile, not as someone waiting on the line.
+#[test]
+fn a_booked_callback_shows_as_pending_in_its_language() {
+    let site = support::callbacks::site();
+    // The trunk is there to allow the number; nothing is dialled here.
+    let hotline = site.start(&support::callbacks::trunk_config(9));
+    let rtp = RtpListener::bind();
+    support::callbacks::books_a_callback(&hotline, &rtp);
+    let (_, queues) = hotline.get("/api/queues");
+    assert!(
+        queues.contains("\"callbacks_by_language\":{\"pl\":1}"),
+        "{queues}"
+    );
+    let profile = tempfile::tempdir().expect("tempdir");
+    let dom = rendered_dom(&hotline, profile.path());
+    assert_eq!(tile_value(&dom, "pl", "callbacks"), "1", "{dom}");
+    assert_eq!(tile_value(&dom, "pl", "waiting"), "0");
+    assert_eq!(tile_value(&dom, "en", "callbacks"), "0");
+}

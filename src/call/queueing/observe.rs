@@ -25,6 +25,9 @@ pub struct QueueSummary {
     /// For each language the queue takes, the estimated wait of a caller
     /// joining now; null when nobody who could take the call is serving.
     pub estimated_wait_by_language: std::collections::BTreeMap<String, Option<f64>>,
+    /// Callbacks waiting in their place per language (counted in `waiting`
+    /// and `languages` too: they hold places like callers on the line).
+    pub callbacks_by_language: std::collections::BTreeMap<String, usize>,
 }
 
 /// The `state` label values of `hotline_agents`.
@@ -291,6 +294,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                     .into_iter()
                     .map(|(l, d)| (l.code().to_string(), d.map(|d| d.as_secs_f64())))
                     .collect(),
+                callbacks_by_language: self.callbacks_pending_in(&q.name),
                 name: q.name,
             })
             .collect()
