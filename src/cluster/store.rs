@@ -41,10 +41,6 @@ const EVENTS_MAXLEN: &str = "100000";
 const INBOX_MAXLEN: &str = "10000";
 /// How long a phone's contact is kept without a new REGISTER.
 const PHONE_TTL_MS: u64 = 3_600_000;
-/// How long a new dispatcher writes this node's messages only to its inbox
-/// stream before handing them over in-process: by then the inbox reader has
-/// read whatever an earlier dispatcher wrote, so the order holds.
-const DIRECT_AFTER: Duration = Duration::from_secs(2);
 /// Channel sizes between the store tasks and the core loop.
 pub const CHANNEL: usize = 4096;
 
@@ -250,7 +246,6 @@ pub fn start(
         wake_health: tokio::sync::Notify::new(),
         max_epoch: AtomicU64::new(0),
         up_since: std::sync::atomic::AtomicI64::new(Now::read().wall_ms()),
-        own_streamed: AtomicU64::new(0),
     });
     let scripts = Arc::new(Scripts::new());
     tokio::spawn(writer(
@@ -266,18 +261,11 @@ pub fn start(
         Arc::clone(&shared),
         inputs_tx.clone(),
     ));
-    tokio::spawn(inbox(
-        client.clone(),
-        setup.clone(),
-        inputs_tx.clone(),
-        Arc::clone(&shared),
-    ));
-    tokio::spawn(views(client.clone(), setup.clone(), inputs_tx.clone()));
+    tokio::spawn(inbox(client.clone(), setup.clone(), inputs_tx.clone()));
+    tokio::spawn(views(client.clone(), setup.clone(), inputs_tx));
     tokio::spawn(live_out(client.clone(), setup.clone(), live_rx));
     tokio::spawn(live_in(client.clone(), setup.clone()));
-    tokio::spawn(dispatch(
-        client, setup, scripts, shared, config_rx, inputs_tx,
-    ));
+    tokio::spawn(dispatch(client, setup, scripts, shared, config_rx));
     ClusterLink {
         ops: ops_tx,
         inputs: inputs_rx,
@@ -300,10 +288,6 @@ struct Shared {
     /// lease: after an outage (a restart, a failover) every heartbeat has
     /// lapsed, and the live nodes need one lease to renew theirs.
     up_since: std::sync::atomic::AtomicI64,
-    /// Messages this node's dispatcher wrote to its own inbox stream that
-    /// the inbox reader has not delivered yet: the dispatcher hands messages
-    /// over in-process only while none is (so they never overtake).
-    own_streamed: AtomicU64,
 }
 
 /// Carries this node's writes out, in order. A write that fails is dropped
@@ -592,14 +576,8 @@ async fn heartbeat(
 }
 
 /// This node's inbox: the dispatcher's messages, in order.
-async fn inbox(
-    client: StoreAddress,
-    setup: ClusterSetup,
-    inputs: mpsc::Sender<StoreInput>,
-    shared: Arc<Shared>,
-) {
+async fn inbox(client: StoreAddress, setup: ClusterSetup, inputs: mpsc::Sender<StoreInput>) {
     let key = format!("{}inbox:{}", setup.prefix, setup.incarnation);
-    let streamed_by_us = format!("stream:{}", setup.incarnation);
     let mut last = "$".to_string();
     let mut con: Option<MultiplexedConnection> = None;
     loop {
@@ -611,21 +589,10 @@ async fn inbox(
             }
         }
         let Some(c) = con.as_mut() else { continue };
-        match read_inbox(c, &key, &last).await {
+        match read_stream(c, &key, &last, "m").await {
             Ok(entries) => {
-                for (id, text, delivered) in entries {
+                for (id, text) in entries {
                     last = id;
-                    if delivered == setup.incarnation {
-                        // This node's dispatcher handed it over in-process.
-                        continue;
-                    }
-                    if delivered == streamed_by_us {
-                        let _ = shared.own_streamed.fetch_update(
-                            Ordering::SeqCst,
-                            Ordering::SeqCst,
-                            |n| Some(n.saturating_sub(1)),
-                        );
-                    }
                     match serde_json::from_str::<Inbox>(&text) {
                         Ok(message) => {
                             if inputs.send(StoreInput::Inbox(message)).await.is_err() {
@@ -644,13 +611,13 @@ async fn inbox(
     }
 }
 
-/// Reads this node's inbox after `last`, waiting up to a second: (id,
-/// message, the node it was already delivered to in-process or '').
-async fn read_inbox(
+/// Reads a stream after `last`, waiting up to a second; (id, field) pairs.
+async fn read_stream(
     con: &mut MultiplexedConnection,
     key: &str,
     last: &str,
-) -> redis::RedisResult<Vec<(String, String, String)>> {
+    field: &str,
+) -> redis::RedisResult<Vec<(String, String)>> {
     let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREAD")
         .arg("COUNT")
         .arg(500)
@@ -664,9 +631,8 @@ async fn read_inbox(
     let mut out = Vec::new();
     for k in reply.map(|r| r.keys).unwrap_or_default() {
         for entry in k.ids {
-            let text: String = entry.get("m").unwrap_or_default();
-            let delivered: String = entry.get("d").unwrap_or_default();
-            out.push((entry.id, text, delivered));
+            let text: String = entry.get(field).unwrap_or_default();
+            out.push((entry.id, text));
         }
     }
     Ok(out)
@@ -817,7 +783,6 @@ async fn dispatch(
     scripts: Arc<Scripts>,
     shared: Arc<Shared>,
     config: watch::Receiver<(QueuesConfig, AgentDirectory)>,
-    own_inbox: mpsc::Sender<StoreInput>,
 ) {
     loop {
         tokio::time::sleep(TICK).await;
@@ -854,17 +819,9 @@ async fn dispatch(
         shared.max_epoch.fetch_max(epoch, Ordering::SeqCst);
         setup.metrics.cluster_dispatcher.set(1);
         tracing::info!(node = %setup.name, epoch, "taking over as dispatcher");
-        let served = serve_as_dispatcher(
-            &client,
-            &setup,
-            &scripts,
-            &shared,
-            epoch,
-            config.clone(),
-            &own_inbox,
-        )
-        .await;
-        if let Err(e) = served {
+        if let Err(e) =
+            serve_as_dispatcher(&client, &setup, &scripts, &shared, epoch, config.clone()).await
+        {
             tracing::warn!(error = %e, epoch, "no longer dispatching");
         }
         setup.metrics.cluster_dispatcher.set(0);
@@ -889,7 +846,6 @@ async fn serve_as_dispatcher(
     shared: &Shared,
     epoch: u64,
     mut config: watch::Receiver<(QueuesConfig, AgentDirectory)>,
-    own_inbox: &mpsc::Sender<StoreInput>,
 ) -> Result<(), StepDown> {
     let p = setup.prefix.as_str();
     let mut con = connect(client, Duration::from_secs(2)).await?;
@@ -914,17 +870,8 @@ async fn serve_as_dispatcher(
     let mut applied_written = last.clone();
     let mut next_tick = tokio::time::Instant::now();
     let mut nodes: Vec<String> = Vec::new();
-    // Messages for this node go to it in-process once the inbox reader has
-    // surely read what an earlier dispatcher wrote, and delivered what this
-    // one wrote to the stream (order is kept).
-    let direct_from = tokio::time::Instant::now() + DIRECT_AFTER;
-    let mut direct_on = false;
     loop {
-        direct_on = direct_on
-            || (tokio::time::Instant::now() >= direct_from
-                && shared.own_streamed.load(Ordering::SeqCst) == 0);
-        let direct = direct_on.then_some(own_inbox);
-        carry_out(&mut con, scripts, setup, shared, &mut core, direct).await?;
+        carry_out(&mut con, scripts, setup, &mut core).await?;
         let now = Now::read();
         if let Some(view) = core.poll_view(now, nodes.clone()) {
             let _: () = redis::cmd("SET")
@@ -1079,38 +1026,16 @@ async fn renew(
 }
 
 /// Writes the dispatcher's decisions; a fenced write means another
-/// dispatcher took over. With `direct`, a message for this node is handed to
-/// it in-process once its script has run (one trip to the store less on the
-/// way to an offer's INVITE); the stream keeps it, marked, for the record.
+/// dispatcher took over.
 async fn carry_out(
     con: &mut MultiplexedConnection,
     scripts: &Scripts,
     setup: &ClusterSetup,
-    shared: &Shared,
     core: &mut Dispatcher,
-    direct: Option<&mpsc::Sender<StoreInput>>,
 ) -> Result<(), StepDown> {
     let p = setup.prefix.as_str();
     let epoch = core.epoch();
-    let own = setup.incarnation.as_str();
     while let Some(op) = core.poll_op() {
-        let (to, message) = match &op {
-            DispatchOp::Offer {
-                caller, message, ..
-            }
-            | DispatchOp::Settle {
-                caller, message, ..
-            } => (Some(caller.node.as_str()), Some(message)),
-            DispatchOp::Notify { node, message, .. } => (node.as_deref(), message.as_ref()),
-        };
-        let for_us = to == Some(own) && message.is_some();
-        let handed = direct.filter(|_| for_us);
-        let streamed_by_us = format!("stream:{own}");
-        let delivered = match (for_us, handed.is_some()) {
-            (true, true) => own,
-            (true, false) => streamed_by_us.as_str(),
-            (false, _) => "",
-        };
         let result: i64 = match &op {
             DispatchOp::Offer {
                 caller,
@@ -1129,7 +1054,6 @@ async fn carry_out(
                     .arg(&caller.node)
                     .arg(json(message))
                     .arg(INBOX_MAXLEN)
-                    .arg(delivered)
                     .invoke_async(con)
                     .await?
             }
@@ -1152,7 +1076,6 @@ async fn carry_out(
                     .arg(&caller.node)
                     .arg(json(message))
                     .arg(INBOX_MAXLEN)
-                    .arg(delivered)
                     .invoke_async(con)
                     .await?
             }
@@ -1178,28 +1101,10 @@ async fn carry_out(
                     .arg(agent_id)
                     .arg(view)
                     .arg(home)
-                    .arg(delivered)
                     .invoke_async(con)
                     .await?
             }
         };
-        // The script wrote the message (an offer only when it was made).
-        let written = match &op {
-            DispatchOp::Offer { .. } => result == 1,
-            DispatchOp::Settle { .. } | DispatchOp::Notify { .. } => result >= 0,
-        };
-        if for_us && handed.is_none() && written {
-            shared.own_streamed.fetch_add(1, Ordering::SeqCst);
-        }
-        if let (Some(inbox), Some(message), true) = (handed, message, written) {
-            if inbox
-                .send(StoreInput::Inbox(message.clone()))
-                .await
-                .is_err()
-            {
-                return Err(StepDown::Lease);
-            }
-        }
         match result {
             -1 => return Err(StepDown::Fenced),
             0 => {

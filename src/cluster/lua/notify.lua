@@ -3,8 +3,7 @@
 -- queue without an agent). With an agent view, the agent's state is kept
 -- for a dispatcher that takes over.
 -- ARGV: prefix, epoch, node ('' for none), message (JSON), inbox maxlen,
---       caller id to forget (''), agent (''), agent view (JSON), agent home,
---       delivered (as in offer.lua)
+--       caller id to forget (''), agent (''), agent view (JSON), agent home
 local p = ARGV[1]
 if redis.call('GET', p .. 'epoch') ~= ARGV[2] then return -1 end
 if ARGV[6] ~= '' then
@@ -19,6 +18,6 @@ if ARGV[7] ~= '' then
   redis.call('SADD', p .. 'agents', ARGV[7])
 end
 if ARGV[3] ~= '' then
-  redis.call('XADD', p .. 'inbox:' .. ARGV[3], 'MAXLEN', '~', ARGV[5], '*', 'm', ARGV[4], 'd', ARGV[10])
+  redis.call('XADD', p .. 'inbox:' .. ARGV[3], 'MAXLEN', '~', ARGV[5], '*', 'm', ARGV[4])
 end
 return 1

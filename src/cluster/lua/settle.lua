@@ -3,8 +3,7 @@
 -- Refused (-1) when this dispatcher's epoch is over; 0 when the offer was
 -- no longer live (the message is still sent: the node hangs the leg up).
 -- ARGV: prefix, epoch, caller id, agent, offer id, outcome (cancel |
---       answered | refused), node, message (JSON), inbox maxlen, delivered
---       (as in offer.lua)
+--       answered | refused), node, message (JSON), inbox maxlen
 local p = ARGV[1]
 if redis.call('GET', p .. 'epoch') ~= ARGV[2] then return -1 end
 local key = p .. 'c:' .. ARGV[3]
@@ -21,6 +20,6 @@ end
 if ARGV[6] ~= 'answered' and redis.call('HGET', akey, 'offer') == ARGV[5] then
   redis.call('HSET', akey, 'offer', '', 'caller', '')
 end
-redis.call('XADD', p .. 'inbox:' .. ARGV[7], 'MAXLEN', '~', ARGV[9], '*', 'm', ARGV[8], 'd', ARGV[10])
+redis.call('XADD', p .. 'inbox:' .. ARGV[7], 'MAXLEN', '~', ARGV[9], '*', 'm', ARGV[8])
 if live then return 1 end
 return 0
