@@ -359,3 +359,43 @@ fn an_agent_transfers_the_caller_from_the_phone_with_refer() {
     assert_eq!(legs.len(), 1, "{legs:?}");
     assert!(hotline.count_log("agent asks for a transfer") == 1);
 }
+
+/// The number an agent transfers to is busy: their phone hears so in the
+/// NOTIFY (486) and still has the caller; nothing is left dialling.
+#[test]
+fn a_refer_to_a_busy_number_is_reported_and_the_agent_keeps_the_caller() {
+    let (gw, gw_port) = AgentPhone::at(
+        "127.0.0.1:9".parse().expect("addr"),
+        "trunk_busy_uas.xml",
+        0,
+    )
+    .start();
+    let site = Site::new("", &[OLEK]);
+    let hotline = site.start(&trunk_config(gw_port));
+    let olek = AgentPhone::new(&hotline, "agent_refers_busy.xml", 1_500)
+        .arg("-key")
+        .arg("refer_to")
+        .arg("113")
+        .register("olek", "haslo-1");
+    let caller_rtp = RtpListener::bind();
+    let call = asks_for_adviser(&hotline, "call_queue_until_bye.xml", &caller_rtp, "4").spawn();
+    hotline.wait_metric("hotline_transfers_total{result=\"failed\"}", 1.0, SECS(20));
+    assert_eq!(
+        hotline.metric("hotline_calls_active{stage=\"agent\"}"),
+        1.0,
+        "the agent still has the caller"
+    );
+    assert_eq!(
+        hotline.metric("hotline_trunk_channels{trunk=\"pstn\"}"),
+        0.0
+    );
+    gw.phone.wait_ok();
+    // The agent hangs up after talking on: an answered call.
+    olek.phone.wait_ok();
+    call.wait_ok();
+    hotline.wait_metric("hotline_calls_total{outcome=\"answered\"}", 1.0, SECS(5));
+    assert_eq!(
+        hotline.metric("hotline_calls_total{outcome=\"transferred\"}"),
+        0.0
+    );
+}

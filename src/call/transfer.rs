@@ -45,8 +45,29 @@ pub(super) enum TrunkPurpose {
     /// A transfer asked for through the API or by the agent's phone: the
     /// caller goes back to their queue on failure.
     Api,
+    /// The agent's phone asked with REFER: it hears the progress in
+    /// NOTIFYs on its leg and keeps the caller until the far end answers
+    /// (on failure the two simply go on talking).
+    Refer(LegKey),
     /// Calling a caller back ([`super::callback`]).
     Callback,
+}
+
+/// The sipfrag status line a NOTIFY reports for a leg that failed with `code`.
+fn status_line(code: u16) -> String {
+    let reason = match code {
+        404 => "Not Found",
+        408 => "Request Timeout",
+        480 => "Temporarily Unavailable",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        _ => "Service Unavailable",
+    };
+    let code = if (300..700).contains(&code) { code } else { 503 };
+    format!("{code} {reason}")
 }
 
 /// A leg we placed through a trunk for a caller.
@@ -312,14 +333,31 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                         return Err(TransferError::Refused(refusal.label()));
                     }
                 };
-                if let Some(leg) = refer {
-                    self.endpoint.notify_refer(now.mono, leg, "200 OK", true);
-                }
-                self.step_out_of_queue(now, key, "transferred");
-                let dialled =
-                    self.dial_out(now, key, route, number.clone(), codec, TrunkPurpose::Api);
-                if dialled.is_none() {
-                    self.back_to_queue(now, key);
+                match refer {
+                    // The agent keeps the caller while the number rings,
+                    // and hears how it goes.
+                    Some(agent_leg) => {
+                        self.endpoint
+                            .notify_refer(now.mono, agent_leg, "100 Trying", false);
+                        let purpose = TrunkPurpose::Refer(agent_leg);
+                        let dialled = self.dial_out(now, key, route, number.clone(), codec, purpose);
+                        if dialled.is_none() {
+                            self.endpoint.notify_refer(
+                                now.mono,
+                                agent_leg,
+                                &status_line(503),
+                                true,
+                            );
+                        }
+                    }
+                    None => {
+                        self.step_out_of_queue(now, key, "transferred");
+                        let purpose = TrunkPurpose::Api;
+                        let dialled = self.dial_out(now, key, route, number.clone(), codec, purpose);
+                        if dialled.is_none() {
+                            self.back_to_queue(now, key);
+                        }
+                    }
                 }
                 TransferStarted {
                     call,
@@ -372,6 +410,25 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         self.join_queue(now, key, &queue, &options);
     }
 
+    /// The agent whose REFER is ringing a number hung up (as phones do
+    /// after a blind transfer): the transfer goes on without them, and the
+    /// caller goes back to their queue should it fail.
+    pub(super) fn referring_agent_left(&mut self, now: Now, key: CallId) -> bool {
+        let Some(trunk_leg) = self.calls.get(&key).and_then(|c| c.trunk_leg) else {
+            return false;
+        };
+        let Some(info) = self.trunk_legs.get_mut(&trunk_leg) else {
+            return false;
+        };
+        if !matches!(info.purpose, TrunkPurpose::Refer(_)) {
+            return false;
+        }
+        info.purpose = TrunkPurpose::Api;
+        tracing::info!(call = key.0, "the referring agent hung up: the transfer goes on");
+        self.step_out_of_queue(now, key, "transferred");
+        true
+    }
+
     /// The transfer leg whose media is `media_key`, if it is one.
     pub(super) fn trunk_leg_of_media(&self, media_key: CallId) -> Option<LegKey> {
         if media_key.0 & TRUNK_LEG_BIT == 0 {
@@ -418,6 +475,12 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             self.callback_caller_answered(now, key);
             return;
         }
+        if let TrunkPurpose::Refer(agent_leg) = purpose {
+            // The far end answered: the agent hears so and is let go.
+            self.endpoint
+                .notify_refer(now.mono, agent_leg, "200 OK", true);
+            self.step_out_of_queue(now, key, "transferred");
+        }
         self.media.stop(key);
         self.media.bridge(key, media_key);
         if let Some(l) = self.trunk_legs.get_mut(&leg) {
@@ -461,6 +524,11 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         }
         match purpose {
             TrunkPurpose::Api => self.back_to_queue(now, key),
+            // The agent still has the caller: told, they go on talking.
+            TrunkPurpose::Refer(agent_leg) => {
+                self.endpoint
+                    .notify_refer(now.mono, agent_leg, &status_line(code), true)
+            }
             TrunkPurpose::Flow => self.flow_event(now, key, FlowEvent::TransferFailed),
             TrunkPurpose::Callback => self.callback_attempt_failed(now, key, code),
         }

@@ -702,6 +702,10 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         }
         self.media.unbridge(key);
         self.media.close(agent_media_key(key));
+        if self.referring_agent_left(now, key) {
+            self.drain_queue(now);
+            return;
+        }
         let caller = self.caller_id(key);
         let _ = self.queue.call_ended(now, &caller);
         if let Some(call) = self.calls.get_mut(&key) {
