@@ -15,6 +15,7 @@ pub enum Control {
     SwapAgents(crate::acd::AgentDirectory),
     Agents(oneshot::Sender<Vec<crate::call::AgentSummary>>),
     Queues(oneshot::Sender<Vec<crate::call::QueueSummary>>),
+    Callbacks(oneshot::Sender<Vec<crate::call::CallbackSummary>>),
     /// Transfer a waiting or connected caller (an outside number, another
     /// queue or language).
     Transfer {

@@ -23,6 +23,16 @@ fn a_polish_caller_is_called_back_in_polish_ahead_of_later_callers() {
     let hotline = site.start(&trunk_config(gw_port));
     let first_rtp = RtpListener::bind();
     books_a_callback(&hotline, &first_rtp);
+    // Supervisors see it, without the caller's number.
+    let (status, body) = hotline.get("/api/callbacks");
+    assert_eq!(status, 200, "{body}");
+    let callbacks: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(callbacks.as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(callbacks[0]["state"], "pending");
+    assert_eq!(callbacks[0]["language"], "pl");
+    assert_eq!(callbacks[0]["queue"], "advice_pl");
+    assert_eq!(callbacks[0]["attempts_made"], 0);
+    assert!(!body.contains("4790000001"), "{body}");
 
     // A later Polish caller waits on the line.
     let later_rtp = RtpListener::bind();

@@ -42,6 +42,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/calls", get(calls))
         .route("/api/agents", get(agents))
         .route("/api/queues", get(queues))
+        .route("/api/callbacks", get(callbacks))
         .route("/api/history", get(history))
         .route("/api/agents/{id}/state", post(set_agent_state))
         .route("/api/calls/{id}/transfer", post(transfer_call))
@@ -105,6 +106,10 @@ async fn agents(State(s): State<ApiState>) -> Response {
 
 async fn queues(State(s): State<ApiState>) -> Response {
     ask(&s, Control::Queues).await
+}
+
+async fn callbacks(State(s): State<ApiState>) -> Response {
+    ask(&s, Control::Callbacks).await
 }
 
 /// The wallboard's last hour, per minute and language (`crate::history`).

@@ -55,6 +55,28 @@ pub mod callback_event {
     pub const ALL: [&str; 4] = [REQUESTED, ATTEMPTED, CONNECTED, FAILED];
 }
 
+/// A callback as the API shows it (`GET /api/callbacks`): no caller
+/// number, which stays in the records for those allowed to read them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CallbackSummary {
+    pub id: u64,
+    pub queue: String,
+    pub language: Language,
+    /// `pending` (waiting for an adviser or its retry time), `calling` (an
+    /// adviser answered; the caller is being called) or `connected`.
+    pub state: &'static str,
+    /// Seconds since the caller first joined the queue.
+    pub waited_seconds: f64,
+    pub attempts_made: u32,
+    pub attempts: u32,
+    /// Unix seconds before which no new attempt is made, after one failed.
+    pub retry_at: Option<f64>,
+    /// Held because its window (`window`, a schedule) is closed.
+    pub outside_window: bool,
+    pub window: Option<String>,
+    pub agent: Option<String>,
+}
+
 /// A booked callback, as the call layer drives it.
 pub(super) struct Callback {
     pub record: CallbackRecord,
@@ -711,6 +733,36 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             *by.entry(cb.language.code().to_string()).or_default() += 1;
         }
         by
+    }
+
+    /// Every callback not yet given up, oldest place first.
+    pub fn callback_summaries(&self, now: Now) -> Vec<CallbackSummary> {
+        let mut out: Vec<CallbackSummary> = self
+            .callbacks
+            .values()
+            .map(|cb| CallbackSummary {
+                id: cb.record.id,
+                queue: cb.record.queue.clone(),
+                language: cb.language,
+                state: match (cb.connected, cb.agent.is_some()) {
+                    (true, _) => "connected",
+                    (false, true) => "calling",
+                    (false, false) => "pending",
+                },
+                waited_seconds: now.since_wall(cb.joined_at).as_secs_f64(),
+                attempts_made: cb.record.attempts_made,
+                attempts: cb.record.attempts,
+                retry_at: cb
+                    .retry_at
+                    .filter(|t| *t > now.wall)
+                    .map(|t| t.timestamp_millis() as f64 / 1000.0),
+                outside_window: cb.outside_window,
+                window: cb.record.window.clone(),
+                agent: cb.agent.as_ref().map(|a| a.as_str().to_string()),
+            })
+            .collect();
+        out.sort_by(|a, b| b.waited_seconds.total_cmp(&a.waited_seconds));
+        out
     }
 
     /// Callbacks waiting (not yet connected), by language.

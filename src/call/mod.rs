@@ -14,7 +14,7 @@ mod queueing;
 mod transfer;
 
 pub use agents::{AgentStateError, AgentStateReply, AgentSummary};
-pub use callback::{callback_event, MAX_CALLBACKS};
+pub use callback::{callback_event, CallbackSummary, MAX_CALLBACKS};
 pub use media_control::MediaControl;
 pub use outputs::{CoreGauges, Observation, Output};
 pub use queueing::{QueueSummary, AGENT_STATES};

@@ -66,7 +66,11 @@ fn status_line(code: u16) -> String {
         603 => "Decline",
         _ => "Service Unavailable",
     };
-    let code = if (300..700).contains(&code) { code } else { 503 };
+    let code = if (300..700).contains(&code) {
+        code
+    } else {
+        503
+    };
     format!("{code} {reason}")
 }
 
@@ -340,7 +344,8 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                         self.endpoint
                             .notify_refer(now.mono, agent_leg, "100 Trying", false);
                         let purpose = TrunkPurpose::Refer(agent_leg);
-                        let dialled = self.dial_out(now, key, route, number.clone(), codec, purpose);
+                        let dialled =
+                            self.dial_out(now, key, route, number.clone(), codec, purpose);
                         if dialled.is_none() {
                             self.endpoint.notify_refer(
                                 now.mono,
@@ -353,7 +358,8 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                     None => {
                         self.step_out_of_queue(now, key, "transferred");
                         let purpose = TrunkPurpose::Api;
-                        let dialled = self.dial_out(now, key, route, number.clone(), codec, purpose);
+                        let dialled =
+                            self.dial_out(now, key, route, number.clone(), codec, purpose);
                         if dialled.is_none() {
                             self.back_to_queue(now, key);
                         }
@@ -424,7 +430,10 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             return false;
         }
         info.purpose = TrunkPurpose::Api;
-        tracing::info!(call = key.0, "the referring agent hung up: the transfer goes on");
+        tracing::info!(
+            call = key.0,
+            "the referring agent hung up: the transfer goes on"
+        );
         self.step_out_of_queue(now, key, "transferred");
         true
     }

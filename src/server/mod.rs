@@ -399,6 +399,9 @@ async fn run<Q: QueueService + StorePump>(
                 Control::Queues(reply) => {
                     let _ = reply.send(manager.queue_summaries(Now::read()));
                 }
+                Control::Callbacks(reply) => {
+                    let _ = reply.send(manager.callback_summaries(Now::read()));
+                }
                 Control::Transfer { call, target, reply } => {
                     let _ = reply.send(manager.transfer_call(Now::read(), call, target));
                 }
