@@ -20,7 +20,11 @@
 #
 #   bench/cluster.sh [--nodes 1|2] [--callers N] [--agents M] [--rate R]
 #                    [--talk-ms T] [--window S] [--setup-rates "R1 R2 .."]
-#                    [--skip-setup] [--standalone]
+#                    [--skip-setup] [--standalone] [--stages]
+#
+# --stages (one node) logs the store's steps at debug level and splits each
+# offer's time: the agent's BYE to the dispatcher reading the event, the
+# dispatcher's decision and offer script, and the node taking the offer.
 #
 # --standalone runs one node without Redis (queues in the process), the
 # baseline for what the shared queue adds to an offer decision.
@@ -31,7 +35,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NODES=2 CALLERS=800 AGENTS=50 RATE=200 TALK_MS=3000 WINDOW=30
-SETUP_RATES="100 200 400" SKIP_SETUP=0 SETUP_SECONDS=40 STANDALONE=0
+SETUP_RATES="100 200 400" SKIP_SETUP=0 SETUP_SECONDS=40 STANDALONE=0 STAGES=0
 while (($#)); do
     case "$1" in
         --nodes) NODES=$2; shift 2 ;;
@@ -43,11 +47,16 @@ while (($#)); do
         --setup-rates) SETUP_RATES=$2; shift 2 ;;
         --skip-setup) SKIP_SETUP=1; shift ;;
         --standalone) STANDALONE=1; NODES=1; shift ;;
+        --stages) STAGES=1; shift ;;
         -h | --help) sed -n '2,32p' "$0"; exit 0 ;;
         *) echo "cluster.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
 ((NODES == 1 || NODES == 2)) || { echo "cluster.sh: --nodes is 1 or 2" >&2; exit 2; }
+if ((STAGES)); then
+    ((NODES == 1 && ! STANDALONE)) || { echo "cluster.sh: --stages is for one node with Redis" >&2; exit 2; }
+    export RUST_LOG="info,hotline::cluster::store=debug"
+fi
 for tool in sipp kamailio redis-server redis-cli curl python3; do
     command -v "$tool" >/dev/null || { echo "cluster.sh: needs $tool" >&2; exit 2; }
 done
@@ -265,6 +274,9 @@ say "offer: Redis round trips per answered call (less the resting rate; the agen
 for p in "${SIPP_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 for p in "${NODE_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 for p in "${NODE_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+if ((STAGES)); then
+    python3 bench/offer_stages.py "$RUN_DIR/n1.log" | tee -a "$SUMMARY"
+fi
 python3 - "$RUN_DIR" "$NODES" "$window_start_ms" "$window_end_ms" <<'PY' | tee -a "$SUMMARY"
 import datetime, glob, os, re, sqlite3, sys
 run_dir, nodes, start_ms, end_ms = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])

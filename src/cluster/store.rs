@@ -310,6 +310,10 @@ async fn writer(
             continue;
         };
         let mut result = apply(c, &scripts, &setup, &op).await;
+        if let (StoreOp::Event(Event::CallEnded { caller }), Ok(())) = (&op, &result) {
+            // Stage timing of an offer (bench/cluster.sh reads it at debug).
+            tracing::debug!(caller = %caller.key(), "store: call end written");
+        }
         if result.is_err() {
             // A connection the store dropped (it restarted): once more on a
             // fresh one before the write is given up.
@@ -910,7 +914,12 @@ async fn serve_as_dispatcher(
         for (id, text) in entries {
             last = id;
             match serde_json::from_str::<Event>(&text) {
-                Ok(event) => core.handle_event(Now::read(), event),
+                Ok(event) => {
+                    if let Event::CallEnded { caller } = &event {
+                        tracing::debug!(caller = %caller.key(), "dispatcher: call end read");
+                    }
+                    core.handle_event(Now::read(), event)
+                }
                 Err(e) => tracing::warn!(error = %e, "unreadable event skipped"),
             }
         }
@@ -1105,6 +1114,9 @@ async fn carry_out(
                     .await?
             }
         };
+        if let (DispatchOp::Offer { agent, .. }, 1) = (&op, result) {
+            tracing::debug!(agent = %agent, "dispatcher: offer written");
+        }
         match result {
             -1 => return Err(StepDown::Fenced),
             0 => {

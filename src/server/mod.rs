@@ -424,7 +424,8 @@ async fn run<Q: QueueService + StorePump>(
                 shutdown_deadline = Some(begin_shutdown(&mut manager, &ready, config, "SIGINT"));
             }
         }
-        sinks.deliver(Now::read(), &mut manager);
+        // What others wait for goes first: the store's writes and the SIP
+        // messages; then records, metrics and live events.
         if let Some(c) = &cluster {
             while c.ops.capacity() > 0 {
                 let Some(op) = manager.queue_mut().poll_store_op() else {
@@ -457,6 +458,7 @@ async fn run<Q: QueueService + StorePump>(
                 },
             }
         }
+        sinks.deliver(Now::read(), &mut manager);
         if let Some(deadline) = shutdown_deadline {
             let now = Instant::now();
             if manager.call_count() == 0 || (hanging_up && now >= deadline) {
