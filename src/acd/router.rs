@@ -305,19 +305,7 @@ impl Acd {
             self.timers.insert((t, Timer::HoldEnd(call.clone())));
         }
         if let Some(offer) = c.offer.take() {
-            self.timers
-                .remove(&(offer.deadline, Timer::RingTimeout(call.clone())));
-            if let Some(slot) = self.agents.get_mut(&offer.agent) {
-                if slot.rt.offer_withdrawn().is_ok() {
-                    self.actions.push_back(QueueAction::CancelOffer {
-                        offer: offer.id,
-                        caller: call.clone(),
-                        agent: offer.agent.clone(),
-                        reason: CancelReason::CallerLeft,
-                    });
-                    self.actions.push_back(slot.changed());
-                }
-            }
+            self.withdraw_offer(call, offer);
             self.dispatch(now.mono);
         }
         true
@@ -346,25 +334,31 @@ impl Acd {
         true
     }
 
+    /// Takes back the offer ringing for `call` because the caller is gone or
+    /// busy elsewhere: its ring timer, and the agent back to ready.
+    fn withdraw_offer(&mut self, call: &CallerId, offer: Offer) {
+        self.timers
+            .remove(&(offer.deadline, Timer::RingTimeout(call.clone())));
+        if let Some(slot) = self.agents.get_mut(&offer.agent) {
+            if slot.rt.offer_withdrawn().is_ok() {
+                self.actions.push_back(QueueAction::CancelOffer {
+                    offer: offer.id,
+                    caller: call.clone(),
+                    agent: offer.agent.clone(),
+                    reason: CancelReason::CallerLeft,
+                });
+                self.actions.push_back(slot.changed());
+            }
+        }
+    }
+
     /// Withdraws any offer, then removes the caller.
     fn take_out(&mut self, now: Instant, call: &CallerId, outcome: LeaveOutcome) -> bool {
         let Some(c) = self.calls.get_mut(call) else {
             return false;
         };
         if let Some(offer) = c.offer.take() {
-            self.timers
-                .remove(&(offer.deadline, Timer::RingTimeout(call.clone())));
-            if let Some(slot) = self.agents.get_mut(&offer.agent) {
-                if slot.rt.offer_withdrawn().is_ok() {
-                    self.actions.push_back(QueueAction::CancelOffer {
-                        offer: offer.id,
-                        caller: call.clone(),
-                        agent: offer.agent.clone(),
-                        reason: CancelReason::CallerLeft,
-                    });
-                    self.actions.push_back(slot.changed());
-                }
-            }
+            self.withdraw_offer(call, offer);
         }
         self.remove_call(now, call, outcome);
         self.dispatch(now);

@@ -103,6 +103,25 @@ pub(super) struct Callback {
 }
 
 impl Callback {
+    /// A callback as its record stands, waiting (no attempt in progress).
+    fn new(record: CallbackRecord, language: Language, bundle: Arc<FlowBundle>) -> Callback {
+        Callback {
+            language,
+            joined_at: from_ms(record.joined_ms),
+            deadline: from_ms(record.deadline_ms),
+            retry_after: Duration::from_secs(record.retry_after_s),
+            bundle,
+            agent_leg: None,
+            agent: None,
+            trunk_leg: None,
+            connected: false,
+            exit: None,
+            outside_window: false,
+            retry_at: None,
+            record,
+        }
+    }
+
     fn window_open(&self, at: DateTime<Utc>) -> bool {
         match &self.record.window {
             None => true,
@@ -248,21 +267,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         if !self.queue.keep_for_callback(now, &caller, deadline) {
             return Err("the queue cannot keep the place");
         }
-        let mut callback = Callback {
-            record,
-            language,
-            joined_at,
-            deadline,
-            retry_after: request.retry_after,
-            bundle,
-            agent_leg: None,
-            agent: None,
-            trunk_leg: None,
-            connected: false,
-            exit: None,
-            outside_window: false,
-            retry_at: None,
-        };
+        let mut callback = Callback::new(record, language, bundle);
         callback.outside_window = !callback.window_open(now.wall);
         let until = (!callback.outside_window).then_some(now.wall);
         self.queue.hold(now, &caller, until);
@@ -312,23 +317,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                 continue;
             };
             let key = CallId(RESTORED_BIT | (record.id & (RESTORED_BIT - 1)));
-            let joined_at = from_ms(record.joined_ms);
-            let deadline = from_ms(record.deadline_ms);
-            let callback = Callback {
-                language,
-                joined_at,
-                deadline,
-                retry_after: Duration::from_secs(record.retry_after_s),
-                bundle: Arc::clone(&self.bundle),
-                agent_leg: None,
-                agent: None,
-                trunk_leg: None,
-                connected: false,
-                exit: None,
-                outside_window: false,
-                retry_at: None,
-                record,
-            };
+            let callback = Callback::new(record, language, Arc::clone(&self.bundle));
             tracing::info!(callback = callback.record.id, queue = %callback.record.queue,
                 language = language.code(), "callback put back in its place after a restart");
             self.callbacks.insert(key, callback);
