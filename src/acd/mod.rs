@@ -25,8 +25,8 @@ pub use estimate::{ErrorSummary, PredictionError};
 pub use queue::{JoinOptions, MessageTiming};
 pub use router::{Acd, AgentView, LineStats, QueueStats, RestoredAgent};
 pub use service::{
-    CancelReason, JoinRequest, Leave, LeaveOutcome, NotJoined, OfferResult, QueueAction,
-    QueueError, QueueExit, QueueService,
+    CallbackPlace, CancelReason, JoinRequest, Leave, LeaveOutcome, NotJoined, OfferResult,
+    PlaceHeld, QueueAction, QueueError, QueueExit, QueueService,
 };
 pub use yaml::SourceError;
 

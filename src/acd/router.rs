@@ -20,8 +20,8 @@ use super::config::{NoAgentsPolicy, QueueConfig, QueuesConfig, Requirement};
 use super::estimate::{estimate_wait, AgentLoad, ErrorSummary, PredictionError};
 use super::queue::{Held, Offer, OrderKey, QueueRuntime, WaitingCall, MAX_MESSAGES};
 use super::service::{
-    CancelReason, JoinRequest, Leave, LeaveOutcome, NotJoined, OfferResult, QueueAction,
-    QueueError, QueueExit, QueueService,
+    CallbackPlace, CancelReason, JoinRequest, Leave, LeaveOutcome, NotJoined, OfferResult,
+    QueueAction, QueueError, QueueExit, QueueService,
 };
 use crate::ids::{CallerId, OfferId};
 use crate::language::Language;
@@ -153,6 +153,7 @@ impl Acd {
             language,
             options,
             joined_at: joined_wall,
+            callback,
             ..
         } = request;
         let qi = *self
@@ -255,6 +256,15 @@ impl Acd {
             });
         }
         let now_mono = now.mono;
+        if let Some(place) = callback {
+            // Silent and held as it was, before any agent is looked for.
+            self.keep_callback(now, &call, now.mono_at(place.until));
+            if let Some(until) = place.held.hold_until() {
+                self.hold_place(now, &call, until.map(|t| now.mono_at(t)));
+            }
+            self.dispatch(now_mono);
+            return Ok(language);
+        }
         self.dispatch(now_mono);
         // The first announcement, unless an agent is already ringing.
         let offered = self.calls.get(&call).is_some_and(|c| c.offer.is_some());
@@ -1006,6 +1016,26 @@ pub struct RestoredAgent {
 }
 
 impl Acd {
+    /// Numbers this engine's offers after `base`, so that they never repeat
+    /// those of an engine before it (a dispatcher that took over, a node
+    /// that served alone for a while): an answer to an offer of the old
+    /// engine must not pass for one to the new engine's.
+    pub fn number_offers_after(&mut self, base: u64) {
+        self.next_offer = self.next_offer.max(base);
+    }
+
+    /// Withdraws the offer ringing for `call`, if any: its node let that leg
+    /// go (it lost the store meanwhile). The caller waits on in their place
+    /// and may be offered again at once.
+    pub fn withdraw_offer_for(&mut self, now: Now, call: &CallerId) -> bool {
+        let Some(offer) = self.calls.get_mut(call).and_then(|c| c.offer.take()) else {
+            return false;
+        };
+        self.withdraw_offer(call, offer);
+        self.dispatch(now.mono);
+        true
+    }
+
     /// Puts an agent back as a shared store last saw it, when a dispatcher
     /// takes over. A ringing agent comes back ready: offers of the engine
     /// before are withdrawn by whoever restores. Unknown agents are ignored.
@@ -1323,10 +1353,15 @@ impl QueueService for Acd {
         self.hold_place(now, caller, until.map(|t| now.mono_at(t)))
     }
 
-    fn keep_for_callback(&mut self, now: Now, caller: &CallerId, until: DateTime<Utc>) -> bool {
-        let done = self.keep_callback(now, caller, now.mono_at(until));
+    fn keep_for_callback(&mut self, now: Now, caller: &CallerId, place: CallbackPlace) -> bool {
+        if !self.keep_callback(now, caller, now.mono_at(place.until)) {
+            return false;
+        }
+        if let Some(until) = place.held.hold_until() {
+            self.hold_place(now, caller, until.map(|t| now.mono_at(t)));
+        }
         self.dispatch(now.mono);
-        done
+        true
     }
 
     fn holds_places(&self) -> bool {

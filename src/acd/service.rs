@@ -39,6 +39,53 @@ pub struct JoinRequest {
     pub joined_at: DateTime<Utc>,
     /// The caller's number, as their phone gave it (records, callbacks).
     pub number: String,
+    /// A callback taken back in its place (after an attempt, a restart, or
+    /// from a node that was lost): silent, and held as it was, from the
+    /// moment it joins.
+    pub callback: Option<CallbackPlace>,
+}
+
+/// A callback's entry in a queue: the caller hung up and is called back
+/// from their place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallbackPlace {
+    /// It waits until then at the latest (then `QueueTimeout`).
+    pub until: DateTime<Utc>,
+    /// Offered to nobody until then (a retry time, a closed window).
+    pub held: PlaceHeld,
+    /// What another node needs to carry the callback out if this node is
+    /// lost; opaque to the engine, kept with the entry by a shared one.
+    pub ticket: String,
+}
+
+/// Whether a place is offered to agents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PlaceHeld {
+    #[default]
+    No,
+    Until(DateTime<Utc>),
+    /// Until `hold` is called again with a time.
+    UntilReleased,
+}
+
+impl PlaceHeld {
+    /// The `until` of [`QueueService::hold`] (`None` for a place not held).
+    pub fn hold_until(self) -> Option<Option<DateTime<Utc>>> {
+        match self {
+            PlaceHeld::No => None,
+            PlaceHeld::Until(t) => Some(Some(t)),
+            PlaceHeld::UntilReleased => Some(None),
+        }
+    }
+
+    /// The state `hold(until)` leaves at `now`.
+    pub fn from_hold(until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> PlaceHeld {
+        match until {
+            None => PlaceHeld::UntilReleased,
+            Some(t) if t > now => PlaceHeld::Until(t),
+            Some(_) => PlaceHeld::No,
+        }
+    }
 }
 
 /// Why a caller was not queued.
@@ -200,6 +247,9 @@ pub enum QueueAction {
     QueueTimeout { caller: CallerId },
     /// The last agent who could take the call logged out: the flow goes on.
     NoAgents { caller: CallerId },
+    /// A callback booked on a node that was lost is this node's to carry
+    /// out now, in its original place (`ticket` as it was booked).
+    AdoptCallback { ticket: String },
     /// A caller left the queue (for metrics and records).
     CallLeft(QueueExit),
     /// The agent's state, or the state it asked for during a call or
@@ -229,7 +279,7 @@ impl QueueAction {
             | QueueAction::QueueTimeout { caller }
             | QueueAction::NoAgents { caller } => Some(caller),
             QueueAction::CallLeft(exit) => Some(&exit.caller),
-            QueueAction::AgentStateChanged { .. } => None,
+            QueueAction::AgentStateChanged { .. } | QueueAction::AdoptCallback { .. } => None,
         }
     }
 }
@@ -340,10 +390,11 @@ pub trait QueueService {
         false
     }
     /// The caller hung up to be called back: their entry keeps its place
-    /// and is offered to agents as before, but nothing is said to them any
-    /// more, nobody logging out takes them out, and they wait until `until`
-    /// at the latest (then `QueueTimeout`).
-    fn keep_for_callback(&mut self, _now: Now, _caller: &CallerId, _until: DateTime<Utc>) -> bool {
+    /// and is offered to agents as `place.held` says, but nothing is said to
+    /// them any more, nobody logging out takes them out, and they wait until
+    /// `place.until` at the latest (then `QueueTimeout`). Called again when
+    /// the callback's ticket changes.
+    fn keep_for_callback(&mut self, _now: Now, _caller: &CallerId, _place: CallbackPlace) -> bool {
         false
     }
     /// Whether `hold` and `keep_for_callback` work here (callbacks are

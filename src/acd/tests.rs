@@ -298,6 +298,8 @@ impl Engine {
                 pending,
                 entered,
             },
+            // Only a shared engine hands callbacks over.
+            QueueAction::AdoptCallback { .. } => return None,
         })
     }
 
@@ -318,6 +320,7 @@ impl Engine {
             options,
             joined_at: now.wall,
             number: format!("4790000{:03}", call.0 % 1000),
+            callback: None,
         };
         self.engine.join(now, request);
         let mut rest = Vec::new();
@@ -1641,7 +1644,12 @@ fn a_callback_keeps_its_place_silently_until_its_own_deadline() {
     join(&mut acd, t0 + secs(1), 1, Language::Pl);
     let now = acd.at(t0 + secs(2));
     let until = now.wall + chrono::Duration::seconds(3_600);
-    assert!(acd.engine.keep_for_callback(now, &caller(CallId(1)), until));
+    let place = CallbackPlace {
+        until,
+        held: PlaceHeld::No,
+        ticket: String::new(),
+    };
+    assert!(acd.engine.keep_for_callback(now, &caller(CallId(1)), place));
     drain(&mut acd);
     // The agent logs out: a waiting caller under `reject` would be taken out.
     acd.agent_state(t0 + secs(3), &AgentId::from("a"), RequestedState::LoggedOut)
@@ -1669,4 +1677,56 @@ fn a_callback_keeps_its_place_silently_until_its_own_deadline() {
             .any(|a| matches!(a, Act::QueueTimeout { call: CallId(1) })),
         "{acts:?}"
     );
+}
+
+/// A callback taken back after an attempt joins silent and held until its
+/// retry time, in its original place: no agent's phone rings for it early,
+/// and at the retry time it comes before a caller who joined later.
+#[test]
+fn a_callback_joins_back_held_until_its_retry_time_in_its_place() {
+    let mut acd = Setup::new()
+        .agent("a", &[(Language::Pl, 5)])
+        .agent("b", &[(Language::Pl, 5)])
+        .start();
+    let t0 = acd.t0;
+    join(&mut acd, t0 + secs(10), 2, Language::Pl);
+    join(&mut acd, t0 + secs(11), 3, Language::Pl);
+    drain(&mut acd);
+    let now = acd.at(t0 + secs(20));
+    acd.engine.join(
+        now,
+        JoinRequest {
+            caller: caller(CallId(1)),
+            queue: "q".to_string(),
+            language: Language::Pl,
+            options: JoinOptions::default(),
+            joined_at: now.wall - chrono::Duration::seconds(20),
+            number: "4790000001".to_string(),
+            callback: Some(CallbackPlace {
+                until: now.wall + chrono::Duration::seconds(3_600),
+                held: PlaceHeld::Until(now.wall + chrono::Duration::seconds(30)),
+                ticket: "{}".to_string(),
+            }),
+        },
+    );
+    let acts = drain(&mut acd);
+    assert!(
+        !acts.iter().any(|a| matches!(
+            a,
+            Act::Announce {
+                call: CallId(1),
+                ..
+            }
+        )),
+        "a callback hears nothing: {acts:?}"
+    );
+    // Held: the next caller is offered instead.
+    ready(&mut acd, t0 + secs(21), "a");
+    assert_eq!(offers(&drain(&mut acd)), vec![(CallId(2), "a".to_string())]);
+    acd.answer(t0 + secs(22), 2, "a");
+    // At its retry time it comes back first in line, before caller 3.
+    acd.handle_timeout(t0 + secs(51));
+    drain(&mut acd);
+    ready(&mut acd, t0 + secs(52), "b");
+    assert_eq!(offers(&drain(&mut acd)), vec![(CallId(1), "b".to_string())]);
 }

@@ -20,7 +20,10 @@
 use super::queueing::agent_media_key;
 use super::transfer::{trunk_media_key, TrunkPurpose};
 use super::{CallManager, FlowBundle, MediaControl, Observation, Output, Stage};
-use crate::acd::{JoinOptions, JoinRequest, LeaveOutcome, NoAgentsPolicy, QueueExit, QueueService};
+use crate::acd::{
+    CallbackPlace, JoinOptions, JoinRequest, LeaveOutcome, NoAgentsPolicy, PlaceHeld, QueueExit,
+    QueueService,
+};
 use crate::cdr::{callback_state as state, queue_event as qe, CallbackRecord};
 use crate::flow::{CallbackRequest, FlowEvent};
 use crate::ids::{AgentId, CallId};
@@ -129,6 +132,25 @@ impl Callback {
                 Some(s) => s.is_open(at),
                 None => name == crate::flow::schedule::ALWAYS,
             },
+        }
+    }
+
+    /// Its entry in the queue as it stands now: held while its window is
+    /// closed or until its retry time. Notes whether the window is closed.
+    fn place(&mut self, now: Now) -> CallbackPlace {
+        self.outside_window = !self.window_open(now.wall);
+        let held = if self.outside_window {
+            PlaceHeld::UntilReleased
+        } else {
+            match self.retry_at {
+                Some(t) if t > now.wall => PlaceHeld::Until(t),
+                _ => PlaceHeld::No,
+            }
+        };
+        CallbackPlace {
+            until: self.deadline,
+            held,
+            ticket: serde_json::to_string(&self.record).unwrap_or_default(),
         }
     }
 
@@ -264,13 +286,13 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             updated_ms: now.wall_ms(),
             version: 1,
         };
-        if !self.queue.keep_for_callback(now, &caller, deadline) {
+        let mut callback = Callback::new(record, language, bundle);
+        if !self
+            .queue
+            .keep_for_callback(now, &caller, callback.place(now))
+        {
             return Err("the queue cannot keep the place");
         }
-        let mut callback = Callback::new(record, language, bundle);
-        callback.outside_window = !callback.window_open(now.wall);
-        let until = (!callback.outside_window).then_some(now.wall);
-        self.queue.hold(now, &caller, until);
         self.outputs
             .push_back(Output::Callback(callback.record.clone()));
         if let Some(call) = self.calls.get_mut(&key) {
@@ -313,22 +335,59 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             return;
         }
         for record in records.into_iter().take(MAX_CALLBACKS) {
-            let Ok(language) = record.language.parse::<Language>() else {
-                continue;
-            };
-            let key = CallId(RESTORED_BIT | (record.id & (RESTORED_BIT - 1)));
-            let callback = Callback::new(record, language, Arc::clone(&self.bundle));
-            tracing::info!(callback = callback.record.id, queue = %callback.record.queue,
-                language = language.code(), "callback put back in its place after a restart");
-            self.callbacks.insert(key, callback);
-            self.rejoin(now, key);
+            self.put_back(
+                now,
+                record,
+                "callback put back in its place after a restart",
+            );
         }
         self.drain_queue(now);
     }
 
-    /// Asks the queue to take the callback back in its original place.
+    /// A callback booked on a node that was lost is ours now: stored here
+    /// and put back in its original place.
+    pub(super) fn adopt_callback(&mut self, now: Now, ticket: &str) {
+        let record: CallbackRecord = match serde_json::from_str(ticket) {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::error!(error = %e, "callback of a lost node unreadable: not called back");
+                return;
+            }
+        };
+        if self.callbacks.len() >= MAX_CALLBACKS {
+            tracing::error!(
+                callback = record.id,
+                "too many callbacks: one of a lost node is not called back"
+            );
+            return;
+        }
+        self.outputs.push_back(Output::Callback(record.clone()));
+        self.put_back(now, record, "callback of a lost node adopted in its place");
+    }
+
+    /// Takes a stored callback back into its queue, under a call id of its
+    /// own (the same one for the same callback: never twice).
+    fn put_back(&mut self, now: Now, record: CallbackRecord, why: &str) {
+        let Ok(language) = record.language.parse::<Language>() else {
+            return;
+        };
+        let key = CallId(RESTORED_BIT | (record.id & (RESTORED_BIT - 1)));
+        if self.callbacks.contains_key(&key) {
+            return;
+        }
+        let callback = Callback::new(record, language, Arc::clone(&self.bundle));
+        tracing::info!(callback = callback.record.id, queue = %callback.record.queue,
+            language = language.code(), "{why}");
+        self.callbacks.insert(key, callback);
+        self.gauges_changed = true;
+        self.rejoin(now, key);
+    }
+
+    /// Asks the queue to take the callback back in its original place,
+    /// silent and held as it should be from the start.
     fn rejoin(&mut self, now: Now, key: CallId) {
-        let Some(cb) = self.callbacks.get(&key) else {
+        let caller = self.caller_id(key);
+        let Some(cb) = self.callbacks.get_mut(&key) else {
             return;
         };
         if cb.deadline <= now.wall {
@@ -337,7 +396,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         }
         let max_wait = (cb.deadline - cb.joined_at).to_std().unwrap_or_default();
         let request = JoinRequest {
-            caller: self.caller_id(key),
+            caller,
             queue: cb.record.queue.clone(),
             language: cb.language,
             options: JoinOptions {
@@ -347,26 +406,9 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             },
             joined_at: cb.joined_at,
             number: cb.record.number.clone(),
+            callback: Some(cb.place(now)),
         };
         self.queue.join(now, request);
-    }
-
-    /// The queue took the callback back: silent, and held until its retry
-    /// time or while its window is closed.
-    pub(super) fn callback_joined(&mut self, now: Now, key: CallId) {
-        let caller = self.caller_id(key);
-        let Some(cb) = self.callbacks.get_mut(&key) else {
-            return;
-        };
-        let deadline = cb.deadline;
-        cb.outside_window = !cb.window_open(now.wall);
-        let until = if cb.outside_window {
-            None
-        } else {
-            Some(cb.retry_at.unwrap_or(now.wall))
-        };
-        self.queue.keep_for_callback(now, &caller, deadline);
-        self.queue.hold(now, &caller, until);
     }
 
     /// Every housekeeping round: callbacks whose window opened or closed

@@ -15,7 +15,9 @@
 //! CANCELs the leg) and made again.
 
 use super::view::{ClusterView, ViewAgent, ViewQueue};
-use super::wire::{wall, Event, Inbox, Snapshot, StoredCaller, WireAgentState, WireCaller};
+use super::wire::{
+    wall, Event, Inbox, Snapshot, StoredCaller, WireAgentState, WireCallback, WireCaller, WireHeld,
+};
 use crate::acd::{
     Acd, AgentDirectory, AgentId, AgentState, JoinRequest, Leave, QueueAction, QueueService,
     QueuesConfig, RestoredAgent,
@@ -71,6 +73,13 @@ impl Settle {
             Settle::Refused => "refused",
         }
     }
+}
+
+/// Where a dispatcher of `epoch` starts numbering its offers: each epoch
+/// has its own 2^32 ids, so an answer to a withdrawn offer of an earlier
+/// dispatcher is never taken for one to a later one's.
+pub fn offer_base(epoch: u64) -> u64 {
+    (epoch & 0x7fff_ffff) << 32
 }
 
 /// The routing core of the node that dispatches.
@@ -132,6 +141,7 @@ impl Dispatcher {
     ) {
         self.epoch = epoch;
         self.acd = Acd::new(now, queues, agents);
+        self.acd.number_offers_after(offer_base(epoch));
         self.homes.clear();
         self.phones.clear();
         self.ops.clear();
@@ -198,7 +208,7 @@ impl Dispatcher {
                         continue;
                     };
                     let options = stored.join_options();
-                    self.acd.join(
+                    self.enqueue(
                         now,
                         JoinRequest {
                             caller: caller.id(),
@@ -207,7 +217,10 @@ impl Dispatcher {
                             options: options.options(),
                             joined_at: wall(stored.joined_ms()),
                             number: stored.number.clone(),
+                            callback: None,
                         },
+                        stored.callback().as_ref(),
+                        stored.held(),
                     );
                 }
             }
@@ -221,6 +234,25 @@ impl Dispatcher {
             agents = snapshot.agents.len(),
             "dispatching: queues rebuilt from the store"
         );
+    }
+
+    /// Queues a caller as the store has them: a callback silent and held
+    /// from the start, any other place held as it was.
+    fn enqueue(
+        &mut self,
+        now: Now,
+        mut request: JoinRequest,
+        callback: Option<&WireCallback>,
+        held: WireHeld,
+    ) {
+        request.callback = callback.map(|c| c.place(held));
+        let caller = request.caller.clone();
+        self.acd.join(now, request);
+        if callback.is_none() {
+            if let Some(until) = held.held().hold_until() {
+                self.acd.hold(now, &caller, until);
+            }
+        }
     }
 
     /// One request from a node, in the order the store took it.
@@ -240,7 +272,9 @@ impl Dispatcher {
                 options,
                 joined_ms,
                 number,
-            } => self.acd.join(
+                callback,
+                held,
+            } => self.enqueue(
                 now,
                 JoinRequest {
                     caller: caller.id(),
@@ -249,7 +283,10 @@ impl Dispatcher {
                     options: options.options(),
                     joined_at: wall(joined_ms),
                     number,
+                    callback: None,
                 },
+                callback.as_ref(),
+                held,
             ),
             Event::Restore {
                 caller,
@@ -259,6 +296,8 @@ impl Dispatcher {
                 joined_ms,
                 talking_to,
                 number,
+                callback,
+                held,
             } => match talking_to {
                 Some(agent) => {
                     let agent = AgentId::from(agent.as_str());
@@ -277,8 +316,23 @@ impl Dispatcher {
                 }
                 None => {
                     let id = caller.id();
-                    if !self.acd.is_queued(&id) {
-                        self.acd.join(
+                    if self.acd.is_queued(&id) {
+                        // The node let go of any leg ringing when it lost
+                        // the store: an offer made since is withdrawn too.
+                        self.acd.withdraw_offer_for(now, &id);
+                        // The node's word on how the place is held stands (a
+                        // hold it wrote may have been lost on the way).
+                        match &callback {
+                            Some(cb) => {
+                                self.acd.keep_for_callback(now, &id, cb.place(held));
+                            }
+                            None => {
+                                let until = held.held().hold_until().unwrap_or(Some(now.wall));
+                                self.acd.hold(now, &id, until);
+                            }
+                        }
+                    } else {
+                        self.enqueue(
                             now,
                             JoinRequest {
                                 caller: id,
@@ -287,11 +341,26 @@ impl Dispatcher {
                                 options: options.options(),
                                 joined_at: wall(joined_ms),
                                 number,
+                                callback: None,
                             },
+                            callback.as_ref(),
+                            held,
                         );
                     }
                 }
             },
+            Event::Hold { caller, held } => {
+                let until = held.held().hold_until().unwrap_or(Some(now.wall));
+                self.acd.hold(now, &caller.id(), until);
+            }
+            Event::KeepForCallback {
+                caller,
+                callback,
+                held,
+            } => {
+                self.acd
+                    .keep_for_callback(now, &caller.id(), callback.place(held));
+            }
             Event::Leave { caller, abandoned } => {
                 let why = if abandoned {
                     Leave::Abandoned

@@ -15,11 +15,13 @@
 //! times they first joined, so they keep their place.
 
 use super::view::ClusterView;
-use super::wire::{Event, Inbox, WireCaller, WireJoinOptions, WireRequest, WireResult};
+use super::wire::{
+    Event, Inbox, WireCallback, WireCaller, WireHeld, WireJoinOptions, WireRequest, WireResult,
+};
 use crate::acd::{
-    Acd, AgentDirectory, AgentId, AgentState, AgentView, JoinOptions, JoinRequest, Leave,
-    LeaveOutcome, OfferResult, QueueAction, QueueError, QueueExit, QueueService, QueueStats,
-    QueuesConfig, RequestEffect, RequestedState,
+    Acd, AgentDirectory, AgentId, AgentState, AgentView, CallbackPlace, JoinOptions, JoinRequest,
+    Leave, LeaveOutcome, OfferResult, PlaceHeld, QueueAction, QueueError, QueueExit, QueueService,
+    QueueStats, QueuesConfig, RequestEffect, RequestedState,
 };
 use crate::ids::{CallerId, NodeId, OfferId};
 use crate::language::Language;
@@ -69,6 +71,10 @@ struct OwnCaller {
     state: OwnState,
     position: Option<usize>,
     first_estimate: Option<Duration>,
+    /// Whether the place is offered to agents (kept across outages).
+    held: PlaceHeld,
+    /// A callback's entry: the caller hung up to be called back.
+    callback: Option<CallbackPlace>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,6 +112,8 @@ pub struct SharedQueue {
     actions: VecDeque<QueueAction>,
     /// Serving alone while the store cannot be reached.
     degraded: Option<Acd>,
+    /// How many times it served alone (its offers are numbered apart).
+    spells: u64,
     /// The time of the latest input, for views asked for without one.
     now: Option<Now>,
 }
@@ -123,6 +131,7 @@ impl SharedQueue {
             ops: VecDeque::new(),
             actions: VecDeque::new(),
             degraded: None,
+            spells: 0,
             now: None,
         }
     }
@@ -333,6 +342,10 @@ impl SharedQueue {
             .filtered(|a| self.phones.contains_key(&a.id))
             .unwrap_or_default();
         let mut acd = Acd::new(now, self.queues.clone(), own);
+        // Apart from every dispatcher's offers (the top bit), and from
+        // those of the spells before.
+        self.spells = self.spells.wrapping_add(1);
+        acd.number_offers_after((1 << 63) | ((self.spells & 0x7fff_ffff) << 32));
         for (agent, state) in &self.requested {
             if self.phones.contains_key(agent) {
                 let _ = acd.agent_state(now, agent, state.clone());
@@ -345,6 +358,11 @@ impl SharedQueue {
                 continue;
             }
             acd.join(now, join_request(caller, own));
+            if own.callback.is_none() {
+                if let Some(until) = own.held.hold_until() {
+                    acd.hold(now, caller, until);
+                }
+            }
         }
         // The local engine answers the joins again: those answers are not
         // news to the call layer.
@@ -465,6 +483,8 @@ impl SharedQueue {
                 joined_ms: own.joined_at.timestamp_millis(),
                 talking_to,
                 number: own.number.clone(),
+                callback: own.callback.as_ref().map(WireCallback::from_place),
+                held: WireHeld::from(own.held),
             }));
         }
         let _ = now;
@@ -504,6 +524,10 @@ fn join_request(caller: &CallerId, own: &OwnCaller) -> JoinRequest {
         options: own.options.clone(),
         joined_at: own.joined_at,
         number: own.number.clone(),
+        callback: own.callback.clone().map(|place| CallbackPlace {
+            held: own.held,
+            ..place
+        }),
     }
 }
 
@@ -551,6 +575,11 @@ impl QueueService for SharedQueue {
             state: OwnState::Joining,
             position: None,
             first_estimate: None,
+            held: request
+                .callback
+                .as_ref()
+                .map_or(PlaceHeld::No, |place| place.held),
+            callback: request.callback.clone(),
         };
         self.callers.insert(request.caller.clone(), own);
         if let Some(acd) = &mut self.degraded {
@@ -566,6 +595,11 @@ impl QueueService for SharedQueue {
                 options: WireJoinOptions::from(&request.options),
                 joined_ms: request.joined_at.timestamp_millis(),
                 number: request.number,
+                callback: request.callback.as_ref().map(WireCallback::from_place),
+                held: request
+                    .callback
+                    .as_ref()
+                    .map_or(WireHeld::No, |place| place.held.into()),
             },
         );
     }
@@ -845,5 +879,61 @@ impl QueueService for SharedQueue {
         self.callers
             .get(caller)
             .is_some_and(|c| !matches!(c.state, OwnState::Talking { .. }))
+    }
+
+    /// Kept with the caller's entry in the store, so that a dispatcher
+    /// taking over, or a store that lost its data, holds the place too.
+    fn hold(&mut self, now: Now, caller: &CallerId, until: Option<DateTime<Utc>>) -> bool {
+        self.now = Some(now);
+        if !self.is_queued(caller) {
+            return false;
+        }
+        let held = PlaceHeld::from_hold(until, now.wall);
+        if let Some(own) = self.callers.get_mut(caller) {
+            own.held = held;
+            if let Some(place) = &mut own.callback {
+                place.held = held;
+            }
+        }
+        if let Some(acd) = &mut self.degraded {
+            return acd.hold(now, caller, until);
+        }
+        self.send(
+            now,
+            Event::Hold {
+                caller: caller.into(),
+                held: held.into(),
+            },
+        );
+        true
+    }
+
+    /// The callback's ticket is kept with the entry in the store: if this
+    /// node is lost, the node that reaps it carries the callback out.
+    fn keep_for_callback(&mut self, now: Now, caller: &CallerId, place: CallbackPlace) -> bool {
+        self.now = Some(now);
+        if !self.is_queued(caller) {
+            return false;
+        }
+        if let Some(own) = self.callers.get_mut(caller) {
+            own.held = place.held;
+            own.callback = Some(place.clone());
+        }
+        if let Some(acd) = &mut self.degraded {
+            return acd.keep_for_callback(now, caller, place);
+        }
+        self.send(
+            now,
+            Event::KeepForCallback {
+                caller: caller.into(),
+                callback: WireCallback::from_place(&place),
+                held: place.held.into(),
+            },
+        );
+        true
+    }
+
+    fn holds_places(&self) -> bool {
+        true
     }
 }

@@ -11,8 +11,8 @@ use super::wire::{Event, Inbox, WireCaller};
 use super::wire::{Snapshot, StoredAgent, StoredCaller};
 use crate::acd::config::{QueueConfig, QueuesConfig};
 use crate::acd::{
-    Agent, AgentDirectory, AgentId, JoinOptions, JoinRequest, Leave, OfferResult, QueueAction,
-    QueueService, RequestedState,
+    Agent, AgentDirectory, AgentId, CallbackPlace, JoinOptions, JoinRequest, Leave, OfferResult,
+    PlaceHeld, QueueAction, QueueService, RequestedState,
 };
 use crate::ids::{CallId, CallerId, NodeId, OfferId};
 use crate::language::Language;
@@ -51,6 +51,8 @@ impl Store {
                         language,
                         joined_ms,
                         number,
+                        callback,
+                        held,
                         ..
                     }
                     | Event::Restore {
@@ -60,8 +62,17 @@ impl Store {
                         joined_ms,
                         number,
                         talking_to: None,
+                        callback,
+                        held,
                         ..
                     } => {
+                        // join.lua: a live offer is not forgotten.
+                        let (state, offer, agent) = match self.callers.get(&caller.key()) {
+                            Some(c) if c.state == "ringing" => {
+                                (c.state.clone(), c.offer.clone(), c.agent.clone())
+                            }
+                            _ => ("waiting".to_string(), String::new(), String::new()),
+                        };
                         self.callers.insert(
                             caller.key(),
                             StoredCaller {
@@ -72,12 +83,33 @@ impl Store {
                                 language: language.code().to_string(),
                                 options: "{}".to_string(),
                                 joined_ms: joined_ms.to_string(),
-                                state: "waiting".to_string(),
-                                offer: String::new(),
-                                agent: String::new(),
+                                state,
+                                offer,
+                                agent,
                                 number: number.clone(),
+                                held: serde_json::to_string(held).unwrap_or_default(),
+                                callback: callback
+                                    .as_ref()
+                                    .and_then(|c| serde_json::to_string(c).ok())
+                                    .unwrap_or_default(),
                             },
                         );
+                    }
+                    // mark.lua
+                    Event::Hold { caller, held } => {
+                        if let Some(c) = self.callers.get_mut(&caller.key()) {
+                            c.held = serde_json::to_string(held).unwrap_or_default();
+                        }
+                    }
+                    Event::KeepForCallback {
+                        caller,
+                        callback,
+                        held,
+                    } => {
+                        if let Some(c) = self.callers.get_mut(&caller.key()) {
+                            c.held = serde_json::to_string(held).unwrap_or_default();
+                            c.callback = serde_json::to_string(callback).unwrap_or_default();
+                        }
                     }
                     Event::Restore {
                         caller,
@@ -237,8 +269,17 @@ impl Store {
             .push_back(message);
     }
 
-    /// reap.lua for a dead node.
-    fn reap(&mut self, node: &str) {
+    /// reap.lua for a dead node, by `reaper`: callbacks go to its inbox.
+    fn reap(&mut self, node: &str, reaper: &str) {
+        let tickets: Vec<String> = self
+            .callers
+            .values()
+            .filter(|c| c.node == node)
+            .filter_map(|c| c.callback().map(|cb| cb.ticket))
+            .collect();
+        for ticket in tickets {
+            self.tell(reaper, Inbox::AdoptCallback { ticket });
+        }
         let lost: Vec<String> = self
             .callers
             .values()
@@ -293,25 +334,89 @@ struct Node {
     /// Answered, waiting for the verdict.
     answered: BTreeMap<CallerId, OfferId>,
     talking: BTreeSet<CallerId>,
+    /// Callers whose place is held until released.
+    held: HashSet<CallerId>,
+    /// Callbacks booked here (their tickets), and adopted here.
+    booked: HashSet<String>,
+    adopted: Vec<String>,
 }
 
 use std::collections::BTreeSet;
 
+impl Node {
+    /// A new caller of this node joins (a callback adopted, with `callback`).
+    fn join(&mut self, now: Now, callback: Option<CallbackPlace>) {
+        self.next_call += 1;
+        let caller = CallerId::new(&NodeId::new(&self.name), CallId(self.next_call));
+        self.queue.join(
+            now,
+            JoinRequest {
+                caller,
+                queue: "q".to_string(),
+                language: Language::Pl,
+                options: JoinOptions::default(),
+                joined_at: now.wall,
+                number: "4790000000".to_string(),
+                callback,
+            },
+        );
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Step {
-    Join { node: usize },
-    Hangup { node: usize, pick: usize },
-    Answer { node: usize, pick: usize },
-    Reject { node: usize, pick: usize },
-    End { node: usize, pick: usize },
-    AgentState { agent: usize, ready: bool },
-    Deliver { node: usize },
-    LoseWrite { node: usize },
-    Inbox { node: usize },
+    Join {
+        node: usize,
+    },
+    Hangup {
+        node: usize,
+        pick: usize,
+    },
+    Answer {
+        node: usize,
+        pick: usize,
+    },
+    Reject {
+        node: usize,
+        pick: usize,
+    },
+    End {
+        node: usize,
+        pick: usize,
+    },
+    AgentState {
+        agent: usize,
+        ready: bool,
+    },
+    Deliver {
+        node: usize,
+    },
+    LoseWrite {
+        node: usize,
+    },
+    Inbox {
+        node: usize,
+    },
     Dispatch,
-    Time { secs: u64 },
-    Crash { node: usize },
+    Time {
+        secs: u64,
+    },
+    Crash {
+        node: usize,
+    },
     NewDispatcher,
+    /// The caller confirms a callback (held until released), or is
+    /// released again.
+    Hold {
+        node: usize,
+        pick: usize,
+        release: bool,
+    },
+    /// The caller books a callback and hangs up.
+    Callback {
+        node: usize,
+        pick: usize,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -329,6 +434,9 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0..30u64).prop_map(|secs| Step::Time { secs }),
         1 => (0..2usize).prop_map(|node| Step::Crash { node }),
         1 => Just(Step::NewDispatcher),
+        1 => (0..2usize, 0..8usize, any::<bool>())
+            .prop_map(|(node, pick, release)| Step::Hold { node, pick, release }),
+        1 => (0..2usize, 0..8usize).prop_map(|(node, pick)| Step::Callback { node, pick }),
     ]
 }
 
@@ -385,6 +493,9 @@ impl World {
                 ringing: BTreeMap::new(),
                 answered: BTreeMap::new(),
                 talking: BTreeSet::new(),
+                held: HashSet::new(),
+                booked: HashSet::new(),
+                adopted: Vec::new(),
             })
             .collect();
         // Each agent's phone registered with one node; both agents ready.
@@ -472,6 +583,22 @@ impl World {
                 QueueAction::QueueTimeout { caller } | QueueAction::NoAgents { caller } => {
                     node.waiting.remove(&caller);
                 }
+                QueueAction::AdoptCallback { ticket } => {
+                    prop_assert!(
+                        !node.adopted.contains(&ticket),
+                        "{ticket} adopted twice by {}",
+                        node.name
+                    );
+                    node.adopted.push(ticket.clone());
+                    node.join(
+                        now,
+                        Some(CallbackPlace {
+                            until: now.wall + chrono::Duration::seconds(3_600),
+                            held: PlaceHeld::No,
+                            ticket,
+                        }),
+                    );
+                }
                 _ => {}
             }
         }
@@ -490,19 +617,7 @@ impl World {
             Step::Join { node } => {
                 let n = &mut self.nodes[node];
                 if n.alive {
-                    n.next_call += 1;
-                    let caller = CallerId::new(&NodeId::new(&n.name), CallId(n.next_call));
-                    n.queue.join(
-                        now,
-                        JoinRequest {
-                            caller,
-                            queue: "q".to_string(),
-                            language: Language::Pl,
-                            options: JoinOptions::default(),
-                            joined_at: now.wall,
-                            number: "4790000000".to_string(),
-                        },
-                    );
+                    n.join(now, None);
                 }
             }
             Step::Hangup { node, pick } => {
@@ -618,8 +733,45 @@ impl World {
                 // At most one crash, so that someone is left to serve.
                 if self.nodes.iter().all(|n| n.alive) {
                     let name = self.nodes[node].name.clone();
+                    let survivor = self.nodes[1 - node].name.clone();
                     self.nodes[node].alive = false;
-                    self.store.reap(&name);
+                    self.store.reap(&name, &survivor);
+                }
+            }
+            Step::Hold {
+                node,
+                pick,
+                release,
+            } => {
+                let n = &mut self.nodes[node];
+                if n.alive {
+                    let queued = n.waiting.iter().filter(|c| !n.talking.contains(*c));
+                    if let Some(c) = Self::pick(queued.cloned(), pick) {
+                        let until = release.then_some(now.wall);
+                        if n.queue.hold(now, &c, until) && !release {
+                            n.held.insert(c);
+                        } else {
+                            n.held.remove(&c);
+                        }
+                    }
+                }
+            }
+            Step::Callback { node, pick } => {
+                let n = &mut self.nodes[node];
+                if n.alive {
+                    let queued = n.waiting.iter().filter(|c| !n.talking.contains(*c));
+                    if let Some(c) = Self::pick(queued.cloned(), pick) {
+                        let ticket = format!("cb-{c}");
+                        let place = CallbackPlace {
+                            until: now.wall + chrono::Duration::seconds(3_600),
+                            held: PlaceHeld::No,
+                            ticket: ticket.clone(),
+                        };
+                        if n.queue.keep_for_callback(now, &c, place) {
+                            n.booked.insert(ticket);
+                            n.held.remove(&c);
+                        }
+                    }
                 }
             }
             Step::NewDispatcher => {
@@ -722,6 +874,26 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
         }
         world.run(Step::Dispatch)?;
     }
+    // A place held until released is rung for by nobody once all is said.
+    for n in world.nodes.iter().filter(|n| n.alive) {
+        for c in &n.held {
+            prop_assert!(
+                !n.ringing.contains_key(c),
+                "{c} is held, yet rung for: {:?}",
+                n.ringing.get(c)
+            );
+        }
+    }
+    // A callback is adopted by one node at most, and only if booked.
+    let booked: HashSet<&String> = world.nodes.iter().flat_map(|n| &n.booked).collect();
+    let mut adopted: Vec<&String> = world.nodes.iter().flat_map(|n| &n.adopted).collect();
+    for t in &adopted {
+        prop_assert!(booked.contains(t), "{t} adopted but never booked");
+    }
+    let all = adopted.len();
+    adopted.sort();
+    adopted.dedup();
+    prop_assert_eq!(all, adopted.len(), "a callback adopted twice");
     // Views the dispatcher publishes parse back as what they say.
     if let Some(view) = world.dispatcher.poll_view(world.now, Vec::new()) {
         for a in &view.agents {
@@ -744,25 +916,66 @@ proptest! {
     }
 }
 
+impl World {
+    /// `rounds` of node `n`'s writes, the dispatcher, and node `n`'s inbox.
+    fn exchange(&mut self, n: usize, rounds: usize) {
+        for _ in 0..rounds {
+            self.run(Step::Deliver { node: n }).expect("deliver");
+            self.run(Step::Dispatch).expect("dispatch");
+            self.run(Step::Inbox { node: n }).expect("inbox");
+        }
+    }
+}
+
 #[test]
 fn a_caller_on_one_node_is_offered_to_an_agent_of_the_other() {
     let mut world = World::new();
     world.run(Step::Join { node: 0 }).expect("join");
-    for _ in 0..10 {
-        world.run(Step::Deliver { node: 0 }).expect("deliver");
-        world.run(Step::Dispatch).expect("dispatch");
-        world.run(Step::Inbox { node: 0 }).expect("inbox");
-    }
+    world.exchange(0, 10);
     let ringing: Vec<_> = world.nodes[0].ringing.values().collect();
     assert_eq!(ringing.len(), 1, "{ringing:?}");
     world
         .run(Step::Answer { node: 0, pick: 0 })
         .expect("answer");
-    for _ in 0..10 {
-        world.run(Step::Deliver { node: 0 }).expect("deliver");
-        world.run(Step::Dispatch).expect("dispatch");
-        world.run(Step::Inbox { node: 0 }).expect("inbox");
-    }
+    world.exchange(0, 10);
     assert_eq!(world.nodes[0].talking.len(), 1);
     assert_eq!(world.store.answers.len(), 1);
+}
+
+/// A dispatcher that takes over withdraws the offer ringing and makes its
+/// own; the agent's answer to the withdrawn one, arriving after, must not
+/// pass for an answer to the new one (offer ids differ by epoch).
+#[test]
+fn an_answer_to_an_offer_withdrawn_by_a_takeover_is_refused() {
+    let mut world = World::new();
+    for _ in 0..6 {
+        world.run(Step::Dispatch).expect("agents ready");
+    }
+    world.run(Step::Join { node: 0 }).expect("join");
+    world.exchange(0, 5);
+    let (old, _) = world.nodes[0]
+        .ringing
+        .values()
+        .next()
+        .cloned()
+        .expect("rung");
+    world.run(Step::NewDispatcher).expect("take over");
+    world
+        .run(Step::Answer { node: 0, pick: 0 })
+        .expect("answer the old offer");
+    world.exchange(0, 20);
+    assert!(
+        !world.store.answers.iter().any(|(_, o)| *o == old.0),
+        "the withdrawn offer {old:?} was answered: {:?}",
+        world.store.answers
+    );
+    assert!(world.nodes[0].talking.is_empty());
+    // The caller is rung again, under the new dispatcher's offer.
+    let (new, _) = world.nodes[0]
+        .ringing
+        .values()
+        .next()
+        .cloned()
+        .expect("rung again");
+    assert_ne!(new, old);
 }

@@ -19,7 +19,7 @@ use super::dispatcher::{DispatchOp, Dispatcher};
 use super::shared::{StoreInput, StoreOp};
 use super::view::ClusterView;
 use super::wire::Snapshot;
-use super::wire::{Event, Inbox, WireCaller, WireJoinOptions};
+use super::wire::{Event, Inbox, WireCallback, WireCaller, WireHeld, WireJoinOptions};
 use crate::acd::{AgentDirectory, QueuesConfig};
 use crate::events::{EventBus, LiveEvent};
 use crate::time::Now;
@@ -193,6 +193,7 @@ struct Scripts {
     notify: Script,
     claim: Script,
     reap: Script,
+    mark: Script,
     snapshot: Script,
 }
 
@@ -207,6 +208,7 @@ impl Scripts {
             notify: Script::new(include_str!("lua/notify.lua")),
             claim: Script::new(include_str!("lua/claim.lua")),
             reap: Script::new(include_str!("lua/reap.lua")),
+            mark: Script::new(include_str!("lua/mark.lua")),
             snapshot: Script::new(include_str!("lua/snapshot.lua")),
         }
     }
@@ -351,37 +353,43 @@ async fn apply(
                 options,
                 joined_ms,
                 number,
-            } => {
-                join(
-                    con, scripts, p, caller, queue, *language, options, *joined_ms, None, number,
-                    event,
-                )
-                .await
+                callback,
+                held,
             }
-            Event::Restore {
+            | Event::Restore {
                 caller,
                 queue,
                 language,
                 options,
                 joined_ms,
-                talking_to,
                 number,
+                callback,
+                held,
+                ..
             } => {
-                join(
-                    con,
-                    scripts,
-                    p,
+                let talking_to = match event {
+                    Event::Restore { talking_to, .. } => talking_to.as_deref(),
+                    _ => None,
+                };
+                let entry = Entry {
                     caller,
                     queue,
-                    *language,
+                    language: *language,
                     options,
-                    *joined_ms,
-                    talking_to.as_deref(),
+                    joined_ms: *joined_ms,
+                    talking_to,
                     number,
-                    event,
-                )
-                .await
+                    callback: callback.as_ref(),
+                    held: *held,
+                };
+                join(con, scripts, p, &entry, event).await
             }
+            Event::Hold { caller, held } => mark(con, scripts, p, caller, *held, None, event).await,
+            Event::KeepForCallback {
+                caller,
+                callback,
+                held,
+            } => mark(con, scripts, p, caller, *held, Some(callback), event).await,
             Event::Leave { caller, .. } | Event::CallEnded { caller } => {
                 let _: i64 = scripts
                     .leave
@@ -414,38 +422,70 @@ async fn apply(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A caller's entry as a node writes it (joining, or put back).
+struct Entry<'a> {
+    caller: &'a WireCaller,
+    queue: &'a str,
+    language: crate::language::Language,
+    options: &'a WireJoinOptions,
+    joined_ms: i64,
+    talking_to: Option<&'a str>,
+    number: &'a str,
+    callback: Option<&'a WireCallback>,
+    held: WireHeld,
+}
+
 async fn join(
     con: &mut MultiplexedConnection,
     scripts: &Scripts,
     p: &str,
-    caller: &WireCaller,
-    queue: &str,
-    language: crate::language::Language,
-    options: &WireJoinOptions,
-    joined_ms: i64,
-    talking_to: Option<&str>,
-    number: &str,
+    entry: &Entry<'_>,
     event: &Event,
 ) -> redis::RedisResult<()> {
     let _: i64 = scripts
         .join
         .prepare_invoke()
         .arg(p)
-        .arg(caller.key())
-        .arg(&caller.node)
-        .arg(caller.call)
-        .arg(queue)
-        .arg(language.code())
-        .arg(json(options))
-        .arg(joined_ms)
-        .arg(if talking_to.is_some() {
+        .arg(entry.caller.key())
+        .arg(&entry.caller.node)
+        .arg(entry.caller.call)
+        .arg(entry.queue)
+        .arg(entry.language.code())
+        .arg(json(entry.options))
+        .arg(entry.joined_ms)
+        .arg(if entry.talking_to.is_some() {
             "talking"
         } else {
             "waiting"
         })
-        .arg(talking_to.unwrap_or(""))
-        .arg(number)
+        .arg(entry.talking_to.unwrap_or(""))
+        .arg(entry.number)
+        .arg(json(event))
+        .arg(EVENTS_MAXLEN)
+        .arg(json(&entry.held))
+        .arg(entry.callback.map(json).unwrap_or_default())
+        .invoke_async(con)
+        .await?;
+    Ok(())
+}
+
+/// A caller's place held, or kept for a callback, with the event.
+async fn mark(
+    con: &mut MultiplexedConnection,
+    scripts: &Scripts,
+    p: &str,
+    caller: &WireCaller,
+    held: WireHeld,
+    callback: Option<&WireCallback>,
+    event: &Event,
+) -> redis::RedisResult<()> {
+    let _: i64 = scripts
+        .mark
+        .prepare_invoke()
+        .arg(p)
+        .arg(caller.key())
+        .arg(json(&held))
+        .arg(callback.map_or_else(|| "-".to_string(), json))
         .arg(json(event))
         .arg(EVENTS_MAXLEN)
         .invoke_async(con)
@@ -1161,6 +1201,8 @@ async fn reap(
             .arg(p)
             .arg(&inc)
             .arg(EVENTS_MAXLEN)
+            .arg(&setup.incarnation)
+            .arg(INBOX_MAXLEN)
             .invoke_async(con)
             .await?;
         let lost: Vec<LostCaller> = serde_json::from_str(&text).unwrap_or_default();

@@ -4,8 +4,9 @@
 //! message per stream entry; the shapes here are the whole wire format.
 
 use crate::acd::{
-    AgentState, CancelReason, JoinOptions, LeaveOutcome, MessageTiming, NoAgentsPolicy, NotJoined,
-    OfferResult, PredictionError, QueueAction, QueueExit, RequestedState,
+    AgentState, CallbackPlace, CancelReason, JoinOptions, LeaveOutcome, MessageTiming,
+    NoAgentsPolicy, NotJoined, OfferResult, PlaceHeld, PredictionError, QueueAction, QueueExit,
+    RequestedState,
 };
 use crate::ids::{AgentId, CallId, CallerId, NodeId, OfferId};
 use crate::language::Language;
@@ -17,7 +18,23 @@ use std::time::Duration;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireCaller {
     pub node: String,
+    /// A number, or text where a Lua script wrote it (Lua's numbers are
+    /// doubles: call ids above 2^53 would be rounded).
+    #[serde(deserialize_with = "number_or_text")]
     pub call: u64,
+}
+
+fn number_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrText {
+        Number(u64),
+        Text(String),
+    }
+    match NumberOrText::deserialize(d)? {
+        NumberOrText::Number(n) => Ok(n),
+        NumberOrText::Text(t) => t.parse().map_err(serde::de::Error::custom),
+    }
 }
 
 impl From<&CallerId> for WireCaller {
@@ -164,6 +181,63 @@ impl WireResult {
     }
 }
 
+/// Whether a place is offered to agents, on the wire (see [`PlaceHeld`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WireHeld {
+    #[default]
+    No,
+    /// Unix ms.
+    Until(i64),
+    UntilReleased,
+}
+
+impl From<PlaceHeld> for WireHeld {
+    fn from(h: PlaceHeld) -> WireHeld {
+        match h {
+            PlaceHeld::No => WireHeld::No,
+            PlaceHeld::Until(t) => WireHeld::Until(t.timestamp_millis()),
+            PlaceHeld::UntilReleased => WireHeld::UntilReleased,
+        }
+    }
+}
+
+impl WireHeld {
+    pub fn held(self) -> PlaceHeld {
+        match self {
+            WireHeld::No => PlaceHeld::No,
+            WireHeld::Until(ms) => PlaceHeld::Until(wall(ms)),
+            WireHeld::UntilReleased => PlaceHeld::UntilReleased,
+        }
+    }
+}
+
+/// A callback's entry on the wire (see [`CallbackPlace`]; how it is held
+/// travels apart, as [`WireHeld`], since any place can be held).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireCallback {
+    pub until_ms: i64,
+    /// The callback as booked (opaque here), for a node that adopts it.
+    pub ticket: String,
+}
+
+impl WireCallback {
+    pub fn from_place(place: &CallbackPlace) -> WireCallback {
+        WireCallback {
+            until_ms: place.until.timestamp_millis(),
+            ticket: place.ticket.clone(),
+        }
+    }
+
+    pub fn place(&self, held: WireHeld) -> CallbackPlace {
+        CallbackPlace {
+            until: wall(self.until_ms),
+            held: held.held(),
+            ticket: self.ticket.clone(),
+        }
+    }
+}
+
 /// A caller's node tells the dispatcher (stream `events`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -177,6 +251,11 @@ pub enum Event {
         joined_ms: i64,
         /// The caller's number (records of a caller lost with their node).
         number: String,
+        /// A callback taken back in its place, and how it is held.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        callback: Option<WireCallback>,
+        #[serde(default, skip_serializing_if = "is_not_held")]
+        held: WireHeld,
     },
     /// A caller put back after a node lost the store, with the agent they
     /// talk to if answered (so that agent is not offered another caller).
@@ -188,6 +267,21 @@ pub enum Event {
         joined_ms: i64,
         talking_to: Option<String>,
         number: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        callback: Option<WireCallback>,
+        #[serde(default, skip_serializing_if = "is_not_held")]
+        held: WireHeld,
+    },
+    /// The caller's place is offered to nobody (or again) as `held` says.
+    Hold {
+        caller: WireCaller,
+        held: WireHeld,
+    },
+    /// The caller hung up to be called back from their place.
+    KeepForCallback {
+        caller: WireCaller,
+        callback: WireCallback,
+        held: WireHeld,
     },
     Leave {
         caller: WireCaller,
@@ -219,6 +313,10 @@ pub enum Event {
         node: String,
         callers: Vec<WireCaller>,
     },
+}
+
+fn is_not_held(h: &WireHeld) -> bool {
+    *h == WireHeld::No
 }
 
 /// The dispatcher tells a caller's node (stream `inbox:{node}`).
@@ -293,6 +391,11 @@ pub enum Inbox {
         state: WireAgentState,
         pending: Option<WireRequest>,
         entered: bool,
+    },
+    /// A callback of a node that was lost is this node's now (written by
+    /// the reaper, `reap.lua`).
+    AdoptCallback {
+        ticket: String,
     },
 }
 
@@ -457,6 +560,9 @@ impl Inbox {
                 pending: pending.as_ref().map(WireRequest::from),
                 entered: *entered,
             },
+            QueueAction::AdoptCallback { ticket } => Inbox::AdoptCallback {
+                ticket: ticket.clone(),
+            },
         }
     }
 
@@ -589,6 +695,7 @@ impl Inbox {
                 pending: pending.map(|p| p.requested()),
                 entered,
             },
+            Inbox::AdoptCallback { ticket } => QueueAction::AdoptCallback { ticket },
         }
     }
 
@@ -607,7 +714,7 @@ impl Inbox {
             | Inbox::QueueTimeout { caller }
             | Inbox::NoAgents { caller }
             | Inbox::CallLeft { caller, .. } => Some(caller),
-            Inbox::AgentState { .. } => None,
+            Inbox::AgentState { .. } | Inbox::AdoptCallback { .. } => None,
         }
     }
 }
@@ -682,9 +789,23 @@ pub struct StoredCaller {
     pub agent: String,
     #[serde(default)]
     pub number: String,
+    /// How the place is held (`WireHeld`, JSON; empty: not held).
+    #[serde(default)]
+    pub held: String,
+    /// A callback's entry (`WireCallback`, JSON; empty: not a callback).
+    #[serde(default)]
+    pub callback: String,
 }
 
 impl StoredCaller {
+    pub fn held(&self) -> WireHeld {
+        serde_json::from_str(&self.held).unwrap_or_default()
+    }
+
+    pub fn callback(&self) -> Option<WireCallback> {
+        serde_json::from_str(&self.callback).ok()
+    }
+
     pub fn caller(&self) -> WireCaller {
         WireCaller {
             node: self.node.clone(),
@@ -759,4 +880,60 @@ where
         ListOrEmpty::List(v) => v,
         ListOrEmpty::Empty(_) => Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// reap.lua writes call ids as text (Lua would round those above 2^53).
+    #[test]
+    fn a_caller_reads_with_its_call_as_a_number_or_as_text() {
+        let big = (1u64 << 61) | 12_345;
+        let text = format!(
+            r#"{{"type":"node_lost","node":"a.1","callers":[{{"node":"a.1","call":"{big}"}},{{"node":"a.1","call":7}}]}}"#
+        );
+        let event: Event = serde_json::from_str(&text).expect("node_lost");
+        let Event::NodeLost { callers, .. } = event else {
+            panic!("{event:?}");
+        };
+        assert_eq!(callers[0].call, big);
+        assert_eq!(callers[1].call, 7);
+    }
+
+    /// A join written before callbacks were shared (no `callback`, no
+    /// `held`) still reads; a callback's round trip keeps its hold.
+    #[test]
+    fn joins_read_with_and_without_a_callback() {
+        let old = r#"{"type":"join","caller":{"node":"a.1","call":1},"queue":"q","language":"pl","options":{"priority":0,"no_agents":null,"max_wait_ms":null,"announce_every_ms":null,"messages":[]},"joined_ms":5,"number":"47"}"#;
+        let event: Event = serde_json::from_str(old).expect("old join");
+        assert!(matches!(
+            event,
+            Event::Join {
+                callback: None,
+                held: WireHeld::No,
+                ..
+            }
+        ));
+        let keep = Event::KeepForCallback {
+            caller: WireCaller {
+                node: "a.1".into(),
+                call: 1,
+            },
+            callback: WireCallback {
+                until_ms: 9_000,
+                ticket: r#"{"id":1}"#.into(),
+            },
+            held: WireHeld::Until(8_000),
+        };
+        let text = serde_json::to_string(&keep).expect("json");
+        let back: Event = serde_json::from_str(&text).expect("back");
+        assert_eq!(back, keep);
+        let Event::KeepForCallback { callback, held, .. } = back else {
+            panic!();
+        };
+        let place = callback.place(held);
+        assert_eq!(place.held, PlaceHeld::Until(wall(8_000)));
+        assert_eq!(place.until, wall(9_000));
+    }
 }

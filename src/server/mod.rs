@@ -281,8 +281,15 @@ async fn run<Q: QueueService + StorePump>(
     manager.set_trunks(trunks);
     manager.set_digest_algorithms(&config.digest_algorithms);
     manager.set_agents(Now::read(), agents);
-    if records.is_some() {
-        restore_callbacks(&mut manager, &config.data_dir);
+    match (&records, &cluster) {
+        (Some(_), None) => restore_callbacks(&mut manager, &config.data_dir),
+        // The shared store keeps a cluster's callbacks: those of this node's
+        // last run are handed to a live node (maybe this one) when that run
+        // is reaped, so they are not put back from the records as well.
+        (Some(_), Some(_)) => tracing::info!(
+            "cluster mode: callbacks of an earlier run are carried on from the shared store"
+        ),
+        (None, _) => {}
     }
     let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpEvent>(4096);
     tokio::spawn(tcp::accept_loop(

@@ -185,6 +185,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             options: join,
             joined_at: now.wall,
             number,
+            callback: None,
         };
         self.queue.join(now, request);
         self.drain_queue(now);
@@ -258,16 +259,18 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                 self.agent_state_changed(now, &agent, &state, pending.as_ref(), entered);
                 continue;
             }
+            if let QueueAction::AdoptCallback { ticket } = &action {
+                self.adopt_callback(now, ticket);
+                continue;
+            }
             let Some(key) = action.caller().and_then(|c| self.own_call(c)) else {
                 tracing::debug!(?action, "queue action for another node's caller");
                 continue;
             };
             if self.is_callback(key) {
                 match action {
-                    QueueAction::Joined { .. } => {
-                        self.callback_joined(now, key);
-                        continue;
-                    }
+                    // Silent and held as it should be, from the join on.
+                    QueueAction::Joined { .. } => continue,
                     QueueAction::NotJoined { reason, .. } => {
                         self.callback_not_rejoined(now, key, reason.label());
                         continue;
@@ -353,7 +356,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                     self.leave_queue_to_flow(now, key, FlowEvent::QueueNoAgents)
                 }
                 QueueAction::CallLeft(exit) => self.record_left(now, key, &exit),
-                QueueAction::AgentStateChanged { .. } => {}
+                QueueAction::AgentStateChanged { .. } | QueueAction::AdoptCallback { .. } => {}
             }
         }
         self.refresh_flow_env(now);

@@ -2,7 +2,10 @@
 -- died with the node), agents ringing for or talking to them are freed, and
 -- the dispatcher is told. Idempotent: only the first reaper gets the callers
 -- (to write their records); a node that is alive is left alone (empty).
--- ARGV: prefix, node incarnation, events maxlen
+-- Callbacks are not lost with the node (their callers had hung up): each
+-- goes to the reaper's inbox, to be carried out from its original place.
+-- ARGV: prefix, node incarnation, events maxlen, reaper's incarnation,
+--       inbox maxlen
 local p = ARGV[1]
 local inc = ARGV[2]
 if redis.call('EXISTS', p .. 'node:' .. inc) == 1 then return '[]' end
@@ -24,13 +27,20 @@ for _, id in ipairs(ids) do
   redis.call('DEL', key)
   redis.call('SREM', p .. 'callers', id)
   e['id'] = id
-  table.insert(lost, e)
-  table.insert(wire, { node = e['node'] or inc, call = tonumber(e['call'] or '0') })
+  local ok, cb = pcall(cjson.decode, e['callback'] or '')
+  if ok and type(cb) == 'table' and type(cb['ticket']) == 'string' then
+    local message = cjson.encode({ type = 'adopt_callback', ticket = cb['ticket'] })
+    redis.call('XADD', p .. 'inbox:' .. ARGV[4], 'MAXLEN', '~', ARGV[5], '*', 'm', message)
+  else
+    table.insert(lost, e)
+  end
+  -- The call as text: a Lua number would round call ids above 2^53.
+  table.insert(wire, { node = e['node'] or inc, call = e['call'] or '0' })
 end
 redis.call('DEL', set)
 redis.call('SREM', p .. 'nodes', inc)
 redis.call('DEL', p .. 'inbox:' .. inc)
-if #lost > 0 then
+if #wire > 0 then
   local event = cjson.encode({ type = 'node_lost', node = inc, callers = wire })
   redis.call('XADD', p .. 'events', 'MAXLEN', '~', ARGV[3], '*', 'e', event)
 end
