@@ -642,3 +642,124 @@ fn a_sentinel_failover_keeps_the_queue_and_its_order() {
     drop(callers);
     drop(olek);
 }
+
+/// Two nodes whose flows offer callbacks, with a trunk to the gateway at
+/// `gateway_port`; a Polish caller has booked a callback on node A.
+fn callback_booked_on_a(gateway_port: u16) -> Cluster {
+    let site = support::callbacks::site();
+    let redis = Redis::start();
+    let trunks = support::callbacks::trunk_config(gateway_port);
+    let a = node(&site, "a", &redis.url(), &trunks);
+    let b = node(&site, "b", &redis.url(), &trunks);
+    let rtp = RtpListener::bind();
+    support::callbacks::books_a_callback_on(&a, &rtp, ",node=\"a\"");
+    wait_until(
+        "the callback is kept with its entry in Redis",
+        SECS(5),
+        || {
+            redis
+                .cli(&["--scan", "--pattern", "hotline:c:*"])
+                .lines()
+                .any(|key| redis.cli(&["HGET", key, "callback"]).contains("ticket"))
+        },
+    );
+    Cluster {
+        redis,
+        a,
+        b,
+        _site: site,
+    }
+}
+
+/// A callback booked on node A is made by A when Olek, whose phone
+/// registered with node B, is free: A rings Olek through B's binding, then
+/// dials the caller through the trunk and bridges them.
+#[test]
+fn a_callback_booked_on_one_node_is_made_when_an_agent_of_the_other_is_free() {
+    let (gw, gw_port) = support::callbacks::gateway(8_000);
+    let c = callback_booked_on_a(gw_port);
+    let (a, b) = (&c.a, &c.b);
+    // Silent and kept: nothing times it out while nobody is logged in.
+    std::thread::sleep(SECS(3));
+    assert_eq!(waiting(b, "advice_pl"), 1, "B sees the callback's place");
+    let (_, queues) = b.get("/api/queues");
+    assert!(
+        queues.contains("\"callbacks_by_language\":{\"pl\":1}"),
+        "B's wallboard counts A's callback: {queues}"
+    );
+    let olek = agent(b, "olek", "haslo-1", 200);
+    a.wait_metric(
+        "hotline_callbacks_total{event=\"connected\",language=\"pl\",node=\"a\"}",
+        1.0,
+        SECS(30),
+    );
+    let greeting = support::rtp::report(&gw.rtp.packets());
+    assert!(greeting.audible_frames >= 200, "{greeting:?}");
+    gw.phone.wait_ok();
+    olek.phone.wait_ok();
+    assert_eq!(a.count_log("callback: agent answered"), 1, "made once");
+    assert_eq!(b.count_log("callback: agent answered"), 0);
+    assert_no_double_offer(a);
+}
+
+/// A callback booked on node A lives in the shared store: A dies (kill -9)
+/// before an adviser is free, node B adopts the callback in its original
+/// place, ahead of a caller who joined B later, and calls the caller back
+/// through the trunk when Olek logs in through B. Made once, recorded by B.
+#[test]
+fn a_callback_booked_on_a_node_that_dies_is_made_by_the_survivor_in_its_place() {
+    let (gw, gw_port) = support::callbacks::gateway(12_000);
+    let c = callback_booked_on_a(gw_port);
+    let (mut a, b) = (c.a, c.b);
+    // A later Polish caller waits on B.
+    let later_rtp = RtpListener::bind();
+    let later = asks_for_adviser(&b, "call_queue_until_bye.xml", &later_rtp, "4")
+        .arg("-timeout")
+        .arg("120s")
+        .spawn();
+    wait_until("the callback and the later caller wait", SECS(20), || {
+        waiting(&b, "advice_pl") == 2
+    });
+    a.signal("KILL");
+    b.wait_for_log("callback of a lost node adopted in its place", SECS(15));
+    b.wait_metric(
+        "hotline_callbacks_pending{language=\"pl\",node=\"b\"}",
+        1.0,
+        SECS(5),
+    );
+    assert_eq!(
+        b.metric("hotline_cluster_callers_lost_total{node=\"b\"}"),
+        0.0,
+        "a callback is not a caller lost with the node"
+    );
+    // Olek logs in through B: the callback, older, comes first.
+    let olek = agent(&b, "olek", "haslo-1", 200);
+    b.wait_metric(
+        "hotline_callbacks_total{event=\"connected\",language=\"pl\",node=\"b\"}",
+        1.0,
+        SECS(30),
+    );
+    assert_eq!(waiting(&b, "advice_pl"), 1, "the later caller still waits");
+    let greeting = support::rtp::report(&gw.rtp.packets());
+    assert!(greeting.audible_frames >= 200, "{greeting:?}");
+    gw.phone.wait_ok();
+    olek.phone.wait_ok();
+    assert_eq!(b.count_log("callback: agent answered"), 1, "made once");
+    // The callback A booked is B's record now, connected by Olek.
+    let booked: i64 = rusqlite::Connection::open(a.data_dir().join("records.db"))
+        .and_then(|c| c.query_row("SELECT id FROM callbacks", [], |r| r.get(0)))
+        .expect("A's record of the booking");
+    let db = b.data_dir().join("records.db");
+    wait_until("B stores the callback as connected", SECS(10), || {
+        rusqlite::Connection::open(&db)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT state, agent FROM callbacks WHERE id = ?1",
+                    [booked],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)),
+                )
+            })
+            .is_ok_and(|(state, agent)| state == "connected" && agent.as_deref() == Some("olek"))
+    });
+    later.kill();
+}

@@ -89,6 +89,8 @@ pub struct LineStats {
     pub language: Language,
     pub waiting: usize,
     pub estimated_wait: Option<Duration>,
+    /// How many of `waiting` are callbacks (their callers hung up).
+    pub callbacks: usize,
 }
 
 /// An agent as the API shows it.
@@ -1253,10 +1255,14 @@ impl QueueService for Acd {
     fn stats(&self, now: Now) -> Vec<QueueStats> {
         let now = now.mono;
         let mut oldest: HashMap<usize, Instant> = HashMap::new();
+        let mut callbacks: HashMap<(usize, Language), usize> = HashMap::new();
         for c in self.calls.values() {
             let e = oldest.entry(c.queue).or_insert(c.joined_at);
             if c.joined_at < *e {
                 *e = c.joined_at;
+            }
+            if c.callback {
+                *callbacks.entry((c.queue, c.language)).or_default() += 1;
             }
         }
         self.queues
@@ -1275,6 +1281,7 @@ impl QueueService for Acd {
                             &q.config.requirement(language, 0),
                             waiting + 1,
                         ),
+                        callbacks: callbacks.get(&(qi, language)).copied().unwrap_or(0),
                     })
                     .collect();
                 QueueStats {
@@ -1357,9 +1364,9 @@ impl QueueService for Acd {
         if !self.keep_callback(now, caller, now.mono_at(place.until)) {
             return false;
         }
-        if let Some(until) = place.held.hold_until() {
-            self.hold_place(now, caller, until.map(|t| now.mono_at(t)));
-        }
+        // Not held: a hold kept while the caller confirmed ends here.
+        let until = place.held.hold_until().unwrap_or(Some(now.wall));
+        self.hold_place(now, caller, until.map(|t| now.mono_at(t)));
         self.dispatch(now.mono);
         true
     }

@@ -1643,6 +1643,8 @@ fn a_callback_keeps_its_place_silently_until_its_own_deadline() {
     .expect("known");
     join(&mut acd, t0 + secs(1), 1, Language::Pl);
     let now = acd.at(t0 + secs(2));
+    // Held while the caller confirms; booking ends the hold.
+    assert!(acd.engine.hold(now, &caller(CallId(1)), None));
     let until = now.wall + chrono::Duration::seconds(3_600);
     let place = CallbackPlace {
         until,

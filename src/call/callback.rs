@@ -750,22 +750,6 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         }
     }
 
-    /// Callbacks waiting in `queue` (not yet connected), by language code.
-    pub(super) fn callbacks_pending_in(
-        &self,
-        queue: &str,
-    ) -> std::collections::BTreeMap<String, usize> {
-        let mut by = std::collections::BTreeMap::new();
-        for cb in self
-            .callbacks
-            .values()
-            .filter(|c| !c.connected && c.record.queue == queue)
-        {
-            *by.entry(cb.language.code().to_string()).or_default() += 1;
-        }
-        by
-    }
-
     /// Every callback not yet given up, oldest place first.
     pub fn callback_summaries(&self, now: Now) -> Vec<CallbackSummary> {
         let mut out: Vec<CallbackSummary> = self

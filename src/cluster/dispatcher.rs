@@ -349,9 +349,12 @@ impl Dispatcher {
                     }
                 }
             },
+            // Figures move without an action (callbacks waiting): the view
+            // is published again.
             Event::Hold { caller, held } => {
                 let until = held.held().hold_until().unwrap_or(Some(now.wall));
                 self.acd.hold(now, &caller.id(), until);
+                self.changed = true;
             }
             Event::KeepForCallback {
                 caller,
@@ -360,6 +363,7 @@ impl Dispatcher {
             } => {
                 self.acd
                     .keep_for_callback(now, &caller.id(), callback.place(held));
+                self.changed = true;
             }
             Event::Leave { caller, abandoned } => {
                 let why = if abandoned {

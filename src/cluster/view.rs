@@ -33,6 +33,9 @@ pub struct ViewQueue {
     pub mean_handle_ms: u64,
     /// For each language the queue takes, the wait of a caller joining now.
     pub join_estimates: Vec<(Language, Option<u64>)>,
+    /// Callbacks among the waiting, by language (absent from older nodes).
+    #[serde(default)]
+    pub callbacks: Vec<(Language, usize)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -66,6 +69,12 @@ impl ViewQueue {
                 .into_iter()
                 .map(|(l, d)| (l, d.map(ms)))
                 .collect(),
+            callbacks: q
+                .lines
+                .iter()
+                .filter(|l| l.callbacks > 0)
+                .map(|l| (l.language, l.callbacks))
+                .collect(),
         }
     }
 
@@ -82,6 +91,11 @@ impl ViewQueue {
                     language: *language,
                     waiting: *waiting,
                     estimated_wait: estimate.map(Duration::from_millis),
+                    callbacks: self
+                        .callbacks
+                        .iter()
+                        .find(|(l, _)| l == language)
+                        .map_or(0, |(_, n)| *n),
                 })
                 .collect(),
             mean_handle_time: Duration::from_millis(self.mean_handle_ms),

@@ -47,24 +47,37 @@ pub fn gateway(talk_ms: u64) -> (Agent, u16) {
 /// A Polish caller (4790000001, dialling 116123) who books a callback on
 /// their own number and is then told goodbye.
 pub fn books_a_callback(hotline: &Hotline, rtp: &RtpListener) {
+    books_a_callback_on(hotline, rtp, "");
+}
+
+/// The same on a node whose metrics carry more labels (`,node="a"`).
+pub fn books_a_callback_on(hotline: &Hotline, rtp: &RtpListener, labels: &str) {
     let call = asks_for_adviser(hotline, "call_books_callback.xml", rtp, "4")
         .arg("-s")
         .arg("116123")
         .spawn();
     hotline.wait_metric(
-        "hotline_callbacks_total{event=\"requested\",language=\"pl\"}",
+        &format!("hotline_callbacks_total{{event=\"requested\",language=\"pl\"{labels}}}"),
         1.0,
         SECS(30),
     );
     // The goodbye, then our BYE: the caller's scenario ends cleanly.
     call.wait_ok();
-    hotline.wait_metric("hotline_calls_total{outcome=\"callback\"}", 1.0, SECS(5));
+    hotline.wait_metric(
+        &format!("hotline_calls_total{{outcome=\"callback\"{labels}}}"),
+        1.0,
+        SECS(5),
+    );
     assert_eq!(
-        hotline.metric("hotline_callbacks_pending{language=\"pl\"}"),
+        hotline.metric(&format!(
+            "hotline_callbacks_pending{{language=\"pl\"{labels}}}"
+        )),
         1.0
     );
     assert_eq!(
-        hotline.metric("hotline_calls_total{outcome=\"abandoned_queue\"}"),
+        hotline.metric(&format!(
+            "hotline_calls_total{{outcome=\"abandoned_queue\"{labels}}}"
+        )),
         0.0,
         "hanging up after booking is not abandoning"
     );

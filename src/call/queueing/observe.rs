@@ -294,7 +294,13 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                     .into_iter()
                     .map(|(l, d)| (l.code().to_string(), d.map(|d| d.as_secs_f64())))
                     .collect(),
-                callbacks_by_language: self.callbacks_pending_in(&q.name),
+                // The queue's own count: the whole cluster's in a cluster.
+                callbacks_by_language: q
+                    .lines
+                    .iter()
+                    .filter(|l| l.callbacks > 0)
+                    .map(|l| (l.language.code().to_string(), l.callbacks))
+                    .collect(),
                 name: q.name,
             })
             .collect()
