@@ -360,6 +360,92 @@ fn an_agent_transfers_the_caller_from_the_phone_with_refer() {
     assert!(hotline.count_log("agent asks for a transfer") == 1);
 }
 
+/// An attended transfer (RFC 5589): the agent consults the outside number
+/// from their phone through the service (the trunk challenges and
+/// answers), then REFERs the caller with Replaces; the caller takes the
+/// agent's place on that call, with audio, and both of the agent's dialogs
+/// end. One call record (transferred), one leg (answered, the caller's).
+#[test]
+fn an_agent_consults_the_number_then_puts_the_caller_through_attended() {
+    let (gw, gw_port) = gateway(6_000);
+    let site = Site::new("", &[OLEK]);
+    let hotline = site.start(&trunk_config(gw_port));
+    let olek = AgentPhone::new(&hotline, "agent_attended_transfer.xml", 1_500)
+        .arg("-key")
+        .arg("consult_to")
+        .arg("113")
+        .arg("-key")
+        .arg("agent_user")
+        .arg("olek")
+        .register("olek", "haslo-1");
+    let caller_rtp = RtpListener::bind();
+    let call = asks_for_adviser(&hotline, "call_queue_until_bye.xml", &caller_rtp, "4").spawn();
+    hotline.wait_for_log("consultation connected", SECS(30));
+    assert_eq!(
+        hotline.metric("hotline_calls_active{stage=\"agent\"}"),
+        1.0,
+        "the agent still has the caller while consulting"
+    );
+    olek.phone.wait_ok();
+    hotline.wait_metric(
+        "hotline_transfers_total{result=\"connected\"}",
+        1.0,
+        SECS(10),
+    );
+    assert_eq!(hotline.count_log("attended transfer connected"), 1);
+    far_end_talks_and_hangs_up(&hotline, &caller_rtp, gw, call);
+    let (record, legs) = poll_records(&hotline.data_dir().join("records.db"));
+    assert_eq!(record.1, "transferred");
+    assert_eq!(legs.len(), 1, "{legs:?}");
+    assert_eq!(legs[0].3, "answered", "{legs:?}");
+    assert_eq!(
+        hotline.metric("hotline_trunk_channels{trunk=\"pstn\"}"),
+        0.0
+    );
+}
+
+/// The agent consults the outside number but hangs the consultation up:
+/// the outside leg ends, a REFER naming the ended consultation is refused
+/// (481 in its NOTIFY), and the agent still has the caller until hanging up
+/// themself. Recorded as an answered call with one consultation leg.
+#[test]
+fn a_consultation_hung_up_leaves_the_caller_with_the_agent() {
+    let (gw, gw_port) = gateway(20_000);
+    let site = Site::new("", &[OLEK]);
+    let hotline = site.start(&trunk_config(gw_port));
+    let olek = AgentPhone::new(&hotline, "agent_consults_then_hangs_up.xml", 1_500)
+        .arg("-key")
+        .arg("consult_to")
+        .arg("113")
+        .arg("-key")
+        .arg("agent_user")
+        .arg("olek")
+        .register("olek", "haslo-1");
+    let caller_rtp = RtpListener::bind();
+    let call = asks_for_adviser(&hotline, "call_queue_until_bye.xml", &caller_rtp, "4").spawn();
+    hotline.wait_for_log("consultation connected", SECS(30));
+    olek.phone.wait_ok();
+    call.wait_ok();
+    // The gateway's side was hung up by us (its scenario expects no BYE
+    // from us before its own: it is simply stopped).
+    drop(gw);
+    hotline.wait_metric("hotline_calls_total{outcome=\"answered\"}", 1.0, SECS(5));
+    assert_eq!(
+        hotline.metric("hotline_transfers_total{result=\"connected\"}"),
+        0.0
+    );
+    assert_eq!(
+        hotline.metric("hotline_trunk_channels{trunk=\"pstn\"}"),
+        0.0
+    );
+    let (record, legs) = poll_records(&hotline.data_dir().join("records.db"));
+    assert_eq!(record.1, "answered");
+    assert_eq!(legs.len(), 1, "{legs:?}");
+    assert_eq!(legs[0].3, "answered", "{legs:?}");
+    assert_eq!(legs[0].4, "agent", "{legs:?}");
+    assert_eq!(hotline.count_log("attended transfer refused"), 1);
+}
+
 /// The number an agent transfers to is busy: their phone hears so in the
 /// NOTIFY (486) and still has the caller; nothing is left dialling.
 #[test]

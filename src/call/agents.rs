@@ -193,17 +193,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         let Some(requested) = feature_code(&incoming.dialled) else {
             return false;
         };
-        let agent = self
-            .agents
-            .by_sip_username(&incoming.from_user)
-            .map(|a| a.id.clone());
-        let registered_here = agent.as_ref().is_some_and(|a| {
-            self.registrar
-                .bindings(now.mono, a)
-                .iter()
-                .any(|b| b.source == incoming.source)
-        });
-        let Some(agent) = agent.filter(|_| registered_here) else {
+        let Some(agent) = self.phone_agent(now, incoming) else {
             tracing::warn!(user = %incoming.from_user, source = %incoming.source, "feature code from an unregistered phone");
             self.endpoint.reject(now.mono, incoming.call, 403);
             return true;

@@ -7,6 +7,7 @@
 //! set for all flow deadlines, and counts every call outcome exactly once.
 
 mod agents;
+mod attended;
 mod callback;
 mod media_control;
 mod outputs;
@@ -236,6 +237,8 @@ pub struct CallManager<M: MediaControl, Q: QueueService = Acd> {
     trunks: crate::trunk::Trunks,
     /// Transfer legs through a trunk.
     trunk_legs: HashMap<LegKey, transfer::TrunkLeg>,
+    /// Agents' consultation calls (attended transfer), by their call.
+    consults: HashMap<CallId, attended::Consultation>,
     /// Whether an agent whose phone registers becomes ready at once.
     ready_on_register: bool,
     /// When `housekeeping` runs next.
@@ -340,6 +343,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             legs: HashMap::new(),
             trunks: crate::trunk::Trunks::default(),
             trunk_legs: HashMap::new(),
+            consults: HashMap::new(),
             ready_on_register: true,
             housekeeping_at: now.mono + HOUSEKEEPING_EVERY,
             timezone,
@@ -705,6 +709,27 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
     fn sip_event(&mut self, now: Now, event: SipEvent) {
         match event {
             SipEvent::IncomingCall(incoming) => self.incoming(now, incoming),
+            // An agent's consultation call (attended transfer).
+            SipEvent::Ended { call, .. } | SipEvent::Cancelled { call }
+                if self.is_consultation(call) =>
+            {
+                self.consultation_hung_up(now, call)
+            }
+            SipEvent::ReOffer { call, offer } if self.is_consultation(call) => {
+                self.consultation_reoffer(now, call, offer)
+            }
+            SipEvent::ProbeFailed {
+                session: SessionKey::Call(call),
+                ..
+            }
+            | SipEvent::SessionExpired {
+                session: SessionKey::Call(call),
+            } if self.is_consultation(call) => {
+                self.endpoint.hangup(now.mono, call);
+                self.consultation_hung_up(now, call)
+            }
+            SipEvent::Confirmed { call } | SipEvent::Dtmf { call, .. }
+                if self.is_consultation(call) => {}
             SipEvent::Confirmed { call } => {
                 tracing::debug!(call = call.0, "ack");
             }
@@ -794,7 +819,14 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             SipEvent::LegFailed { leg, code } => self.leg_failed(now, leg, code),
             SipEvent::LegEnded { leg, reason } => self.leg_ended(now, leg, reason),
             SipEvent::LegReOffer { leg, offer } => self.leg_reoffer(now, leg, offer),
-            SipEvent::LegRefer { leg, target } => self.agent_refers(now, leg, &target),
+            SipEvent::LegRefer {
+                leg,
+                target,
+                replaces,
+            } => match replaces {
+                Some(replaces) => self.attended_transfer(now, leg, &replaces),
+                None => self.agent_refers(now, leg, &target),
+            },
             SipEvent::LegDtmf { leg, digit } => {
                 tracing::debug!(leg = leg.0, digit = %digit, "digit from agent (relayed in RTP only)");
             }
@@ -818,7 +850,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         if self.draining {
             return reject(self, 503, "shutting down", refusal::DRAINING);
         }
-        if self.feature_code(now, &incoming) {
+        if self.feature_code(now, &incoming) || self.consultation(now, &incoming) {
             return;
         }
         // Only trunks place calls into the hotline; an agent's phone may dial

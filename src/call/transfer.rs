@@ -51,6 +51,10 @@ pub(super) enum TrunkPurpose {
     Refer(LegKey),
     /// Calling a caller back ([`super::callback`]).
     Callback,
+    /// The agent's consultation call ([`super::attended`]), from their
+    /// phone's call (this key): bridged to that call until the agent
+    /// transfers the caller to it.
+    Consult(CallId),
 }
 
 /// The sipfrag status line a NOTIFY reports for a leg that failed with `code`.
@@ -137,7 +141,7 @@ pub mod transfer_result {
 /// A flow's transfer target: a number (`+4722000000`, `113`), or a SIP URI
 /// whose user part is the number and whose host names a trunk
 /// (`sip:113@emergency`).
-fn parse_target(target: &str) -> (String, Option<String>) {
+pub(super) fn parse_target(target: &str) -> (String, Option<String>) {
     match target.strip_prefix("sip:") {
         Some(rest) => {
             let (user, host) = rest.split_once('@').unwrap_or((rest, ""));
@@ -438,6 +442,14 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         true
     }
 
+    /// An attended transfer put the caller through to their consultation's
+    /// leg: from now on it is the caller's transfer leg.
+    pub(super) fn transfer_leg_now_the_callers(&mut self, leg: LegKey) {
+        if let Some(info) = self.trunk_legs.get_mut(&leg) {
+            info.purpose = TrunkPurpose::Api;
+        }
+    }
+
     /// The transfer leg whose media is `media_key`, if it is one.
     pub(super) fn trunk_leg_of_media(&self, media_key: CallId) -> Option<LegKey> {
         if media_key.0 & TRUNK_LEG_BIT == 0 {
@@ -477,6 +489,13 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         };
         let media_key = trunk_media_key(key);
         self.media.update(media_key, negotiated.stream_params());
+        if let TrunkPurpose::Consult(consultation) = purpose {
+            if let Some(l) = self.trunk_legs.get_mut(&leg) {
+                l.answered_at = Some(now.mono);
+            }
+            self.consultation_answered(now, consultation, leg);
+            return;
+        }
         if purpose == TrunkPurpose::Callback {
             if let Some(l) = self.trunk_legs.get_mut(&leg) {
                 l.answered_at = Some(now.mono);
@@ -526,6 +545,10 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
     /// After a trunk leg failed: the flow's `on_failure`, back to the queue
     /// for a transfer the API asked for, or a callback's next attempt.
     fn not_put_through(&mut self, now: Now, key: CallId, purpose: TrunkPurpose, code: u16) {
+        if let TrunkPurpose::Consult(consultation) = purpose {
+            self.consultation_failed(now, consultation, code);
+            return;
+        }
         if purpose != TrunkPurpose::Callback {
             self.observe(Observation::TransferEnded {
                 result: transfer_result::FAILED,
@@ -540,6 +563,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             }
             TrunkPurpose::Flow => self.flow_event(now, key, FlowEvent::TransferFailed),
             TrunkPurpose::Callback => self.callback_attempt_failed(now, key, code),
+            TrunkPurpose::Consult(_) => {}
         }
     }
 
@@ -555,6 +579,10 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             (false, _) => crate::cdr::hung_up_by::SERVICE,
         };
         self.trunk_leg_over(now, leg, None, by);
+        // A consultation's far end hung up: the agent still has the caller.
+        if matches!(purpose, TrunkPurpose::Consult(_)) {
+            return;
+        }
         if purpose == TrunkPurpose::Callback {
             self.callback_call_ended(now, key);
             return;
@@ -622,9 +650,19 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         let key = info.call;
         let media_key = trunk_media_key(key);
         let callback = info.purpose == TrunkPurpose::Callback;
+        let consultation = match info.purpose {
+            TrunkPurpose::Consult(c) => Some(c),
+            _ => None,
+        };
         if info.answered_at.is_some() {
-            // A callback's bridge is between its two legs.
-            self.media.unbridge(if callback { media_key } else { key });
+            // A callback's bridge is between its two legs, a consultation's
+            // between the agent's phone and this leg.
+            let own_bridge = callback || consultation.is_some();
+            self.media
+                .unbridge(if own_bridge { media_key } else { key });
+        }
+        if let Some(c) = consultation {
+            self.consultation_over(now, c);
         }
         self.media.close(media_key);
         self.trunks.release(info.route.trunk);
@@ -633,7 +671,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             if call.trunk_leg == Some(leg) {
                 call.trunk_leg = None;
             }
-            if info.answered_at.is_some() {
+            if info.answered_at.is_some() && consultation.is_none() {
                 call.transferred_to = Some(info.number.clone());
             }
             super::record_id(call, key)
@@ -661,7 +699,12 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         self.outputs.push_back(super::Output::Leg(LegRecord {
             id: leg_id,
             call_record: call_record.unwrap_or_default(),
-            kind: if callback { "callback" } else { "transfer" }.to_string(),
+            kind: match (callback, consultation) {
+                (true, _) => "callback",
+                (false, Some(_)) => "consultation",
+                (false, None) => "transfer",
+            }
+            .to_string(),
             trunk: info.route.trunk_name.clone(),
             number: info.number.clone(),
             caller_id: info.route.caller_id.clone(),

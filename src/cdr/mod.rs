@@ -71,7 +71,8 @@ pub struct LegRecord {
     pub id: String,
     /// `calls.id` of the caller's call.
     pub call_record: String,
-    /// `transfer`.
+    /// `transfer`, `consultation` (an agent's, that ended without a
+    /// transfer) or `callback`.
     pub kind: String,
     pub trunk: String,
     /// The number dialled.

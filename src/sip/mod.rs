@@ -10,6 +10,7 @@ pub mod dialog;
 pub mod dtmf_relay;
 pub mod endpoint;
 pub mod message;
+pub mod replaces;
 pub mod session_timer;
 pub mod transaction;
 pub mod transport;
@@ -20,4 +21,5 @@ pub use endpoint::{
     OutboundInvite, Refusal, RefusedCall, RegisterContact, RegisterHandle, RegisterRequest,
     SessionKey, SipEndpoint, SipEvent, Transmit,
 };
+pub use replaces::Replaces;
 pub use transport::Transport;

@@ -858,7 +858,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
 /// REGISTER came from is used; when the Contact names that same host (no NAT),
 /// its port is honoured, as a phone may register from one port and take calls
 /// on another.
-fn ring_destination(contact_uri: &str, registered_from: SocketAddr) -> SocketAddr {
+pub(super) fn ring_destination(contact_uri: &str, registered_from: SocketAddr) -> SocketAddr {
     let host_port = contact_uri
         .split_once(':')
         .map(|(_, rest)| rest)

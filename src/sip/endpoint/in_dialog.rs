@@ -138,14 +138,18 @@ impl SipEndpoint {
                     self.respond(now, key, &reply, Answer::code(400));
                     return;
                 };
-                // RFC 5589 attended transfer (Replaces) is not carried out:
-                // the agent's consultation call is not ours to replace.
-                if target.to_ascii_lowercase().contains("replaces") {
-                    self.respond(now, key, &reply, Answer::code(501));
+                // RFC 5589 attended transfer: the dialog to replace is named
+                // in the URI's headers.
+                let Ok((target, replaces)) = crate::sip::Replaces::in_uri(&target) else {
+                    self.respond(now, key, &reply, Answer::code(400));
                     return;
-                }
+                };
                 self.respond(now, key, &reply, Answer::code(202));
-                self.push_event(SipEvent::LegRefer { leg, target });
+                self.push_event(SipEvent::LegRefer {
+                    leg,
+                    target,
+                    replaces,
+                });
             }
             m => {
                 let code = if m.is_known() { 405 } else { 501 };

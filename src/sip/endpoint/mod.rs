@@ -158,10 +158,16 @@ pub enum SipEvent {
     LegReOffer { leg: LegKey, offer: Option<String> },
     /// A digit from SIP INFO on a leg (already answered 200).
     LegDtmf { leg: LegKey, digit: char },
-    /// RFC 3515: the leg's phone (an agent's) asks for a blind transfer of
-    /// the caller to `target` (the Refer-To URI). Already answered 202;
-    /// report the outcome with `notify_refer`.
-    LegRefer { leg: LegKey, target: String },
+    /// RFC 3515: the leg's phone (an agent's) asks to transfer the caller
+    /// to `target` (the Refer-To URI, without its headers): blind, or with
+    /// `replaces` (RFC 5589 attended transfer) to the far end of the dialog
+    /// it names. Already answered 202; report the outcome with
+    /// `notify_refer`.
+    LegRefer {
+        leg: LegKey,
+        target: String,
+        replaces: Option<crate::sip::Replaces>,
+    },
     /// An in-dialog OPTIONS from `probe`, or our session refresh (RFC 4028
     /// UPDATE), got 408/481 or no answer (`code` 408): the peer has likely
     /// gone. The session is still open; hang it up.

@@ -804,7 +804,8 @@ fn a_challenge_without_credentials_fails_the_leg() {
 
 /// RFC 3515: an agent's REFER in the leg's dialog is accepted (202) and
 /// reported; `notify_refer` answers it with a sipfrag NOTIFY in the same
-/// dialog. Without a Refer-To, or with Replaces (attended), it is refused.
+/// dialog. Without a Refer-To, or with a broken Replaces, it is refused; an
+/// attended transfer's Replaces (RFC 5589) is read out of the URI.
 #[test]
 fn an_agents_refer_is_accepted_reported_and_notified() {
     let mut h = Harness::new(10);
@@ -812,21 +813,37 @@ fn an_agents_refer_is_accepted_reported_and_notified() {
     let missing = from_agent("REFER", &inv, 2, "z9hG4bK-r0", "", "");
     feed_agent(&mut h, 1_000, &missing);
     assert!(h.sent()[0].starts_with("SIP/2.0 400 "));
-    let attended = from_agent(
+    let broken = from_agent(
         "REFER",
         &inv,
         3,
         "z9hG4bK-r1",
+        "Refer-To: <sip:b@h?Replaces=abc%3Bto-tag%3Dx>\r\n",
+        "",
+    );
+    feed_agent(&mut h, 1_050, &broken);
+    assert!(h.sent()[0].starts_with("SIP/2.0 400 "));
+    assert!(h.events().is_empty());
+    let attended = from_agent(
+        "REFER",
+        &inv,
+        4,
+        "z9hG4bK-r1a",
         "Refer-To: <sip:b@h?Replaces=abc%3Bto-tag%3Dx%3Bfrom-tag%3Dy>\r\n",
         "",
     );
     feed_agent(&mut h, 1_100, &attended);
-    assert!(h.sent()[0].starts_with("SIP/2.0 501 "));
-    assert!(h.events().is_empty());
+    assert!(h.sent()[0].starts_with("SIP/2.0 202 "));
+    let events = h.events();
+    assert!(
+        matches!(events.as_slice(), [SipEvent::LegRefer { target, replaces: Some(r), .. }]
+            if target == "sip:b@h" && r.call_id == "abc" && r.to_tag == "x" && r.from_tag == "y"),
+        "{events:?}"
+    );
     let refer = from_agent(
         "REFER",
         &inv,
-        4,
+        5,
         "z9hG4bK-r2",
         "Refer-To: \"Emergency\" <sip:113@127.0.0.1:5060>\r\n",
         "",
@@ -835,7 +852,7 @@ fn an_agents_refer_is_accepted_reported_and_notified() {
     assert!(h.sent()[0].starts_with("SIP/2.0 202 "));
     let events = h.events();
     assert!(
-        matches!(events.as_slice(), [SipEvent::LegRefer { leg: l, target }] if *l == leg && target == "sip:113@127.0.0.1:5060"),
+        matches!(events.as_slice(), [SipEvent::LegRefer { leg: l, target, replaces: None }] if *l == leg && target == "sip:113@127.0.0.1:5060"),
         "{events:?}"
     );
     h.ep.notify_refer(h.at(1_300), leg, "200 OK", true);
