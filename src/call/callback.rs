@@ -150,7 +150,7 @@ impl Callback {
         CallbackPlace {
             until: self.deadline,
             held,
-            ticket: serde_json::to_string(&self.record).unwrap_or_default(),
+            ticket: self.record.ticket(),
         }
     }
 
@@ -347,7 +347,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
     /// A callback booked on a node that was lost is ours now: stored here
     /// and put back in its original place.
     pub(super) fn adopt_callback(&mut self, now: Now, ticket: &str) {
-        let record: CallbackRecord = match serde_json::from_str(ticket) {
+        let record = match CallbackRecord::from_ticket(ticket) {
             Ok(record) => record,
             Err(e) => {
                 tracing::error!(error = %e, "callback of a lost node unreadable: not called back");

@@ -125,6 +125,19 @@ pub struct CallbackRecord {
     pub version: u32,
 }
 
+impl CallbackRecord {
+    /// The record as a ticket: what a shared queue keeps with the entry, so
+    /// that another node can carry the callback out (JSON, as in the
+    /// journal).
+    pub fn ticket(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn from_ticket(ticket: &str) -> Result<CallbackRecord, serde_json::Error> {
+        serde_json::from_str(ticket)
+    }
+}
+
 /// States of a callback (`callbacks.state`).
 pub mod callback_state {
     pub const PENDING: &str = "pending";
