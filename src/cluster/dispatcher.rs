@@ -97,6 +97,11 @@ pub struct Dispatcher {
     /// While rebuilding: answers to joins the nodes already have are not sent.
     rebuilding: bool,
     ops: VecDeque<DispatchOp>,
+    /// Agents' state changes, written after the decisions above: an offer
+    /// does not wait for the store to hear that its agent became free (a
+    /// round trip on the path from a free agent to the offer's INVITE).
+    /// They keep their order among themselves.
+    later: VecDeque<DispatchOp>,
     /// Whether the figures moved since the view was last taken.
     changed: bool,
 }
@@ -112,6 +117,7 @@ impl Dispatcher {
             lost: HashSet::new(),
             rebuilding: false,
             ops: VecDeque::new(),
+            later: VecDeque::new(),
             changed: true,
         }
     }
@@ -145,6 +151,7 @@ impl Dispatcher {
         self.homes.clear();
         self.phones.clear();
         self.ops.clear();
+        self.later.clear();
         self.rebuilding = true;
         for stored in &snapshot.agents {
             let id = AgentId::from(stored.id.as_str());
@@ -450,7 +457,7 @@ impl Dispatcher {
     }
 
     pub fn poll_op(&mut self) -> Option<DispatchOp> {
-        self.ops.pop_front()
+        self.ops.pop_front().or_else(|| self.later.pop_front())
     }
 
     /// The cluster view, when the figures moved since the last one.
@@ -577,7 +584,7 @@ impl Dispatcher {
                         .into_iter()
                         .find(|a| a.id == agent)
                         .map(|a| ViewAgent::from_view(&a, now));
-                    self.ops.push_back(DispatchOp::Notify {
+                    self.later.push_back(DispatchOp::Notify {
                         node: Some(home.clone()),
                         message: Some(message),
                         forget: None,

@@ -901,6 +901,8 @@ async fn serve_as_dispatcher(
         .invoke_async(&mut con)
         .await?;
     let snapshot: Snapshot = serde_json::from_str(&text).unwrap_or_default();
+    // Batched writes must not meet NOSCRIPT (its retry would reorder them).
+    let _: String = scripts.notify.load_async(&mut con).await?;
     let (queues, agents) = config.borrow_and_update().clone();
     let now = Now::read();
     let mut core = Dispatcher::new(now, &setup.incarnation, queues.clone(), agents.clone());
@@ -1085,6 +1087,29 @@ async fn carry_out(
     let p = setup.prefix.as_str();
     let epoch = core.epoch();
     while let Some(op) = core.poll_op() {
+        // Agents' state changes go together, in one round trip: the loop
+        // is back reading events (the next agent free) sooner. They are
+        // sent in order on the one connection, so Redis runs them in order
+        // (the script is loaded when dispatching starts: no NOSCRIPT retry
+        // can reorder them).
+        if is_agent_state(&op) {
+            let mut batch = vec![op];
+            while let Some(next) = core.poll_op() {
+                batch.push(next);
+            }
+            let results = futures_util::future::join_all(
+                batch
+                    .iter()
+                    .map(|op| notify(con.clone(), scripts, p, epoch, op)),
+            )
+            .await;
+            for result in results {
+                if result? == -1 {
+                    return Err(StepDown::Fenced);
+                }
+            }
+            return Ok(());
+        }
         let result: i64 = match &op {
             DispatchOp::Offer {
                 caller,
@@ -1128,31 +1153,7 @@ async fn carry_out(
                     .invoke_async(con)
                     .await?
             }
-            DispatchOp::Notify {
-                node,
-                message,
-                forget,
-                agent,
-            } => {
-                let (agent_id, view, home) = match agent {
-                    Some((id, view, home)) => (id.clone(), json(view), home.clone()),
-                    None => (String::new(), String::new(), String::new()),
-                };
-                scripts
-                    .notify
-                    .prepare_invoke()
-                    .arg(p)
-                    .arg(epoch)
-                    .arg(node.clone().unwrap_or_default())
-                    .arg(message.as_ref().map(json).unwrap_or_default())
-                    .arg(INBOX_MAXLEN)
-                    .arg(forget.as_ref().map(WireCaller::key).unwrap_or_default())
-                    .arg(agent_id)
-                    .arg(view)
-                    .arg(home)
-                    .invoke_async(con)
-                    .await?
-            }
+            DispatchOp::Notify { .. } => notify(con.clone(), scripts, p, epoch, &op).await?,
         };
         if let (DispatchOp::Offer { agent, .. }, 1) = (&op, result) {
             tracing::debug!(agent = %agent, "dispatcher: offer written");
@@ -1170,6 +1171,56 @@ async fn carry_out(
         }
     }
     Ok(())
+}
+
+/// Whether `op` only tells an agent's state (the dispatcher writes those
+/// after its decisions, in one batch).
+fn is_agent_state(op: &DispatchOp) -> bool {
+    matches!(
+        op,
+        DispatchOp::Notify {
+            message: Some(Inbox::AgentState { .. }),
+            forget: None,
+            ..
+        }
+    )
+}
+
+/// notify.lua for one `Notify` (nothing for other ops).
+async fn notify(
+    mut con: MultiplexedConnection,
+    scripts: &Scripts,
+    p: &str,
+    epoch: u64,
+    op: &DispatchOp,
+) -> redis::RedisResult<i64> {
+    let DispatchOp::Notify {
+        node,
+        message,
+        forget,
+        agent,
+    } = op
+    else {
+        return Ok(1);
+    };
+    let (agent_id, view, home) = match agent {
+        Some((id, view, home)) => (id.clone(), json(view), home.clone()),
+        None => (String::new(), String::new(), String::new()),
+    };
+    scripts
+        .notify
+        .prepare_invoke()
+        .arg(p)
+        .arg(epoch)
+        .arg(node.clone().unwrap_or_default())
+        .arg(message.as_ref().map(json).unwrap_or_default())
+        .arg(INBOX_MAXLEN)
+        .arg(forget.as_ref().map(WireCaller::key).unwrap_or_default())
+        .arg(agent_id)
+        .arg(view)
+        .arg(home)
+        .invoke_async(&mut con)
+        .await
 }
 
 /// Reaps nodes whose heartbeat lapsed (when `may_reap`: this node has been
