@@ -446,6 +446,41 @@ fn a_consultation_hung_up_leaves_the_caller_with_the_agent() {
     assert_eq!(hotline.count_log("attended transfer refused"), 1);
 }
 
+/// The number an agent consults is busy: the phone's consultation call
+/// gets the far end's 486 (not a generic failure), nothing stays dialled,
+/// and the agent still has the caller.
+#[test]
+fn a_busy_consultation_is_refused_with_the_far_ends_status() {
+    let (gw, gw_port) = AgentPhone::at(
+        "127.0.0.1:9".parse().expect("addr"),
+        "trunk_busy_uas.xml",
+        0,
+    )
+    .start();
+    let site = Site::new("", &[OLEK]);
+    let hotline = site.start(&trunk_config(gw_port));
+    let olek = AgentPhone::new(&hotline, "agent_consults_busy.xml", 1_500)
+        .arg("-key")
+        .arg("consult_to")
+        .arg("113")
+        .arg("-key")
+        .arg("agent_user")
+        .arg("olek")
+        .register("olek", "haslo-1");
+    let caller_rtp = RtpListener::bind();
+    let call = asks_for_adviser(&hotline, "call_queue_until_bye.xml", &caller_rtp, "4").spawn();
+    let line = hotline.wait_for_log("consultation not answered", SECS(30));
+    assert!(line.contains("code=486"), "{line}");
+    gw.phone.wait_ok();
+    olek.phone.wait_ok();
+    call.wait_ok();
+    hotline.wait_metric("hotline_calls_total{outcome=\"answered\"}", 1.0, SECS(5));
+    assert_eq!(
+        hotline.metric("hotline_trunk_channels{trunk=\"pstn\"}"),
+        0.0
+    );
+}
+
 /// The number an agent transfers to is busy: their phone hears so in the
 /// NOTIFY (486) and still has the caller; nothing is left dialling.
 #[test]

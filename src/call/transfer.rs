@@ -483,8 +483,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         let Some(Ok(negotiated)) = negotiated else {
             tracing::warn!(call = key.0, leg = leg.0, "trunk leg's answer unusable");
             self.endpoint.hangup(now.mono, leg);
-            self.trunk_leg_over(now, leg, Some(488), crate::cdr::hung_up_by::SERVICE);
-            self.not_put_through(now, key, purpose, 488);
+            self.leg_not_answered(now, leg, key, purpose, 488);
             return;
         };
         let media_key = trunk_media_key(key);
@@ -538,6 +537,23 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             return;
         };
         tracing::info!(call = key.0, leg = leg.0, code, "trunk leg failed");
+        self.leg_not_answered(now, leg, key, purpose, code);
+    }
+
+    /// A leg that will not be answered: the agent's consultation phone
+    /// hears the far end's status before the leg is forgotten (which would
+    /// end the consultation with 487), then whoever waited for it goes on.
+    fn leg_not_answered(
+        &mut self,
+        now: Now,
+        leg: LegKey,
+        key: CallId,
+        purpose: TrunkPurpose,
+        code: u16,
+    ) {
+        if let TrunkPurpose::Consult(consultation) = purpose {
+            self.consultation_failed(now, consultation, code);
+        }
         self.trunk_leg_over(now, leg, Some(code), crate::cdr::hung_up_by::SERVICE);
         self.not_put_through(now, key, purpose, code);
     }
