@@ -332,32 +332,87 @@ fn the_api_transfers_a_connected_caller_to_an_outside_number() {
     );
 }
 
+/// A service with one trunk to a sipp gateway playing `gateway` (answering
+/// after a challenge, or busy), Olek's phone playing `phone` with `keys`, and
+/// a Polish caller who reaches Olek and stays until the service hangs up.
+struct Scene {
+    hotline: Hotline,
+    gw: Agent,
+    olek: Agent,
+    call: support::RunningSipp,
+    caller_rtp: RtpListener,
+    _site: Site,
+}
+
+fn olek_takes_a_caller(gateway: (Agent, u16), phone: &str, keys: &[(&str, &str)]) -> Scene {
+    let (gw, gw_port) = gateway;
+    let site = Site::new("", &[OLEK]);
+    let hotline = site.start(&trunk_config(gw_port));
+    let mut olek = AgentPhone::new(&hotline, phone, 1_500);
+    for (key, value) in keys {
+        olek = olek.arg("-key").arg(key).arg(value);
+    }
+    let olek = olek.register("olek", "haslo-1");
+    let caller_rtp = RtpListener::bind();
+    let call = asks_for_adviser(&hotline, "call_queue_until_bye.xml", &caller_rtp, "4").spawn();
+    Scene {
+        hotline,
+        gw,
+        olek,
+        call,
+        caller_rtp,
+        _site: site,
+    }
+}
+
+impl Scene {
+    /// The far end, the agent and the caller are done: one answered call,
+    /// no trunk channel left in use.
+    fn all_done_answered(self) -> (Hotline, Site) {
+        self.gw.phone.wait_ok();
+        self.olek.phone.wait_ok();
+        self.call.wait_ok();
+        self.hotline
+            .wait_metric("hotline_calls_total{outcome=\"answered\"}", 1.0, SECS(5));
+        assert_eq!(
+            self.hotline
+                .metric("hotline_trunk_channels{trunk=\"pstn\"}"),
+            0.0
+        );
+        (self.hotline, self._site)
+    }
+}
+
+/// A gateway whose number is busy (486).
+fn busy_gateway() -> (Agent, u16) {
+    AgentPhone::at(
+        "127.0.0.1:9".parse().expect("addr"),
+        "trunk_busy_uas.xml",
+        0,
+    )
+    .start()
+}
+
+/// Olek's phone consulting 113 as olek.
+const CONSULTS_113: [(&str, &str); 2] = [("consult_to", "113"), ("agent_user", "olek")];
+
 /// The agent transfers the caller from the phone (REFER to 113): the phone
 /// gets 202 and a NOTIFY saying 200, then the service ends its leg; the
 /// caller talks to the far end.
 #[test]
 fn an_agent_transfers_the_caller_from_the_phone_with_refer() {
-    let (gw, gw_port) = gateway(3_000);
-    let site = Site::new("", &[OLEK]);
-    let hotline = site.start(&trunk_config(gw_port));
-    let olek = AgentPhone::new(&hotline, "agent_refers.xml", 1_500)
-        .arg("-key")
-        .arg("refer_to")
-        .arg("113")
-        .register("olek", "haslo-1");
-    let caller_rtp = RtpListener::bind();
-    let call = asks_for_adviser(&hotline, "call_queue_until_bye.xml", &caller_rtp, "4").spawn();
-    olek.phone.wait_ok();
-    hotline.wait_metric(
+    let scene = olek_takes_a_caller(gateway(3_000), "agent_refers.xml", &[("refer_to", "113")]);
+    scene.olek.phone.wait_ok();
+    scene.hotline.wait_metric(
         "hotline_transfers_total{result=\"connected\"}",
         1.0,
         SECS(10),
     );
-    far_end_talks_and_hangs_up(&hotline, &caller_rtp, gw, call);
-    let (record, legs) = poll_records(&hotline.data_dir().join("records.db"));
+    far_end_talks_and_hangs_up(&scene.hotline, &scene.caller_rtp, scene.gw, scene.call);
+    let (record, legs) = poll_records(&scene.hotline.data_dir().join("records.db"));
     assert_eq!(record.1, "transferred");
     assert_eq!(legs.len(), 1, "{legs:?}");
-    assert!(hotline.count_log("agent asks for a transfer") == 1);
+    assert!(scene.hotline.count_log("agent asks for a transfer") == 1);
 }
 
 /// An attended transfer (RFC 5589): the agent consults the outside number
@@ -367,39 +422,33 @@ fn an_agent_transfers_the_caller_from_the_phone_with_refer() {
 /// end. One call record (transferred), one leg (answered, the caller's).
 #[test]
 fn an_agent_consults_the_number_then_puts_the_caller_through_attended() {
-    let (gw, gw_port) = gateway(6_000);
-    let site = Site::new("", &[OLEK]);
-    let hotline = site.start(&trunk_config(gw_port));
-    let olek = AgentPhone::new(&hotline, "agent_attended_transfer.xml", 1_500)
-        .arg("-key")
-        .arg("consult_to")
-        .arg("113")
-        .arg("-key")
-        .arg("agent_user")
-        .arg("olek")
-        .register("olek", "haslo-1");
-    let caller_rtp = RtpListener::bind();
-    let call = asks_for_adviser(&hotline, "call_queue_until_bye.xml", &caller_rtp, "4").spawn();
-    hotline.wait_for_log("consultation connected", SECS(30));
+    let scene = olek_takes_a_caller(gateway(6_000), "agent_attended_transfer.xml", &CONSULTS_113);
+    scene
+        .hotline
+        .wait_for_log("consultation connected", SECS(30));
     assert_eq!(
-        hotline.metric("hotline_calls_active{stage=\"agent\"}"),
+        scene
+            .hotline
+            .metric("hotline_calls_active{stage=\"agent\"}"),
         1.0,
         "the agent still has the caller while consulting"
     );
-    olek.phone.wait_ok();
-    hotline.wait_metric(
+    scene.olek.phone.wait_ok();
+    scene.hotline.wait_metric(
         "hotline_transfers_total{result=\"connected\"}",
         1.0,
         SECS(10),
     );
-    assert_eq!(hotline.count_log("attended transfer connected"), 1);
-    far_end_talks_and_hangs_up(&hotline, &caller_rtp, gw, call);
-    let (record, legs) = poll_records(&hotline.data_dir().join("records.db"));
+    assert_eq!(scene.hotline.count_log("attended transfer connected"), 1);
+    far_end_talks_and_hangs_up(&scene.hotline, &scene.caller_rtp, scene.gw, scene.call);
+    let (record, legs) = poll_records(&scene.hotline.data_dir().join("records.db"));
     assert_eq!(record.1, "transferred");
     assert_eq!(legs.len(), 1, "{legs:?}");
     assert_eq!(legs[0].3, "answered", "{legs:?}");
     assert_eq!(
-        hotline.metric("hotline_trunk_channels{trunk=\"pstn\"}"),
+        scene
+            .hotline
+            .metric("hotline_trunk_channels{trunk=\"pstn\"}"),
         0.0
     );
 }
@@ -410,40 +459,40 @@ fn an_agent_consults_the_number_then_puts_the_caller_through_attended() {
 /// themself. Recorded as an answered call with one consultation leg.
 #[test]
 fn a_consultation_hung_up_leaves_the_caller_with_the_agent() {
-    let (gw, gw_port) = gateway(20_000);
-    let site = Site::new("", &[OLEK]);
-    let hotline = site.start(&trunk_config(gw_port));
-    let olek = AgentPhone::new(&hotline, "agent_consults_then_hangs_up.xml", 1_500)
-        .arg("-key")
-        .arg("consult_to")
-        .arg("113")
-        .arg("-key")
-        .arg("agent_user")
-        .arg("olek")
-        .register("olek", "haslo-1");
-    let caller_rtp = RtpListener::bind();
-    let call = asks_for_adviser(&hotline, "call_queue_until_bye.xml", &caller_rtp, "4").spawn();
-    hotline.wait_for_log("consultation connected", SECS(30));
-    olek.phone.wait_ok();
-    call.wait_ok();
+    let scene = olek_takes_a_caller(
+        gateway(20_000),
+        "agent_consults_then_hangs_up.xml",
+        &CONSULTS_113,
+    );
+    scene
+        .hotline
+        .wait_for_log("consultation connected", SECS(30));
+    scene.olek.phone.wait_ok();
+    scene.call.wait_ok();
     // The gateway's side was hung up by us (its scenario expects no BYE
     // from us before its own: it is simply stopped).
-    drop(gw);
-    hotline.wait_metric("hotline_calls_total{outcome=\"answered\"}", 1.0, SECS(5));
+    drop(scene.gw);
+    scene
+        .hotline
+        .wait_metric("hotline_calls_total{outcome=\"answered\"}", 1.0, SECS(5));
     assert_eq!(
-        hotline.metric("hotline_transfers_total{result=\"connected\"}"),
+        scene
+            .hotline
+            .metric("hotline_transfers_total{result=\"connected\"}"),
         0.0
     );
     assert_eq!(
-        hotline.metric("hotline_trunk_channels{trunk=\"pstn\"}"),
+        scene
+            .hotline
+            .metric("hotline_trunk_channels{trunk=\"pstn\"}"),
         0.0
     );
-    let (record, legs) = poll_records(&hotline.data_dir().join("records.db"));
+    let (record, legs) = poll_records(&scene.hotline.data_dir().join("records.db"));
     assert_eq!(record.1, "answered");
     assert_eq!(legs.len(), 1, "{legs:?}");
     assert_eq!(legs[0].3, "answered", "{legs:?}");
     assert_eq!(legs[0].4, "agent", "{legs:?}");
-    assert_eq!(hotline.count_log("attended transfer refused"), 1);
+    assert_eq!(scene.hotline.count_log("attended transfer refused"), 1);
 }
 
 /// The number an agent consults is busy: the phone's consultation call
@@ -451,70 +500,41 @@ fn a_consultation_hung_up_leaves_the_caller_with_the_agent() {
 /// and the agent still has the caller.
 #[test]
 fn a_busy_consultation_is_refused_with_the_far_ends_status() {
-    let (gw, gw_port) = AgentPhone::at(
-        "127.0.0.1:9".parse().expect("addr"),
-        "trunk_busy_uas.xml",
-        0,
-    )
-    .start();
-    let site = Site::new("", &[OLEK]);
-    let hotline = site.start(&trunk_config(gw_port));
-    let olek = AgentPhone::new(&hotline, "agent_consults_busy.xml", 1_500)
-        .arg("-key")
-        .arg("consult_to")
-        .arg("113")
-        .arg("-key")
-        .arg("agent_user")
-        .arg("olek")
-        .register("olek", "haslo-1");
-    let caller_rtp = RtpListener::bind();
-    let call = asks_for_adviser(&hotline, "call_queue_until_bye.xml", &caller_rtp, "4").spawn();
-    let line = hotline.wait_for_log("consultation not answered", SECS(30));
+    let scene = olek_takes_a_caller(busy_gateway(), "agent_consults_busy.xml", &CONSULTS_113);
+    let line = scene
+        .hotline
+        .wait_for_log("consultation not answered", SECS(30));
     assert!(line.contains("code=486"), "{line}");
-    gw.phone.wait_ok();
-    olek.phone.wait_ok();
-    call.wait_ok();
-    hotline.wait_metric("hotline_calls_total{outcome=\"answered\"}", 1.0, SECS(5));
-    assert_eq!(
-        hotline.metric("hotline_trunk_channels{trunk=\"pstn\"}"),
-        0.0
-    );
+    scene.all_done_answered();
 }
 
 /// The number an agent transfers to is busy: their phone hears so in the
 /// NOTIFY (486) and still has the caller; nothing is left dialling.
 #[test]
 fn a_refer_to_a_busy_number_is_reported_and_the_agent_keeps_the_caller() {
-    let (gw, gw_port) = AgentPhone::at(
-        "127.0.0.1:9".parse().expect("addr"),
-        "trunk_busy_uas.xml",
-        0,
-    )
-    .start();
-    let site = Site::new("", &[OLEK]);
-    let hotline = site.start(&trunk_config(gw_port));
-    let olek = AgentPhone::new(&hotline, "agent_refers_busy.xml", 1_500)
-        .arg("-key")
-        .arg("refer_to")
-        .arg("113")
-        .register("olek", "haslo-1");
-    let caller_rtp = RtpListener::bind();
-    let call = asks_for_adviser(&hotline, "call_queue_until_bye.xml", &caller_rtp, "4").spawn();
-    hotline.wait_metric("hotline_transfers_total{result=\"failed\"}", 1.0, SECS(20));
+    let scene = olek_takes_a_caller(
+        busy_gateway(),
+        "agent_refers_busy.xml",
+        &[("refer_to", "113")],
+    );
+    scene
+        .hotline
+        .wait_metric("hotline_transfers_total{result=\"failed\"}", 1.0, SECS(20));
     assert_eq!(
-        hotline.metric("hotline_calls_active{stage=\"agent\"}"),
+        scene
+            .hotline
+            .metric("hotline_calls_active{stage=\"agent\"}"),
         1.0,
         "the agent still has the caller"
     );
     assert_eq!(
-        hotline.metric("hotline_trunk_channels{trunk=\"pstn\"}"),
+        scene
+            .hotline
+            .metric("hotline_trunk_channels{trunk=\"pstn\"}"),
         0.0
     );
-    gw.phone.wait_ok();
     // The agent hangs up after talking on: an answered call.
-    olek.phone.wait_ok();
-    call.wait_ok();
-    hotline.wait_metric("hotline_calls_total{outcome=\"answered\"}", 1.0, SECS(5));
+    let (hotline, _site) = scene.all_done_answered();
     assert_eq!(
         hotline.metric("hotline_calls_total{outcome=\"transferred\"}"),
         0.0
