@@ -336,6 +336,11 @@ impl Negotiated {
     }
 }
 
+/// An offer as text, parsed and negotiated (see [`negotiate`]).
+pub fn negotiate_text(offer: &str) -> Result<Negotiated, SdpError> {
+    Offer::parse(offer).and_then(|o| negotiate(&o))
+}
+
 /// Picks the first audio stream we can serve and the first codec of the offer
 /// (in its order) that we speak.
 pub fn negotiate(offer: &Offer) -> Result<Negotiated, SdpError> {

@@ -75,11 +75,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         if call.trunk_leg.is_some() {
             return refuse(self, 491, "the caller is already being transferred");
         }
-        let negotiated = match incoming
-            .offer
-            .as_deref()
-            .map(|o| sdp::Offer::parse(o).and_then(|o| sdp::negotiate(&o)))
-        {
+        let negotiated = match incoming.offer.as_deref().map(sdp::negotiate_text) {
             Some(Ok(n)) => n,
             Some(Err(e)) => return refuse(self, e.status_code(), "unusable SDP"),
             None => return refuse(self, 488, "no SDP offer"),
@@ -196,9 +192,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
 
     /// A re-INVITE on the consultation (the phone's hold and resume).
     pub(super) fn consultation_reoffer(&mut self, now: Now, key: CallId, offer: Option<String>) {
-        let negotiated = offer
-            .as_deref()
-            .map(|o| sdp::Offer::parse(o).and_then(|o| sdp::negotiate(&o)));
+        let negotiated = offer.as_deref().map(sdp::negotiate_text);
         let (Some(c), Some(Ok(n))) = (self.consults.get_mut(&key), negotiated) else {
             self.endpoint.answer_reoffer(now.mono, key, None);
             return;

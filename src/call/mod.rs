@@ -864,7 +864,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         let Some(offer_text) = incoming.offer.as_deref() else {
             return reject(self, 488, "no SDP offer", refusal::NO_SDP);
         };
-        let negotiated = match sdp::Offer::parse(offer_text).and_then(|o| sdp::negotiate(&o)) {
+        let negotiated = match sdp::negotiate_text(offer_text) {
             Ok(n) => n,
             Err(e) => {
                 return reject(self, e.status_code(), &e.to_string(), refusal::SDP);
@@ -997,10 +997,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             self.endpoint.answer_reoffer(now.mono, key, None);
             return;
         };
-        let negotiated = match offer
-            .as_deref()
-            .map(|o| sdp::Offer::parse(o).and_then(|o| sdp::negotiate(&o)))
-        {
+        let negotiated = match offer.as_deref().map(sdp::negotiate_text) {
             Some(Ok(n)) => n,
             Some(Err(e)) => {
                 tracing::info!(call = key.0, error = %e, "re-INVITE refused");

@@ -624,9 +624,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
 
     /// The far end re-INVITEs: follow it.
     pub(super) fn trunk_leg_reoffer(&mut self, now: Now, leg: LegKey, offer: Option<String>) {
-        let negotiated = offer
-            .as_deref()
-            .map(|o| sdp::Offer::parse(o).and_then(|o| sdp::negotiate(&o)));
+        let negotiated = offer.as_deref().map(sdp::negotiate_text);
         let (Some(info), Some(Ok(n))) = (self.trunk_legs.get_mut(&leg), negotiated) else {
             self.endpoint.answer_leg_reoffer(now.mono, leg, None);
             return;

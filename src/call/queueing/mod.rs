@@ -642,9 +642,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             self.endpoint.answer_leg_reoffer(now.mono, leg, None);
             return;
         };
-        let negotiated = offer
-            .as_deref()
-            .map(|o| sdp::Offer::parse(o).and_then(|o| sdp::negotiate(&o)));
+        let negotiated = offer.as_deref().map(sdp::negotiate_text);
         let Some(Ok(n)) = negotiated else {
             self.endpoint.answer_leg_reoffer(now.mono, leg, None);
             return;
