@@ -55,13 +55,19 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             this.endpoint.reject(now.mono, key, code);
             true
         };
-        let caller = self.calls.iter().find_map(|(k, c)| {
-            (c.stage == Stage::Agent && c.connected_agent.as_ref() == Some(&agent)).then_some(*k)
-        });
+        let call = self
+            .calls
+            .iter()
+            .find(|(_, c)| c.stage == Stage::Agent && c.connected_agent.as_ref() == Some(&agent));
         // An agent who talks to nobody is handled as any phone.
-        let Some(caller) = caller else {
+        let Some((&caller, call)) = call else {
             return false;
         };
+        let (from, codec, transferring) = (
+            call.info.from_user.clone(),
+            call.codec,
+            call.trunk_leg.is_some(),
+        );
         let number = super::transfer::parse_target(&incoming.dialled).0;
         if !crate::trunk::is_dialable(&number) {
             return refuse(self, 404, "not a number");
@@ -69,10 +75,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         if self.consults.len() >= MAX_CONSULTATIONS {
             return refuse(self, 503, "too many consultations");
         }
-        let Some(call) = self.calls.get(&caller) else {
-            return refuse(self, 403, "the agent talks to no caller");
-        };
-        if call.trunk_leg.is_some() {
+        if transferring {
             return refuse(self, 491, "the caller is already being transferred");
         }
         let negotiated = match incoming.offer.as_deref().map(sdp::negotiate_text) {
@@ -80,7 +83,6 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
             Some(Err(e)) => return refuse(self, e.status_code(), "unusable SDP"),
             None => return refuse(self, 488, "no SDP offer"),
         };
-        let (from, codec) = (call.info.from_user.clone(), call.codec);
         let route = match self.trunks.route(&number, None, &from) {
             Ok(route) => route,
             Err(refusal) => {
@@ -245,12 +247,7 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         self.endpoint.hangup(now.mono, key);
         self.transfer_leg_now_the_callers(c.trunk_leg);
         self.step_out_of_queue(now, caller, "transferred");
-        self.media.stop(caller);
-        self.media.bridge(caller, trunk_media_key(caller));
-        self.set_stage(caller, Stage::Transfer);
-        self.observe(Observation::TransferEnded {
-            result: super::transfer::transfer_result::CONNECTED,
-        });
+        self.put_through(now, caller);
         tracing::info!(call = caller.0, consultation = key.0, agent = %c.agent.as_str(),
             leg = c.trunk_leg.0, "attended transfer connected");
         self.process(now);

@@ -508,11 +508,21 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
                 .notify_refer(now.mono, agent_leg, "200 OK", true);
             self.step_out_of_queue(now, key, "transferred");
         }
-        self.media.stop(key);
-        self.media.bridge(key, media_key);
         if let Some(l) = self.trunk_legs.get_mut(&leg) {
             l.answered_at = Some(now.mono);
         }
+        self.put_through(now, key);
+        tracing::info!(call = key.0, leg = leg.0, "transfer connected");
+        if purpose == TrunkPurpose::Flow {
+            self.flow_event(now, key, FlowEvent::Transferred);
+        }
+    }
+
+    /// The caller now talks to their answered trunk leg: bridged, counted
+    /// as a transfer connected.
+    pub(super) fn put_through(&mut self, now: Now, key: CallId) {
+        self.media.stop(key);
+        self.media.bridge(key, trunk_media_key(key));
         if let Some(call) = self.calls.get_mut(&key) {
             // A caller put through from the IVR is connected now; one who
             // waited keeps their agent's answer time (or none): the report's
@@ -525,10 +535,6 @@ impl<M: MediaControl, Q: QueueService> CallManager<M, Q> {
         self.observe(Observation::TransferEnded {
             result: transfer_result::CONNECTED,
         });
-        tracing::info!(call = key.0, leg = leg.0, "transfer connected");
-        if purpose == TrunkPurpose::Flow {
-            self.flow_event(now, key, FlowEvent::Transferred);
-        }
     }
 
     /// The far end refused or never answered: the flow goes on.
