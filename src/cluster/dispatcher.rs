@@ -262,6 +262,12 @@ impl Dispatcher {
         }
     }
 
+    /// Holds the caller's place as `held` says (not held: released).
+    fn hold_as(&mut self, now: Now, caller: &CallerId, held: WireHeld) {
+        let until = held.held().hold_until().unwrap_or(Some(now.wall));
+        self.acd.hold(now, caller, until);
+    }
+
     /// One request from a node, in the order the store took it.
     pub fn handle_event(&mut self, now: Now, event: Event) {
         // A node found dead that speaks again was only cut off: its callers
@@ -333,10 +339,7 @@ impl Dispatcher {
                             Some(cb) => {
                                 self.acd.keep_for_callback(now, &id, cb.place(held));
                             }
-                            None => {
-                                let until = held.held().hold_until().unwrap_or(Some(now.wall));
-                                self.acd.hold(now, &id, until);
-                            }
+                            None => self.hold_as(now, &id, held),
                         }
                     } else {
                         self.enqueue(
@@ -359,8 +362,7 @@ impl Dispatcher {
             // Figures move without an action (callbacks waiting): the view
             // is published again.
             Event::Hold { caller, held } => {
-                let until = held.held().hold_until().unwrap_or(Some(now.wall));
-                self.acd.hold(now, &caller.id(), until);
+                self.hold_as(now, &caller.id(), held);
                 self.changed = true;
             }
             Event::KeepForCallback {
